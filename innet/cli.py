@@ -1,0 +1,186 @@
+"""The command line: run a scenario, validate a topology, print a plan, rebuild a report.
+
+``python run_sim.py [run options]`` (or ``innet``) runs a scenario; the first
+word may instead be ``validate``, ``plan`` or ``report``. Problems with the
+user's input end with a one-line message on stderr and exit status 2, never a
+traceback, and leave no run directory behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from innet.errors import InnetError
+
+__all__ = ["main"]
+
+DEFAULT_SCENARIO = "dense_vs_dijkstra"
+COMMANDS = ("run", "validate", "plan", "report")
+
+
+def _run_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="run_sim.py",
+        description="Run an in-network learning scenario and write a run directory. "
+        "Other commands: validate PATH | plan TOPOLOGY | report RUN_DIR (see COMMAND --help).",
+    )
+    parser.add_argument(
+        "--scenario", default=DEFAULT_SCENARIO, help="scenario name (in scenarios/) or YAML path"
+    )
+    parser.add_argument("--topology", help="topology YAML to use instead of the scenario's")
+    parser.add_argument("--seeds", type=int, help="run seeds 0..N-1 instead of the scenario's")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a scenario field, e.g. --set training.epochs=3 (repeatable)",
+    )
+    parser.add_argument("--out", type=Path, help="run directory (default runs/<scenario>-<time>)")
+    parser.add_argument("--list", action="store_true", help="list the known scenarios and exit")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    return parser
+
+
+def _validate_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="run_sim.py validate",
+        description="Check a topology (or scenario) file and print a summary.",
+    )
+    parser.add_argument("path", type=Path)
+    return parser
+
+
+def _plan_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="run_sim.py plan", description="Print who sends to whom under a routing."
+    )
+    parser.add_argument("topology", type=Path)
+    parser.add_argument("--routing", default="dijkstra", help="dense | dijkstra | hop | maxcap")
+    parser.add_argument(
+        "--message-bits",
+        type=float,
+        help="forward message size used as Dijkstra weight "
+        "(default: the default scenario's forward message)",
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    return parser
+
+
+def _report_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="run_sim.py report",
+        description="Rebuild summary, report and figures of a run directory from its tables.",
+    )
+    parser.add_argument("run_dir", type=Path)
+    return parser
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from innet.scenario import find_scenario, list_scenarios, load_scenario
+
+    if args.list:
+        for name, description in list_scenarios():
+            print(f"{name:24s} {description}")
+        return 0
+    overrides = list(args.overrides)
+    if args.seeds is not None:
+        if args.seeds < 1:
+            raise InnetError("--seeds must be at least 1")
+        overrides.append(f"seeds={args.seeds}")
+    loaded = load_scenario(find_scenario(args.scenario), overrides, args.topology)
+
+    from innet.report import headline_table
+    from innet.runner import run_scenario
+
+    run_dir, summary = run_scenario(loaded, out=args.out, progress=not args.no_progress)
+    print(headline_table(summary))
+    print(f"\nrun directory: {run_dir}  (report: {run_dir / 'report.md'})")
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from innet.topology import format_summary, load_topology, summarize_topology
+    from innet.yamlio import read_yaml
+
+    data, _ = read_yaml(args.path)
+    if isinstance(data, dict) and "variants" in data:
+        from innet.scenario import load_scenario
+
+        loaded = load_scenario(args.path)
+        print(f"{args.path}: scenario {loaded.scenario.name!r} is valid")
+        print(f"  variants: {', '.join(f'{v.name} ({v.routing})' for v in loaded.variants)}")
+        print(f"  seeds: {loaded.scenario.seed_list}")
+        topology = load_topology(loaded.topology_path)
+    else:
+        topology = load_topology(args.path)
+        print(f"{args.path}: topology {topology.name!r} is valid")
+    print(format_summary(summarize_topology(topology)))
+    return 0
+
+
+def default_message_bits() -> int:
+    """Forward message size of the default scenario's first variant."""
+    from innet.scenario import find_scenario, load_scenario
+
+    loaded = load_scenario(find_scenario(DEFAULT_SCENARIO))
+    return loaded.variants[0].forward_message_bits(loaded.scenario.network.header_bytes)
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from innet.plans import build_plan
+    from innet.topology import load_topology
+
+    topology = load_topology(args.topology)
+    bits = args.message_bits if args.message_bits is not None else default_message_bits()
+    if bits <= 0:
+        raise InnetError("--message-bits must be positive")
+    plan = build_plan(topology, args.routing, bits)
+    if args.json:
+        print(json.dumps(plan.to_json()))
+    else:
+        print(f"{plan.routing} plan of {topology.name!r} towards {plan.fusion}:")
+        print(f"  {len(plan.edges)} of {topology.graph.number_of_edges()} links used")
+        for sender, receiver in plan.edges:
+            print(f"  {sender} -> {receiver}")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from innet.report import headline_table, write_report
+
+    if not args.run_dir.is_dir():
+        raise InnetError(f"{args.run_dir}: not a run directory")
+    summary = write_report(args.run_dir)
+    print(headline_table(summary))
+    print(f"\nreport rebuilt: {args.run_dir / 'report.md'}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``run_sim.py`` and the ``innet`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = argv[0] if argv and argv[0] in COMMANDS else "run"
+    if argv and argv[0] in COMMANDS:
+        argv = argv[1:]
+    parsers = {
+        "run": (_run_parser, _cmd_run),
+        "validate": (_validate_parser, _cmd_validate),
+        "plan": (_plan_parser, _cmd_plan),
+        "report": (_report_parser, _cmd_report),
+    }
+    make_parser, handler = parsers[command]
+    args = make_parser().parse_args(argv)
+    try:
+        return handler(args)
+    except InnetError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,207 @@
+"""The training loop of in-network learning, one node at a time.
+
+A training step walks the plan twice. Forward, in topological order: each
+node takes its view of the batch (sensors), receives the latents its children
+sent, and sends its gated latent to every parent; the fusion node decodes the
+class and computes the cross-entropy. Backward, in reverse order: the fusion
+node backpropagates through its own module only and sends each child the
+gradient with respect to the latent that child sent; every other node sums the
+gradients from its parents, backpropagates ``<T, grad> + beta * rate`` through
+its own module and passes gradients on to its children. Each node then steps
+its own optimiser. No autograd graph spans two nodes: what crosses a link is a
+detached tensor, handed to the :class:`~innet.transport.Transport`, and every
+send is written down as an exchange record from the real tensor.
+
+The engine runs only the nodes its transport owns, so the same code runs with
+all nodes in one process or spread over torch.distributed ranks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from innet.modules import NodeModule, NodeSpec
+from innet.plans import Plan
+from innet.transport import Transport
+
+__all__ = ["Engine", "ExchangeRow", "LocalEval", "RECORD_FIELDS"]
+
+RECORD_FIELDS = ("epoch", "step", "phase", "src", "dst", "payload", "nbytes")
+ExchangeRow = tuple[int, int, str, str, str, str, int]
+"""One send: (epoch, step, phase, src, dst, payload, nbytes)."""
+
+
+@dataclass
+class LocalEval:
+    """What one process measured during an evaluation (merged across processes by the runner)."""
+
+    samples: int = 0
+    loss_sum: float = 0.0  # cross-entropy summed over samples (fusion owner only)
+    correct: int = 0  # fusion owner only
+    rate_sums: dict[str, float] = field(default_factory=dict)  # node -> rate * samples
+
+    def merge(self, other: LocalEval) -> LocalEval:
+        rates = dict(self.rate_sums)
+        for node, value in other.rate_sums.items():
+            rates[node] = rates.get(node, 0.0) + value
+        return LocalEval(
+            samples=max(self.samples, other.samples),
+            loss_sum=self.loss_sum + other.loss_sum,
+            correct=self.correct + other.correct,
+            rate_sums=rates,
+        )
+
+
+class Engine:
+    """Trains the node modules of one plan, exchanging every message through a transport."""
+
+    def __init__(
+        self,
+        *,
+        plan: Plan,
+        specs: Mapping[str, NodeSpec],
+        seed: int,
+        transport: Transport,
+        views: Mapping[str, tuple[torch.Tensor, torch.Tensor]],
+        labels: tuple[torch.Tensor, torch.Tensor],
+        lr: float,
+        optimizer: str = "adam",
+        beta: float = 0.0,
+        header_bytes: int = 0,
+    ) -> None:
+        self.plan = plan
+        self.transport = transport
+        self.beta = beta
+        self.header_bytes = header_bytes
+        self.order = plan.forward_order()
+        self.local = [node for node in self.order if transport.owns(node)]
+        self.modules = {node: NodeModule(specs[node], seed) for node in self.local}
+        self.optimizers = {
+            node: _make_optimizer(optimizer, module.parameters(), lr)
+            for node, module in self.modules.items()
+        }
+        self.specs = dict(specs)
+        self.views = views  # node -> (train view, test view)
+        self.labels = labels  # (train labels, test labels)
+        self.records: list[ExchangeRow] = []
+
+    # -- messages ---------------------------------------------------------------------------
+
+    def _send(self, tensor: torch.Tensor, src: str, dst: str, phase: str, payload: str) -> None:
+        wire = tensor.detach().contiguous()
+        nbytes = wire.numel() * wire.element_size() + self.header_bytes
+        self.records.append((self._epoch, self._step, phase, src, dst, payload, nbytes))
+        self.transport.send(wire, src=src, dst=dst, phase=phase, payload=payload)
+
+    def _recv(self, src: str, dst: str, phase: str, payload: str, batch: int) -> torch.Tensor:
+        shape = (batch, self.specs[src].latent_dim)
+        return self.transport.recv(src=src, dst=dst, phase=phase, payload=payload, shape=shape)
+
+    def _view(self, node: str, split: int, index: np.ndarray) -> torch.Tensor | None:
+        views = self.views.get(node)
+        return views[split][index] if views is not None else None
+
+    # -- training ---------------------------------------------------------------------------
+
+    def train_step(self, index: np.ndarray, epoch: int, step: int) -> float | None:
+        """One synchronous step on the training samples ``index``.
+
+        Returns the fusion node's cross-entropy when this process owns it, else None.
+        """
+        self._epoch, self._step = epoch, step
+        batch = len(index)
+        sent: dict[str, torch.Tensor] = {}
+        rates: dict[str, torch.Tensor] = {}
+        held: dict[str, dict[str, torch.Tensor]] = {}
+        loss: torch.Tensor | None = None
+        for node in self.local:
+            module = self.modules[node]
+            module.train()
+            received = {
+                child: self._recv(child, node, "forward", "latent", batch).requires_grad_(True)
+                for child in self.plan.children(node)
+            }
+            held[node] = received
+            if node == self.plan.fusion:
+                logits = module.decode(list(received.values()))
+                loss = F.cross_entropy(logits, self.labels[0][index])
+                continue
+            out = module.send_forward(self._view(node, 0, index), list(received.values()))
+            sent[node], rates[node] = out.t, out.rate_bits
+            for parent in self.plan.parents(node):
+                self._send(out.t, node, parent, "forward", "latent")
+
+        for node in reversed(self.local):
+            if node == self.plan.fusion:
+                assert loss is not None
+                objective = loss
+            else:
+                grad = sum(
+                    self._recv(parent, node, "backward", "grad", batch)
+                    for parent in self.plan.parents(node)
+                )
+                objective = (sent[node] * grad).sum()
+                if self.beta > 0:
+                    objective = objective + self.beta * rates[node]
+            optimizer = self.optimizers[node]
+            optimizer.zero_grad(set_to_none=True)
+            objective.backward()
+            for child, latent in held[node].items():
+                grad_out = latent.grad if latent.grad is not None else torch.zeros_like(latent)
+                self._send(grad_out, node, child, "backward", "grad")
+            optimizer.step()
+        return float(loss.detach()) if loss is not None else None
+
+    # -- evaluation -------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def evaluate(self, epoch: int, step: int, batch_size: int) -> LocalEval:
+        """Forward the test split in batches; accuracy at the fusion node, rates at each sender.
+
+        Eval records carry ``step`` = the evaluation batch index.
+        """
+        self._epoch = epoch
+        n_test = len(self.labels[1])
+        result = LocalEval(samples=n_test)
+        for module in self.modules.values():
+            module.eval()
+        for batch_number, start in enumerate(range(0, n_test, batch_size)):
+            self._step = batch_number
+            index = np.arange(start, min(start + batch_size, n_test))
+            batch = len(index)
+            for node in self.local:
+                module = self.modules[node]
+                received = [
+                    self._recv(child, node, "eval", "latent", batch)
+                    for child in self.plan.children(node)
+                ]
+                if node == self.plan.fusion:
+                    logits = module.decode(received)
+                    targets = self.labels[1][index]
+                    result.loss_sum += float(F.cross_entropy(logits, targets, reduction="sum"))
+                    result.correct += int((logits.argmax(dim=1) == targets).sum())
+                    continue
+                out = module.send_forward(self._view(node, 1, index), received)
+                result.rate_sums[node] = (
+                    result.rate_sums.get(node, 0.0) + float(out.rate_bits) * batch
+                )
+                for parent in self.plan.parents(node):
+                    self._send(out.t, node, parent, "eval", "latent")
+        return result
+
+    def compute_flops(self) -> dict[str, int]:
+        """Forward FLOPs per sample of each local node's module."""
+        return {node: module.flops_per_sample() for node, module in self.modules.items()}
+
+
+def _make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9)
+    raise ValueError(f"unknown optimizer {name!r}")

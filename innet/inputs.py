@@ -1,0 +1,108 @@
+"""From a scenario's data block and a topology to what each node observes.
+
+Loads the dataset for a seed (the train/test split depends on the seed, so all
+variants of one seed see the same samples), then gives every sensor its view:
+a disjoint block of features (``split``) or the whole input with independent
+noise at a per-sensor SNR (``noisy``). A sensor's ``view`` attribute picks its
+block; sensors without one take the blocks in node order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from innet.data import (
+    Dataset,
+    load_digits_dataset,
+    load_idx_dataset,
+    make_gaussian_mixture,
+    noisy_views,
+    split_views,
+)
+from innet.errors import InnetError
+from innet.scenario import DataConfig
+from innet.topology.model import Topology
+
+__all__ = ["NodeInputs", "load_inputs", "sensor_view_indices"]
+
+
+@dataclass
+class NodeInputs:
+    """Per-sensor views (train, test) as tensors, the labels, and the dataset's shape."""
+
+    views: dict[str, tuple[torch.Tensor, torch.Tensor]]
+    labels: tuple[torch.Tensor, torch.Tensor]
+    n_classes: int
+    dataset: str
+
+    @property
+    def n_train(self) -> int:
+        return len(self.labels[0])
+
+    def view_dim(self, node: str) -> int | None:
+        views = self.views.get(node)
+        return int(views[0].shape[1]) if views is not None else None
+
+
+def sensor_view_indices(topology: Topology) -> dict[str, int]:
+    """The view index of each sensor: its ``view`` attribute, else its rank in node order."""
+    indices = {}
+    for rank, sensor in enumerate(topology.sensors):
+        view = topology.graph.nodes[sensor].get("view")
+        indices[sensor] = int(view) if view is not None else rank
+    return indices
+
+
+def _load_dataset(config: DataConfig, seed: int) -> Dataset:
+    if config.dataset == "digits":
+        return load_digits_dataset(seed=seed, test_fraction=config.test_fraction)
+    if config.dataset == "gaussian_mixture":
+        return make_gaussian_mixture(
+            n_samples=config.n_samples,
+            n_features=config.n_features,
+            n_classes=config.n_classes,
+            seed=seed,
+            test_fraction=config.test_fraction,
+            class_sep=config.class_sep,
+        )
+    if config.path is None:
+        raise InnetError("data.path: the idx dataset needs a directory with MNIST-format files")
+    return load_idx_dataset(
+        config.path, seed=seed, test_fraction=config.test_fraction, limit=config.limit
+    )
+
+
+def load_inputs(config: DataConfig, topology: Topology, seed: int) -> NodeInputs:
+    """Load the dataset for ``seed`` and cut it into the sensors' views."""
+    dataset = _load_dataset(config, seed)
+    indices = sensor_view_indices(topology)
+    n_views = max(indices.values()) + 1
+    if config.views == "split":
+        if n_views > dataset.x_train.shape[1]:
+            raise InnetError(
+                f"{n_views} views requested but the {dataset.name} data has only "
+                f"{dataset.x_train.shape[1]} features"
+            )
+        train_blocks = split_views(dataset.x_train, n_views)
+        test_blocks = split_views(dataset.x_test, n_views)
+    else:
+        snr = config.snr_db if isinstance(config.snr_db, list) else [config.snr_db] * n_views
+        if len(snr) < n_views:
+            raise InnetError(f"data.snr_db: {len(snr)} values given for {n_views} views")
+        train_blocks = noisy_views(dataset.x_train, snr[:n_views], seed=seed)
+        test_blocks = noisy_views(dataset.x_test, snr[:n_views], seed=seed + 1_000_003)
+    views = {
+        sensor: (
+            torch.as_tensor(np.ascontiguousarray(train_blocks[index]), dtype=torch.float32),
+            torch.as_tensor(np.ascontiguousarray(test_blocks[index]), dtype=torch.float32),
+        )
+        for sensor, index in indices.items()
+    }
+    labels = (
+        torch.as_tensor(dataset.y_train, dtype=torch.int64),
+        torch.as_tensor(dataset.y_test, dtype=torch.int64),
+    )
+    return NodeInputs(views=views, labels=labels, n_classes=dataset.n_classes, dataset=dataset.name)

@@ -1,0 +1,373 @@
+"""Network time of a training step: when each message leaves, when it arrives.
+
+The network model turns the messages of one training step into simulated
+seconds, using `SimPy <https://simpy.readthedocs.io>`_. It knows nothing about
+neural networks: it sees a list of :class:`Message` objects (who sends how many
+bytes to whom, in which phase) and the links of a
+:class:`~innet.topology.model.Topology`.
+
+**Links.** Every link is two *transmitters*, one per direction. A transmitter
+has the link's ``capacity`` in bits/s and sends one message at a time: a message
+of ``nbytes`` bytes occupies it for ``8 * nbytes / capacity`` seconds, and its
+last bit reaches the other end ``latency`` seconds after leaving. Propagation
+does not occupy the transmitter, so the next message starts as soon as the
+previous one has been sent. Messages waiting for a busy transmitter queue in the
+order they asked for it (first in, first out).
+
+**Radios.** A node may have a limited number of radios (``tx_ports``). A message
+first takes one of its sender's radios, then the link's transmitter, and gives
+both back when its last bit has left. With one radio, a node that sends to two
+parents over two different links sends one message after the other; with no
+limit (``None``) it sends both at once.
+
+**Who waits for whom** is read off the message list. A node's forward (or eval)
+messages leave when every forward or eval message *into* that node has arrived,
+plus the node's forward compute time. Its backward messages leave when every
+backward message into it has arrived, plus its backward compute time. A node
+that receives no backward message -- the fusion node, where backpropagation
+starts -- sends its gradients when its forward inputs have arrived, plus its
+forward and its backward compute time. A node sends its messages of one phase
+in the order they appear in the list; with free radios and links they all start
+together.
+
+**A step** starts at time 0; every time reported for it is relative to that
+start. It ends when its last message arrives (in a training step: when the last
+gradient reaches the last sensor), or, in a step that sends nothing, when the
+slowest node has finished computing. Training is synchronous, so
+:func:`simulate_run` starts step ``k + 1`` when step ``k`` ends.
+
+**The cache.** Training repeats the same step thousands of times: same
+messages, same sizes, same compute times. :class:`NetworkModel` simulates each
+distinct step once and returns the stored result for every repetition
+(``unique_steps_simulated`` and ``cache_hits`` count both).
+
+>>> import networkx as nx
+>>> from innet.topology.model import Topology
+>>> graph = nx.Graph()
+>>> graph.add_node("s", role="sensor")
+>>> graph.add_node("f", role="fusion")
+>>> graph.add_edge("s", "f", capacity=1e6, latency=0.001)
+>>> model = NetworkModel(Topology("pair", graph))
+>>> step = [Message("forward", "s", "f", 1000), Message("backward", "f", "s", 1000)]
+>>> timing = model.simulate_step(step)
+>>> round(timing.messages[0].t_end, 6)  # 8000 bits at 1 Mbit/s, then 1 ms
+0.009
+>>> round(timing.duration_s, 6)
+0.018
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
+
+import simpy
+from simpy.resources.resource import Request
+
+from innet.topology.model import Topology
+
+__all__ = [
+    "PHASES",
+    "ComputeTimes",
+    "Message",
+    "MessageTiming",
+    "StepTiming",
+    "NetworkModel",
+    "simulate_run",
+]
+
+PHASES: tuple[str, ...] = ("forward", "backward", "eval")
+"""The phases a message can belong to; ``eval`` messages flow like ``forward`` ones."""
+
+_FORWARD_PHASES = frozenset({"forward", "eval"})
+
+
+@dataclass(frozen=True)
+class Message:
+    """One tensor of ``nbytes`` bytes sent from ``src`` to ``dst`` over their link."""
+
+    phase: str
+    src: str
+    dst: str
+    nbytes: int
+
+
+@dataclass(frozen=True)
+class MessageTiming:
+    """When one message was sent and arrived, in seconds from the start of its step.
+
+    ``t_start`` is when its first bit left, ``t_end`` when its last bit arrived
+    (``t_start + 8 * nbytes / capacity + latency``), and ``queue_s`` how long it
+    waited for a radio or the link between its sender being ready and ``t_start``.
+    """
+
+    t_start: float
+    t_end: float
+    queue_s: float
+
+
+@dataclass(frozen=True)
+class StepTiming:
+    """Timings of a step's messages (in the order they were given) and its duration."""
+
+    messages: tuple[MessageTiming, ...]
+    duration_s: float
+
+
+ComputeTimes = Mapping[str, tuple[float, float]]
+"""Per node: (forward compute seconds, backward compute seconds)."""
+
+
+class NetworkModel:
+    """The links and radios of a topology, able to time the messages of a step.
+
+    ``tx_ports`` is the number of radios of every node whose ``tx_ports``
+    attribute is unset (``None``); the node attribute wins when set. ``None``
+    here means unlimited. The model keeps the timing of every distinct step it
+    has simulated, so memory grows with the number of distinct steps, not steps.
+    """
+
+    def __init__(self, topology: Topology, *, tx_ports: int | None = None) -> None:
+        _check_ports(tx_ports, "tx_ports")
+        self.topology = topology
+        self._links: dict[tuple[str, str], tuple[float, float]] = {}
+        for u, v, attrs in topology.graph.edges(data=True):
+            capacity_and_latency = (float(attrs["capacity"]), float(attrs["latency"]))
+            self._links[(u, v)] = self._links[(v, u)] = capacity_and_latency
+        self._radios: dict[str, int] = {}
+        for node, node_ports in topology.graph.nodes(data="tx_ports"):
+            _check_ports(node_ports, f"node {node!r}: tx_ports")
+            ports = tx_ports if node_ports is None else node_ports
+            if ports is not None:
+                self._radios[node] = int(ports)
+        self._cache: dict[Hashable, StepTiming] = {}
+        self.unique_steps_simulated = 0
+        self.cache_hits = 0
+
+    def tx_ports(self, node: str) -> int | None:
+        """Number of radios of ``node`` (``None``: unlimited)."""
+        return self._radios.get(node)
+
+    def simulate_step(
+        self, messages: Sequence[Message], compute_s: ComputeTimes | None = None
+    ) -> StepTiming:
+        """Time one step's messages; ``compute_s`` maps nodes to (forward, backward) seconds.
+
+        Nodes missing from ``compute_s`` compute instantly; eval messages use the
+        forward time. Raises ``ValueError`` for a message between nodes that are not
+        linked, an unknown phase, a negative size or compute time, or messages that
+        wait for each other in a cycle.
+        """
+        step = tuple(messages)
+        compute = _compute_signature(compute_s)
+        key = (step, compute)
+        timing = self._cache.get(key)
+        if timing is not None:
+            self.cache_hits += 1
+            return timing
+        timing = self._simulate(step, dict(compute))
+        self._cache[key] = timing
+        self.unique_steps_simulated += 1
+        return timing
+
+    def _simulate(
+        self, messages: tuple[Message, ...], compute: dict[str, tuple[float, float]]
+    ) -> StepTiming:
+        self._check(messages, compute)
+        if not messages:
+            duration = max(
+                (forward + backward for forward, backward in compute.values()), default=0
+            )
+            return StepTiming(messages=(), duration_s=float(duration))
+        return _StepSimulation(messages, compute, self._links, self._radios).run()
+
+    def _check(
+        self, messages: tuple[Message, ...], compute: dict[str, tuple[float, float]]
+    ) -> None:
+        name = self.topology.name
+        for index, message in enumerate(messages):
+            if message.phase not in PHASES:
+                raise ValueError(
+                    f"message {index}: unknown phase {message.phase!r} "
+                    f"(expected one of {', '.join(PHASES)})"
+                )
+            if (message.src, message.dst) not in self._links:
+                raise ValueError(
+                    f"message {index}: no link between {message.src!r} and {message.dst!r} "
+                    f"in topology {name!r}"
+                )
+            if not message.nbytes >= 0:
+                raise ValueError(f"message {index}: nbytes must be >= 0, got {message.nbytes}")
+        for node, times in compute.items():
+            if node not in self.topology.graph:
+                raise ValueError(f"compute_s: unknown node {node!r} in topology {name!r}")
+            if not all(math.isfinite(t) and t >= 0 for t in times):
+                raise ValueError(f"compute_s[{node!r}]: times must be finite and >= 0, got {times}")
+
+
+def simulate_run(
+    model: NetworkModel,
+    steps: Sequence[Sequence[Message]],
+    compute_s: ComputeTimes | None = None,
+) -> tuple[list[StepTiming], list[float]]:
+    """Time synchronous training steps laid back to back.
+
+    Returns each step's timing and start time; step ``k + 1`` starts when step
+    ``k`` ends, so a message's absolute time is its step's start plus its
+    relative time. ``compute_s`` applies to every step.
+    """
+    timings: list[StepTiming] = []
+    starts: list[float] = []
+    clock = 0.0
+    for messages in steps:
+        timing = model.simulate_step(messages, compute_s)
+        timings.append(timing)
+        starts.append(clock)
+        clock += timing.duration_s
+    return timings, starts
+
+
+def _compute_signature(
+    compute_s: ComputeTimes | None,
+) -> tuple[tuple[str, tuple[float, float]], ...]:
+    """A hashable, order-independent form of ``compute_s`` for the cache key."""
+    if not compute_s:
+        return ()
+    return tuple(
+        sorted(
+            (node, (float(forward), float(backward)))
+            for node, (forward, backward) in compute_s.items()
+        )
+    )
+
+
+def _check_ports(ports: int | None, what: str) -> None:
+    if ports is not None and (
+        isinstance(ports, bool) or not isinstance(ports, numbers.Integral) or ports < 1
+    ):
+        raise ValueError(f"{what} must be a positive integer or None, got {ports!r}")
+
+
+class _StepSimulation:
+    """One step on a fresh SimPy environment.
+
+    A message goes through five stages, each a SimPy event whose callback starts
+    the next: its sender is ready and it asks for a radio (:meth:`_send`); it has
+    a radio, or needs none, and asks for the link's transmitter
+    (:meth:`_take_link`); it has the transmitter and sends its bits
+    (:meth:`_transmit`); its last bit has left, so it gives back the transmitter
+    and the radio and propagates (:meth:`_sent`); it has arrived, which may make
+    its receiver ready (:meth:`_arrive`). Callbacks rather than one SimPy process
+    per message give the same times, about 1.5 times faster.
+    """
+
+    def __init__(
+        self,
+        messages: tuple[Message, ...],
+        compute: Mapping[str, tuple[float, float]],
+        links: Mapping[tuple[str, str], tuple[float, float]],
+        radio_counts: Mapping[str, int],
+    ) -> None:
+        self.env = simpy.Environment()
+        self.messages = messages
+        self.links = links
+        self.transmitters = {(m.src, m.dst): simpy.Resource(self.env, 1) for m in messages}
+        self.radios = {
+            m.src: simpy.Resource(self.env, radio_counts[m.src])
+            for m in messages
+            if m.src in radio_counts
+        }
+        self.issued = [0.0] * len(messages)
+        self.starts = [0.0] * len(messages)
+        self.ends = [math.nan] * len(messages)
+        # A group is one side of a node, (node, is_forward). `waiting` counts the
+        # messages into a group still to arrive; `on_ready` lists what is sent once
+        # they all have: (compute seconds, indices of the messages to send).
+        self.waiting: dict[tuple[str, bool], int] = {}
+        sends: dict[tuple[str, bool], list[int]] = {}
+        for index, message in enumerate(messages):
+            forward = message.phase in _FORWARD_PHASES
+            group = (message.dst, forward)
+            self.waiting[group] = self.waiting.get(group, 0) + 1
+            sends.setdefault((message.src, forward), []).append(index)
+        self.on_ready: dict[tuple[str, bool], list[tuple[float, list[int]]]] = {}
+        for (node, forward), indices in sends.items():
+            forward_s, backward_s = compute.get(node, (0.0, 0.0))
+            if forward:
+                trigger, delay = (node, True), forward_s
+            elif (node, False) in self.waiting:
+                trigger, delay = (node, False), backward_s
+            else:  # backpropagation starts here (the fusion node)
+                trigger, delay = (node, True), forward_s + backward_s
+            self.on_ready.setdefault(trigger, []).append((delay, indices))
+
+    def run(self) -> StepTiming:
+        for group in self.on_ready:
+            if group not in self.waiting:
+                self._ready(group)
+        self.env.run()
+        stuck = [m for m, end in zip(self.messages, self.ends, strict=True) if math.isnan(end)]
+        if stuck:
+            raise ValueError(
+                f"{len(stuck)} message(s) wait for each other in a cycle and are never sent, "
+                f"first: {stuck[0]}"
+            )
+        timings = tuple(
+            MessageTiming(t_start=start, t_end=end, queue_s=start - issued)
+            for start, end, issued in zip(self.starts, self.ends, self.issued, strict=True)
+        )
+        return StepTiming(messages=timings, duration_s=max(self.ends))
+
+    def _ready(self, group: tuple[str, bool]) -> None:
+        """Every message into ``group`` has arrived: compute, then send."""
+        for delay, indices in self.on_ready.get(group, ()):
+            if delay > 0:
+                self.env.timeout(delay).callbacks.append(partial(self._send, indices))
+            else:
+                self._send(indices)
+
+    def _send(self, indices: list[int], _event: simpy.Event | None = None) -> None:
+        for index in indices:
+            self.issued[index] = self.env.now
+            radio = self.radios.get(self.messages[index].src)
+            if radio is None:
+                self._take_link(index, None)
+            else:
+                radio.request().callbacks.append(partial(self._take_link, index))
+
+    def _take_link(self, index: int, radio_request: Request | None) -> None:
+        message = self.messages[index]
+        link_request = self.transmitters[(message.src, message.dst)].request()
+        link_request.callbacks.append(partial(self._transmit, index, radio_request))
+
+    def _transmit(self, index: int, radio_request: Request | None, link_request: Request) -> None:
+        message = self.messages[index]
+        capacity, _ = self.links[(message.src, message.dst)]
+        self.starts[index] = self.env.now
+        transmission = self.env.timeout(8 * message.nbytes / capacity)
+        transmission.callbacks.append(partial(self._sent, index, radio_request, link_request))
+
+    def _sent(
+        self,
+        index: int,
+        radio_request: Request | None,
+        link_request: Request,
+        _event: simpy.Event,
+    ) -> None:
+        message = self.messages[index]
+        link_request.resource.release(link_request)
+        if radio_request is not None:
+            radio_request.resource.release(radio_request)
+        _, latency = self.links[(message.src, message.dst)]
+        self.env.timeout(latency).callbacks.append(partial(self._arrive, index))
+
+    def _arrive(self, index: int, _event: simpy.Event) -> None:
+        message = self.messages[index]
+        self.ends[index] = self.env.now
+        group = (message.dst, message.phase in _FORWARD_PHASES)
+        self.waiting[group] -= 1
+        if self.waiting[group] == 0:
+            self._ready(group)

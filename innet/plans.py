@@ -1,0 +1,329 @@
+"""Communication plans: who sends its forward message to whom.
+
+A *plan* turns a topology (an undirected graph of links) into a set of
+directed *forward edges* ``(sender, receiver)``, all leading towards the
+single fusion node. During training, latents travel along the forward edges
+and gradients travel back along the same edges in reverse; a link that is not
+in the plan is silent in both directions.
+
+Four routings are built here (DESIGN.md §1):
+
+- ``dense``: every link carries traffic. Nodes are ordered by
+  ``(hop distance to fusion, node id)`` and each link points from its later
+  endpoint to its earlier one, so links between nodes at the same distance are
+  used too and the plan is always acyclic. A node sends to all its parents.
+- ``dijkstra`` (D-INL): a shortest-path tree rooted at the fusion node, where
+  the weight of a link is the time to deliver one forward message over it,
+  ``latency + message_bits / capacity`` (:func:`link_weight`). Each node has
+  exactly one parent; among equally short routes the lowest parent id wins.
+- ``hop``: a breadth-first tree; the parent is the lowest-id neighbour one hop
+  closer to the fusion node. It ignores capacities and latencies.
+- ``maxcap``: a maximum-capacity spanning tree, oriented towards the fusion
+  node.
+
+"Lowest id" always means the smallest :func:`~innet.topology.model.node_key`.
+Nodes that cannot reach the fusion node are left out of every plan.
+
+>>> import networkx as nx
+>>> from innet.topology.model import Topology
+>>> graph = nx.Graph()
+>>> graph.add_nodes_from([("f", {"role": "fusion"}), ("r", {"role": "relay"})])
+>>> graph.add_nodes_from([("s1", {"role": "sensor"}), ("s2", {"role": "sensor"})])
+>>> graph.add_edge("s1", "f", capacity=1e6, latency=0.001)   # slow direct link
+>>> graph.add_edge("s1", "r", capacity=1e9, latency=0.0001)  # fast detour via r
+>>> graph.add_edge("r", "f", capacity=1e9, latency=0.0001)
+>>> graph.add_edge("s2", "r", capacity=1e9, latency=0.0001)
+>>> diamond = Topology("diamond", graph)
+>>> dense_plan(diamond).edges
+(('r', 'f'), ('s1', 'f'), ('s1', 'r'), ('s2', 'r'))
+>>> dijkstra_plan(diamond, message_bits=8192).edges
+(('r', 'f'), ('s1', 'r'), ('s2', 'r'))
+>>> hop_plan(diamond).edges
+(('r', 'f'), ('s1', 'f'), ('s2', 'r'))
+>>> dijkstra_plan(diamond, message_bits=8192).forward_order()
+['s1', 's2', 'r', 'f']
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from functools import cached_property
+
+import networkx as nx
+import numpy as np
+import scipy.sparse
+import scipy.sparse.csgraph
+
+from innet.errors import InnetError
+from innet.topology.model import Topology, node_key
+
+__all__ = [
+    "Plan",
+    "ROUTINGS",
+    "SCIPY_THRESHOLD",
+    "build_plan",
+    "dense_plan",
+    "dijkstra_plan",
+    "hop_plan",
+    "link_weight",
+    "max_capacity_plan",
+]
+
+SCIPY_THRESHOLD = 20_000
+"""Above this many nodes, :func:`dijkstra_plan` runs scipy's compiled Dijkstra."""
+
+
+def _edge_key(edge: tuple[str, str]) -> tuple[tuple, tuple]:
+    return node_key(edge[0]), node_key(edge[1])
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Forward edges ``(sender, receiver)`` of one routing, all leading to ``fusion``.
+
+    ``edges`` is stored sorted by ``(node_key(sender), node_key(receiver))``
+    whatever order it was given in. Gradients flow along the same edges in
+    reverse.
+
+    >>> plan = Plan("hop", "f", (("s", "r"), ("r", "f"), ("t", "f")))
+    >>> plan.edges
+    (('r', 'f'), ('s', 'r'), ('t', 'f'))
+    >>> plan.parents("s"), plan.children("f")
+    (['r'], ['r', 't'])
+    >>> plan.forward_order()
+    ['s', 'r', 't', 'f']
+    >>> plan.active(["t"]).edges
+    (('t', 'f'),)
+    """
+
+    routing: str
+    fusion: str
+    edges: tuple[tuple[str, str], ...]
+
+    def __post_init__(self) -> None:
+        edges = tuple(sorted(((s, r) for s, r in self.edges), key=_edge_key))
+        if any(sender == self.fusion for sender, _ in edges):
+            raise ValueError(f"the fusion node {self.fusion!r} cannot send forward messages")
+        object.__setattr__(self, "edges", edges)
+
+    @cached_property
+    def _parents(self) -> dict[str, list[str]]:
+        parents: dict[str, list[str]] = {}
+        for sender, receiver in self.edges:  # sorted, so each list comes out sorted
+            parents.setdefault(sender, []).append(receiver)
+        return parents
+
+    @cached_property
+    def _children(self) -> dict[str, list[str]]:
+        children: dict[str, list[str]] = {}
+        for sender, receiver in sorted(self.edges, key=lambda edge: _edge_key(edge[::-1])):
+            children.setdefault(receiver, []).append(sender)
+        return children
+
+    def parents(self, node: str) -> list[str]:
+        """Receivers of ``node``'s forward messages, sorted by node id."""
+        return list(self._parents.get(node, []))
+
+    def children(self, node: str) -> list[str]:
+        """Nodes that send forward messages into ``node``, sorted by node id."""
+        return list(self._children.get(node, []))
+
+    def forward_order(self) -> list[str]:
+        """The nodes of the plan in a deterministic topological order, fusion last.
+
+        A node comes after every node that sends to it; among the nodes that
+        are ready at the same time the lowest id comes first.
+        """
+        digraph = nx.DiGraph(self.edges)
+        digraph.remove_nodes_from([self.fusion])
+        order = list(nx.lexicographical_topological_sort(digraph, key=node_key))
+        return [*order, self.fusion]
+
+    def active(self, sensors: Iterable[str]) -> Plan:
+        """The plan without edges whose sender has no sensor upstream (itself included).
+
+        A relay that no sensor's data can reach has nothing to send, so its
+        outgoing edges are silent.
+        """
+        digraph = nx.DiGraph(self.edges)
+        sources = [sensor for sensor in sensors if sensor in digraph]
+        carrying = set(sources).union(*(nx.descendants(digraph, s) for s in sources))
+        kept = tuple(edge for edge in self.edges if edge[0] in carrying)
+        return Plan(self.routing, self.fusion, kept)
+
+    def to_json(self) -> dict:
+        """``{"routing", "fusion", "edges": [[sender, receiver], ...]}``."""
+        return {
+            "routing": self.routing,
+            "fusion": self.fusion,
+            "edges": [[sender, receiver] for sender, receiver in self.edges],
+        }
+
+
+def link_weight(capacity: float, latency: float, message_bits: float) -> float:
+    """Seconds to deliver one forward message over a link: ``latency + message_bits / capacity``.
+
+    >>> link_weight(capacity=1e6, latency=0.002, message_bits=8000)  # 1 Mbps, 2 ms, 1 kB
+    0.01
+    """
+    return latency + message_bits / capacity
+
+
+def _fusion_component(topology: Topology) -> nx.Graph:
+    """The part of the topology connected to the fusion node."""
+    graph = topology.graph
+    return graph.subgraph(nx.node_connected_component(graph, topology.fusion))
+
+
+def _tree_plan(routing: str, fusion: str, parent: dict[str, str]) -> Plan:
+    return Plan(routing, fusion, tuple(parent.items()))
+
+
+def _in_node_order(graph: nx.Graph) -> nx.Graph:
+    """A copy of ``graph`` whose nodes and links were inserted in node order."""
+    ordered = nx.Graph()
+    ordered.add_nodes_from(sorted(graph.nodes, key=node_key))
+    links = [(*sorted((u, v), key=node_key), data) for u, v, data in graph.edges(data=True)]
+    ordered.add_edges_from(sorted(links, key=lambda link: _edge_key(link[:2])))
+    return ordered
+
+
+def _hop_distances(topology: Topology) -> dict[str, int]:
+    return nx.single_source_shortest_path_length(topology.graph, topology.fusion)
+
+
+def dense_plan(topology: Topology) -> Plan:
+    """Every link, pointed from its later endpoint to its earlier one.
+
+    The order is ``(hop distance to fusion, node_key)``, so the plan is a DAG
+    and every node other than the fusion has at least one parent.
+    """
+    distance = _hop_distances(topology)
+
+    def position(node: str) -> tuple[int, tuple]:
+        return distance[node], node_key(node)
+
+    edges = []
+    for u, v in _fusion_component(topology).edges:
+        edges.append((u, v) if position(u) > position(v) else (v, u))
+    return Plan("dense", topology.fusion, tuple(edges))
+
+
+def hop_plan(topology: Topology) -> Plan:
+    """Breadth-first tree: parent = lowest-id neighbour one hop closer to the fusion node."""
+    distance = _hop_distances(topology)
+    graph = topology.graph
+    parent = {
+        node: min(
+            (nb for nb in graph.neighbors(node) if distance.get(nb) == hops - 1), key=node_key
+        )
+        for node, hops in distance.items()
+        if node != topology.fusion
+    }
+    return _tree_plan("hop", topology.fusion, parent)
+
+
+def max_capacity_plan(topology: Topology) -> Plan:
+    """Maximum-capacity spanning tree, each node sending to its neighbour on the way to fusion.
+
+    The tree is computed on a copy of the graph built in node order, so that
+    ties between equal capacities do not depend on the order the file listed
+    the links in.
+    """
+    tree = nx.maximum_spanning_tree(_in_node_order(_fusion_component(topology)), weight="capacity")
+    parent = {child: above for above, child in nx.bfs_edges(tree, topology.fusion)}
+    return _tree_plan("maxcap", topology.fusion, parent)
+
+
+def dijkstra_plan(topology: Topology, message_bits: float) -> Plan:
+    """Shortest-path tree to the fusion node under ``link_weight(capacity, latency, message_bits)``.
+
+    Each node's parent is its next hop on a fastest route to the fusion node;
+    among routes of exactly equal length (as floats) the lowest parent id wins.
+    Graphs with more than :data:`SCIPY_THRESHOLD` nodes use
+    ``scipy.sparse.csgraph.dijkstra``; the tie rule is the same there, except
+    around zero-weight links (``latency == 0`` and ``message_bits == 0``), where
+    scipy's own predecessor may be kept to avoid a cycle.
+    """
+    if not (math.isfinite(message_bits) and message_bits >= 0):
+        raise InnetError(f"message_bits must be a finite number >= 0, got {message_bits}")
+    if topology.graph.number_of_nodes() > SCIPY_THRESHOLD:
+        parent = _dijkstra_parents_scipy(topology, message_bits)
+    else:
+        parent = _dijkstra_parents_networkx(topology, message_bits)
+    return _tree_plan("dijkstra", topology.fusion, parent)
+
+
+def _dijkstra_parents_networkx(topology: Topology, message_bits: float) -> dict[str, str]:
+    def weight(u: str, v: str, link: dict) -> float:
+        return link_weight(link["capacity"], link["latency"], message_bits)
+
+    predecessors, distance = nx.dijkstra_predecessor_and_distance(
+        topology.graph, topology.fusion, weight=weight
+    )
+    # `distance` lists nodes in the order Dijkstra settled them. Taking parents
+    # settled earlier keeps the tree acyclic even across zero-weight links.
+    settled = {node: rank for rank, node in enumerate(distance)}
+    return {
+        node: min((p for p in preds if settled[p] < settled[node]), key=node_key)
+        for node, preds in predecessors.items()
+        if node != topology.fusion
+    }
+
+
+def _dijkstra_parents_scipy(topology: Topology, message_bits: float) -> dict[str, str]:
+    nodes = topology.nodes  # index order == node order, so "lowest index" == "lowest id"
+    index = {node: i for i, node in enumerate(nodes)}
+    links = list(topology.graph.edges(data=True))
+    u = np.array([index[a] for a, _, _ in links], dtype=np.int64)
+    v = np.array([index[b] for _, b, _ in links], dtype=np.int64)
+    weight = np.array(
+        [link_weight(d["capacity"], d["latency"], message_bits) for _, _, d in links], dtype=float
+    )
+    # Both directions stored explicitly; explicit zeros count as (zero-weight) links.
+    child, above, weight = np.concatenate([u, v]), np.concatenate([v, u]), np.tile(weight, 2)
+    matrix = scipy.sparse.csr_matrix((weight, (child, above)), shape=(len(nodes), len(nodes)))
+    fusion = index[topology.fusion]
+    distance, scipy_parent = scipy.sparse.csgraph.dijkstra(
+        matrix, directed=True, indices=fusion, return_predecessors=True
+    )
+    # A neighbour is on a shortest route when it is strictly closer and the
+    # link closes the gap exactly (the same float sum Dijkstra computed).
+    on_route = (distance[above] < distance[child]) & (distance[above] + weight == distance[child])
+    parent = np.where(scipy_parent >= 0, scipy_parent, len(nodes))
+    np.minimum.at(parent, child[on_route], above[on_route])
+    reached = np.flatnonzero(np.isfinite(distance))
+    return {nodes[i]: nodes[parent[i]] for i in reached if i != fusion}
+
+
+_BUILDERS: dict[str, Callable[[Topology, float], Plan]] = {
+    "dense": lambda topology, message_bits: dense_plan(topology),
+    "dijkstra": dijkstra_plan,
+    "hop": lambda topology, message_bits: hop_plan(topology),
+    "maxcap": lambda topology, message_bits: max_capacity_plan(topology),
+}
+
+ROUTINGS: tuple[str, ...] = tuple(_BUILDERS)
+"""Names accepted by :func:`build_plan`."""
+
+
+def build_plan(topology: Topology, routing: str, message_bits: float) -> Plan:
+    """The plan called ``routing`` (one of :data:`ROUTINGS`) for ``topology``.
+
+    ``message_bits`` is the size of one forward message; only ``dijkstra``
+    uses it.
+
+    >>> build_plan(Topology("x", nx.Graph()), "ring", 8.0)
+    Traceback (most recent call last):
+    ...
+    innet.errors.InnetError: unknown routing 'ring' (expected one of: dense, dijkstra, hop, maxcap)
+    """
+    try:
+        builder = _BUILDERS[routing]
+    except KeyError:
+        raise InnetError(
+            f"unknown routing {routing!r} (expected one of: {', '.join(ROUTINGS)})"
+        ) from None
+    return builder(topology, message_bits)

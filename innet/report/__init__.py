@@ -1,0 +1,60 @@
+"""Reports of a run: tables, a JSON summary, a Markdown report and figures.
+
+Everything here reads the raw tables of a run directory (see
+:mod:`innet.report.rundir`) and adds them up; nothing is measured again, so
+``write_report(run_dir)`` rebuilds the same report from a finished run.
+
+- :mod:`~innet.report.tables`: bytes per link, per seed and per epoch;
+- :mod:`~innet.report.summary`: the headline numbers and the comparisons;
+- :mod:`~innet.report.markdown`: the headline table and ``report.md``;
+- :mod:`~innet.report.figures`: topology, accuracy-vs-bytes and rate figures.
+"""
+
+from innet.report.figures import draw_figures, topology_figure_name
+from innet.report.markdown import (
+    format_bytes,
+    format_percent,
+    format_seconds,
+    headline_table,
+    render_report,
+)
+from innet.report.rundir import (
+    RunData,
+    load_run,
+    load_topology_json,
+    save_topology_json,
+    write_report,
+)
+from innet.report.summary import build_summary, comparison_pairs, reduction
+from innet.report.tables import (
+    busiest_links,
+    link_totals,
+    links_used,
+    training_exchange,
+    training_exchange_per_epoch,
+    undirected_link_totals,
+)
+
+__all__ = [
+    "RunData",
+    "load_run",
+    "load_topology_json",
+    "save_topology_json",
+    "write_report",
+    "link_totals",
+    "training_exchange",
+    "training_exchange_per_epoch",
+    "links_used",
+    "undirected_link_totals",
+    "busiest_links",
+    "build_summary",
+    "comparison_pairs",
+    "reduction",
+    "headline_table",
+    "render_report",
+    "format_bytes",
+    "format_seconds",
+    "format_percent",
+    "draw_figures",
+    "topology_figure_name",
+]

@@ -1,0 +1,298 @@
+"""The Markdown report: the headline table, one sentence per comparison, and the details.
+
+:func:`headline_table` renders one row per variant from the summary (the
+runner prints it to the terminal as well; columns are padded so it reads as a
+table there too). :func:`render_report` writes the whole ``report.md``: what
+was run, the headline table, each comparison in words, how to read the
+numbers, the routing plans, the busiest links and the figures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from innet.report.figures import (
+    ACCURACY_FIGURE,
+    FIGURES_DIR,
+    RATE_FIGURE,
+    topology_figure_name,
+)
+from innet.report.summary import reduction
+from innet.report.tables import busiest_links
+
+if TYPE_CHECKING:
+    from innet.report.rundir import RunData
+
+__all__ = [
+    "headline_table",
+    "render_report",
+    "format_bytes",
+    "format_seconds",
+    "format_percent",
+]
+
+_BYTE_UNITS = ("B", "kB", "MB", "GB", "TB", "PB")
+_MISSING = "n/a"
+_EDGES_INLINE = 60  # longer edge lists go into a collapsed <details> block
+
+
+def headline_table(summary: dict[str, Any]) -> str:
+    """One Markdown row per variant with the numbers that the comparisons are about.
+
+    Exchange reductions are against the first variant; rate reductions are
+    against the ``a`` of every comparison whose ``b`` is the row's variant.
+    """
+    names = list(summary["variants"])
+    first = names[0] if names else None
+    headers = [
+        "variant",
+        "routing",
+        "accuracy (mean ± std)",
+        "training exchange / seed",
+        f"exchange reduction vs {first}",
+        "latent rate (bits/sample)",
+        "rate reduction",
+        "sim time / epoch",
+    ]
+    rows = []
+    for name, variant in summary["variants"].items():
+        exchange = variant["train_exchange_bytes"]
+        if name == first:
+            exchange_reduction = "—"
+        else:
+            base = summary["variants"][first]["train_exchange_bytes"]
+            exchange_reduction = format_percent(reduction(base, exchange))
+        rows.append(
+            [
+                name,
+                str(variant.get("routing") or _MISSING),
+                f"{variant['accuracy_mean']:.3f} ± {variant['accuracy_std']:.3f}",
+                f"{format_bytes(exchange)} ({_exact_bytes(exchange)})",
+                exchange_reduction,
+                _format_rate(variant.get("latent_rate_bits")),
+                _rate_reductions(summary, name),
+                format_seconds(variant.get("sim_time_s_per_epoch")),
+            ]
+        )
+    align = ["left", "left", "right", "right", "right", "right", "right", "right"]
+    return _table(headers, rows, align)
+
+
+def render_report(run: RunData, summary: dict[str, Any], link_totals: pd.DataFrame) -> str:
+    """The full ``report.md`` of a run, with figures linked relative to the run directory."""
+    sections = [
+        f"# innet report: {summary['scenario']}",
+        _overview(run, summary),
+        "## Headline\n\n" + headline_table(summary),
+        "## Comparisons\n\n" + _comparison_sentences(summary),
+        "## How to read these numbers\n\n" + _reading_guide(),
+        "## Plans\n\n" + _plans(run, summary),
+        "## Busiest links\n\n" + _busiest_links(run, link_totals),
+        "## Figures\n\n" + _figures(summary),
+    ]
+    return "\n\n".join(sections) + "\n"
+
+
+def format_bytes(nbytes: float | None) -> str:
+    """Bytes in decimal units with three significant digits: ``1.23 MB``."""
+    if nbytes is None:
+        return _MISSING
+    value = float(nbytes)
+    for unit in _BYTE_UNITS:
+        if abs(float(f"{value:.3g}")) < 1000 or unit == _BYTE_UNITS[-1]:
+            return f"{int(value)} B" if unit == "B" else f"{value:.3g} {unit}"
+        value /= 1000
+    raise AssertionError("unreachable")
+
+
+def format_seconds(seconds: float | None) -> str:
+    """A duration in s, ms or µs with three significant digits."""
+    if seconds is None:
+        return _MISSING
+    for scale, unit in ((1.0, "s"), (1e-3, "ms"), (1e-6, "µs")):
+        if abs(seconds) >= scale:
+            return f"{seconds / scale:.3g} {unit}"
+    return "0 s" if seconds == 0 else f"{seconds / 1e-9:.3g} ns"
+
+
+def format_percent(fraction: float | None) -> str:
+    """A fraction as a percentage with one decimal: ``0.704 -> 70.4%``."""
+    return _MISSING if fraction is None else f"{100 * fraction:.1f}%"
+
+
+def _overview(run: RunData, summary: dict[str, Any]) -> str:
+    graph = run.topology.graph
+    roles = [role for _, role in graph.nodes(data="role")]
+    counts = ", ".join(
+        f"{roles.count(role)} {role}{'s' if roles.count(role) != 1 else ''}"
+        for role in ("fusion", "sensor", "relay")
+        if roles.count(role)
+    )
+    seeds = summary["seeds"]
+    epochs = sorted({variant.get("epochs", 0) for variant in summary["variants"].values()})
+    epoch_text = " or ".join(str(epoch) for epoch in epochs)
+    return (
+        f"Scenario **{summary['scenario']}** on topology **{run.topology.name}** "
+        f"({graph.number_of_nodes()} nodes: {counts}; {graph.number_of_edges()} links). "
+        f"Seeds: {', '.join(map(str, seeds))} ({len(seeds)} in all); "
+        f"{epoch_text} epochs per seed. Variants: "
+        + ", ".join(f"`{name}`" for name in summary["variants"])
+        + "."
+    )
+
+
+def _comparison_sentences(summary: dict[str, Any]) -> str:
+    if not summary["comparisons"]:
+        return "Only one variant: nothing to compare."
+    n_seeds = len(summary["seeds"])
+    lines = []
+    for comparison in summary["comparisons"]:
+        a, b = comparison["a"], comparison["b"]
+        va, vb = summary["variants"][a], summary["variants"][b]
+        exchange = _change_phrase(
+            "training exchange",
+            comparison["exchange_reduction"],
+            f"{format_bytes(vb['train_exchange_bytes'])} vs "
+            f"{format_bytes(va['train_exchange_bytes'])} per seed",
+            f"{a} sent no training bytes",
+        )
+        rate = _change_phrase(
+            "latent rate",
+            comparison["rate_reduction"],
+            f"{_format_rate(vb['latent_rate_bits'])} vs "
+            f"{_format_rate(va['latent_rate_bits'])} bits/sample",
+            f"{a}'s latent rate is 0 or unknown",
+        )
+        within = "within" if comparison["accuracy_within_one_std"] else "not within"
+        lines.append(
+            f"- **{b}** against **{a}**: {exchange}; {rate}; accuracy "
+            f"{vb['accuracy_mean']:.3f} vs {va['accuracy_mean']:.3f} "
+            f"(difference {comparison['accuracy_delta']:+.3f}), {within} one standard "
+            f"deviation of {a}'s accuracy (sample standard deviation over {n_seeds} "
+            f"seed{'s' if n_seeds != 1 else ''}: {va['accuracy_std']:.3f})."
+        )
+    return "\n".join(lines)
+
+
+def _change_phrase(quantity: str, fraction: float | None, values: str, undefined: str) -> str:
+    if fraction is None:
+        return f"{quantity} reduction undefined ({undefined}; {values})"
+    direction = "lower" if fraction >= 0 else "higher"
+    return f"{quantity} {abs(100 * fraction):.1f}% {direction} ({values})"
+
+
+def _reading_guide() -> str:
+    return "\n".join(
+        [
+            "- **Training exchange**: the bytes actually sent over the links during training, "
+            "per seed: the sum of `nbytes` (size of the real tensor sent, plus any header) over "
+            "all forward latents and backward gradients of all training steps; evaluation "
+            "traffic is not counted.",
+            "- **Exchange reduction** of B against A: `1 - exchange(B) / exchange(A)`.",
+            "- **Latent rate**: the gate's estimate of `I(Z;T)` in bits per sample, averaged "
+            "over the evaluation samples of the final epoch and summed over the nodes that "
+            "send; rate reduction is `1 - rate(B) / rate(A)`.",
+            "- **Simulated time**: seconds of network time from the SimPy link model "
+            "(capacity, latency, queueing), never the wall-clock time of this machine.",
+            "- **Accuracy**: test accuracy after the final epoch; ± is the sample standard "
+            "deviation (ddof=1) over seeds.",
+            "- **Links used**: distinct undirected links that carried training traffic.",
+        ]
+    )
+
+
+def _plans(run: RunData, summary: dict[str, Any]) -> str:
+    blocks = []
+    for name, variant in summary["variants"].items():
+        plan = run.plans.get(name, {})
+        edges = [tuple(edge) for edge in plan.get("edges", [])]
+        gate = f"{variant.get('gate') or 'no'} gate" + (
+            f", beta {variant['beta']:g}" if variant.get("beta") is not None else ""
+        )
+        header = (
+            f"**{name}** ({variant.get('routing') or _MISSING} routing, {gate}, fusion "
+            f"`{plan.get('fusion', run.topology.fusion)}`): {variant['links_used']} links "
+            f"carried training traffic; the plan has {len(edges)} forward edges."
+        )
+        edge_text = ", ".join(f"`{src} → {dst}`" for src, dst in edges) or "(none)"
+        if len(edges) > _EDGES_INLINE:
+            edge_text = f"<details><summary>edges</summary>\n\n{edge_text}\n\n</details>"
+        blocks.append(f"{header}\n\n{edge_text}")
+    return "\n\n".join(blocks)
+
+
+def _busiest_links(run: RunData, link_totals: pd.DataFrame) -> str:
+    table = busiest_links(link_totals)
+    if table.empty:
+        return "No training traffic was recorded."
+    rows = [
+        [
+            row.variant,
+            str(row.rank),
+            f"{run.topology.label(row.u) if row.u in run.topology.graph else row.u} – "
+            f"{run.topology.label(row.v) if row.v in run.topology.graph else row.v}",
+            f"{row.messages:,}",
+            format_bytes(row.nbytes_per_seed),
+            format_percent(row.share),
+        ]
+        for row in table.itertuples(index=False)
+    ]
+    headers = ["variant", "rank", "link", "messages (all seeds)", "bytes / seed", "share"]
+    intro = (
+        "Training traffic per undirected link (forward latents and backward gradients, "
+        "both directions), the ten busiest per variant:\n\n"
+    )
+    return intro + _table(headers, rows, ["left", "right", "left", "right", "right", "right"])
+
+
+def _figures(summary: dict[str, Any]) -> str:
+    lines = [
+        f"![Topology and training traffic of {name}]({FIGURES_DIR}/{topology_figure_name(name)})"
+        for name in summary["variants"]
+    ]
+    lines.append(f"![Test accuracy against training bytes]({FIGURES_DIR}/{ACCURACY_FIGURE})")
+    lines.append(f"![Latent rate per node]({FIGURES_DIR}/{RATE_FIGURE})")
+    return "\n\n".join(lines)
+
+
+def _rate_reductions(summary: dict[str, Any], name: str) -> str:
+    parts = [
+        f"{format_percent(comparison['rate_reduction'])} vs {comparison['a']}"
+        for comparison in summary["comparisons"]
+        if comparison["b"] == name
+    ]
+    return "; ".join(parts) or "—"
+
+
+def _format_rate(bits: float | None) -> str:
+    return _MISSING if bits is None else f"{bits:,.2f}"
+
+
+def _exact_bytes(nbytes: float) -> str:
+    return f"{nbytes:,} B" if isinstance(nbytes, int) else f"{nbytes:,.1f} B"
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], align: Sequence[str]) -> str:
+    """A Markdown table with cells padded to equal width, so it also reads in a terminal."""
+    cells = [[_escape(cell) for cell in row] for row in [headers, *rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+
+    def line(row: Sequence[str]) -> str:
+        padded = [
+            cell.rjust(width) if side == "right" else cell.ljust(width)
+            for cell, width, side in zip(row, widths, align, strict=True)
+        ]
+        return "| " + " | ".join(padded) + " |"
+
+    rule = [
+        "-" * (width - 1) + ":" if side == "right" else "-" * width
+        for width, side in zip(widths, align, strict=True)
+    ]
+    return "\n".join([line(cells[0]), line(rule), *(line(row) for row in cells[1:])])
+
+
+def _escape(cell: str) -> str:
+    return str(cell).replace("|", "\\|")

@@ -1,0 +1,323 @@
+"""Run a scenario: every variant with every seed, then write one complete run directory.
+
+For each seed the data are loaded once and shared by all variants, so the
+variants differ only in routing and their own overrides. Each (variant, seed)
+trains fresh node modules through the engine, then the network model times
+its exchange records. The run directory is assembled under a hidden temporary
+name and renamed into place only when every table, the summary, the report and
+the figures are written: a run directory is complete or absent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import yaml
+
+from innet.engine import RECORD_FIELDS, Engine, ExchangeRow
+from innet.errors import InnetError
+from innet.inputs import NodeInputs, load_inputs
+from innet.modules import NodeSpec
+from innet.netsim import NetworkModel
+from innet.plans import Plan, build_plan
+from innet.report import save_topology_json, write_report
+from innet.scenario import LoadedScenario, ResolvedVariant, Scenario
+from innet.timing import RunTiming, compute_seconds, time_records
+from innet.topology import load_topology
+from innet.topology.model import Topology
+from innet.transport import InProcessTransport, Transport
+
+__all__ = ["SeedResult", "run_scenario", "train_one", "variant_plans", "EXCHANGE_COLUMNS"]
+
+EXCHANGE_COLUMNS = [
+    "variant", "seed", "epoch", "step", "phase", "src", "dst", "payload", "nbytes",
+    "t_start", "t_end", "queue_s",
+]  # fmt: skip
+
+
+@dataclass
+class SeedResult:
+    """Everything one (variant, seed) produced."""
+
+    records: list[ExchangeRow]
+    metrics: list[dict[str, Any]]
+    node_rates: dict[str, float]
+    timing: RunTiming | None = None
+    timing_cache: dict[str, int] = field(default_factory=dict)
+
+
+def variant_plans(
+    topology: Topology, variants: list[ResolvedVariant], header_bytes: int
+) -> dict[str, Plan]:
+    """The active plan of each variant (relays with nothing to relay stay silent)."""
+    return {
+        variant.name: build_plan(
+            topology, variant.routing, variant.forward_message_bits(header_bytes)
+        ).active(topology.sensors)
+        for variant in variants
+    }
+
+
+def node_specs(plan: Plan, variant: ResolvedVariant, inputs: NodeInputs) -> dict[str, NodeSpec]:
+    """The module each node of the plan needs."""
+    return {
+        node: NodeSpec(
+            node=node,
+            is_fusion=node == plan.fusion,
+            view_dim=inputs.view_dim(node),
+            n_received=len(plan.children(node)),
+            latent_dim=variant.model.latent_dim,
+            hidden=variant.model.hidden,
+            aggregator=variant.model.aggregator,
+            gate_kind=variant.gate.kind,
+            n_classes=inputs.n_classes,
+            codewords=variant.gate.codewords,
+            tau=variant.gate.tau,
+        )
+        for node in plan.forward_order()
+    }
+
+
+def train_one(
+    *,
+    scenario: Scenario,
+    variant: ResolvedVariant,
+    plan: Plan,
+    topology: Topology,
+    inputs: NodeInputs,
+    seed: int,
+    transport: Transport | None = None,
+    on_epoch: Callable[[int], None] | None = None,
+) -> SeedResult:
+    """Train one variant with one seed and time its exchanges on the network model."""
+    transport = transport or InProcessTransport()
+    engine = Engine(
+        plan=plan,
+        specs=node_specs(plan, variant, inputs),
+        seed=seed,
+        transport=transport,
+        views=inputs.views,
+        labels=inputs.labels,
+        lr=variant.training.lr,
+        optimizer=variant.training.optimizer,
+        beta=variant.gate.beta,
+        header_bytes=scenario.network.header_bytes,
+    )
+    batch_size = variant.training.batch_size
+    eval_batch = variant.training.eval_batch_size
+    n_train, n_test = inputs.n_train, len(inputs.labels[1])
+    batch_of_step: dict[tuple[str, int, int], int] = {}
+    metrics: list[dict[str, Any]] = []
+    evaluations = []
+    step = 0
+    for epoch in range(variant.training.epochs):
+        order = np.random.default_rng([seed, epoch]).permutation(n_train)
+        losses = []
+        for start in range(0, n_train, batch_size):
+            index = order[start : start + batch_size]
+            loss = engine.train_step(index, epoch, step)
+            if loss is not None:
+                losses.append(loss)
+            batch_of_step[("train", epoch, step)] = len(index)
+            step += 1
+        for number, start in enumerate(range(0, n_test, eval_batch)):
+            batch_of_step[("eval", epoch, number)] = min(eval_batch, n_test - start)
+        local_eval = engine.evaluate(epoch, step, eval_batch)
+        gathered = transport.gather((losses, local_eval))
+        if gathered is not None:
+            all_losses = [value for part, _ in gathered for value in part]
+            merged = gathered[0][1]
+            for _, other in gathered[1:]:
+                merged = merged.merge(other)
+            evaluations.append(merged)
+            metrics.append(
+                {
+                    "variant": variant.name,
+                    "seed": seed,
+                    "epoch": epoch,
+                    "train_loss": float(np.mean(all_losses)),
+                    "test_loss": merged.loss_sum / merged.samples,
+                    "accuracy": merged.correct / merged.samples,
+                    "latent_rate_bits": sum(merged.rate_sums.values()) / merged.samples,
+                }
+            )
+        if on_epoch is not None:
+            on_epoch(epoch)
+
+    gathered_records = transport.gather(engine.records)
+    gathered_flops = transport.gather(engine.compute_flops())
+    if gathered_records is None or gathered_flops is None:
+        return SeedResult(records=[], metrics=[], node_rates={})
+    records = sorted((row for part in gathered_records for row in part), key=_record_order(plan))
+    flops = {node: value for part in gathered_flops for node, value in part.items()}
+    compute = (
+        {size: compute_seconds(topology, flops, size) for size in set(batch_of_step.values())}
+        if scenario.network.compute
+        else None
+    )
+    model = NetworkModel(topology, tx_ports=scenario.network.tx_ports)
+    timing = time_records(records, model, batch_of_step=batch_of_step, compute=compute)
+    train_bytes: dict[int, int] = {}
+    for epoch, _step, phase, *_rest, nbytes in records:
+        if phase != "eval":
+            train_bytes[epoch] = train_bytes.get(epoch, 0) + nbytes
+    cumulative_bytes, cumulative_time = 0, 0.0
+    for row in metrics:
+        epoch = row["epoch"]
+        cumulative_bytes += train_bytes.get(epoch, 0)
+        cumulative_time += timing.epoch_train_s.get(epoch, 0.0)
+        row.update(
+            train_bytes=train_bytes.get(epoch, 0),
+            train_bytes_cum=cumulative_bytes,
+            sim_time_s=timing.epoch_train_s.get(epoch, 0.0),
+            sim_time_cum_s=cumulative_time,
+        )
+    final = evaluations[-1]
+    return SeedResult(
+        records=records,
+        metrics=metrics,
+        node_rates={node: value / final.samples for node, value in final.rate_sums.items()},
+        timing=timing,
+        timing_cache={
+            "unique_steps_simulated": model.unique_steps_simulated,
+            "cache_hits": model.cache_hits,
+        },
+    )
+
+
+def _record_order(plan: Plan) -> Callable[[ExchangeRow], tuple]:
+    """Records in the order a single process makes them, whichever process made them."""
+    rank = {node: position for position, node in enumerate(plan.forward_order())}
+    phase_rank = {"forward": 0, "backward": 1, "eval": 2}
+
+    def key(row: ExchangeRow) -> tuple:
+        epoch, step, phase, src, dst, _payload, _nbytes = row
+        kind = 1 if phase == "eval" else 0
+        sender = rank[src] if phase != "backward" else -rank[src]
+        return (epoch, kind, step, phase_rank[phase], sender, rank[dst])
+
+    return key
+
+
+def resolved_config(
+    scenario: Scenario, variants: list[ResolvedVariant], topology_path: Path
+) -> dict[str, Any]:
+    """The scenario with every default filled in, as saved with the run."""
+    config = scenario.model_dump(mode="json")
+    config["topology"] = str(topology_path)
+    config["seeds"] = scenario.seed_list
+    config["comparisons"] = [list(pair) for pair in scenario.comparisons]
+    config["variants"] = {
+        variant.name: variant.model_dump(mode="json", exclude={"name"}) for variant in variants
+    }
+    return config
+
+
+def _new_run_dir(scenario: Scenario, out: Path | None) -> Path:
+    if out is not None:
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise InnetError(f"{out}: output directory exists and is not empty")
+        return out
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = Path("runs") / f"{scenario.name}-{stamp}"
+    candidate, suffix = base, 2
+    while candidate.exists():
+        candidate = base.with_name(f"{base.name}-{suffix}")
+        suffix += 1
+    return candidate
+
+
+def run_scenario(
+    loaded: LoadedScenario, *, out: Path | None = None, progress: bool = True
+) -> tuple[Path, dict[str, Any]]:
+    """Run every variant and seed of a scenario; return the run directory and its summary."""
+    torch.set_num_threads(1)
+    scenario, variants, topology_path = loaded.scenario, loaded.variants, loaded.topology_path
+    topology = load_topology(topology_path)
+    plans = variant_plans(topology, variants, scenario.network.header_bytes)
+    run_dir = _new_run_dir(scenario, out)
+    staging = run_dir.with_name(f".{run_dir.name}.partial-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        _run_into(staging, scenario, variants, plans, topology, topology_path, progress)
+        summary = write_report(staging)
+        if run_dir.exists():
+            run_dir.rmdir()  # an empty --out directory
+        staging.rename(run_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return run_dir, summary
+
+
+def _run_into(
+    staging: Path,
+    scenario: Scenario,
+    variants: list[ResolvedVariant],
+    plans: dict[str, Plan],
+    topology: Topology,
+    topology_path: Path,
+    progress: bool,
+) -> None:
+    from tqdm import tqdm
+
+    config = resolved_config(scenario, variants, topology_path)
+    (staging / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    save_topology_json(topology, staging / "topology.json")
+    (staging / "plans.json").write_text(
+        json.dumps({name: plan.to_json() for name, plan in plans.items()}, indent=2)
+    )
+    seeds = scenario.seed_list
+    total = sum(variant.training.epochs for variant in variants) * len(seeds)
+    exchange_parts, metric_rows, rate_rows = [], [], []
+    with tqdm(total=total, unit="epoch", disable=not progress, dynamic_ncols=True) as bar:
+        for seed in seeds:
+            inputs = load_inputs(scenario.data, topology, seed)
+            for variant in variants:
+                bar.set_description(f"{variant.name} seed {seed}")
+                result = train_one(
+                    scenario=scenario,
+                    variant=variant,
+                    plan=plans[variant.name],
+                    topology=topology,
+                    inputs=inputs,
+                    seed=seed,
+                    on_epoch=lambda _epoch: bar.update(1),
+                )
+                exchange_parts.append(_exchange_frame(variant.name, seed, result))
+                metric_rows.extend(result.metrics)
+                rate_rows.extend(
+                    {"variant": variant.name, "seed": seed, "node": node, "rate_bits": rate}
+                    for node, rate in result.node_rates.items()
+                )
+    exchanges = pd.concat(exchange_parts, ignore_index=True)
+    exchanges.to_parquet(staging / "exchanges.parquet", index=False)
+    exchanges.to_csv(staging / "exchanges.csv", index=False)
+    pd.DataFrame(metric_rows).to_csv(staging / "metrics.csv", index=False)
+    pd.DataFrame(rate_rows, columns=["variant", "seed", "node", "rate_bits"]).to_csv(
+        staging / "node_rates.csv", index=False
+    )
+
+
+def _exchange_frame(variant: str, seed: int, result: SeedResult) -> pd.DataFrame:
+    frame = pd.DataFrame.from_records(result.records, columns=list(RECORD_FIELDS))
+    frame.insert(0, "seed", seed)
+    frame.insert(0, "variant", variant)
+    timing = result.timing
+    assert timing is not None
+    frame["t_start"] = timing.t_start
+    frame["t_end"] = timing.t_end
+    frame["queue_s"] = timing.queue_s
+    frame["nbytes"] = frame["nbytes"].astype("int64")
+    return frame[EXCHANGE_COLUMNS]

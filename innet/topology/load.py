@@ -1,0 +1,268 @@
+"""Reading a topology file into a validated :class:`~innet.topology.model.Topology`.
+
+A topology file is YAML. It lists nodes and links::
+
+    name: diamond
+    defaults: {capacity: 10Mbps, latency: 1ms}
+    nodes:
+      - {id: f, role: fusion}
+      - {id: s, role: sensor}
+      - {id: r, role: relay}
+    links:
+      - {between: [s, f], capacity: 1Mbps}
+      - [s, r]                                  # defaults apply
+      - {between: [r, f], capacity: 100Mbps, latency: 500us}
+
+or describes a ``generator:`` instead (:mod:`innet.topology.generators`).
+
+Loading happens in three stages, and the first problem found stops it with a
+one-line :class:`~innet.errors.ConfigError` ``FILE:LINE: FIELD: MESSAGE``:
+
+1. YAML syntax (:mod:`innet.yamlio`, which also records lines);
+2. the shape of each field (:mod:`innet.topology.schema`): field names, roles,
+   units, capacity > 0, latency >= 0;
+3. the graph as a whole (here): unique node ids, exactly one fusion node, at
+   least one sensor, links between known and distinct nodes, no link given
+   twice (in either orientation), a capacity and latency for every link (its
+   own or from ``defaults``), every sensor connected to the fusion node.
+
+Filled in while loading: ``label`` defaults to the id, ``compute`` and
+``tx_ports`` to ``defaults``, and a sensor without a ``view`` gets the
+smallest view index not yet taken, visiting sensors in node order (so a file
+that gives no views numbers them 0, 1, ... in node order). The topology's
+name defaults to the file name without its extension.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+from pydantic import ValidationError
+
+from innet.errors import ConfigError
+from innet.topology.generators import generate_topology
+from innet.topology.model import Topology, node_key
+from innet.topology.schema import NodeSpec, TopologyFile
+from innet.yamlio import (
+    FieldError,
+    LineMap,
+    config_error_from_validation,
+    read_yaml,
+)
+
+__all__ = ["load_topology", "topology_from_dict", "topology_to_dict"]
+
+_MAX_NAMES = 20
+
+
+def load_topology(path: str | Path) -> Topology:
+    """Read and validate the topology file at ``path``.
+
+    Raises :class:`~innet.errors.ConfigError` (one line naming the file, the
+    field and the line) for a missing file, bad YAML or invalid content.
+    """
+    path = Path(path)
+    data, lines = read_yaml(path)
+    return topology_from_dict(data, file=path, lines=lines, default_name=path.stem)
+
+
+def topology_from_dict(
+    data: Any,
+    *,
+    file: str | Path | None = None,
+    lines: LineMap | None = None,
+    default_name: str = "topology",
+) -> Topology:
+    """Validate already-parsed topology data (e.g. a ``topology:`` block of a scenario).
+
+    ``file`` and ``lines`` only serve error messages; pass ``lines.within("topology")``
+    for a block nested in a larger document.
+    """
+    if not isinstance(data, Mapping):
+        found = "an empty document" if data is None else f"a {type(data).__name__}"
+        raise ConfigError(
+            f"expected a mapping with nodes and links (or a generator), found {found}",
+            file=file,
+            line=lines.line(()) if lines is not None else None,
+        )
+    try:
+        spec = TopologyFile.model_validate(data)
+    except ValidationError as error:
+        raise config_error_from_validation(
+            error, model=TopologyFile, file=file, lines=lines
+        ) from None
+    name = spec.name or default_name
+    source = Path(file) if file is not None else None
+    try:
+        if spec.generator is not None:
+            if spec.nodes is not None or spec.links is not None:
+                raise FieldError(("generator",), "give either a generator or nodes and links")
+            return generate_topology(
+                spec.generator, name=name, defaults=spec.defaults, source=source
+            )
+        graph = _graph_from_lists(spec)
+    except FieldError as error:
+        raise error.located(file=file, lines=lines) from None
+    return Topology(name=name, graph=graph, source=source)
+
+
+def topology_to_dict(topology: Topology) -> dict[str, Any]:
+    """The topology as topology-file data (nodes and links, base units), ready for YAML.
+
+    ``topology_from_dict(topology_to_dict(t))`` rebuilds ``t``; useful to freeze
+    a generated topology into a file that can be edited by hand.
+    """
+    nodes = []
+    for node in topology.nodes:
+        attrs = topology.graph.nodes[node]
+        entry: dict[str, Any] = {"id": node, "role": attrs["role"]}
+        for field in ("view", "compute", "tx_ports"):
+            if attrs.get(field) is not None:
+                entry[field] = attrs[field]
+        if attrs.get("label") not in (None, node):
+            entry["label"] = attrs["label"]
+        if attrs.get("pos") is not None:
+            entry["pos"] = [float(coordinate) for coordinate in attrs["pos"]]
+        nodes.append(entry)
+    links = [
+        {
+            "between": [u, v],
+            "capacity": float(topology.graph.edges[u, v]["capacity"]),
+            "latency": float(topology.graph.edges[u, v]["latency"]),
+        }
+        for u, v in sorted(
+            (tuple(sorted(edge, key=node_key)) for edge in topology.graph.edges),
+            key=lambda link: (node_key(link[0]), node_key(link[1])),
+        )
+    ]
+    return {"name": topology.name, "nodes": nodes, "links": links}
+
+
+def _graph_from_lists(spec: TopologyFile) -> nx.Graph:
+    """The checked graph of a file that lists its nodes and links (stage 3)."""
+    nodes = spec.nodes
+    if not nodes:
+        loc = ("nodes",) if nodes is not None else ()
+        raise FieldError(loc, "no nodes: list nodes and links, or give a generator")
+    index = _node_index(nodes)
+    _check_roles(nodes)
+
+    graph = nx.Graph()
+    views = _views(nodes)
+    for node in sorted(nodes, key=lambda spec_node: node_key(spec_node.id)):
+        graph.add_node(
+            node.id,
+            role=node.role,
+            view=views.get(node.id),
+            compute=node.compute if node.compute is not None else spec.defaults.compute,
+            tx_ports=node.tx_ports if node.tx_ports is not None else spec.defaults.tx_ports,
+            label=node.label if node.label is not None else node.id,
+            pos=node.pos,
+        )
+
+    known = _names(sorted(index, key=node_key))
+    first_given: dict[frozenset[str], int] = {}
+    for i, link in enumerate(spec.links or []):
+        for end, node_id in enumerate(link.between):
+            if node_id not in index:
+                raise FieldError(
+                    ("links", i, "between", end),
+                    f"unknown node {node_id!r} (the nodes are {known})",
+                )
+        a, b = link.between
+        if a == b:
+            raise FieldError(("links", i, "between"), f"self-loop: a link from {a!r} to itself")
+        ends = frozenset((a, b))
+        if ends in first_given:
+            raise FieldError(
+                ("links", i, "between"),
+                f"duplicate link {a}-{b} (already given as links[{first_given[ends]}])",
+            )
+        first_given[ends] = i
+        capacity = link.capacity if link.capacity is not None else spec.defaults.capacity
+        latency = link.latency if link.latency is not None else spec.defaults.latency
+        for field, value in (("capacity", capacity), ("latency", latency)):
+            if value is None:
+                raise FieldError(
+                    ("links", i, field), f"no {field}: give one here or in defaults.{field}"
+                )
+        graph.add_edge(a, b, capacity=capacity, latency=latency)
+
+    _check_reachability(graph, index)
+    return graph
+
+
+def _node_index(nodes: list[NodeSpec]) -> dict[str, int]:
+    """Position of each node id in the list; duplicate ids are an error."""
+    index: dict[str, int] = {}
+    for i, node in enumerate(nodes):
+        if node.id in index:
+            raise FieldError(
+                ("nodes", i, "id"),
+                f"duplicate node id {node.id!r} (already given as nodes[{index[node.id]}])",
+            )
+        index[node.id] = i
+    return index
+
+
+def _check_roles(nodes: list[NodeSpec]) -> None:
+    fusions = [i for i, node in enumerate(nodes) if node.role == "fusion"]
+    if not fusions:
+        raise FieldError(("nodes",), "no fusion node: exactly one node needs role: fusion")
+    if len(fusions) > 1:
+        ids = _names([nodes[i].id for i in fusions])
+        raise FieldError(
+            ("nodes", fusions[1], "role"),
+            f"{len(fusions)} fusion nodes ({ids}): exactly one node may have role: fusion",
+        )
+    if not any(node.role == "sensor" for node in nodes):
+        raise FieldError(("nodes",), "no sensor: at least one node needs role: sensor")
+    for i, node in enumerate(nodes):
+        if node.view is not None and node.role != "sensor":
+            raise FieldError(
+                ("nodes", i, "view"), f"only sensors have a view ({node.id!r} is a {node.role})"
+            )
+
+
+def _views(nodes: list[NodeSpec]) -> dict[str, int]:
+    """View of every sensor: its own, else the smallest free index, in node order."""
+    sensors = sorted(
+        (node for node in nodes if node.role == "sensor"), key=lambda n: node_key(n.id)
+    )
+    taken = {node.view for node in sensors if node.view is not None}
+    views: dict[str, int] = {}
+    free = 0
+    for node in sensors:
+        if node.view is not None:
+            views[node.id] = node.view
+            continue
+        while free in taken:
+            free += 1
+        views[node.id] = free
+        taken.add(free)
+    return views
+
+
+def _check_reachability(graph: nx.Graph, index: Mapping[str, int]) -> None:
+    fusion = next(n for n, role in graph.nodes(data="role") if role == "fusion")
+    reachable = nx.node_connected_component(graph, fusion)
+    stranded = sorted(
+        (n for n, role in graph.nodes(data="role") if role == "sensor" and n not in reachable),
+        key=node_key,
+    )
+    if stranded:
+        plural = "s" if len(stranded) > 1 else ""
+        raise FieldError(
+            ("nodes", index[stranded[0]]),
+            f"sensor{plural} {_names(stranded)} cannot reach the fusion node {fusion!r}",
+        )
+
+
+def _names(ids: list[str]) -> str:
+    """Comma-separated ids, shortened after a few."""
+    if len(ids) <= _MAX_NAMES:
+        return ", ".join(ids)
+    return ", ".join(ids[:_MAX_NAMES]) + f", ... ({len(ids) - _MAX_NAMES} more)"

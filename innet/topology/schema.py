@@ -1,0 +1,387 @@
+"""The shape of a topology file, as pydantic models.
+
+A topology file either lists its ``nodes`` and ``links`` or describes a
+``generator`` that builds them. These models check everything that can be
+checked one field at a time: known field names (anything else is an error),
+roles, units (``10Mbps``, ``1ms``, ``2GFLOPS``, parsed by :mod:`innet.units`),
+signs (capacity > 0, latency >= 0), the choices of a generator. Checks that
+need the whole graph (one fusion node, links between known nodes, sensors
+that reach the fusion node) live in :mod:`innet.topology.load`.
+
+Values are stored in base units: bits/s, seconds, FLOP/s.
+
+>>> LinkSpec.model_validate(["s", "f"]).between
+('s', 'f')
+>>> LinkSpec.model_validate({"between": [1, "f"], "capacity": "10Mbps"}).capacity
+10000000.0
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any, ClassVar
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    field_validator,
+    model_validator,
+)
+
+from innet.units import format_bitrate, format_duration, parse_bitrate, parse_duration, parse_flops
+
+__all__ = [
+    "ROLES",
+    "GENERATOR_KINDS",
+    "FUSION_RULES",
+    "SENSOR_RULES",
+    "DISTRIBUTIONS",
+    "KIND_PARAMETERS",
+    "Defaults",
+    "NodeSpec",
+    "LinkSpec",
+    "Distribution",
+    "CapacityDistribution",
+    "LatencyDistribution",
+    "FusionRule",
+    "SensorRule",
+    "GeneratorSpec",
+    "TopologyFile",
+]
+
+ROLES = ("fusion", "sensor", "relay")
+GENERATOR_KINDS = ("grid", "ring", "random_geometric", "erdos_renyi", "barabasi_albert")
+FUSION_RULES = ("max_degree", "max_closeness", "min_eccentricity")
+SENSOR_RULES = ("leaves", "all_but_fusion", "random", "farthest")
+DISTRIBUTIONS = ("constant", "uniform", "loguniform", "choice")
+
+# Parameters each generator kind needs; any other of these is an error for that kind.
+KIND_PARAMETERS = {
+    "grid": ("rows", "cols"),
+    "ring": ("n",),
+    "random_geometric": ("n", "radius"),
+    "erdos_renyi": ("n", "p"),
+    "barabasi_albert": ("n", "m"),
+}
+
+
+def _one_of(options: tuple[str, ...], what: str):
+    def check(value: str) -> str:
+        if value not in options:
+            raise ValueError(f"unknown {what} {value!r} (expected {', '.join(options)})")
+        return value
+
+    return check
+
+
+def _node_id(value: Any) -> str:
+    """Node ids are strings; YAML integers (``- [1, 2]``) are accepted and converted."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise ValueError(f"a node id must be a string or an integer, got {value!r}")
+    text = str(value)
+    if not text.strip():
+        raise ValueError("a node id must not be empty")
+    return text
+
+
+def _text(value: Any) -> Any:
+    return str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+
+
+def _positive_capacity(value: float) -> float:
+    if value <= 0:
+        raise ValueError(f"capacity must be > 0, got {format_bitrate(value)}")
+    return value
+
+
+def _non_negative_latency(value: float) -> float:
+    if value < 0:
+        raise ValueError(f"latency must be >= 0, got {format_duration(value)}")
+    return value
+
+
+def _positive_compute(value: float) -> float:
+    if value <= 0:
+        raise ValueError(f"compute must be > 0 FLOP/s, got {value:g}")
+    return value
+
+
+def _non_negative_view(value: int) -> int:
+    if value < 0:
+        raise ValueError(f"view must be >= 0, got {value}")
+    return value
+
+
+def _non_negative_seed(value: int) -> int:
+    if value < 0:
+        raise ValueError(f"seed must be >= 0, got {value}")
+    return value
+
+
+def _positive_radius(value: float) -> float:
+    if value <= 0:
+        raise ValueError(f"radius must be > 0, got {value:g}")
+    return value
+
+
+def _probability(value: float) -> float:
+    if not 0 <= value <= 1:
+        raise ValueError(f"p must be between 0 and 1, got {value:g}")
+    return value
+
+
+def _positive_int(what: str):
+    def check(value: int) -> int:
+        if value < 1:
+            raise ValueError(f"{what} must be >= 1, got {value}")
+        return value
+
+    return check
+
+
+NodeId = Annotated[str, BeforeValidator(_node_id)]
+Capacity = Annotated[float, BeforeValidator(parse_bitrate), AfterValidator(_positive_capacity)]
+Latency = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_non_negative_latency)]
+Compute = Annotated[float, BeforeValidator(parse_flops), AfterValidator(_positive_compute)]
+TxPorts = Annotated[int, AfterValidator(_positive_int("tx_ports"))]
+
+
+class _Strict(BaseModel):
+    """Unknown fields are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Defaults(_Strict):
+    """Values used where a link or node does not give its own."""
+
+    capacity: Capacity | None = None
+    latency: Latency | None = None
+    compute: Compute | None = None
+    tx_ports: TxPorts | None = None
+
+
+class NodeSpec(_Strict):
+    """One node: ``{id: s1, role: sensor, view: 0, compute: 2GFLOPS, pos: [0, 1]}``."""
+
+    id: NodeId
+    role: Annotated[str, AfterValidator(_one_of(ROLES, "role"))]
+    view: Annotated[int, AfterValidator(_non_negative_view)] | None = None
+    compute: Compute | None = None
+    tx_ports: TxPorts | None = None
+    label: Annotated[str, BeforeValidator(_text)] | None = None
+    pos: tuple[float, float] | None = None
+
+
+class LinkSpec(_Strict):
+    """One link: ``{between: [s, f], capacity: 1Mbps}`` or the shorthand ``[s, f]``."""
+
+    between: tuple[NodeId, NodeId]
+    capacity: Capacity | None = None
+    latency: Latency | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        return {"between": data} if isinstance(data, (list, tuple)) else data
+
+    @field_validator("between", mode="before")
+    @classmethod
+    def _two_ends(cls, between: Any) -> Any:
+        if isinstance(between, (list, tuple)) and len(between) != 2:
+            raise ValueError(f"a link joins exactly two nodes, got {len(between)}")
+        return between
+
+
+class Distribution(_Strict):
+    """How a generator draws one link attribute: a constant, uniform, log-uniform or a choice.
+
+    Written as a plain value (``10Mbps``: every link gets it) or as a mapping
+    ``{dist: uniform, low: 1Mbps, high: 100Mbps}``, ``{dist: loguniform, low, high}``,
+    ``{dist: choice, values: [1Mbps, 100Mbps]}`` (equal probabilities).
+    """
+
+    # Parses and checks a plain value; set by each subclass.
+    parse_constant: ClassVar[Callable[[Any], float]]
+
+    dist: Annotated[str, AfterValidator(_one_of(DISTRIBUTIONS, "dist"))]
+    value: float | None = None
+    low: float | None = None
+    high: float | None = None
+    values: list[float] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _constant(cls, data: Any) -> Any:
+        if isinstance(data, (str, int, float)) and not isinstance(data, bool):
+            return {"dist": "constant", "value": cls.parse_constant(data)}
+        return data
+
+    @model_validator(mode="after")
+    def _parameters(self) -> Distribution:
+        needed = {
+            "constant": ("value",),
+            "uniform": ("low", "high"),
+            "loguniform": ("low", "high"),
+            "choice": ("values",),
+        }[self.dist]
+        given = [
+            name for name in ("value", "low", "high", "values") if getattr(self, name) is not None
+        ]
+        missing = [name for name in needed if name not in given]
+        extra = [name for name in given if name not in needed]
+        if missing or extra:
+            raise ValueError(
+                f"dist {self.dist} takes {' and '.join(needed)}"
+                + (f"; missing {', '.join(missing)}" if missing else "")
+                + (f"; does not take {', '.join(extra)}" if extra else "")
+            )
+        if self.low is not None and self.high is not None and self.high < self.low:
+            raise ValueError(f"high ({self.high:g}) must be >= low ({self.low:g})")
+        if self.dist == "loguniform" and self.low is not None and self.low <= 0:
+            raise ValueError("loguniform needs low > 0")
+        if self.values is not None and not self.values:
+            raise ValueError("choice needs at least one value")
+        return self
+
+
+class CapacityDistribution(Distribution):
+    """Link capacities of a generated topology (bits/s)."""
+
+    parse_constant: ClassVar[Callable[[Any], float]] = staticmethod(
+        lambda value: _positive_capacity(parse_bitrate(value))
+    )
+    value: Capacity | None = None
+    low: Capacity | None = None
+    high: Capacity | None = None
+    values: list[Capacity] | None = None
+
+
+class LatencyDistribution(Distribution):
+    """Link latencies of a generated topology (seconds)."""
+
+    parse_constant: ClassVar[Callable[[Any], float]] = staticmethod(
+        lambda value: _non_negative_latency(parse_duration(value))
+    )
+    value: Latency | None = None
+    low: Latency | None = None
+    high: Latency | None = None
+    values: list[Latency] | None = None
+
+
+class FusionRule(_Strict):
+    """Which generated node is the fusion node: ``{rule: max_closeness}`` or ``{id: n0}``.
+
+    Rules pick the best node by degree, closeness centrality or (smallest)
+    eccentricity; ties go to the lowest id. A plain string is a rule name.
+    """
+
+    rule: Annotated[str, AfterValidator(_one_of(FUSION_RULES, "fusion rule"))] | None = None
+    id: NodeId | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plain_rule(cls, data: Any) -> Any:
+        return {"rule": data} if isinstance(data, str) else data
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> FusionRule:
+        if (self.rule is None) == (self.id is None):
+            raise ValueError("give exactly one of rule or id")
+        return self
+
+
+class SensorRule(_Strict):
+    """Which generated nodes are sensors.
+
+    - ``leaves``: nodes of degree 1 (except the fusion node); if there are
+      none, the nodes farthest (in hops) from the fusion node.
+    - ``all_but_fusion``: every other node.
+    - ``random`` with ``k`` (and an optional ``seed``, default the generator's):
+      ``k`` nodes drawn uniformly among the others.
+    - ``farthest`` with ``k``: the ``k`` nodes farthest in hops from the fusion
+      node, ties to the lowest id.
+    - ``{ids: [...]}``: exactly these.
+
+    A plain string is a rule name.
+    """
+
+    rule: Annotated[str, AfterValidator(_one_of(SENSOR_RULES, "sensor rule"))] | None = None
+    k: Annotated[int, AfterValidator(_positive_int("k"))] | None = None
+    seed: Annotated[int, AfterValidator(_non_negative_seed)] | None = None
+    ids: list[NodeId] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plain_rule(cls, data: Any) -> Any:
+        return {"rule": data} if isinstance(data, str) else data
+
+    @model_validator(mode="after")
+    def _parameters(self) -> SensorRule:
+        if (self.rule is None) == (self.ids is None):
+            raise ValueError("give exactly one of rule or ids")
+        if self.ids is not None and not self.ids:
+            raise ValueError("ids must name at least one node")
+        needs_k = self.rule in ("random", "farthest")
+        if needs_k and self.k is None:
+            raise ValueError(f"sensor rule {self.rule} needs k")
+        if not needs_k and self.k is not None:
+            raise ValueError("k is only used by the random and farthest rules")
+        if self.seed is not None and self.rule != "random":
+            raise ValueError("seed is only used by the random rule")
+        return self
+
+
+class GeneratorSpec(_Strict):
+    """A generated topology: a networkx random-graph model plus attribute rules.
+
+    ``kind`` picks the model and the parameters it needs: ``grid`` (rows,
+    cols), ``ring`` (n), ``random_geometric`` (n, radius), ``erdos_renyi``
+    (n, p), ``barabasi_albert`` (n, m). ``seed`` makes the graph and every
+    drawn attribute reproducible. ``capacity`` and ``latency`` fall back to
+    ``defaults`` when left out.
+    """
+
+    kind: Annotated[str, AfterValidator(_one_of(GENERATOR_KINDS, "generator kind"))]
+    seed: Annotated[int, AfterValidator(_non_negative_seed)] = 0
+    rows: Annotated[int, AfterValidator(_positive_int("rows"))] | None = None
+    cols: Annotated[int, AfterValidator(_positive_int("cols"))] | None = None
+    n: Annotated[int, AfterValidator(_positive_int("n"))] | None = None
+    radius: Annotated[float, AfterValidator(_positive_radius)] | None = None
+    p: Annotated[float, AfterValidator(_probability)] | None = None
+    m: Annotated[int, AfterValidator(_positive_int("m"))] | None = None
+    capacity: CapacityDistribution | None = None
+    latency: LatencyDistribution | None = None
+    fusion: FusionRule = FusionRule(rule="max_closeness")
+    sensors: SensorRule = SensorRule(rule="leaves")
+
+    @model_validator(mode="after")
+    def _kind_parameters(self) -> GeneratorSpec:
+        needed = KIND_PARAMETERS[self.kind]
+        every = {name for names in KIND_PARAMETERS.values() for name in names}
+        missing = [name for name in needed if getattr(self, name) is None]
+        extra = sorted(name for name in every - set(needed) if getattr(self, name) is not None)
+        if missing or extra:
+            raise ValueError(
+                f"kind {self.kind} takes {' and '.join(needed)}"
+                + (f"; missing {', '.join(missing)}" if missing else "")
+                + (f"; does not take {', '.join(extra)}" if extra else "")
+            )
+        if self.kind == "ring" and self.n < 3:
+            raise ValueError(f"a ring needs n >= 3, got {self.n}")
+        if self.kind == "barabasi_albert" and self.m >= self.n:
+            raise ValueError(f"barabasi_albert needs m < n, got m={self.m}, n={self.n}")
+        return self
+
+
+class TopologyFile(_Strict):
+    """A whole topology file: ``nodes`` and ``links``, or a ``generator``."""
+
+    name: Annotated[str, BeforeValidator(_text)] | None = None
+    description: str | None = None
+    defaults: Defaults = Defaults()
+    nodes: list[NodeSpec] | None = None
+    links: list[LinkSpec] | None = None
+    generator: GeneratorSpec | None = None

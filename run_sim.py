@@ -1,0 +1,8 @@
+"""Run an innet scenario: ``python run_sim.py --scenario dense_vs_dijkstra`` (see --help)."""
+
+import sys
+
+from innet.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())
