@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from innet.errors import InnetError
 
@@ -22,8 +24,15 @@ DEFAULT_SCENARIO = "dense_vs_dijkstra"
 COMMANDS = ("run", "validate", "plan", "report")
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (and exit status 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
 def _run_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog="run_sim.py",
         description="Run an in-network learning scenario and write a run directory. "
         "Other commands: validate PATH | plan TOPOLOGY | report RUN_DIR (see COMMAND --help).",
@@ -48,7 +57,7 @@ def _run_parser() -> argparse.ArgumentParser:
 
 
 def _validate_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog="run_sim.py validate",
         description="Check a topology (or scenario) file and print a summary.",
     )
@@ -57,7 +66,7 @@ def _validate_parser() -> argparse.ArgumentParser:
 
 
 def _plan_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog="run_sim.py plan", description="Print who sends to whom under a routing."
     )
     parser.add_argument("topology", type=Path)
@@ -73,7 +82,7 @@ def _plan_parser() -> argparse.ArgumentParser:
 
 
 def _report_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog="run_sim.py report",
         description="Rebuild summary, report and figures of a run directory from its tables.",
     )
@@ -117,6 +126,15 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         print(f"  variants: {', '.join(f'{v.name} ({v.routing})' for v in loaded.variants)}")
         print(f"  seeds: {loaded.scenario.seed_list}")
         topology = load_topology(loaded.topology_path)
+        from innet.inputs import load_inputs
+        from innet.yamlio import FieldError
+
+        try:
+            inputs = load_inputs(loaded.scenario.data, topology, loaded.scenario.seed_list[0])
+        except FieldError as error:
+            raise loaded.located(error) from None
+        print(f"  data: {inputs.dataset}, {inputs.n_train} training samples, "
+              f"{len(inputs.views)} sensor views")  # fmt: skip
     else:
         topology = load_topology(args.path)
         print(f"{args.path}: topology {topology.name!r} is valid")
@@ -138,8 +156,8 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
     topology = load_topology(args.topology)
     bits = args.message_bits if args.message_bits is not None else default_message_bits()
-    if bits <= 0:
-        raise InnetError("--message-bits must be positive")
+    if not (math.isfinite(bits) and bits > 0):
+        raise InnetError(f"--message-bits must be a positive number, got {bits}")
     plan = build_plan(topology, args.routing, bits)
     if args.json:
         print(json.dumps(plan.to_json()))

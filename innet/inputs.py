@@ -22,9 +22,9 @@ from innet.data import (
     noisy_views,
     split_views,
 )
-from innet.errors import InnetError
 from innet.scenario import DataConfig
 from innet.topology.model import Topology
+from innet.yamlio import FieldError
 
 __all__ = ["NodeInputs", "load_inputs", "sensor_view_indices"]
 
@@ -69,29 +69,34 @@ def _load_dataset(config: DataConfig, seed: int) -> Dataset:
             class_sep=config.class_sep,
         )
     if config.path is None:
-        raise InnetError("data.path: the idx dataset needs a directory with MNIST-format files")
+        raise FieldError(("data", "path"), "the idx dataset needs a directory of IDX files")
     return load_idx_dataset(
         config.path, seed=seed, test_fraction=config.test_fraction, limit=config.limit
     )
 
 
 def load_inputs(config: DataConfig, topology: Topology, seed: int) -> NodeInputs:
-    """Load the dataset for ``seed`` and cut it into the sensors' views."""
+    """Load the dataset for ``seed`` and cut it into the sensors' views.
+
+    Problems with the data block raise :class:`~innet.yamlio.FieldError` with the
+    path of the field in the scenario (e.g. ``("data", "views")``).
+    """
     dataset = _load_dataset(config, seed)
     indices = sensor_view_indices(topology)
     n_views = max(indices.values()) + 1
     if config.views == "split":
         if n_views > dataset.x_train.shape[1]:
-            raise InnetError(
-                f"{n_views} views requested but the {dataset.name} data has only "
-                f"{dataset.x_train.shape[1]} features"
+            raise FieldError(
+                ("data", "views"),
+                f"{n_views} sensor views requested but the {dataset.name} data has only "
+                f"{dataset.x_train.shape[1]} features to split",
             )
         train_blocks = split_views(dataset.x_train, n_views)
         test_blocks = split_views(dataset.x_test, n_views)
     else:
         snr = config.snr_db if isinstance(config.snr_db, list) else [config.snr_db] * n_views
         if len(snr) < n_views:
-            raise InnetError(f"data.snr_db: {len(snr)} values given for {n_views} views")
+            raise FieldError(("data", "snr_db"), f"{len(snr)} values given for {n_views} views")
         train_blocks = noisy_views(dataset.x_train, snr[:n_views], seed=seed)
         test_blocks = noisy_views(dataset.x_test, snr[:n_views], seed=seed + 1_000_003)
     views = {

@@ -36,6 +36,7 @@ from innet.timing import RunTiming, compute_seconds, time_records
 from innet.topology import load_topology
 from innet.topology.model import Topology
 from innet.transport import InProcessTransport, Transport
+from innet.yamlio import FieldError
 
 __all__ = ["SeedResult", "run_scenario", "train_one", "variant_plans", "EXCHANGE_COLUMNS"]
 
@@ -237,6 +238,24 @@ def _new_run_dir(scenario: Scenario, out: Path | None) -> Path:
     return candidate
 
 
+class _InputCache:
+    """The data of one seed at a time, loaded on first use; data problems name the scenario."""
+
+    def __init__(self, loaded: LoadedScenario, topology: Topology) -> None:
+        self._loaded, self._topology = loaded, topology
+        self._seed: int | None = None
+        self._inputs: NodeInputs | None = None
+
+    def get(self, seed: int) -> NodeInputs:
+        if self._seed != seed or self._inputs is None:
+            try:
+                self._inputs = load_inputs(self._loaded.scenario.data, self._topology, seed)
+            except FieldError as error:
+                raise self._loaded.located(error) from None
+            self._seed = seed
+        return self._inputs
+
+
 def run_scenario(
     loaded: LoadedScenario, *, out: Path | None = None, progress: bool = True
 ) -> tuple[Path, dict[str, Any]]:
@@ -245,12 +264,14 @@ def run_scenario(
     scenario, variants, topology_path = loaded.scenario, loaded.variants, loaded.topology_path
     topology = load_topology(topology_path)
     plans = variant_plans(topology, variants, scenario.network.header_bytes)
+    inputs = _InputCache(loaded, topology)
+    inputs.get(scenario.seed_list[0])  # a problem in the data block shows before any output
     run_dir = _new_run_dir(scenario, out)
     staging = run_dir.with_name(f".{run_dir.name}.partial-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:
-        _run_into(staging, scenario, variants, plans, topology, topology_path, progress)
+        _run_into(staging, scenario, variants, plans, topology, topology_path, inputs, progress)
         summary = write_report(staging)
         if run_dir.exists():
             run_dir.rmdir()  # an empty --out directory
@@ -268,6 +289,7 @@ def _run_into(
     plans: dict[str, Plan],
     topology: Topology,
     topology_path: Path,
+    inputs: _InputCache,
     progress: bool,
 ) -> None:
     from tqdm import tqdm
@@ -283,7 +305,7 @@ def _run_into(
     exchange_parts, metric_rows, rate_rows = [], [], []
     with tqdm(total=total, unit="epoch", disable=not progress, dynamic_ncols=True) as bar:
         for seed in seeds:
-            inputs = load_inputs(scenario.data, topology, seed)
+            seed_inputs = inputs.get(seed)
             for variant in variants:
                 bar.set_description(f"{variant.name} seed {seed}")
                 result = train_one(
@@ -291,7 +313,7 @@ def _run_into(
                     variant=variant,
                     plan=plans[variant.name],
                     topology=topology,
-                    inputs=inputs,
+                    inputs=seed_inputs,
                     seed=seed,
                     on_epoch=lambda _epoch: bar.update(1),
                 )

@@ -19,7 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from innet.errors import ConfigError, InnetError
-from innet.yamlio import LineMap, config_error_from_validation, read_yaml
+from innet.yamlio import FieldError, LineMap, config_error_from_validation, read_yaml
 
 __all__ = [
     "Scenario",
@@ -170,14 +170,13 @@ def resolve_variants(
                     line=inner.line,
                 ) from None
         resolved.append(ResolvedVariant(name=name, routing=variant.routing, **blocks))
-    for a, b in scenario.comparisons:
-        for side in (a, b):
+    for index, pair in enumerate(scenario.comparisons):
+        for position, side in enumerate(pair):
             if side not in scenario.variants:
-                raise ConfigError(
+                raise FieldError(
+                    ("comparisons", index, position),
                     f"unknown variant {side!r} (variants: {', '.join(scenario.variants)})",
-                    file=source,
-                    field="comparisons",
-                )
+                ).located(file=source, lines=lines)
     return resolved
 
 
@@ -246,6 +245,11 @@ class LoadedScenario:
     path: Path
     topology_path: Path
     variants: list[ResolvedVariant]
+    lines: LineMap | None = None
+
+    def located(self, error: FieldError) -> ConfigError:
+        """A problem found later (e.g. in the data block) as an error naming this file's line."""
+        return error.located(file=self.path, lines=self.lines)
 
 
 def load_scenario(
@@ -270,4 +274,4 @@ def load_scenario(
     if not topology_path.is_absolute():
         topology_path = (path.parent / topology_path).resolve()
     variants = resolve_variants(scenario, path, lines)
-    return LoadedScenario(scenario, path, topology_path, variants)
+    return LoadedScenario(scenario, path, topology_path, variants, lines)
