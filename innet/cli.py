@@ -11,11 +11,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from innet.distributed.placement import STRATEGIES
 from innet.errors import InnetError
 
 __all__ = ["main"]
@@ -53,6 +56,19 @@ def _run_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, help="run directory (default runs/<scenario>-<time>)")
     parser.add_argument("--list", action="store_true", help="list the known scenarios and exit")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    group = parser.add_argument_group(
+        "torch.distributed (under torchrun; see README)",
+        "Plain `python run_sim.py` runs every node in one process.",
+    )
+    group.add_argument("--backend", choices=("auto", "gloo", "nccl"), default="auto",
+                       help="process-group backend (auto: nccl on cuda, else gloo)")  # fmt: skip
+    group.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                       help="where tensors live (auto: cuda if available)")  # fmt: skip
+    group.add_argument("--placement", choices=STRATEGIES,
+                       help="nodes to ranks (default: the scenario's, else partition)")  # fmt: skip
+    group.add_argument("--timeout", type=float, metavar="SECONDS",
+                       help="give up on a silent peer or rendezvous after this long "
+                       "(default: the scenario's distributed.timeout_s, 60)")  # fmt: skip
     return parser
 
 
@@ -102,15 +118,50 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if args.seeds < 1:
             raise InnetError("--seeds must be at least 1")
         overrides.append(f"seeds={args.seeds}")
+    if args.timeout is not None:
+        if not (math.isfinite(args.timeout) and args.timeout > 0):
+            raise InnetError(f"--timeout must be a positive number of seconds, got {args.timeout}")
+        overrides.append(f"distributed.timeout_s={args.timeout}")
     loaded = load_scenario(find_scenario(args.scenario), overrides, args.topology)
 
+    from innet.distributed import init_distributed, is_torchrun, shutdown
     from innet.report import headline_table
     from innet.runner import run_scenario
 
-    run_dir, summary = run_scenario(loaded, out=args.out, progress=not args.no_progress)
-    print(headline_table(summary))
-    print(f"\nrun directory: {run_dir}  (report: {run_dir / 'report.md'})")
+    ctx = None
+    if is_torchrun():
+        ctx = init_distributed(
+            backend=args.backend,
+            device=args.device,
+            timeout_s=loaded.scenario.distributed.timeout_s,
+        )
+    try:
+        run_dir, summary = run_scenario(
+            loaded,
+            out=args.out,
+            progress=not args.no_progress,
+            ctx=ctx,
+            placement=args.placement,
+            device=_local_device(args.device),
+        )
+    finally:
+        if ctx is not None:
+            shutdown(ctx)
+    if run_dir is not None and summary is not None:
+        print(headline_table(summary))
+        print(f"\nrun directory: {run_dir}  (report: {run_dir / 'report.md'})")
     return 0
+
+
+def _local_device(choice: str) -> str:
+    """The device of a one-process run."""
+    import torch
+
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise InnetError("--device cuda: no CUDA device is available")
+    if choice == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return choice
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -194,11 +245,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     make_parser, handler = parsers[command]
     args = make_parser().parse_args(argv)
+    leader = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 speaks
+    if "WORLD_SIZE" in os.environ:
+        signal.signal(signal.SIGTERM, _terminated)
     try:
         return handler(args)
     except InnetError as error:
-        print(f"error: {error}", file=sys.stderr)
+        if leader:
+            print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        if leader:
+            print("interrupted", file=sys.stderr)
         return 130
+
+
+def _terminated(signum: int, frame: object) -> None:
+    """torchrun stops the other ranks with SIGTERM when one fails: unwind and clean up."""
+    raise InnetError("stopped by the launcher (another rank failed or the job was cancelled)")

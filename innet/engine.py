@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from innet.modules import NodeModule, NodeSpec
 from innet.plans import Plan
-from innet.transport import Transport
+from innet.transport import ExpectedMessage, Transport, phase_messages
 
 __all__ = ["Engine", "ExchangeRow", "LocalEval", "RECORD_FIELDS"]
 
@@ -73,22 +73,30 @@ class Engine:
         optimizer: str = "adam",
         beta: float = 0.0,
         header_bytes: int = 0,
+        device: torch.device | str = "cpu",
     ) -> None:
         self.plan = plan
+        self.device = torch.device(device)
         self.transport = transport
         self.beta = beta
         self.header_bytes = header_bytes
         self.order = plan.forward_order()
         self.local = [node for node in self.order if transport.owns(node)]
-        self.modules = {node: NodeModule(specs[node], seed) for node in self.local}
+        self.modules = {node: NodeModule(specs[node], seed).to(self.device) for node in self.local}
         self.optimizers = {
             node: _make_optimizer(optimizer, module.parameters(), lr)
             for node, module in self.modules.items()
         }
         self.specs = dict(specs)
-        self.views = views  # node -> (train view, test view)
-        self.labels = labels  # (train labels, test labels)
+        self.views = {  # node -> (train view, test view), for the nodes of this process
+            node: (train.to(self.device), test.to(self.device))
+            for node, (train, test) in views.items()
+            if transport.owns(node)
+        }
+        self.labels = (labels[0].to(self.device), labels[1].to(self.device))
         self.records: list[ExchangeRow] = []
+        self._latent_dims = {node: spec.latent_dim for node, spec in self.specs.items()}
+        self._schedules: dict[tuple[str, int], list[ExpectedMessage]] = {}
 
     # -- messages ---------------------------------------------------------------------------
 
@@ -99,8 +107,20 @@ class Engine:
         self.transport.send(wire, src=src, dst=dst, phase=phase, payload=payload)
 
     def _recv(self, src: str, dst: str, phase: str, payload: str, batch: int) -> torch.Tensor:
-        shape = (batch, self.specs[src].latent_dim)
-        return self.transport.recv(src=src, dst=dst, phase=phase, payload=payload, shape=shape)
+        # a latent has the sender's width; a gradient has the width of the receiver's latent
+        width = self.specs[dst if payload == "grad" else src].latent_dim
+        return self.transport.recv(
+            src=src, dst=dst, phase=phase, payload=payload, shape=(batch, width)
+        ).to(self.device)
+
+    def _expect(self, phase: str, batch: int) -> None:
+        """Announce every message of a phase to the transport, in the order they will be sent."""
+        key = (phase, batch)
+        if key not in self._schedules:
+            self._schedules[key] = phase_messages(
+                self.plan, phase, batch, self._latent_dims, order=self.order
+            )
+        self.transport.expect(self._schedules[key])
 
     def _view(self, node: str, split: int, index: np.ndarray) -> torch.Tensor | None:
         views = self.views.get(node)
@@ -119,6 +139,7 @@ class Engine:
         rates: dict[str, torch.Tensor] = {}
         held: dict[str, dict[str, torch.Tensor]] = {}
         loss: torch.Tensor | None = None
+        self._expect("forward", batch)
         for node in self.local:
             module = self.modules[node]
             module.train()
@@ -136,6 +157,7 @@ class Engine:
             for parent in self.plan.parents(node):
                 self._send(out.t, node, parent, "forward", "latent")
 
+        self._expect("backward", batch)
         for node in reversed(self.local):
             if node == self.plan.fusion:
                 assert loss is not None
@@ -155,6 +177,7 @@ class Engine:
                 grad_out = latent.grad if latent.grad is not None else torch.zeros_like(latent)
                 self._send(grad_out, node, child, "backward", "grad")
             optimizer.step()
+        self.transport.flush()
         return float(loss.detach()) if loss is not None else None
 
     # -- evaluation -------------------------------------------------------------------------
@@ -174,6 +197,7 @@ class Engine:
             self._step = batch_number
             index = np.arange(start, min(start + batch_size, n_test))
             batch = len(index)
+            self._expect("eval", batch)
             for node in self.local:
                 module = self.modules[node]
                 received = [
@@ -192,6 +216,7 @@ class Engine:
                 )
                 for parent in self.plan.parents(node):
                     self._send(out.t, node, parent, "eval", "latent")
+        self.transport.flush()
         return result
 
     def compute_flops(self) -> dict[str, int]:

@@ -47,6 +47,7 @@ Nodes that cannot reach the fusion node are left out of every plan.
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cached_property
@@ -107,6 +108,21 @@ class Plan:
         if any(sender == self.fusion for sender, _ in edges):
             raise ValueError(f"the fusion node {self.fusion!r} cannot send forward messages")
         object.__setattr__(self, "edges", edges)
+
+    @classmethod
+    def _from_sorted(cls, routing: str, fusion: str, edges: tuple[tuple[str, str], ...]) -> Plan:
+        """A plan whose ``edges`` are known to be in order already (skips the sort).
+
+        For builders that produce edges in node order themselves, where sorting
+        100,000 edges by :func:`~innet.topology.model.node_key` would cost more
+        than building the tree.
+        """
+        if any(sender == fusion for sender, _ in edges):
+            raise ValueError(f"the fusion node {fusion!r} cannot send forward messages")
+        plan = object.__new__(cls)
+        for name, value in (("routing", routing), ("fusion", fusion), ("edges", edges)):
+            object.__setattr__(plan, name, value)
+        return plan
 
     @cached_property
     def _parents(self) -> dict[str, list[str]]:
@@ -214,15 +230,15 @@ def dense_plan(topology: Topology) -> Plan:
 def hop_plan(topology: Topology) -> Plan:
     """Breadth-first tree: parent = lowest-id neighbour one hop closer to the fusion node."""
     distance = _hop_distances(topology)
-    graph = topology.graph
+    graph, fusion = topology.graph, topology.fusion  # `fusion` scans every node: look it up once
     parent = {
         node: min(
             (nb for nb in graph.neighbors(node) if distance.get(nb) == hops - 1), key=node_key
         )
         for node, hops in distance.items()
-        if node != topology.fusion
+        if node != fusion
     }
-    return _tree_plan("hop", topology.fusion, parent)
+    return _tree_plan("hop", fusion, parent)
 
 
 def max_capacity_plan(topology: Topology) -> Plan:
@@ -250,9 +266,10 @@ def dijkstra_plan(topology: Topology, message_bits: float) -> Plan:
     if not (math.isfinite(message_bits) and message_bits >= 0):
         raise InnetError(f"message_bits must be a finite number >= 0, got {message_bits}")
     if topology.graph.number_of_nodes() > SCIPY_THRESHOLD:
+        # Children come in node order, one edge each: the edges are already sorted.
         parent = _dijkstra_parents_scipy(topology, message_bits)
-    else:
-        parent = _dijkstra_parents_networkx(topology, message_bits)
+        return Plan._from_sorted("dijkstra", topology.fusion, tuple(parent.items()))
+    parent = _dijkstra_parents_networkx(topology, message_bits)
     return _tree_plan("dijkstra", topology.fusion, parent)
 
 
@@ -260,8 +277,9 @@ def _dijkstra_parents_networkx(topology: Topology, message_bits: float) -> dict[
     def weight(u: str, v: str, link: dict) -> float:
         return link_weight(link["capacity"], link["latency"], message_bits)
 
+    fusion = topology.fusion  # scans every node: look it up once
     predecessors, distance = nx.dijkstra_predecessor_and_distance(
-        topology.graph, topology.fusion, weight=weight
+        topology.graph, fusion, weight=weight
     )
     # `distance` lists nodes in the order Dijkstra settled them. Taking parents
     # settled earlier keeps the tree acyclic even across zero-weight links.
@@ -269,19 +287,21 @@ def _dijkstra_parents_networkx(topology: Topology, message_bits: float) -> dict[
     return {
         node: min((p for p in preds if settled[p] < settled[node]), key=node_key)
         for node, preds in predecessors.items()
-        if node != topology.fusion
+        if node != fusion
     }
 
 
 def _dijkstra_parents_scipy(topology: Topology, message_bits: float) -> dict[str, str]:
-    nodes = topology.nodes  # index order == node order, so "lowest index" == "lowest id"
+    """Parents from ``scipy.sparse.csgraph.dijkstra``, children in node order.
+
+    The work is done on arrays: node ids are mapped to indices once (index
+    order == node order, so "lowest index" == "lowest id"), links are read
+    from the graph's adjacency in one pass, and ties are broken with numpy.
+    """
+    nodes = _ordered_ids(topology.graph)
     index = {node: i for i, node in enumerate(nodes)}
-    links = list(topology.graph.edges(data=True))
-    u = np.array([index[a] for a, _, _ in links], dtype=np.int64)
-    v = np.array([index[b] for _, b, _ in links], dtype=np.int64)
-    weight = np.array(
-        [link_weight(d["capacity"], d["latency"], message_bits) for _, _, d in links], dtype=float
-    )
+    u, v, capacity, latency = _link_arrays(topology.graph, index)
+    weight = latency + message_bits / capacity  # link_weight, elementwise
     # Both directions stored explicitly; explicit zeros count as (zero-weight) links.
     child, above, weight = np.concatenate([u, v]), np.concatenate([v, u]), np.tile(weight, 2)
     matrix = scipy.sparse.csr_matrix((weight, (child, above)), shape=(len(nodes), len(nodes)))
@@ -295,7 +315,66 @@ def _dijkstra_parents_scipy(topology: Topology, message_bits: float) -> dict[str
     parent = np.where(scipy_parent >= 0, scipy_parent, len(nodes))
     np.minimum.at(parent, child[on_route], above[on_route])
     reached = np.flatnonzero(np.isfinite(distance))
-    return {nodes[i]: nodes[parent[i]] for i in reached if i != fusion}
+    reached = reached[reached != fusion]
+    return dict(
+        zip(
+            [nodes[i] for i in reached.tolist()],
+            [nodes[i] for i in parent[reached].tolist()],
+            strict=True,
+        )
+    )
+
+
+def _ordered_ids(graph: nx.Graph) -> list[str]:
+    """The node ids sorted by :func:`~innet.topology.model.node_key`, fast for common ids.
+
+    When every id is one shared prefix followed by a canonical integer
+    (``n0, n1, ..., n99999`` or ``0, 1, ...``: no sign, no leading zero),
+    ``node_key`` order is the order of those integers, which sorts without
+    building a key tuple per node. Anything else takes the general path.
+    """
+    ids = list(graph.nodes)
+    if not ids:
+        return ids
+    prefix = ids[0].rstrip("0123456789")
+    start = len(prefix)
+    numbers = [_canonical_int(node[start:]) if node.startswith(prefix) else None for node in ids]
+    if None in numbers:
+        return sorted(ids, key=node_key)
+    return [ids[i] for i in sorted(range(len(ids)), key=numbers.__getitem__)]
+
+
+def _canonical_int(digits: str) -> int | None:
+    """``int(digits)`` when ``digits`` is exactly how Python writes that integer, else None."""
+    if not (digits.isascii() and digits.isdigit()) or (digits[0] == "0" and len(digits) > 1):
+        return None
+    return int(digits)
+
+
+def _link_arrays(
+    graph: nx.Graph, index: dict[str, int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Endpoint indices, capacities and latencies of every link, in ``graph.edges`` order.
+
+    The same walk ``graph.edges(data=True)`` does (each link once, from the
+    endpoint whose adjacency comes first), without the per-link view overhead.
+    """
+    ends, others, links = [], [], []
+    seen: set[str] = set()
+    for node, neighbours in graph.adjacency():
+        for neighbour, link in neighbours.items():
+            if neighbour not in seen:
+                ends.append(node)
+                others.append(neighbour)
+                links.append(link)
+        seen.add(node)
+    count = len(links)
+    return (
+        np.fromiter(map(index.__getitem__, ends), dtype=np.int64, count=count),
+        np.fromiter(map(index.__getitem__, others), dtype=np.int64, count=count),
+        np.fromiter(map(operator.itemgetter("capacity"), links), dtype=float, count=count),
+        np.fromiter(map(operator.itemgetter("latency"), links), dtype=float, count=count),
+    )
 
 
 _BUILDERS: dict[str, Callable[[Topology, float], Plan]] = {

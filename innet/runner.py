@@ -24,8 +24,9 @@ import pandas as pd
 import torch
 import yaml
 
+from innet.distributed import DistContext, DistributedTransport, cross_rank_links, place_nodes
 from innet.engine import RECORD_FIELDS, Engine, ExchangeRow
-from innet.errors import InnetError
+from innet.errors import ConfigError, InnetError
 from innet.inputs import NodeInputs, load_inputs
 from innet.modules import NodeSpec
 from innet.netsim import NetworkModel
@@ -98,6 +99,7 @@ def train_one(
     inputs: NodeInputs,
     seed: int,
     transport: Transport | None = None,
+    device: torch.device | str = "cpu",
     on_epoch: Callable[[int], None] | None = None,
 ) -> SeedResult:
     """Train one variant with one seed and time its exchanges on the network model."""
@@ -113,6 +115,7 @@ def train_one(
         optimizer=variant.training.optimizer,
         beta=variant.gate.beta,
         header_bytes=scenario.network.header_bytes,
+        device=device,
     )
     batch_size = variant.training.batch_size
     eval_batch = variant.training.eval_batch_size
@@ -257,57 +260,129 @@ class _InputCache:
 
 
 def run_scenario(
-    loaded: LoadedScenario, *, out: Path | None = None, progress: bool = True
-) -> tuple[Path, dict[str, Any]]:
-    """Run every variant and seed of a scenario; return the run directory and its summary."""
+    loaded: LoadedScenario,
+    *,
+    out: Path | None = None,
+    progress: bool = True,
+    ctx: DistContext | None = None,
+    placement: str | None = None,
+    device: torch.device | str = "cpu",
+) -> tuple[Path | None, dict[str, Any] | None]:
+    """Run every variant and seed of a scenario; return the run directory and its summary.
+
+    With ``ctx`` (a torch.distributed job) every rank trains the nodes placed on it
+    and only rank 0 writes the run directory; other ranks return ``(None, None)``.
+    ``placement`` overrides the scenario's ``distributed.placement``.
+    """
     torch.set_num_threads(1)
-    scenario, variants, topology_path = loaded.scenario, loaded.variants, loaded.topology_path
-    topology = load_topology(topology_path)
+    scenario, variants = loaded.scenario, loaded.variants
+    topology = load_topology(loaded.topology_path)
     plans = variant_plans(topology, variants, scenario.network.header_bytes)
     inputs = _InputCache(loaded, topology)
     inputs.get(scenario.seed_list[0])  # a problem in the data block shows before any output
-    run_dir = _new_run_dir(scenario, out)
-    staging = run_dir.with_name(f".{run_dir.name}.partial-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+    placements = _placements(loaded, topology, plans, ctx, placement) if ctx else None
+    leader = ctx is None or ctx.rank == 0
+
+    run_dir = staging = None
+    problem = None
+    if leader:
+        try:
+            run_dir = _new_run_dir(scenario, out)
+        except InnetError as error:
+            problem = str(error)
+    _agree(ctx, problem)
+    if leader:
+        assert run_dir is not None
+        staging = run_dir.with_name(f".{run_dir.name}.partial-{os.getpid()}")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
     try:
-        _run_into(staging, scenario, variants, plans, topology, topology_path, inputs, progress)
+        tables = _train_all(loaded, topology, plans, inputs, progress and leader, ctx,
+                            placements, device)  # fmt: skip
+        if staging is None:
+            return None, None
+        _write_tables(staging, loaded, topology, plans, tables, ctx, placements)
         summary = write_report(staging)
         if run_dir.exists():
             run_dir.rmdir()  # an empty --out directory
         staging.rename(run_dir)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
         raise
     return run_dir, summary
 
 
-def _run_into(
-    staging: Path,
-    scenario: Scenario,
-    variants: list[ResolvedVariant],
-    plans: dict[str, Plan],
+def _placements(
+    loaded: LoadedScenario,
     topology: Topology,
-    topology_path: Path,
+    plans: dict[str, Plan],
+    ctx: DistContext,
+    strategy: str | None,
+) -> dict[str, dict[str, int]]:
+    """Which rank runs which node, per variant (every rank computes the same answer)."""
+    config = loaded.scenario.distributed
+    strategy = strategy or config.placement
+    if strategy == "explicit" and config.map is None:
+        raise ConfigError(
+            "placement 'explicit' needs distributed.map (node: rank)",
+            file=loaded.path,
+            field="distributed.map",
+        )
+    return {
+        name: place_nodes(topology, plan, ctx.world_size, strategy, explicit=config.map)
+        for name, plan in plans.items()
+    }
+
+
+def _agree(ctx: DistContext | None, problem: str | None) -> None:
+    """Share rank 0's verdict on the output directory; every rank stops on a problem."""
+    if ctx is not None and ctx.world_size > 1:
+        import torch.distributed as dist
+
+        box = [problem]
+        dist.broadcast_object_list(box, src=0)
+        problem = box[0]
+    if problem is not None:
+        raise InnetError(problem)
+
+
+@dataclass
+class _Tables:
+    """What the runs produced, on the leader."""
+
+    exchanges: list[pd.DataFrame] = field(default_factory=list)
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    rates: list[dict[str, Any]] = field(default_factory=list)
+    wire_bytes: dict[str, dict[int, int]] = field(default_factory=dict)
+
+
+def _train_all(
+    loaded: LoadedScenario,
+    topology: Topology,
+    plans: dict[str, Plan],
     inputs: _InputCache,
     progress: bool,
-) -> None:
+    ctx: DistContext | None,
+    placements: dict[str, dict[str, int]] | None,
+    device: torch.device | str,
+) -> _Tables:
     from tqdm import tqdm
 
-    config = resolved_config(scenario, variants, topology_path)
-    (staging / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    save_topology_json(topology, staging / "topology.json")
-    (staging / "plans.json").write_text(
-        json.dumps({name: plan.to_json() for name, plan in plans.items()}, indent=2)
-    )
+    scenario, variants = loaded.scenario, loaded.variants
     seeds = scenario.seed_list
     total = sum(variant.training.epochs for variant in variants) * len(seeds)
-    exchange_parts, metric_rows, rate_rows = [], [], []
+    tables = _Tables()
     with tqdm(total=total, unit="epoch", disable=not progress, dynamic_ncols=True) as bar:
         for seed in seeds:
             seed_inputs = inputs.get(seed)
             for variant in variants:
                 bar.set_description(f"{variant.name} seed {seed}")
+                transport: Transport = InProcessTransport()
+                if ctx is not None and placements is not None:
+                    transport = DistributedTransport(
+                        placements[variant.name], ctx.rank, ctx.world_size, ctx.device
+                    )
                 result = train_one(
                     scenario=scenario,
                     variant=variant,
@@ -315,19 +390,60 @@ def _run_into(
                     topology=topology,
                     inputs=seed_inputs,
                     seed=seed,
+                    transport=transport,
+                    device=ctx.device if ctx is not None else device,
                     on_epoch=lambda _epoch: bar.update(1),
                 )
-                exchange_parts.append(_exchange_frame(variant.name, seed, result))
-                metric_rows.extend(result.metrics)
-                rate_rows.extend(
+                wire = transport.gather(getattr(transport, "bytes_sent_cross_rank", 0))
+                if not transport.is_leader:
+                    continue
+                tables.wire_bytes.setdefault(variant.name, {})[seed] = int(sum(wire or [0]))
+                tables.exchanges.append(_exchange_frame(variant.name, seed, result))
+                tables.metrics.extend(result.metrics)
+                tables.rates.extend(
                     {"variant": variant.name, "seed": seed, "node": node, "rate_bits": rate}
                     for node, rate in result.node_rates.items()
                 )
-    exchanges = pd.concat(exchange_parts, ignore_index=True)
+    return tables
+
+
+def _write_tables(
+    staging: Path,
+    loaded: LoadedScenario,
+    topology: Topology,
+    plans: dict[str, Plan],
+    tables: _Tables,
+    ctx: DistContext | None,
+    placements: dict[str, dict[str, int]] | None,
+) -> None:
+    config = resolved_config(loaded.scenario, loaded.variants, loaded.topology_path)
+    (staging / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    save_topology_json(topology, staging / "topology.json")
+    (staging / "plans.json").write_text(
+        json.dumps({name: plan.to_json() for name, plan in plans.items()}, indent=2)
+    )
+    if ctx is not None and placements is not None:
+        placement = {
+            "world_size": ctx.world_size,
+            "backend": ctx.backend,
+            "device": str(ctx.device),
+            "variants": {
+                name: {
+                    "ranks": placements[name],
+                    "cross_rank_links": cross_rank_links(plans[name].edges, placements[name]),
+                    "bytes_on_wire": {
+                        str(seed): count for seed, count in tables.wire_bytes[name].items()
+                    },
+                }
+                for name in plans
+            },
+        }
+        (staging / "placement.json").write_text(json.dumps(placement, indent=2))
+    exchanges = pd.concat(tables.exchanges, ignore_index=True)
     exchanges.to_parquet(staging / "exchanges.parquet", index=False)
     exchanges.to_csv(staging / "exchanges.csv", index=False)
-    pd.DataFrame(metric_rows).to_csv(staging / "metrics.csv", index=False)
-    pd.DataFrame(rate_rows, columns=["variant", "seed", "node", "rate_bits"]).to_csv(
+    pd.DataFrame(tables.metrics).to_csv(staging / "metrics.csv", index=False)
+    pd.DataFrame(tables.rates, columns=["variant", "seed", "node", "rate_bits"]).to_csv(
         staging / "node_rates.csv", index=False
     )
 

@@ -81,6 +81,14 @@ class NetworkConfig(_Strict):
     compute: bool = True
 
 
+class DistributedConfig(_Strict):
+    """How nodes are spread over torch.distributed ranks (used only under torchrun)."""
+
+    placement: Literal["one_per_rank", "round_robin", "partition", "explicit"] = "partition"
+    map: dict[str, int] | None = None  # node -> rank, for placement: explicit
+    timeout_s: float = Field(60.0, gt=0)
+
+
 class ReportConfig(_Strict):
     figures: bool = True
 
@@ -101,6 +109,7 @@ class Scenario(_Strict):
     gate: GateConfig = Field(default_factory=GateConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     network: NetworkConfig = Field(default_factory=NetworkConfig)
+    distributed: DistributedConfig = Field(default_factory=DistributedConfig)
     variants: dict[str, Variant]
     seeds: int | list[int] = 5
     comparisons: list[tuple[str, str]] = Field(default_factory=list)

@@ -6,6 +6,16 @@ naming the pair, the phase and the payload, and giving the shape it expects
 (so a transport that needs buffers in advance, like torch.distributed, can
 allocate them). ``owns(node)`` says whether this process runs a node.
 
+Before each phase (the forward pass, the backward pass, one evaluation batch)
+the engine announces every message of that phase with ``expect``, in the
+*canonical order*: the order in which their senders send them. The engine
+walks the nodes of ``plan.forward_order()`` (reversed for the backward pass)
+and each node sends to its parents (children, backward) in sorted order, so
+the canonical list is what :func:`phase_messages` returns. A transport whose
+messages cross process boundaries uses the list to match sends with receives
+without tags; the in-process transport ignores it. ``flush`` ends a step: it
+returns once every message this process sent has left.
+
 :class:`InProcessTransport` keeps every node in this process: a send drops the
 tensor in a mailbox, a receive takes it out. The tensor is detached on the way,
 so no autograd graph ever spans two nodes.
@@ -15,15 +25,78 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import defaultdict, deque
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 
-__all__ = ["Transport", "InProcessTransport", "MessageKey"]
+if TYPE_CHECKING:
+    from innet.plans import Plan
+
+__all__ = [
+    "ExpectedMessage",
+    "InProcessTransport",
+    "MessageKey",
+    "Transport",
+    "phase_messages",
+]
 
 MessageKey = tuple[str, str, str, str]
 """(src, dst, phase, payload) names one kind of message on one link direction."""
+
+
+class ExpectedMessage(NamedTuple):
+    """One message announced by :meth:`Transport.expect`: who, which phase, what shape.
+
+    A plain ``(src, dst, phase, payload, shape)`` tuple works too; ``dtype``
+    defaults to float32.
+    """
+
+    src: str
+    dst: str
+    phase: str
+    payload: str
+    shape: tuple[int, ...]
+    dtype: torch.dtype = torch.float32
+
+
+def phase_messages(
+    plan: Plan,
+    phase: str,
+    batch: int,
+    latent_dims: Mapping[str, int],
+    order: Sequence[str] | None = None,
+) -> list[ExpectedMessage]:
+    """Every message of one phase of ``plan``, in canonical (sending) order.
+
+    ``forward`` and ``eval``: each node of ``plan.forward_order()`` sends its
+    ``(batch, latent_dims[node])`` latent to each parent, parents in sorted
+    order. ``backward``: each node of the reversed order sends each child, in
+    sorted order, the ``(batch, latent_dims[child])`` gradient of the latent
+    that child sent. ``order`` is ``plan.forward_order()``, when the caller
+    has it already.
+
+    >>> from innet.plans import Plan
+    >>> plan = Plan("dense", "f", (("a", "f"), ("b", "f"), ("a", "b")))
+    >>> [(m.src, m.dst) for m in phase_messages(plan, "forward", 2, {"a": 3, "b": 3})]
+    [('a', 'b'), ('a', 'f'), ('b', 'f')]
+    >>> [(m.src, m.dst, m.shape) for m in phase_messages(plan, "backward", 2, {"a": 3, "b": 4})]
+    [('f', 'a', (2, 3)), ('f', 'b', (2, 4)), ('b', 'a', (2, 3))]
+    """
+    order = plan.forward_order() if order is None else order
+    if phase in ("forward", "eval"):
+        return [
+            ExpectedMessage(node, parent, phase, "latent", (batch, latent_dims[node]))
+            for node in order
+            for parent in plan.parents(node)
+        ]
+    if phase == "backward":
+        return [
+            ExpectedMessage(node, child, phase, "grad", (batch, latent_dims[child]))
+            for node in reversed(order)
+            for child in plan.children(node)
+        ]
+    raise ValueError(f"unknown phase {phase!r} (expected forward, backward or eval)")
 
 
 class Transport(ABC):
@@ -49,6 +122,17 @@ class Transport(ABC):
         dtype: torch.dtype = torch.float32,
     ) -> torch.Tensor:
         """Return the next tensor ``src`` sent to ``dst``. Called by the owner of ``dst``."""
+
+    def expect(self, messages: Sequence[tuple]) -> None:  # noqa: B027 - optional hook
+        """Announce all messages of the next phase, in canonical order (see the module docs).
+
+        Every process calls it with the same full list, including messages
+        between nodes it does not run. Each item is an :class:`ExpectedMessage`
+        or a ``(src, dst, phase, payload, shape)`` tuple.
+        """
+
+    def flush(self) -> None:  # noqa: B027 - optional hook
+        """Wait until every message this process sent has left; called at the end of a step."""
 
     @abstractmethod
     def gather(self, obj: Any) -> list[Any] | None:

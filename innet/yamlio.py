@@ -232,12 +232,17 @@ def _field_names(model: type[BaseModel], loc: Loc) -> list[str] | None:
             if typing.get_origin(annotation) not in (list, tuple) or not args:
                 return None
             annotation = args[0]
-        elif _is_model(annotation) and part in annotation.model_fields:
-            annotation = annotation.model_fields[part].annotation
+        elif _is_model(annotation) and part in _fields_by_key(annotation):
+            annotation = _fields_by_key(annotation)[part].annotation
         else:
             return None
     annotation = _unwrap(annotation)
-    return list(annotation.model_fields) if _is_model(annotation) else None
+    return list(_fields_by_key(annotation)) if _is_model(annotation) else None
+
+
+def _fields_by_key(model: type[BaseModel]) -> dict[str, Any]:
+    """The model's fields under the keys a document uses (the alias where there is one)."""
+    return {info.alias or name: info for name, info in model.model_fields.items()}
 
 
 def _unwrap(annotation: Any) -> Any:

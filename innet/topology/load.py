@@ -13,7 +13,10 @@ A topology file is YAML. It lists nodes and links::
       - [s, r]                                  # defaults apply
       - {between: [r, f], capacity: 100Mbps, latency: 500us}
 
-or describes a ``generator:`` instead (:mod:`innet.topology.generators`).
+or describes a ``generator:`` instead (:mod:`innet.topology.generators`), or
+``import``s a GraphML or GML file (:mod:`innet.topology.importer`; its path is
+relative to the topology file). An import becomes the node and link lists a
+hand-written file would have, and is checked exactly like one.
 
 Loading happens in three stages, and the first problem found stops it with a
 one-line :class:`~innet.errors.ConfigError` ``FILE:LINE: FIELD: MESSAGE``:
@@ -44,6 +47,7 @@ from pydantic import ValidationError
 
 from innet.errors import ConfigError
 from innet.topology.generators import generate_topology
+from innet.topology.importer import import_nodes_and_links
 from innet.topology.model import Topology, node_key
 from innet.topology.schema import NodeSpec, TopologyFile
 from innet.yamlio import (
@@ -78,8 +82,9 @@ def topology_from_dict(
 ) -> Topology:
     """Validate already-parsed topology data (e.g. a ``topology:`` block of a scenario).
 
-    ``file`` and ``lines`` only serve error messages; pass ``lines.within("topology")``
-    for a block nested in a larger document.
+    ``file`` and ``lines`` serve error messages (pass ``lines.within("topology")``
+    for a block nested in a larger document); an ``import:`` path is relative to
+    the folder of ``file`` (the working directory without one).
     """
     if not isinstance(data, Mapping):
         found = "an empty document" if data is None else f"a {type(data).__name__}"
@@ -97,6 +102,18 @@ def topology_from_dict(
     name = spec.name or default_name
     source = Path(file) if file is not None else None
     try:
+        if spec.import_ is not None:
+            if spec.nodes is not None or spec.links is not None or spec.generator is not None:
+                raise FieldError(
+                    ("import",), "give only one of: an import, a generator, or nodes and links"
+                )
+            base_dir = source.parent if source is not None else Path()
+            nodes, links = import_nodes_and_links(
+                spec.import_, base_dir=base_dir, defaults=spec.defaults, name=name
+            )
+            imported = spec.model_copy(update={"nodes": nodes, "links": links, "import_": None})
+            graph = _checked_import(imported)
+            return Topology(name=name, graph=graph, source=source)
         if spec.generator is not None:
             if spec.nodes is not None or spec.links is not None:
                 raise FieldError(("generator",), "give either a generator or nodes and links")
@@ -193,6 +210,17 @@ def _graph_from_lists(spec: TopologyFile) -> nx.Graph:
 
     _check_reachability(graph, index)
     return graph
+
+
+def _checked_import(spec: TopologyFile) -> nx.Graph:
+    """Stage 3 for imported node and link lists; a problem is reported at ``import``.
+
+    The lists were not written in the file, so ``nodes[3]`` would point nowhere.
+    """
+    try:
+        return _graph_from_lists(spec)
+    except FieldError as error:
+        raise FieldError(("import",), f"the imported graph: {error}") from None
 
 
 def _node_index(nodes: list[NodeSpec]) -> dict[str, int]:

@@ -37,7 +37,7 @@ def node_key(node_id: str) -> tuple:
     ['f', 'n2', 'n10']
     """
     parts = _DIGITS.split(node_id)
-    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in parts if p) + (
+    return tuple((0, int(p), "") if p.isdecimal() else (1, 0, p) for p in parts if p) + (
         (2, 0, node_id),
     )
 

@@ -1,7 +1,8 @@
 """The shape of a topology file, as pydantic models.
 
-A topology file either lists its ``nodes`` and ``links`` or describes a
-``generator`` that builds them. These models check everything that can be
+A topology file either lists its ``nodes`` and ``links``, describes a
+``generator`` that builds them, or ``import``s them from a GraphML or GML file
+(:mod:`innet.topology.importer`). These models check everything that can be
 checked one field at a time: known field names (anything else is an error),
 roles, units (``10Mbps``, ``1ms``, ``2GFLOPS``, parsed by :mod:`innet.units`),
 signs (capacity > 0, latency >= 0), the choices of a generator. Checks that
@@ -26,6 +27,7 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Field,
     field_validator,
     model_validator,
 )
@@ -48,6 +50,10 @@ __all__ = [
     "FusionRule",
     "SensorRule",
     "GeneratorSpec",
+    "IMPORT_FORMATS",
+    "ImportFusion",
+    "ImportSensors",
+    "ImportSpec",
     "TopologyFile",
 ]
 
@@ -56,6 +62,7 @@ GENERATOR_KINDS = ("grid", "ring", "random_geometric", "erdos_renyi", "barabasi_
 FUSION_RULES = ("max_degree", "max_closeness", "min_eccentricity")
 SENSOR_RULES = ("leaves", "all_but_fusion", "random", "farthest")
 DISTRIBUTIONS = ("constant", "uniform", "loguniform", "choice")
+IMPORT_FORMATS = ("graphml", "gml")
 
 # Parameters each generator kind needs; any other of these is an error for that kind.
 KIND_PARAMETERS = {
@@ -124,6 +131,13 @@ def _positive_radius(value: float) -> float:
     if value <= 0:
         raise ValueError(f"radius must be > 0, got {value:g}")
     return value
+
+
+def _geo_or_latency(value: Any) -> Any:
+    """``geo`` stays as written; anything else is read as a duration (seconds)."""
+    if value == "geo":
+        return value
+    return _non_negative_latency(parse_duration(value))
 
 
 def _probability(value: float) -> float:
@@ -376,8 +390,113 @@ class GeneratorSpec(_Strict):
         return self
 
 
+class ImportFusion(_Strict):
+    """Which imported node is the fusion node: ``{label: DE}``, ``{id: "4"}`` or ``{rule: ...}``.
+
+    ``label`` must name exactly one node (labels in real files repeat: then
+    give the ``id``). Rules are those of :class:`FusionRule`, picked within
+    the largest connected part of the graph. A plain string is a rule name.
+    """
+
+    label: Annotated[str, BeforeValidator(_text)] | None = None
+    id: NodeId | None = None
+    rule: Annotated[str, AfterValidator(_one_of(FUSION_RULES, "fusion rule"))] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plain_rule(cls, data: Any) -> Any:
+        return {"rule": data} if isinstance(data, str) else data
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ImportFusion:
+        if sum(value is not None for value in (self.label, self.id, self.rule)) != 1:
+            raise ValueError("give exactly one of label, id or rule")
+        return self
+
+
+class ImportSensors(_Strict):
+    """Which imported nodes are sensors: a rule, ``{ids: [...]}`` or ``{labels: [...]}``.
+
+    The rules are those of :class:`SensorRule` (``leaves``, ``all_but_fusion``,
+    ``random`` with ``k`` and an optional ``seed``, default 0, ``farthest``
+    with ``k``); they work on the graph
+    after parallel links are merged. Each label must name exactly one node.
+    A plain string is a rule name.
+    """
+
+    rule: Annotated[str, AfterValidator(_one_of(SENSOR_RULES, "sensor rule"))] | None = None
+    k: Annotated[int, AfterValidator(_positive_int("k"))] | None = None
+    seed: Annotated[int, AfterValidator(_non_negative_seed)] | None = None
+    ids: list[NodeId] | None = None
+    labels: list[Annotated[str, BeforeValidator(_text)]] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plain_rule(cls, data: Any) -> Any:
+        return {"rule": data} if isinstance(data, str) else data
+
+    @model_validator(mode="after")
+    def _parameters(self) -> ImportSensors:
+        if sum(value is not None for value in (self.rule, self.ids, self.labels)) != 1:
+            raise ValueError("give exactly one of rule, ids or labels")
+        for name in ("ids", "labels"):
+            if getattr(self, name) == []:
+                raise ValueError(f"{name} must name at least one node")
+        needs_k = self.rule in ("random", "farthest")
+        if needs_k and self.k is None:
+            raise ValueError(f"sensor rule {self.rule} needs k")
+        if not needs_k and self.k is not None:
+            raise ValueError("k is only used by the random and farthest rules")
+        if self.seed is not None and self.rule != "random":
+            raise ValueError("seed is only used by the random rule")
+        return self
+
+
+class ImportSpec(_Strict):
+    """An ``import:`` block: a GraphML or GML file and how to read links and roles from it.
+
+    Exactly one of ``graphml`` and ``gml``, a path relative to the topology
+    file. ``capacity_attr`` names the link attribute holding bits/s (the
+    Topology Zoo's ``LinkSpeedRaw`` by default; null ignores link speeds);
+    ``default_capacity`` serves links without one. ``latency`` is ``geo``
+    (great-circle distance between the nodes' ``Latitude``/``Longitude`` at
+    2e8 m/s) or one duration for every link; ``default_latency`` serves links
+    with an end that has no coordinates. Both defaults fall back to the file's
+    ``defaults`` block.
+    """
+
+    graphml: str | None = None
+    gml: str | None = None
+    capacity_attr: str | None = "LinkSpeedRaw"
+    default_capacity: Capacity | None = None
+    latency: Annotated[float | str, BeforeValidator(_geo_or_latency)] = "geo"
+    default_latency: Latency | None = None
+    fusion: ImportFusion = ImportFusion(rule="max_closeness")
+    sensors: ImportSensors = ImportSensors(rule="leaves")
+
+    @model_validator(mode="after")
+    def _one_file(self) -> ImportSpec:
+        if (self.graphml is None) == (self.gml is None):
+            raise ValueError("give exactly one of graphml or gml (a path to the file)")
+        return self
+
+    @property
+    def format(self) -> str:
+        """``graphml`` or ``gml``."""
+        return "graphml" if self.graphml is not None else "gml"
+
+    @property
+    def path(self) -> str:
+        """The file as written (relative to the topology file unless absolute)."""
+        return self.graphml if self.graphml is not None else self.gml
+
+
 class TopologyFile(_Strict):
-    """A whole topology file: ``nodes`` and ``links``, or a ``generator``."""
+    """A whole topology file: ``nodes`` and ``links``, a ``generator``, or an ``import``.
+
+    ``import`` is a Python keyword, so the field is ``import_`` in code and
+    ``import`` in the file.
+    """
 
     name: Annotated[str, BeforeValidator(_text)] | None = None
     description: str | None = None
@@ -385,3 +504,4 @@ class TopologyFile(_Strict):
     nodes: list[NodeSpec] | None = None
     links: list[LinkSpec] | None = None
     generator: GeneratorSpec | None = None
+    import_: ImportSpec | None = Field(default=None, alias="import")

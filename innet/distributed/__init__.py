@@ -1,0 +1,30 @@
+"""Nodes as torch.distributed processes: placement, the distributed transport, joining the job.
+
+Under ``torchrun`` every process runs the same program. :func:`init_distributed`
+joins the job; :func:`place_nodes` decides which rank runs which node (every
+rank computes the same answer); :class:`DistributedTransport` carries messages
+between nodes on different ranks with point-to-point sends and receives, and
+keeps the others in memory. The engine is the same as in one process.
+"""
+
+from innet.distributed.context import (
+    DistContext,
+    DistributedError,
+    init_distributed,
+    is_torchrun,
+    shutdown,
+)
+from innet.distributed.placement import STRATEGIES, cross_rank_links, place_nodes
+from innet.distributed.transport import DistributedTransport
+
+__all__ = [
+    "STRATEGIES",
+    "DistContext",
+    "DistributedError",
+    "DistributedTransport",
+    "cross_rank_links",
+    "init_distributed",
+    "is_torchrun",
+    "place_nodes",
+    "shutdown",
+]

@@ -1,0 +1,337 @@
+"""The torch.distributed transport: nodes spread over processes, messages sent point-to-point.
+
+Each process (rank) runs the nodes a placement gives it. A message between
+two nodes of the same rank waits in an in-memory mailbox, as in
+:class:`~innet.transport.InProcessTransport`. A message between ranks is a
+tensor sent with ``torch.distributed.isend`` and received into a buffer
+posted with ``irecv``.
+
+**Matching without tags.** NCCL, the GPU backend, has no message tags: it
+pairs the k-th send from rank A to rank B with the k-th receive B posted
+from A. So both sides must agree on one order of all messages. That order is
+the *canonical order*, the order in which the engine sends (see
+:mod:`innet.transport`); before each phase the engine announces the whole
+list with :meth:`~DistributedTransport.expect`, every rank the same list.
+Then each rank keeps two queues in canonical order: the sends its nodes owe
+and the receives its nodes are owed from other ranks. Sends must come in
+canonical order (anything else raises at once). A receive is posted no
+later than the moment it is needed and always in canonical order: before
+sending message k, every receive numbered below k is posted; to deliver
+message k, every receive up to k is posted. So every rank issues its
+operations in increasing canonical number, which keeps each pair of ranks
+in step and rules out deadlock, with gloo or NCCL, even when one GPU stream
+serves all peers. Shapes play no part in the matching.
+
+**Connections.** NCCL builds a connection between two ranks on their first
+message, and both must be there. So the first time ``expect`` names a pair
+of ranks, all ranks meet at a barrier and then greet each such pair in one
+fixed order, a tiny exchange that is not counted as traffic.
+
+Counters: ``bytes_sent_cross_rank`` (``numel * element_size`` of every
+message tensor this rank handed to torch.distributed),
+``messages_sent_cross_rank`` and ``cross_rank_bytes_by_link[(src, dst)]``.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict, deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from innet.distributed.context import DistributedError
+from innet.transport import ExpectedMessage, MessageKey, Transport
+
+__all__ = ["DistributedTransport"]
+
+
+@dataclass(frozen=True)
+class _Announced:
+    """A message announced by ``expect``: its canonical number and the rank at the other end."""
+
+    index: int
+    message: ExpectedMessage
+    peer: int
+
+    @property
+    def key(self) -> MessageKey:
+        return _key(self.message)
+
+
+@dataclass(frozen=True)
+class _PostedReceive:
+    announced: _Announced
+    buffer: torch.Tensor
+    work: Any  # torch.distributed Work
+
+
+def _key(message: ExpectedMessage) -> MessageKey:
+    return (message.src, message.dst, message.phase, message.payload)
+
+
+def _describe(key: MessageKey) -> str:
+    src, dst, phase, payload = key
+    return f"{phase} {payload} {src}->{dst}"
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+class DistributedTransport(Transport):
+    """Runs the nodes ``placement`` gives to ``rank``; talks to other ranks via torch.distributed.
+
+    ``placement`` maps every node to a rank of ``group`` (the default group
+    when None); ``device`` is where messages live (CUDA with NCCL, CPU with
+    gloo). With ``world_size == 1`` no process group is needed.
+    """
+
+    def __init__(
+        self,
+        placement: Mapping[str, int],
+        rank: int,
+        world_size: int,
+        device: torch.device | str,
+        group: dist.ProcessGroup | None = None,
+    ) -> None:
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is outside 0..{world_size - 1}")
+        outside = sorted(node for node, r in placement.items() if not 0 <= r < world_size)
+        if outside:
+            raise ValueError(f"nodes placed outside 0..{world_size - 1}: {', '.join(outside)}")
+        self.placement = dict(placement)
+        self.rank = rank
+        self.world_size = world_size
+        self.device = torch.device(device)
+        self.group = group
+        self.bytes_sent_cross_rank = 0
+        self.messages_sent_cross_rank = 0
+        self.cross_rank_bytes_by_link: dict[tuple[str, str], int] = defaultdict(int)
+        self._next_index = 0
+        self._sends_due: deque[_Announced] = deque()  # this rank's sends, canonical order
+        self._inbound: deque[_Announced] = deque()  # receives from other ranks, not yet posted
+        self._posted: dict[MessageKey, deque[_PostedReceive]] = defaultdict(deque)
+        self._in_flight: list[tuple[torch.Tensor, Any]] = []  # sends not yet known to be done
+        self._mailboxes: dict[MessageKey, deque[torch.Tensor]] = defaultdict(deque)
+        self._linked_pairs: set[tuple[int, int]] = set()
+
+    # -- who runs what ----------------------------------------------------------------------
+
+    def owns(self, node: str) -> bool:
+        return self._rank_of(node) == self.rank
+
+    @property
+    def is_leader(self) -> bool:
+        return self.rank == 0
+
+    def _rank_of(self, node: str) -> int:
+        try:
+            return self.placement[node]
+        except KeyError:
+            raise RuntimeError(f"node {node!r} has no rank in the placement") from None
+
+    def _global_rank(self, rank: int) -> int:
+        return rank if self.group is None else dist.get_global_rank(self.group, rank)
+
+    # -- announcing a phase -----------------------------------------------------------------
+
+    def expect(self, messages: Sequence[tuple]) -> None:
+        """Queue this rank's part of ``messages`` (all messages of a phase, canonical order).
+
+        Every rank must call it with the same list. Phases queue up one after
+        the other, so announcing several phases at once is fine too.
+        """
+        pairs: set[tuple[int, int]] = set()
+        for item in messages:
+            message = ExpectedMessage(*item)
+            message = message._replace(shape=tuple(int(size) for size in message.shape))
+            src_rank, dst_rank = self._rank_of(message.src), self._rank_of(message.dst)
+            index, self._next_index = self._next_index, self._next_index + 1
+            if src_rank != dst_rank:
+                pairs.add((min(src_rank, dst_rank), max(src_rank, dst_rank)))
+            if src_rank == self.rank:
+                self._sends_due.append(_Announced(index, message, dst_rank))
+            elif dst_rank == self.rank:
+                self._inbound.append(_Announced(index, message, src_rank))
+        new_pairs = sorted(pairs - self._linked_pairs)
+        if new_pairs:
+            self._link(new_pairs)
+
+    def _link(self, pairs: list[tuple[int, int]]) -> None:
+        """Meet every rank, then greet each new pair of ranks in one order all ranks share."""
+        try:
+            dist.barrier(group=self.group)
+            for low, high in pairs:
+                if self.rank not in (low, high):
+                    continue
+                peer = self._global_rank(high if self.rank == low else low)
+                outgoing = torch.zeros(1, device=self.device)
+                incoming = torch.empty(1, device=self.device)
+                works = dist.batch_isend_irecv(
+                    [
+                        dist.P2POp(dist.isend, outgoing, peer, self.group),
+                        dist.P2POp(dist.irecv, incoming, peer, self.group),
+                    ]
+                )
+                for work in works:
+                    work.wait()
+        except RuntimeError as error:
+            raise DistributedError(
+                f"rank {self.rank}: connecting to the other ranks failed: {_first_line(error)}"
+            ) from error
+        self._linked_pairs.update(pairs)
+
+    # -- sending ----------------------------------------------------------------------------
+
+    def send(self, tensor: torch.Tensor, *, src: str, dst: str, phase: str, payload: str) -> None:
+        key = (src, dst, phase, payload)
+        if not self._sends_due:
+            raise RuntimeError(f"rank {self.rank}: send {_describe(key)} was not announced")
+        due = self._sends_due[0]
+        if due.key != key:
+            raise RuntimeError(
+                f"rank {self.rank}: send {_describe(key)} is out of canonical order; "
+                f"the next announced send is {_describe(due.key)}"
+            )
+        self._check(key, tuple(tensor.shape), tensor.dtype, due.message)
+        self._sends_due.popleft()
+        wire = tensor.detach()
+        if due.peer == self.rank:
+            self._mailboxes[key].append(wire)
+            return
+        self._post_receives(below=due.index)
+        wire = wire.to(self.device).contiguous()
+        try:
+            work = dist.isend(wire, dst=self._global_rank(due.peer), group=self.group)
+        except RuntimeError as error:
+            raise DistributedError(
+                f"rank {self.rank}: sending {_describe(key)} to rank {due.peer} failed: "
+                f"{_first_line(error)}"
+            ) from error
+        self._in_flight.append((wire, work))
+        nbytes = wire.numel() * wire.element_size()
+        self.bytes_sent_cross_rank += nbytes
+        self.messages_sent_cross_rank += 1
+        self.cross_rank_bytes_by_link[(src, dst)] += nbytes
+
+    def flush(self) -> None:
+        """Wait for this rank's sends; raise if an announced message was not exchanged."""
+        leftover = [a.key for a in self._sends_due] + [a.key for a in self._inbound]
+        leftover += [p.announced.key for queue in self._posted.values() for p in queue]
+        leftover += [key for key, box in self._mailboxes.items() for _ in box]
+        if leftover:
+            raise RuntimeError(
+                f"rank {self.rank}: step ended with {len(leftover)} announced messages not "
+                f"exchanged, e.g. {_describe(leftover[0])}"
+            )
+        try:
+            for _, work in self._in_flight:
+                work.wait()
+        except RuntimeError as error:
+            raise DistributedError(
+                f"rank {self.rank}: a send to another rank failed: {_first_line(error)}"
+            ) from error
+        self._in_flight.clear()
+
+    # -- receiving --------------------------------------------------------------------------
+
+    def recv(
+        self,
+        *,
+        src: str,
+        dst: str,
+        phase: str,
+        payload: str,
+        shape: Sequence[int],
+        dtype: torch.dtype = torch.float32,
+    ) -> torch.Tensor:
+        key = (src, dst, phase, payload)
+        if self._rank_of(src) == self.rank:
+            mailbox = self._mailboxes.get(key)
+            if not mailbox:
+                raise RuntimeError(f"rank {self.rank}: no {_describe(key)} waiting")
+            tensor = mailbox.popleft()
+            if tuple(tensor.shape) != tuple(shape) or tensor.dtype != dtype:
+                raise RuntimeError(
+                    f"{_describe(key)}: expected {tuple(shape)} {dtype}, "
+                    f"got {tuple(tensor.shape)} {tensor.dtype}"
+                )
+            return tensor
+        if not self._posted.get(key):
+            target = next((a for a in self._inbound if a.key == key), None)
+            if target is None:
+                raise RuntimeError(f"rank {self.rank}: receive {_describe(key)} was not announced")
+            self._post_receives(below=target.index + 1)
+        posted = self._posted[key][0]
+        announced = posted.announced
+        self._check(key, tuple(shape), dtype, announced.message)
+        if self._sends_due and self._sends_due[0].index < announced.index:
+            raise RuntimeError(
+                f"rank {self.rank}: receive {_describe(key)} before sending "
+                f"{_describe(self._sends_due[0].key)}, which comes first in canonical order"
+            )
+        self._posted[key].popleft()
+        try:
+            posted.work.wait()
+        except RuntimeError as error:
+            raise DistributedError(
+                f"rank {self.rank}: waiting for {_describe(key)} from rank {announced.peer} "
+                f"failed: {_first_line(error)}"
+            ) from error
+        return posted.buffer
+
+    def _post_receives(self, *, below: int) -> None:
+        """Post, in canonical order, the queued receives numbered below ``below``."""
+        while self._inbound and self._inbound[0].index < below:
+            announced = self._inbound.popleft()
+            message = announced.message
+            buffer = torch.empty(message.shape, dtype=message.dtype, device=self.device)
+            try:
+                work = dist.irecv(buffer, src=self._global_rank(announced.peer), group=self.group)
+            except RuntimeError as error:
+                raise DistributedError(
+                    f"rank {self.rank}: receiving {_describe(announced.key)} from rank "
+                    f"{announced.peer} failed: {_first_line(error)}"
+                ) from error
+            self._posted[announced.key].append(_PostedReceive(announced, buffer, work))
+
+    def _check(
+        self,
+        key: MessageKey,
+        shape: tuple[int, ...],
+        dtype: torch.dtype,
+        announced: ExpectedMessage,
+    ) -> None:
+        if shape != announced.shape or dtype != announced.dtype:
+            raise RuntimeError(
+                f"rank {self.rank}: {_describe(key)} announced as {announced.shape} "
+                f"{announced.dtype}, handled as {shape} {dtype}"
+            )
+
+    # -- everything else --------------------------------------------------------------------
+
+    def gather(self, obj: Any) -> list[Any] | None:
+        """``obj`` from every rank, as a list in rank order on rank 0; None elsewhere."""
+        if self.world_size == 1:
+            return [obj]
+        gathered: list[Any] | None = [None] * self.world_size if self.rank == 0 else None
+        dist.gather_object(obj, gathered, dst=self._global_rank(0), group=self.group)
+        return gathered
+
+    def pending(self) -> int:
+        """Announced messages of this rank's nodes not yet sent or delivered (0 after a step)."""
+        posted = sum(len(queue) for queue in self._posted.values())
+        boxed = sum(len(box) for box in self._mailboxes.values())
+        return len(self._sends_due) + len(self._inbound) + posted + boxed
+
+    def close(self) -> None:
+        """Forget queued messages without waiting (call :meth:`flush` first after a good step)."""
+        self._sends_due.clear()
+        self._inbound.clear()
+        self._posted.clear()
+        self._mailboxes.clear()
+        self._in_flight.clear()
