@@ -31,9 +31,9 @@ from innet.transport import ExpectedMessage, Transport, phase_messages
 
 __all__ = ["Engine", "ExchangeRow", "LocalEval", "RECORD_FIELDS"]
 
-RECORD_FIELDS = ("epoch", "step", "phase", "src", "dst", "payload", "nbytes")
-ExchangeRow = tuple[int, int, str, str, str, str, int]
-"""One send: (epoch, step, phase, src, dst, payload, nbytes)."""
+RECORD_FIELDS = ("epoch", "step", "phase", "src", "dst", "payload", "nbytes", "lost")
+ExchangeRow = tuple[int, int, str, str, str, str, int, bool]
+"""One send: (epoch, step, phase, src, dst, payload, nbytes, lost)."""
 
 
 @dataclass
@@ -75,14 +75,15 @@ class Engine:
         header_bytes: int = 0,
         device: torch.device | str = "cpu",
     ) -> None:
-        self.plan = plan
         self.device = torch.device(device)
         self.transport = transport
         self.beta = beta
         self.header_bytes = header_bytes
-        self.order = plan.forward_order()
-        self.local = [node for node in self.order if transport.owns(node)]
-        self.modules = {node: NodeModule(specs[node], seed).to(self.device) for node in self.local}
+        self.modules = {
+            node: NodeModule(spec, seed).to(self.device)
+            for node, spec in specs.items()
+            if transport.owns(node)
+        }
         self.optimizers = {
             node: _make_optimizer(optimizer, module.parameters(), lr)
             for node, module in self.modules.items()
@@ -96,15 +97,52 @@ class Engine:
         self.labels = (labels[0].to(self.device), labels[1].to(self.device))
         self.records: list[ExchangeRow] = []
         self._latent_dims = {node: spec.latent_dim for node, spec in self.specs.items()}
-        self._schedules: dict[tuple[str, int], list[ExpectedMessage]] = {}
+        self._sensors = frozenset(node for node, spec in self.specs.items() if spec.view_dim)
+        self._step_plans: dict[frozenset, tuple[Plan, frozenset[tuple[str, str]]]] = {}
+        self.set_plan(plan)
+
+    def set_plan(self, plan: Plan) -> None:
+        """Route from now on along ``plan`` (its nodes must all have a spec)."""
+        missing = set(plan.forward_order()) - set(self.specs)
+        if missing:
+            raise ValueError(f"no module spec for nodes {sorted(missing)}")
+        self.plan = plan
+        self.order = plan.forward_order()
+        self.local = [node for node in self.order if self.transport.owns(node)]
+        self._schedules: dict[tuple[str, int, Plan], list[ExpectedMessage]] = {}
+        self._step_plans.clear()
+
+    def step_plan(self, failed: frozenset[frozenset[str]]) -> tuple[Plan, frozenset]:
+        """The plan a step really runs on when the links ``failed`` go down during it.
+
+        Returns the delivered plan (the failed links removed, and nodes left without
+        any input silent) and the forward edges whose messages are sent but lost.
+        """
+        if not failed:
+            return self.plan, frozenset()
+        if failed not in self._step_plans:
+            kept = tuple(edge for edge in self.plan.edges if frozenset(edge) not in failed)
+            delivered = Plan(self.plan.routing, self.plan.fusion, kept).active(self._sensors)
+            senders = set(delivered.forward_order()) | (self._sensors & set(self.order))
+            lost = frozenset(
+                edge
+                for edge in self.plan.edges
+                if frozenset(edge) in failed and edge[0] in senders
+            )
+            self._step_plans[failed] = (delivered, lost)
+        return self._step_plans[failed]
 
     # -- messages ---------------------------------------------------------------------------
 
-    def _send(self, tensor: torch.Tensor, src: str, dst: str, phase: str, payload: str) -> None:
+    def _send(
+        self, tensor: torch.Tensor, src: str, dst: str, phase: str, payload: str, lost: bool = False
+    ) -> None:
+        """Hand a tensor to the transport and record it; a lost message is recorded only."""
         wire = tensor.detach().contiguous()
         nbytes = wire.numel() * wire.element_size() + self.header_bytes
-        self.records.append((self._epoch, self._step, phase, src, dst, payload, nbytes))
-        self.transport.send(wire, src=src, dst=dst, phase=phase, payload=payload)
+        self.records.append((self._epoch, self._step, phase, src, dst, payload, nbytes, lost))
+        if not lost:
+            self.transport.send(wire, src=src, dst=dst, phase=phase, payload=payload)
 
     def _recv(self, src: str, dst: str, phase: str, payload: str, batch: int) -> torch.Tensor:
         # a latent has the sender's width; a gradient has the width of the receiver's latent
@@ -113,13 +151,11 @@ class Engine:
             src=src, dst=dst, phase=phase, payload=payload, shape=(batch, width)
         ).to(self.device)
 
-    def _expect(self, phase: str, batch: int) -> None:
+    def _expect(self, phase: str, batch: int, plan: Plan) -> None:
         """Announce every message of a phase to the transport, in the order they will be sent."""
-        key = (phase, batch)
+        key = (phase, batch, plan)
         if key not in self._schedules:
-            self._schedules[key] = phase_messages(
-                self.plan, phase, batch, self._latent_dims, order=self.order
-            )
+            self._schedules[key] = phase_messages(plan, phase, batch, self._latent_dims)
         self.transport.expect(self._schedules[key])
 
     def _view(self, node: str, split: int, index: np.ndarray) -> torch.Tensor | None:
@@ -128,44 +164,61 @@ class Engine:
 
     # -- training ---------------------------------------------------------------------------
 
-    def train_step(self, index: np.ndarray, epoch: int, step: int) -> float | None:
+    def train_step(
+        self,
+        index: np.ndarray,
+        epoch: int,
+        step: int,
+        failed: frozenset[frozenset[str]] = frozenset(),
+    ) -> float | None:
         """One synchronous step on the training samples ``index``.
 
-        Returns the fusion node's cross-entropy when this process owns it, else None.
+        ``failed`` names links that go down during this step: messages over them are
+        sent but lost (see :meth:`step_plan`). Returns the fusion node's cross-entropy
+        when this process owns it and it received anything, else None.
         """
         self._epoch, self._step = epoch, step
         batch = len(index)
+        plan, lost = self.step_plan(failed)
+        working = set(plan.forward_order()) | {sender for sender, _ in lost}
         sent: dict[str, torch.Tensor] = {}
         rates: dict[str, torch.Tensor] = {}
         held: dict[str, dict[str, torch.Tensor]] = {}
         loss: torch.Tensor | None = None
-        self._expect("forward", batch)
+        self._expect("forward", batch, plan)
         for node in self.local:
+            if node not in working or (node == plan.fusion and not plan.children(node)):
+                continue  # nothing to compute (e.g. every input was lost)
             module = self.modules[node]
             module.train()
             received = {
                 child: self._recv(child, node, "forward", "latent", batch).requires_grad_(True)
-                for child in self.plan.children(node)
+                for child in plan.children(node)
             }
             held[node] = received
-            if node == self.plan.fusion:
+            if node == plan.fusion:
                 logits = module.decode(list(received.values()))
                 loss = F.cross_entropy(logits, self.labels[0][index])
                 continue
             out = module.send_forward(self._view(node, 0, index), list(received.values()))
             sent[node], rates[node] = out.t, out.rate_bits
             for parent in self.plan.parents(node):
-                self._send(out.t, node, parent, "forward", "latent")
+                self._send(out.t, node, parent, "forward", "latent", (node, parent) in lost)
 
-        self._expect("backward", batch)
+        self._expect("backward", batch, plan)
         for node in reversed(self.local):
-            if node == self.plan.fusion:
+            if node not in held or (node != plan.fusion and node not in plan.forward_order()):
+                continue  # computed nothing, or every message it sent was lost
+            if node == plan.fusion:
                 assert loss is not None
                 objective = loss
             else:
                 grad = sum(
-                    self._recv(parent, node, "backward", "grad", batch)
-                    for parent in self.plan.parents(node)
+                    (
+                        self._recv(parent, node, "backward", "grad", batch)
+                        for parent in plan.parents(node)
+                    ),
+                    torch.zeros_like(sent[node]),
                 )
                 objective = (sent[node] * grad).sum()
                 if self.beta > 0:
@@ -197,7 +250,7 @@ class Engine:
             self._step = batch_number
             index = np.arange(start, min(start + batch_size, n_test))
             batch = len(index)
-            self._expect("eval", batch)
+            self._expect("eval", batch, self.plan)
             for node in self.local:
                 module = self.modules[node]
                 received = [

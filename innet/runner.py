@@ -11,10 +11,11 @@ the figures are written: a run directory is complete or absent.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,23 +28,24 @@ import yaml
 from innet.distributed import DistContext, DistributedTransport, cross_rank_links, place_nodes
 from innet.engine import RECORD_FIELDS, Engine, ExchangeRow
 from innet.errors import ConfigError, InnetError
+from innet.events import Timeline, build_timeline
 from innet.inputs import NodeInputs, load_inputs
 from innet.modules import NodeSpec
 from innet.netsim import NetworkModel
-from innet.plans import Plan, build_plan
+from innet.plans import Plan
 from innet.report import save_topology_json, write_report
 from innet.scenario import LoadedScenario, ResolvedVariant, Scenario
 from innet.timing import RunTiming, compute_seconds, time_records
 from innet.topology import load_topology
-from innet.topology.model import Topology
+from innet.topology.model import Topology, node_key
 from innet.transport import InProcessTransport, Transport
 from innet.yamlio import FieldError
 
-__all__ = ["SeedResult", "run_scenario", "train_one", "variant_plans", "EXCHANGE_COLUMNS"]
+__all__ = ["SeedResult", "run_scenario", "train_one", "variant_timeline", "EXCHANGE_COLUMNS"]
 
 EXCHANGE_COLUMNS = [
     "variant", "seed", "epoch", "step", "phase", "src", "dst", "payload", "nbytes",
-    "t_start", "t_end", "queue_s",
+    "t_start", "t_end", "queue_s", "lost",
 ]  # fmt: skip
 
 
@@ -58,26 +60,26 @@ class SeedResult:
     timing_cache: dict[str, int] = field(default_factory=dict)
 
 
-def variant_plans(
-    topology: Topology, variants: list[ResolvedVariant], header_bytes: int
-) -> dict[str, Plan]:
-    """The active plan of each variant (relays with nothing to relay stay silent)."""
-    return {
-        variant.name: build_plan(
-            topology, variant.routing, variant.forward_message_bits(header_bytes)
-        ).active(topology.sensors)
-        for variant in variants
-    }
-
-
-def node_specs(plan: Plan, variant: ResolvedVariant, inputs: NodeInputs) -> dict[str, NodeSpec]:
-    """The module each node of the plan needs."""
+def node_specs(
+    plans: Sequence[Plan], variant: ResolvedVariant, inputs: NodeInputs
+) -> dict[str, NodeSpec]:
+    """The module each node needs to serve in every one of ``plans`` (plans change on events)."""
+    if variant.model.aggregator == "concat" and len({_inputs_of(p) for p in plans}) > 1:
+        raise InnetError(
+            f"variant {variant.name}: the concat aggregator needs a fixed set of inputs per node, "
+            "but events change the plan; use sum or mean"
+        )
+    received: dict[str, int] = {}
+    fusion = plans[0].fusion
+    for plan in plans:
+        for node in plan.forward_order():
+            received[node] = max(received.get(node, 0), len(plan.children(node)))
     return {
         node: NodeSpec(
             node=node,
-            is_fusion=node == plan.fusion,
+            is_fusion=node == fusion,
             view_dim=inputs.view_dim(node),
-            n_received=len(plan.children(node)),
+            n_received=count,
             latent_dim=variant.model.latent_dim,
             hidden=variant.model.hidden,
             aggregator=variant.model.aggregator,
@@ -86,15 +88,33 @@ def node_specs(plan: Plan, variant: ResolvedVariant, inputs: NodeInputs) -> dict
             codewords=variant.gate.codewords,
             tau=variant.gate.tau,
         )
-        for node in plan.forward_order()
+        for node, count in received.items()
     }
+
+
+def _inputs_of(plan: Plan) -> frozenset[tuple[str, int]]:
+    return frozenset((node, len(plan.children(node))) for node in plan.forward_order())
+
+
+def variant_timeline(
+    scenario: Scenario, variant: ResolvedVariant, topology: Topology, n_train: int
+) -> Timeline:
+    """The plans of a variant over the run, given the scenario's events."""
+    return build_timeline(
+        topology,
+        variant.routing,
+        variant.forward_message_bits(scenario.network.header_bytes),
+        scenario.events,
+        steps_per_epoch=math.ceil(n_train / variant.training.batch_size),
+        epochs=variant.training.epochs,
+    )
 
 
 def train_one(
     *,
     scenario: Scenario,
     variant: ResolvedVariant,
-    plan: Plan,
+    timeline: Timeline,
     topology: Topology,
     inputs: NodeInputs,
     seed: int,
@@ -105,8 +125,8 @@ def train_one(
     """Train one variant with one seed and time its exchanges on the network model."""
     transport = transport or InProcessTransport()
     engine = Engine(
-        plan=plan,
-        specs=node_specs(plan, variant, inputs),
+        plan=timeline.segments[0].plan,
+        specs=node_specs(timeline.plans, variant, inputs),
         seed=seed,
         transport=transport,
         views=inputs.views,
@@ -129,13 +149,19 @@ def train_one(
         losses = []
         for start in range(0, n_train, batch_size):
             index = order[start : start + batch_size]
-            loss = engine.train_step(index, epoch, step)
+            plan = timeline.segment_at(step).plan
+            if plan is not engine.plan:
+                engine.set_plan(plan)
+            loss = engine.train_step(index, epoch, step, timeline.failures.get(step, frozenset()))
             if loss is not None:
                 losses.append(loss)
             batch_of_step[("train", epoch, step)] = len(index)
             step += 1
         for number, start in enumerate(range(0, n_test, eval_batch)):
             batch_of_step[("eval", epoch, number)] = min(eval_batch, n_test - start)
+        plan = timeline.segment_at(step).plan  # evaluate on the network as it is now
+        if plan is not engine.plan:
+            engine.set_plan(plan)
         local_eval = engine.evaluate(epoch, step, eval_batch)
         gathered = transport.gather((losses, local_eval))
         if gathered is not None:
@@ -149,7 +175,7 @@ def train_one(
                     "variant": variant.name,
                     "seed": seed,
                     "epoch": epoch,
-                    "train_loss": float(np.mean(all_losses)),
+                    "train_loss": float(np.mean(all_losses)) if all_losses else float("nan"),
                     "test_loss": merged.loss_sum / merged.samples,
                     "accuracy": merged.correct / merged.samples,
                     "latent_rate_bits": sum(merged.rate_sums.values()) / merged.samples,
@@ -162,19 +188,21 @@ def train_one(
     gathered_flops = transport.gather(engine.compute_flops())
     if gathered_records is None or gathered_flops is None:
         return SeedResult(records=[], metrics=[], node_rates={})
-    records = sorted((row for part in gathered_records for row in part), key=_record_order(plan))
+    records = sorted((row for part in gathered_records for row in part), key=_record_order)
     flops = {node: value for part in gathered_flops for node, value in part.items()}
     compute = (
         {size: compute_seconds(topology, flops, size) for size in set(batch_of_step.values())}
         if scenario.network.compute
         else None
     )
-    model = NetworkModel(topology, tx_ports=scenario.network.tx_ports)
-    timing = time_records(records, model, batch_of_step=batch_of_step, compute=compute)
+    steps_per_epoch = math.ceil(n_train / batch_size)
+    timing, cache = _time_run(records, timeline, scenario, batch_of_step, compute, steps_per_epoch)
     train_bytes: dict[int, int] = {}
-    for epoch, _step, phase, *_rest, nbytes in records:
+    lost_messages: dict[int, int] = {}
+    for epoch, _step, phase, _src, _dst, _payload, nbytes, lost in records:
         if phase != "eval":
             train_bytes[epoch] = train_bytes.get(epoch, 0) + nbytes
+            lost_messages[epoch] = lost_messages.get(epoch, 0) + int(lost)
     cumulative_bytes, cumulative_time = 0, 0.0
     for row in metrics:
         epoch = row["epoch"]
@@ -185,6 +213,7 @@ def train_one(
             train_bytes_cum=cumulative_bytes,
             sim_time_s=timing.epoch_train_s.get(epoch, 0.0),
             sim_time_cum_s=cumulative_time,
+            lost_messages=lost_messages.get(epoch, 0),
         )
     final = evaluations[-1]
     return SeedResult(
@@ -192,25 +221,63 @@ def train_one(
         metrics=metrics,
         node_rates={node: value / final.samples for node, value in final.rate_sums.items()},
         timing=timing,
-        timing_cache={
-            "unique_steps_simulated": model.unique_steps_simulated,
-            "cache_hits": model.cache_hits,
-        },
+        timing_cache=cache,
     )
 
 
-def _record_order(plan: Plan) -> Callable[[ExchangeRow], tuple]:
-    """Records in the order a single process makes them, whichever process made them."""
-    rank = {node: position for position, node in enumerate(plan.forward_order())}
-    phase_rank = {"forward": 0, "backward": 1, "eval": 2}
+def _time_run(
+    records: list[ExchangeRow],
+    timeline: Timeline,
+    scenario: Scenario,
+    batch_of_step: dict[tuple[str, int, int], int],
+    compute: dict[int, dict[str, tuple[float, float]]] | None,
+    steps_per_epoch: int,
+) -> tuple[RunTiming, dict[str, int]]:
+    """Simulated times of a run: each stretch between events on its own network.
 
-    def key(row: ExchangeRow) -> tuple:
-        epoch, step, phase, src, dst, _payload, _nbytes = row
-        kind = 1 if phase == "eval" else 0
-        sender = rank[src] if phase != "backward" else -rank[src]
-        return (epoch, kind, step, phase_rank[phase], sender, rank[dst])
+    Lost messages went into a failed link: they take no network time and get NaN times.
+    """
+    t_start = np.full(len(records), np.nan)
+    t_end = np.full(len(records), np.nan)
+    queue_s = np.full(len(records), np.nan)
+    epoch_train_s: dict[int, float] = {}
+    cache = {"unique_steps_simulated": 0, "cache_hits": 0}
+    by_segment: dict[int, list[int]] = {}
+    for position, row in enumerate(records):
+        epoch, step, phase, *_ = row
+        if row[7]:
+            continue
+        at = (epoch + 1) * steps_per_epoch if phase == "eval" else step
+        segment = timeline.segments.index(timeline.segment_at(at))
+        by_segment.setdefault(segment, []).append(position)
+    offset = 0.0
+    for segment_index, segment in enumerate(timeline.segments):
+        positions = by_segment.get(segment_index, [])
+        if not positions:
+            continue
+        model = NetworkModel(segment.topology, tx_ports=scenario.network.tx_ports)
+        part = time_records(
+            [records[i] for i in positions], model, batch_of_step=batch_of_step, compute=compute
+        )
+        t_start[positions] = part.t_start + offset
+        t_end[positions] = part.t_end + offset
+        queue_s[positions] = part.queue_s
+        for epoch, seconds in part.epoch_train_s.items():
+            epoch_train_s[epoch] = epoch_train_s.get(epoch, 0.0) + seconds
+        offset += sum(part.epoch_train_s.values())
+        cache["unique_steps_simulated"] += model.unique_steps_simulated
+        cache["cache_hits"] += model.cache_hits
+    timing = RunTiming(t_start=t_start, t_end=t_end, queue_s=queue_s, epoch_train_s=epoch_train_s)
+    return timing, cache
 
-    return key
+
+_PHASE_RANK = {"forward": 0, "backward": 1, "eval": 2}
+
+
+def _record_order(row: ExchangeRow) -> tuple:
+    """A deterministic order of records, the same whichever processes made them."""
+    epoch, step, phase, src, dst = row[:5]
+    return (epoch, phase == "eval", step, _PHASE_RANK[phase], node_key(src), node_key(dst))
 
 
 def resolved_config(
@@ -277,9 +344,16 @@ def run_scenario(
     torch.set_num_threads(1)
     scenario, variants = loaded.scenario, loaded.variants
     topology = load_topology(loaded.topology_path)
-    plans = variant_plans(topology, variants, scenario.network.header_bytes)
     inputs = _InputCache(loaded, topology)
-    inputs.get(scenario.seed_list[0])  # a problem in the data block shows before any output
+    n_train = inputs.get(scenario.seed_list[0]).n_train  # data problems show before any output
+    try:
+        timelines = {
+            variant.name: variant_timeline(scenario, variant, topology, n_train)
+            for variant in variants
+        }
+    except FieldError as error:
+        raise loaded.located(error) from None
+    plans = {name: timeline.segments[0].plan for name, timeline in timelines.items()}
     placements = _placements(loaded, topology, plans, ctx, placement) if ctx else None
     leader = ctx is None or ctx.rank == 0
 
@@ -297,11 +371,11 @@ def run_scenario(
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
     try:
-        tables = _train_all(loaded, topology, plans, inputs, progress and leader, ctx,
+        tables = _train_all(loaded, topology, timelines, inputs, progress and leader, ctx,
                             placements, device)  # fmt: skip
         if staging is None:
             return None, None
-        _write_tables(staging, loaded, topology, plans, tables, ctx, placements)
+        _write_tables(staging, loaded, topology, timelines, tables, ctx, placements)
         summary = write_report(staging)
         if run_dir.exists():
             run_dir.rmdir()  # an empty --out directory
@@ -360,7 +434,7 @@ class _Tables:
 def _train_all(
     loaded: LoadedScenario,
     topology: Topology,
-    plans: dict[str, Plan],
+    timelines: dict[str, Timeline],
     inputs: _InputCache,
     progress: bool,
     ctx: DistContext | None,
@@ -386,7 +460,7 @@ def _train_all(
                 result = train_one(
                     scenario=scenario,
                     variant=variant,
-                    plan=plans[variant.name],
+                    timeline=timelines[variant.name],
                     topology=topology,
                     inputs=seed_inputs,
                     seed=seed,
@@ -411,7 +485,7 @@ def _write_tables(
     staging: Path,
     loaded: LoadedScenario,
     topology: Topology,
-    plans: dict[str, Plan],
+    timelines: dict[str, Timeline],
     tables: _Tables,
     ctx: DistContext | None,
     placements: dict[str, dict[str, int]] | None,
@@ -419,9 +493,16 @@ def _write_tables(
     config = resolved_config(loaded.scenario, loaded.variants, loaded.topology_path)
     (staging / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     save_topology_json(topology, staging / "topology.json")
+    plans = {name: timeline.segments[0].plan for name, timeline in timelines.items()}
     (staging / "plans.json").write_text(
         json.dumps({name: plan.to_json() for name, plan in plans.items()}, indent=2)
     )
+    if loaded.scenario.events:
+        events = {
+            name: [change.to_json() for change in timeline.changes]
+            for name, timeline in timelines.items()
+        }
+        (staging / "events.json").write_text(json.dumps(events, indent=2))
     if ctx is not None and placements is not None:
         placement = {
             "world_size": ctx.world_size,

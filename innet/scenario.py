@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from innet.errors import ConfigError, InnetError
+from innet.events import EventConfig
 from innet.yamlio import FieldError, LineMap, config_error_from_validation, read_yaml
 
 __all__ = [
@@ -110,6 +111,7 @@ class Scenario(_Strict):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     network: NetworkConfig = Field(default_factory=NetworkConfig)
     distributed: DistributedConfig = Field(default_factory=DistributedConfig)
+    events: list[EventConfig] = Field(default_factory=list)
     variants: dict[str, Variant]
     seeds: int | list[int] = 5
     comparisons: list[tuple[str, str]] = Field(default_factory=list)

@@ -108,8 +108,8 @@ def test_message_passing_gradients_equal_monolithic(routing, gate, beta, aggrega
 def test_records_are_the_real_tensors_over_every_plan_edge():
     engine, _ = make_engine("dense", "gaussian", 0.0)
     engine.train_step(np.arange(6), epoch=0, step=0)
-    forward = {(src, dst) for _, _, phase, src, dst, _, _ in engine.records if phase == "forward"}
-    backward = {(dst, src) for _, _, phase, src, dst, _, _ in engine.records if phase == "backward"}
+    forward = {(src, dst) for _, _, phase, src, dst, *_ in engine.records if phase == "forward"}
+    backward = {(dst, src) for _, _, phase, src, dst, *_ in engine.records if phase == "backward"}
     assert forward == backward == set(engine.plan.edges)
     assert {row[6] for row in engine.records} == {6 * LATENT * 4}
     assert len(engine.records) == 2 * len(engine.plan.edges)
