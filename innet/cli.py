@@ -258,6 +258,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if leader:
             print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `run_sim.py ... | head`: the reader left, nothing to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def _terminated(signum: int, frame: object) -> None:

@@ -125,9 +125,7 @@ class Engine:
             delivered = Plan(self.plan.routing, self.plan.fusion, kept).active(self._sensors)
             senders = set(delivered.forward_order()) | (self._sensors & set(self.order))
             lost = frozenset(
-                edge
-                for edge in self.plan.edges
-                if frozenset(edge) in failed and edge[0] in senders
+                edge for edge in self.plan.edges if frozenset(edge) in failed and edge[0] in senders
             )
             self._step_plans[failed] = (delivered, lost)
         return self._step_plans[failed]

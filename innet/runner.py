@@ -39,6 +39,7 @@ from innet.timing import RunTiming, compute_seconds, time_records
 from innet.topology import load_topology
 from innet.topology.model import Topology, node_key
 from innet.transport import InProcessTransport, Transport
+from innet.units import parse_flops
 from innet.yamlio import FieldError
 
 __all__ = ["SeedResult", "run_scenario", "train_one", "variant_timeline", "EXCHANGE_COLUMNS"]
@@ -58,6 +59,7 @@ class SeedResult:
     node_rates: dict[str, float]
     timing: RunTiming | None = None
     timing_cache: dict[str, int] = field(default_factory=dict)
+    flops: dict[str, int] = field(default_factory=dict)  # forward FLOPs per sample, per node
 
 
 def node_specs(
@@ -222,6 +224,7 @@ def train_one(
         node_rates={node: value / final.samples for node, value in final.rate_sums.items()},
         timing=timing,
         timing_cache=cache,
+        flops=flops,
     )
 
 
@@ -343,7 +346,7 @@ def run_scenario(
     """
     torch.set_num_threads(1)
     scenario, variants = loaded.scenario, loaded.variants
-    topology = load_topology(loaded.topology_path)
+    topology = _with_node_flops(load_topology(loaded.topology_path), loaded)
     inputs = _InputCache(loaded, topology)
     n_train = inputs.get(scenario.seed_list[0]).n_train  # data problems show before any output
     try:
@@ -387,6 +390,27 @@ def run_scenario(
     return run_dir, summary
 
 
+def _with_node_flops(topology: Topology, loaded: LoadedScenario) -> Topology:
+    """The topology with the scenario's ``network.node_flops`` applied to node ``compute``."""
+    node_flops = loaded.scenario.network.node_flops
+    if not node_flops:
+        return topology
+    graph = topology.graph.copy()
+    default = node_flops.get("*")
+    for node in graph.nodes:
+        if default is not None:
+            graph.nodes[node]["compute"] = parse_flops(default)
+    for node, flops in node_flops.items():
+        if node == "*":
+            continue
+        if node not in graph:
+            raise loaded.located(
+                FieldError(("network", "node_flops", node), f"no node {node!r} in the topology")
+            )
+        graph.nodes[node]["compute"] = parse_flops(flops)
+    return Topology(topology.name, graph, topology.source)
+
+
 def _placements(
     loaded: LoadedScenario,
     topology: Topology,
@@ -428,6 +452,7 @@ class _Tables:
     exchanges: list[pd.DataFrame] = field(default_factory=list)
     metrics: list[dict[str, Any]] = field(default_factory=list)
     rates: list[dict[str, Any]] = field(default_factory=list)
+    nodes: list[dict[str, Any]] = field(default_factory=list)
     wire_bytes: dict[str, dict[int, int]] = field(default_factory=dict)
 
 
@@ -474,11 +499,42 @@ def _train_all(
                 tables.wire_bytes.setdefault(variant.name, {})[seed] = int(sum(wire or [0]))
                 tables.exchanges.append(_exchange_frame(variant.name, seed, result))
                 tables.metrics.extend(result.metrics)
+                if seed == seeds[0]:
+                    tables.nodes.extend(
+                        _node_rows(variant, topology, result.flops, scenario.network.compute)
+                    )
                 tables.rates.extend(
                     {"variant": variant.name, "seed": seed, "node": node, "rate_bits": rate}
                     for node, rate in result.node_rates.items()
                 )
     return tables
+
+
+NODE_COLUMNS = [
+    "variant", "node", "role", "label", "flops_per_sample", "compute_flops",
+    "forward_s", "backward_s",
+]  # fmt: skip
+
+
+def _node_rows(
+    variant: ResolvedVariant, topology: Topology, flops: dict[str, int], use_compute: bool
+) -> list[dict[str, Any]]:
+    """Per node of a variant: module FLOPs and compute seconds for one full training batch."""
+    batch = variant.training.batch_size
+    seconds = compute_seconds(topology, flops, batch) if use_compute else {}
+    return [
+        {
+            "variant": variant.name,
+            "node": node,
+            "role": topology.graph.nodes[node].get("role"),
+            "label": topology.label(node),
+            "flops_per_sample": count,
+            "compute_flops": topology.graph.nodes[node].get("compute"),
+            "forward_s": seconds.get(node, (0.0, 0.0))[0],
+            "backward_s": seconds.get(node, (0.0, 0.0))[1],
+        }
+        for node, count in sorted(flops.items(), key=lambda item: node_key(item[0]))
+    ]
 
 
 def _write_tables(
@@ -524,6 +580,7 @@ def _write_tables(
     exchanges.to_parquet(staging / "exchanges.parquet", index=False)
     exchanges.to_csv(staging / "exchanges.csv", index=False)
     pd.DataFrame(tables.metrics).to_csv(staging / "metrics.csv", index=False)
+    pd.DataFrame(tables.nodes, columns=NODE_COLUMNS).to_csv(staging / "nodes.csv", index=False)
     pd.DataFrame(tables.rates, columns=["variant", "seed", "node", "rate_bits"]).to_csv(
         staging / "node_rates.csv", index=False
     )

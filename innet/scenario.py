@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from innet.errors import ConfigError, InnetError
 from innet.events import EventConfig
+from innet.units import parse_flops
 from innet.yamlio import FieldError, LineMap, config_error_from_validation, read_yaml
 
 __all__ = [
@@ -80,6 +81,19 @@ class NetworkConfig(_Strict):
     header_bytes: int = Field(0, ge=0)
     tx_ports: int | None = Field(None, gt=0)
     compute: bool = True
+    # FLOP/s per node, over the topology's `compute`: {"*": 2GFLOPS, r3: 50MFLOPS}
+    node_flops: dict[str, str | float] = Field(default_factory=dict)
+
+    @field_validator("node_flops")
+    @classmethod
+    def _parse_flops(cls, value: dict[str, str | float]) -> dict[str, str | float]:
+        for node, flops in value.items():
+            try:
+                if parse_flops(flops) <= 0:
+                    raise ValueError(f"{node}: FLOP/s must be positive, got {flops!r}")
+            except ValueError as error:
+                raise ValueError(f"{node}: {error}") from None
+        return value
 
 
 class DistributedConfig(_Strict):
