@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from innet.engine import Engine
 from innet.inputs import load_inputs
-from innet.runner import node_specs, variant_plans
+from innet.runner import node_specs, variant_timeline
 from innet.scenario import find_scenario, load_scenario
 from innet.topology import load_topology
 from innet.transport import InProcessTransport
@@ -30,7 +30,7 @@ from innet.transport import InProcessTransport
 def build_engine(scenario, variant, plan, inputs, seed: int) -> Engine:
     return Engine(
         plan=plan,
-        specs=node_specs(plan, variant, inputs),
+        specs=node_specs([plan], variant, inputs),
         seed=seed,
         transport=InProcessTransport(),
         views=inputs.views,
@@ -72,8 +72,11 @@ def main() -> None:
     loaded = load_scenario(find_scenario(args.scenario))
     scenario, variants = loaded.scenario, loaded.variants
     topology = load_topology(loaded.topology_path)
-    plans = variant_plans(topology, variants, scenario.network.header_bytes)
     inputs = load_inputs(scenario.data, topology, seed=0)
+    plans = {
+        variant.name: variant_timeline(scenario, variant, topology, inputs.n_train).segments[0].plan
+        for variant in variants
+    }
     print(f"scenario {scenario.name}, topology {topology.name}, {args.steps} steps, best of "
           f"{args.repeats}")  # fmt: skip
     print(f"{'variant':16s} {'links':>5s} {'engine ms/step':>15s} {'monolithic ms/step':>19s} "

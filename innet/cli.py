@@ -14,6 +14,7 @@ import math
 import os
 import signal
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
@@ -246,6 +247,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     make_parser, handler = parsers[command]
     args = make_parser().parse_args(argv)
     leader = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 speaks
+    warnings.formatwarning = _one_line_warning
+    if not leader:
+        warnings.simplefilter("ignore")
     if "WORLD_SIZE" in os.environ:
         signal.signal(signal.SIGTERM, _terminated)
     try:
@@ -265,4 +269,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _terminated(signum: int, frame: object) -> None:
     """torchrun stops the other ranks with SIGTERM when one fails: unwind and clean up."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the cleanup
     raise InnetError("stopped by the launcher (another rank failed or the job was cancelled)")
+
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:  # noqa: ANN001
+    """Warnings (a merged parallel link, a dropped node...) as one line, without source."""
+    return f"warning: {message}\n"

@@ -178,7 +178,8 @@ class Engine:
         self._epoch, self._step = epoch, step
         batch = len(index)
         plan, lost = self.step_plan(failed)
-        working = set(plan.forward_order()) | {sender for sender, _ in lost}
+        in_plan = set(plan.forward_order())
+        working = in_plan | {sender for sender, _ in lost}
         sent: dict[str, torch.Tensor] = {}
         rates: dict[str, torch.Tensor] = {}
         held: dict[str, dict[str, torch.Tensor]] = {}
@@ -205,7 +206,7 @@ class Engine:
 
         self._expect("backward", batch, plan)
         for node in reversed(self.local):
-            if node not in held or (node != plan.fusion and node not in plan.forward_order()):
+            if node not in held or node not in in_plan:
                 continue  # computed nothing, or every message it sent was lost
             if node == plan.fusion:
                 assert loss is not None

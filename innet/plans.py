@@ -152,10 +152,14 @@ class Plan:
         A node comes after every node that sends to it; among the nodes that
         are ready at the same time the lowest id comes first.
         """
+        return list(self._order)
+
+    @cached_property
+    def _order(self) -> tuple[str, ...]:
         digraph = nx.DiGraph(self.edges)
         digraph.remove_nodes_from([self.fusion])
         order = list(nx.lexicographical_topological_sort(digraph, key=node_key))
-        return [*order, self.fusion]
+        return (*order, self.fusion)
 
     def active(self, sensors: Iterable[str]) -> Plan:
         """The plan without edges whose sender has no sensor upstream (itself included).

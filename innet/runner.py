@@ -25,7 +25,13 @@ import pandas as pd
 import torch
 import yaml
 
-from innet.distributed import DistContext, DistributedTransport, cross_rank_links, place_nodes
+from innet.distributed import (
+    DistContext,
+    DistributedError,
+    DistributedTransport,
+    cross_rank_links,
+    place_nodes,
+)
 from innet.engine import RECORD_FIELDS, Engine, ExchangeRow
 from innet.errors import ConfigError, InnetError
 from innet.events import Timeline, build_timeline
@@ -439,7 +445,11 @@ def _agree(ctx: DistContext | None, problem: str | None) -> None:
         import torch.distributed as dist
 
         box = [problem]
-        dist.broadcast_object_list(box, src=0)
+        try:
+            dist.broadcast_object_list(box, src=0)
+        except RuntimeError as error:
+            message = f"rank {ctx.rank}: could not agree on the output: {error}"
+            raise DistributedError(message) from None
         problem = box[0]
     if problem is not None:
         raise InnetError(problem)

@@ -34,6 +34,7 @@ message tensor this rank handed to torch.distributed),
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict, deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -77,9 +78,17 @@ def _describe(key: MessageKey) -> str:
     return f"{phase} {payload} {src}->{dst}"
 
 
+_SOURCE_LOCATION = re.compile(r"^\[[^\]\s]+:\d+\]\s*")  # gloo's "[.../pair.cc:537] "
+_BOILERPLATE = ". This is typically caused by"  # gloo's advice, then "GLHF!"
+
+
 def _first_line(error: BaseException) -> str:
+    """The gist of a torch.distributed error on one line, without gloo's source location."""
     text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+    if not text:
+        return type(error).__name__
+    line = _SOURCE_LOCATION.sub("", text.splitlines()[0])
+    return line.split(_BOILERPLATE)[0].strip() or type(error).__name__
 
 
 class DistributedTransport(Transport):
@@ -319,7 +328,12 @@ class DistributedTransport(Transport):
         if self.world_size == 1:
             return [obj]
         gathered: list[Any] | None = [None] * self.world_size if self.rank == 0 else None
-        dist.gather_object(obj, gathered, dst=self._global_rank(0), group=self.group)
+        try:
+            dist.gather_object(obj, gathered, dst=self._global_rank(0), group=self.group)
+        except RuntimeError as error:
+            raise DistributedError(
+                f"rank {self.rank}: collecting results on rank 0 failed: {_first_line(error)}"
+            ) from error
         return gathered
 
     def pending(self) -> int:

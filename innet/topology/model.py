@@ -16,6 +16,7 @@ Link (edge) attributes: ``capacity`` (bits/s, float > 0) and ``latency``
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ __all__ = ["Topology", "node_key"]
 _DIGITS = re.compile(r"(\d+)")
 
 
+@functools.cache
 def node_key(node_id: str) -> tuple:
     """Sort key giving the deterministic total order of node ids ("natural" order).
 
