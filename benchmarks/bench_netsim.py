@@ -17,10 +17,16 @@ For each case it prints exchanges (messages timed, cache hits included) per
 wall-clock second for both, how many steps each actually simulated, the ratio
 netsim / baseline of exchanges per second, and the largest difference between
 their step durations (0 when they agree). Each time is the fastest of
-``--repeat`` runs. From the repository root:
+``--repeat`` runs.
 
-    PYTHONPATH=. python benchmarks/bench_netsim.py        # 50 nodes, 2000 steps, ~20 s
-    PYTHONPATH=. python benchmarks/bench_netsim.py --routing dense --steps 500
+A third case, *lossy*, times the identical steps with every link losing
+``--loss`` of its transmissions: steps with a retransmission cannot be cached,
+so it shows what losses cost the model. The bare baseline knows no losses; the
+line prints the mean copies per message and how much longer the mean step took
+than the loss-free one instead. From the repository root:
+
+    PYTHONPATH=. python benchmarks/bench_netsim.py        # 50 nodes, 2000 steps, ~30 s
+    PYTHONPATH=. python benchmarks/bench_netsim.py --routing dense --steps 500 --loss 0.05
 """
 
 from __future__ import annotations
@@ -41,8 +47,11 @@ LATENT_BYTES = 64 * 32 * 4  # batch 64, latent dim 32, float32
 T = TypeVar("T")
 
 
-def random_topology(n_nodes: int, seed: int) -> Topology:
-    """Largest component of a random geometric graph; fusion = most central node."""
+def random_topology(n_nodes: int, seed: int, loss: float = 0.0) -> Topology:
+    """Largest component of a random geometric graph; fusion = most central node.
+
+    Every link loses ``loss`` of its transmissions (no ``loss`` attribute when 0).
+    """
     rng = random.Random(seed)
     geometric = nx.random_geometric_graph(n_nodes, radius=0.25, seed=seed)
     component = max(nx.connected_components(geometric), key=len)
@@ -57,6 +66,7 @@ def random_topology(n_nodes: int, seed: int) -> Topology:
             f"n{v}",
             capacity=rng.choice([1e6, 10e6, 100e6]),
             latency=rng.uniform(1e-4, 2e-3),
+            **({"loss": loss} if loss else {}),
         )
     return Topology(f"rgg{n_nodes}", graph)
 
@@ -136,6 +146,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--routing", choices=["tree", "dense"], default="tree")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeat", type=int, default=2, help="report the fastest of N runs")
+    parser.add_argument("--loss", type=float, default=0.01, help="loss of every link, lossy case")
     args = parser.parse_args(argv)
 
     topology = random_topology(args.nodes, args.seed)
@@ -172,6 +183,23 @@ def main(argv: Sequence[str] | None = None) -> None:
             f"{case:<10} {exchanges / model_s:>15,.0f} {simulated:>10} "
             f"{exchanges / base_s:>15,.0f} {len(steps):>10} {base_s / model_s:>9.2f} {gap:>9.1e}"
         )
+
+    lossy_topology = random_topology(args.nodes, args.seed, loss=args.loss)
+
+    def run_lossy(steps: list[list[Message]] = cases["identical"]) -> tuple[list, int]:
+        model = NetworkModel(lossy_topology, seed=args.seed)
+        timings = [model.simulate_step(step, step_key=k) for k, step in enumerate(steps)]
+        return timings, model.unique_steps_simulated
+
+    (timings, simulated), lossy_s = best_time(run_lossy, args.repeat)
+    copies = [message.attempts for timing in timings for message in timing.messages]
+    identical_s = NetworkModel(topology).simulate_step(cases["identical"][0]).duration_s
+    mean_s = sum(timing.duration_s for timing in timings) / len(timings)
+    print(
+        f"{'lossy':<10} {exchanges / lossy_s:>15,.0f} {simulated:>10}   loss {args.loss:g}: "
+        f"{sum(copies) / len(copies):.4f} copies/message (expected {1 / (1 - args.loss):.4f}), "
+        f"mean step {mean_s / identical_s:.3f} x the loss-free one"
+    )
 
 
 if __name__ == "__main__":

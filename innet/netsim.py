@@ -30,6 +30,29 @@ forward and its backward compute time. A node sends its messages of one phase
 in the order they appear in the list; with free radios and links they all start
 together.
 
+**Lossy links.** A link may lose messages: its ``loss`` attribute (default 0)
+is the probability that one transmission of a message over it is lost, in
+either direction, independently of every other transmission. The sender keeps
+sending copies until one gets through (stop and wait). Every copy occupies the
+sender's radio and the link's transmitter for ``8 * nbytes / capacity`` seconds,
+like the first one. The sender learns that a copy was lost when no
+acknowledgement has come back one *retransmission timeout* after it started
+sending it: ``RTO = 8 * nbytes / capacity + 2 * latency``, the round trip of the
+copy and of a (size-less, never lost) acknowledgement. It then asks for its
+radio and the link again, behind whatever queued meanwhile; radio and link serve
+other messages while it waits for the timeout. The message arrives when the
+successful copy does: with ``k`` copies and no other traffic, ``t_end = t_start +
+(k - 1) * RTO + 8 * nbytes / capacity + latency``. ``t_start`` is when the first
+copy started and ``queue_s`` the wait before it, as on a loss-free link.
+
+The number of copies of each message, ``attempts``, is geometric with success
+probability ``1 - loss`` (mean ``1 / (1 - loss)``). The draws come from a random
+generator seeded by the model's ``seed`` and the step's ``step_key`` (any value
+with a stable ``repr``: ints, strings, tuples of them), one draw per message in
+the order given, so a step gives the same times however often and in whatever
+order it is simulated, and a different seed gives other draws. A step without a
+``step_key`` uses the number of lossy steps this model has simulated before it.
+
 **A step** starts at time 0; every time reported for it is relative to that
 start. It ends when its last message arrives (in a training step: when the last
 gradient reaches the last sensor), or, in a step that sends nothing, when the
@@ -39,7 +62,11 @@ slowest node has finished computing. Training is synchronous, so
 **The cache.** Training repeats the same step thousands of times: same
 messages, same sizes, same compute times. :class:`NetworkModel` simulates each
 distinct step once and returns the stored result for every repetition
-(``unique_steps_simulated`` and ``cache_hits`` count both).
+(``unique_steps_simulated`` and ``cache_hits`` count both). On lossy links
+steps are random, so they cannot all be cached: a step whose draws give every
+message one copy times exactly like the loss-free step and shares its cache
+entry; a step with any retransmission is simulated every time and not kept, so
+memory stays bounded however long the run.
 
 >>> import networkx as nx
 >>> from innet.topology.model import Topology
@@ -58,12 +85,14 @@ distinct step once and returns the stored result for every repetition
 
 from __future__ import annotations
 
+import hashlib
 import math
 import numbers
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 
+import numpy as np
 import simpy
 from simpy.resources.resource import Request
 
@@ -102,11 +131,14 @@ class MessageTiming:
     ``t_start`` is when its first bit left, ``t_end`` when its last bit arrived
     (``t_start + 8 * nbytes / capacity + latency``), and ``queue_s`` how long it
     waited for a radio or the link between its sender being ready and ``t_start``.
+    On a lossy link ``attempts`` copies were sent, and ``t_start`` and ``queue_s``
+    belong to the first, ``t_end`` to the last (the one that got through).
     """
 
     t_start: float
     t_end: float
     queue_s: float
+    attempts: int = 1
 
 
 @dataclass(frozen=True)
@@ -126,17 +158,29 @@ class NetworkModel:
 
     ``tx_ports`` is the number of radios of every node whose ``tx_ports``
     attribute is unset (``None``); the node attribute wins when set. ``None``
-    here means unlimited. The model keeps the timing of every distinct step it
-    has simulated, so memory grows with the number of distinct steps, not steps.
+    here means unlimited. ``seed`` seeds the retransmissions on lossy links
+    (links with a ``loss`` attribute > 0; see the module docstring). The model
+    keeps the timing of every distinct step without retransmissions it has
+    simulated, so memory grows with the number of distinct steps, not steps.
     """
 
-    def __init__(self, topology: Topology, *, tx_ports: int | None = None) -> None:
+    def __init__(self, topology: Topology, *, tx_ports: int | None = None, seed: int = 0) -> None:
         _check_ports(tx_ports, "tx_ports")
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+            raise ValueError(f"seed must be an integer, got {seed!r}")
         self.topology = topology
+        self.seed = int(seed)
         self._links: dict[tuple[str, str], tuple[float, float]] = {}
+        self._loss: dict[tuple[str, str], float] = {}
         for u, v, attrs in topology.graph.edges(data=True):
             capacity_and_latency = (float(attrs["capacity"]), float(attrs["latency"]))
             self._links[(u, v)] = self._links[(v, u)] = capacity_and_latency
+            loss = attrs.get("loss")
+            loss = 0.0 if loss is None else float(loss)
+            if not 0 <= loss < 1:
+                raise ValueError(f"link {u}-{v}: loss must be >= 0 and < 1, got {loss!r}")
+            if loss > 0:
+                self._loss[(u, v)] = self._loss[(v, u)] = loss
         self._radios: dict[str, int] = {}
         for node, node_ports in topology.graph.nodes(data="tx_ports"):
             _check_ports(node_ports, f"node {node!r}: tx_ports")
@@ -144,37 +188,72 @@ class NetworkModel:
             if ports is not None:
                 self._radios[node] = int(ports)
         self._cache: dict[Hashable, StepTiming] = {}
+        self._lossy_steps = 0
         self.unique_steps_simulated = 0
         self.cache_hits = 0
+
+    @property
+    def lossy(self) -> bool:
+        """Whether any link of the topology loses messages."""
+        return bool(self._loss)
 
     def tx_ports(self, node: str) -> int | None:
         """Number of radios of ``node`` (``None``: unlimited)."""
         return self._radios.get(node)
 
     def simulate_step(
-        self, messages: Sequence[Message], compute_s: ComputeTimes | None = None
+        self,
+        messages: Sequence[Message],
+        compute_s: ComputeTimes | None = None,
+        *,
+        step_key: Hashable | None = None,
     ) -> StepTiming:
         """Time one step's messages; ``compute_s`` maps nodes to (forward, backward) seconds.
 
         Nodes missing from ``compute_s`` compute instantly; eval messages use the
-        forward time. Raises ``ValueError`` for a message between nodes that are not
-        linked, an unknown phase, a negative size or compute time, or messages that
-        wait for each other in a cycle.
+        forward time. ``step_key`` names the step for the retransmission draws and
+        matters only when a message crosses a lossy link (see the module
+        docstring). ``unique_steps_simulated`` counts the simulations run,
+        ``cache_hits`` the steps answered from the cache. Raises ``ValueError`` for a
+        message between nodes that are not linked, an unknown phase, a negative
+        size or compute time, or messages that wait for each other in a cycle.
         """
         step = tuple(messages)
         compute = _compute_signature(compute_s)
+        attempts = self._draw_attempts(step, step_key)
         key = (step, compute)
-        timing = self._cache.get(key)
+        timing = self._cache.get(key) if attempts is None else None
         if timing is not None:
             self.cache_hits += 1
             return timing
-        timing = self._simulate(step, dict(compute))
-        self._cache[key] = timing
+        timing = self._simulate(step, dict(compute), attempts)
         self.unique_steps_simulated += 1
+        if attempts is None:
+            self._cache[key] = timing
         return timing
 
+    def _draw_attempts(
+        self, messages: tuple[Message, ...], step_key: Hashable | None
+    ) -> list[int] | None:
+        """Copies sent of each message, or None when every message is sent once."""
+        if not self._loss:
+            return None
+        losses = [self._loss.get((message.src, message.dst), 0.0) for message in messages]
+        if not any(losses):
+            return None
+        if step_key is None:
+            step_key = self._lossy_steps
+        self._lossy_steps += 1
+        digest = hashlib.sha256(repr((self.seed, _plain_key(step_key))).encode()).digest()
+        rng = np.random.default_rng(int.from_bytes(digest[:16], "little"))
+        attempts = rng.geometric(1.0 - np.asarray(losses)).tolist()
+        return attempts if max(attempts) > 1 else None
+
     def _simulate(
-        self, messages: tuple[Message, ...], compute: dict[str, tuple[float, float]]
+        self,
+        messages: tuple[Message, ...],
+        compute: dict[str, tuple[float, float]],
+        attempts: list[int] | None = None,
     ) -> StepTiming:
         self._check(messages, compute)
         if not messages:
@@ -182,7 +261,7 @@ class NetworkModel:
                 (forward + backward for forward, backward in compute.values()), default=0
             )
             return StepTiming(messages=(), duration_s=float(duration))
-        return _StepSimulation(messages, compute, self._links, self._radios).run()
+        return _StepSimulation(messages, compute, self._links, self._radios, attempts).run()
 
     def _check(
         self, messages: tuple[Message, ...], compute: dict[str, tuple[float, float]]
@@ -217,13 +296,13 @@ def simulate_run(
 
     Returns each step's timing and start time; step ``k + 1`` starts when step
     ``k`` ends, so a message's absolute time is its step's start plus its
-    relative time. ``compute_s`` applies to every step.
+    relative time. ``compute_s`` applies to every step; step ``k`` has step key ``k``.
     """
     timings: list[StepTiming] = []
     starts: list[float] = []
     clock = 0.0
-    for messages in steps:
-        timing = model.simulate_step(messages, compute_s)
+    for step_key, messages in enumerate(steps):
+        timing = model.simulate_step(messages, compute_s, step_key=step_key)
         timings.append(timing)
         starts.append(clock)
         clock += timing.duration_s
@@ -244,6 +323,15 @@ def _compute_signature(
     )
 
 
+def _plain_key(key: Hashable) -> Hashable:
+    """``key`` with numpy integers as Python ints, so that ``repr`` does not depend on types."""
+    if isinstance(key, tuple):
+        return tuple(_plain_key(part) for part in key)
+    if isinstance(key, numbers.Integral) and not isinstance(key, bool):
+        return int(key)
+    return key
+
+
 def _check_ports(ports: int | None, what: str) -> None:
     if ports is not None and (
         isinstance(ports, bool) or not isinstance(ports, numbers.Integral) or ports < 1
@@ -255,13 +343,15 @@ class _StepSimulation:
     """One step on a fresh SimPy environment.
 
     A message goes through five stages, each a SimPy event whose callback starts
-    the next: its sender is ready and it asks for a radio (:meth:`_send`); it has
-    a radio, or needs none, and asks for the link's transmitter
-    (:meth:`_take_link`); it has the transmitter and sends its bits
+    the next: its sender is ready (:meth:`_send`) and it asks for a radio
+    (:meth:`_request`); it has a radio, or needs none, and asks for the link's
+    transmitter (:meth:`_take_link`); it has the transmitter and sends its bits
     (:meth:`_transmit`); its last bit has left, so it gives back the transmitter
     and the radio and propagates (:meth:`_sent`); it has arrived, which may make
-    its receiver ready (:meth:`_arrive`). Callbacks rather than one SimPy process
-    per message give the same times, about 1.5 times faster.
+    its receiver ready (:meth:`_arrive`). A copy that will be lost instead waits
+    out the retransmission timeout and asks for a radio again. Callbacks rather
+    than one SimPy process per message give the same times, about 1.5 times
+    faster.
     """
 
     def __init__(
@@ -270,10 +360,13 @@ class _StepSimulation:
         compute: Mapping[str, tuple[float, float]],
         links: Mapping[tuple[str, str], tuple[float, float]],
         radio_counts: Mapping[str, int],
+        attempts: Sequence[int] | None = None,
     ) -> None:
         self.env = simpy.Environment()
         self.messages = messages
         self.links = links
+        self.attempts = list(attempts) if attempts is not None else [1] * len(messages)
+        self.copies_left = list(self.attempts)
         self.transmitters = {(m.src, m.dst): simpy.Resource(self.env, 1) for m in messages}
         self.radios = {
             m.src: simpy.Resource(self.env, radio_counts[m.src])
@@ -316,8 +409,10 @@ class _StepSimulation:
                 f"first: {stuck[0]}"
             )
         timings = tuple(
-            MessageTiming(t_start=start, t_end=end, queue_s=start - issued)
-            for start, end, issued in zip(self.starts, self.ends, self.issued, strict=True)
+            MessageTiming(t_start=start, t_end=end, queue_s=start - issued, attempts=attempts)
+            for start, end, issued, attempts in zip(
+                self.starts, self.ends, self.issued, self.attempts, strict=True
+            )
         )
         return StepTiming(messages=timings, duration_s=max(self.ends))
 
@@ -332,11 +427,14 @@ class _StepSimulation:
     def _send(self, indices: list[int], _event: simpy.Event | None = None) -> None:
         for index in indices:
             self.issued[index] = self.env.now
-            radio = self.radios.get(self.messages[index].src)
-            if radio is None:
-                self._take_link(index, None)
-            else:
-                radio.request().callbacks.append(partial(self._take_link, index))
+            self._request(index)
+
+    def _request(self, index: int, _event: simpy.Event | None = None) -> None:
+        radio = self.radios.get(self.messages[index].src)
+        if radio is None:
+            self._take_link(index, None)
+        else:
+            radio.request().callbacks.append(partial(self._take_link, index))
 
     def _take_link(self, index: int, radio_request: Request | None) -> None:
         message = self.messages[index]
@@ -346,7 +444,8 @@ class _StepSimulation:
     def _transmit(self, index: int, radio_request: Request | None, link_request: Request) -> None:
         message = self.messages[index]
         capacity, _ = self.links[(message.src, message.dst)]
-        self.starts[index] = self.env.now
+        if self.copies_left[index] == self.attempts[index]:  # the first copy
+            self.starts[index] = self.env.now
         transmission = self.env.timeout(8 * message.nbytes / capacity)
         transmission.callbacks.append(partial(self._sent, index, radio_request, link_request))
 
@@ -362,7 +461,11 @@ class _StepSimulation:
         if radio_request is not None:
             radio_request.resource.release(radio_request)
         _, latency = self.links[(message.src, message.dst)]
-        self.env.timeout(latency).callbacks.append(partial(self._arrive, index))
+        self.copies_left[index] -= 1
+        if self.copies_left[index] > 0:  # lost: retransmit one round trip after sending
+            self.env.timeout(2 * latency).callbacks.append(partial(self._request, index))
+        else:
+            self.env.timeout(latency).callbacks.append(partial(self._arrive, index))
 
     def _arrive(self, index: int, _event: simpy.Event) -> None:
         message = self.messages[index]

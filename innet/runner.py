@@ -52,7 +52,7 @@ __all__ = ["SeedResult", "run_scenario", "train_one", "variant_timeline", "EXCHA
 
 EXCHANGE_COLUMNS = [
     "variant", "seed", "epoch", "step", "phase", "src", "dst", "payload", "nbytes",
-    "t_start", "t_end", "queue_s", "lost",
+    "t_start", "t_end", "queue_s", "attempts", "lost",
 ]  # fmt: skip
 
 
@@ -204,7 +204,9 @@ def train_one(
         else None
     )
     steps_per_epoch = math.ceil(n_train / batch_size)
-    timing, cache = _time_run(records, timeline, scenario, batch_of_step, compute, steps_per_epoch)
+    timing, cache = _time_run(
+        records, timeline, scenario, batch_of_step, compute, steps_per_epoch, seed
+    )
     train_bytes: dict[int, int] = {}
     lost_messages: dict[int, int] = {}
     for epoch, _step, phase, _src, _dst, _payload, nbytes, lost in records:
@@ -241,6 +243,7 @@ def _time_run(
     batch_of_step: dict[tuple[str, int, int], int],
     compute: dict[int, dict[str, tuple[float, float]]] | None,
     steps_per_epoch: int,
+    seed: int,
 ) -> tuple[RunTiming, dict[str, int]]:
     """Simulated times of a run: each stretch between events on its own network.
 
@@ -249,6 +252,7 @@ def _time_run(
     t_start = np.full(len(records), np.nan)
     t_end = np.full(len(records), np.nan)
     queue_s = np.full(len(records), np.nan)
+    attempts = np.ones(len(records), dtype=np.int64)
     epoch_train_s: dict[int, float] = {}
     cache = {"unique_steps_simulated": 0, "cache_hits": 0}
     by_segment: dict[int, list[int]] = {}
@@ -264,19 +268,27 @@ def _time_run(
         positions = by_segment.get(segment_index, [])
         if not positions:
             continue
-        model = NetworkModel(segment.topology, tx_ports=scenario.network.tx_ports)
+        model = NetworkModel(segment.topology, tx_ports=scenario.network.tx_ports, seed=seed)
         part = time_records(
             [records[i] for i in positions], model, batch_of_step=batch_of_step, compute=compute
         )
         t_start[positions] = part.t_start + offset
         t_end[positions] = part.t_end + offset
         queue_s[positions] = part.queue_s
+        if part.attempts is not None:
+            attempts[positions] = part.attempts
         for epoch, seconds in part.epoch_train_s.items():
             epoch_train_s[epoch] = epoch_train_s.get(epoch, 0.0) + seconds
         offset += sum(part.epoch_train_s.values())
         cache["unique_steps_simulated"] += model.unique_steps_simulated
         cache["cache_hits"] += model.cache_hits
-    timing = RunTiming(t_start=t_start, t_end=t_end, queue_s=queue_s, epoch_train_s=epoch_train_s)
+    timing = RunTiming(
+        t_start=t_start,
+        t_end=t_end,
+        queue_s=queue_s,
+        epoch_train_s=epoch_train_s,
+        attempts=attempts,
+    )
     return timing, cache
 
 
@@ -605,5 +617,6 @@ def _exchange_frame(variant: str, seed: int, result: SeedResult) -> pd.DataFrame
     frame["t_start"] = timing.t_start
     frame["t_end"] = timing.t_end
     frame["queue_s"] = timing.queue_s
+    frame["attempts"] = timing.attempts
     frame["nbytes"] = frame["nbytes"].astype("int64")
     return frame[EXCHANGE_COLUMNS]

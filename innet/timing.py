@@ -6,6 +6,12 @@ through the network model together; steps with the same messages and compute
 times are simulated once (the model caches them). The evaluation after an epoch
 is timed from the end of that epoch's training, as a measurement that does not
 delay the next epoch.
+
+On lossy links every step is named to the network model by its key
+``(kind, epoch, step)`` (``kind`` is ``train`` or ``eval``), so its
+retransmissions depend only on the model's seed and that key: the same run
+gives the same times, and a record's ``attempts`` (copies sent, 1 on a
+loss-free link) can be read back next to its times.
 """
 
 from __future__ import annotations
@@ -24,12 +30,26 @@ __all__ = ["RunTiming", "time_records", "compute_seconds"]
 
 @dataclass
 class RunTiming:
-    """Absolute simulated times per record (same order as the records) and per epoch."""
+    """Absolute simulated times per record (same order as the records) and per epoch.
+
+    ``attempts`` is the number of copies of each record sent (all ones without
+    lossy links; left out, it is filled with ones); ``(attempts - 1) * nbytes``
+    are the record's retransmitted bytes.
+    """
 
     t_start: np.ndarray
     t_end: np.ndarray
     queue_s: np.ndarray
     epoch_train_s: dict[int, float]
+    attempts: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.attempts is None:
+            self.attempts = np.ones(len(self.t_start), dtype=np.int64)
+        elif len(self.attempts) != len(self.t_start):
+            raise ValueError(
+                f"attempts has {len(self.attempts)} entries for {len(self.t_start)} records"
+            )
 
 
 def compute_seconds(
@@ -67,6 +87,7 @@ def time_records(
     t_start = np.zeros(len(records))
     t_end = np.zeros(len(records))
     queue_s = np.zeros(len(records))
+    attempts = np.ones(len(records), dtype=np.int64)
     epoch_train_s: dict[int, float] = {}
     clock = 0.0
 
@@ -79,11 +100,12 @@ def time_records(
         compute_s = None
         if compute is not None and batch_of_step is not None:
             compute_s = compute.get(batch_of_step[key])
-        timing = model.simulate_step(messages, compute_s)
+        timing = model.simulate_step(messages, compute_s, step_key=key)
         for i, message_timing in zip(positions, timing.messages, strict=True):
             t_start[i] = offset + message_timing.t_start
             t_end[i] = offset + message_timing.t_end
             queue_s[i] = message_timing.queue_s
+            attempts[i] = message_timing.attempts
         return timing.duration_s
 
     eval_clock = 0.0
@@ -98,4 +120,10 @@ def time_records(
             if index == 0 or keys[index - 1][0] == "train" or keys[index - 1][1] != epoch:
                 eval_clock = clock
             eval_clock += simulate(key, eval_clock)
-    return RunTiming(t_start=t_start, t_end=t_end, queue_s=queue_s, epoch_train_s=epoch_train_s)
+    return RunTiming(
+        t_start=t_start,
+        t_end=t_end,
+        queue_s=queue_s,
+        epoch_train_s=epoch_train_s,
+        attempts=attempts,
+    )

@@ -8,6 +8,7 @@ number below is recomputed from those tables by hand.
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from fractions import Fraction
 from pathlib import Path
@@ -412,7 +413,9 @@ def test_write_report_writes_valid_pngs_and_is_idempotent(run_dir: Path) -> None
     links = pd.read_csv(run_dir / "links.csv")
     assert list(links.columns) == [
         "variant", "src", "dst", "phase", "payload", "messages", "nbytes", "nbytes_per_seed",
+        "retransmissions", "retransmitted_bytes", "retransmitted_bytes_per_seed",
     ]  # fmt: skip
+    assert (links["retransmitted_bytes"] == 0).all()  # no attempts column: nothing resent
     assert links["nbytes"].sum() == make_exchanges()["nbytes"].sum()
 
 
@@ -478,3 +481,180 @@ def test_formatting_helpers() -> None:
     assert format_seconds(0.0123) == "12.3 ms"
     assert format_seconds(2.5) == "2.5 s"
     assert format_seconds(None) == "n/a"
+
+
+# --- retransmissions on lossy links ------------------------------------------------------------
+
+
+def attempts_of(exchanges: pd.DataFrame) -> pd.Series:
+    """Copies sent: forward latents on s1-f lost once every other step, eval never."""
+    lossy = (
+        (exchanges["phase"] == "forward") & (exchanges["src"] == "s1") & (exchanges["dst"] == "f")
+    )
+    return (
+        1 + (lossy & (exchanges["step"] % 2 == 0)) + 2 * (lossy & (exchanges["step"] == 3))
+    ).astype("int64")
+
+
+def write_lossy_run(run_dir: Path, *, csv_only: bool = False) -> pd.DataFrame:
+    write_run(run_dir)
+    exchanges = make_exchanges()
+    exchanges["attempts"] = attempts_of(exchanges)
+    exchanges.to_csv(run_dir / "exchanges.csv", index=False)
+    if csv_only:
+        (run_dir / "exchanges.parquet").unlink()
+    else:
+        exchanges.to_parquet(run_dir / "exchanges.parquet", index=False)
+    topology = make_topology()
+    topology.graph.edges["s1", "f"]["loss"] = 0.25
+    save_topology_json(topology, run_dir / "topology.json")
+    return exchanges
+
+
+def test_runs_without_attempts_read_as_one_copy_each(run_dir: Path) -> None:
+    run = load_run(run_dir)
+    assert (run.exchanges["attempts"] == 1).all()
+    assert run.exchanges["attempts"].dtype == "int64"
+    summary = write_report(run_dir)
+    assert {entry["retransmitted_bytes"] for entry in summary["variants"].values()} == {0}
+    assert summary["variants"]["dense"]["retransmitted_bytes_per_seed"] == [0, 0]
+    report = (run_dir / "report.md").read_text()
+    assert "## Retransmissions" not in report
+    assert "retransmitted / seed" not in report
+
+
+@pytest.mark.parametrize("csv_only", [False, True])
+def test_retransmitted_bytes_per_link_and_variant(tmp_path: Path, csv_only: bool) -> None:
+    run_dir = tmp_path / "run"
+    exchanges = write_lossy_run(run_dir, csv_only=csv_only)
+    summary = write_report(run_dir)
+    extra = (exchanges["attempts"] - 1) * exchanges["nbytes"]
+    training = exchanges["phase"] != "eval"
+    for variant in PLANS:
+        mine = training & (exchanges["variant"] == variant)
+        per_seed = [int(extra[mine & (exchanges["seed"] == seed)].sum()) for seed in SEEDS]
+        assert per_seed[0] > 0
+        entry = summary["variants"][variant]
+        assert entry["retransmitted_bytes_per_seed"] == per_seed
+        assert entry["retransmitted_bytes"] == pytest.approx(sum(per_seed) / len(SEEDS))
+        # the training exchange is what the nodes sent, without the copies
+        assert entry["train_exchange_bytes_per_seed"] == [
+            int(exchanges.loc[mine & (exchanges["seed"] == seed), "nbytes"].sum()) for seed in SEEDS
+        ]
+    links = pd.read_csv(run_dir / "links.csv")
+    assert links["retransmitted_bytes"].sum() == extra.sum()
+    assert links["retransmissions"].sum() == (exchanges["attempts"] - 1).sum()
+    resent = links[links["retransmitted_bytes"] > 0]
+    assert set(zip(resent["src"], resent["dst"], resent["phase"], strict=True)) == {
+        ("s1", "f", "forward")
+    }
+    row = resent[resent["variant"] == "dense"].iloc[0]
+    assert row["retransmitted_bytes_per_seed"] == pytest.approx(row["retransmitted_bytes"] / 2)
+    report = (run_dir / "report.md").read_text()
+    assert "## Retransmissions" in report
+    assert "1 of them lose messages (loss 25%)" in report
+    assert "- **Retransmitted bytes**" in report
+    assert format_bytes(summary["variants"]["dense"]["retransmitted_bytes"]) in report
+    assert "| retransmitted / seed |" in report.replace("  ", "")
+    assert "F – S1" in report  # the lossiest link, by label
+    assert build_summary(load_run(run_dir)) == summary
+
+
+def test_lossy_links_round_trip_through_topology_json(tmp_path: Path) -> None:
+    topology = make_topology()
+    topology.graph.edges["s1", "r"]["loss"] = 0.05
+    save_topology_json(topology, tmp_path / "topology.json")
+    loaded = load_topology_json(tmp_path / "topology.json")
+    assert loaded.graph.edges["s1", "r"]["loss"] == 0.05
+    assert "loss" not in loaded.graph.edges["s1", "f"]
+
+
+def test_busiest_links_by_retransmitted_bytes() -> None:
+    exchanges = make_exchanges()
+    exchanges["attempts"] = attempts_of(exchanges)
+    table = busiest_links(link_totals(exchanges), n=1, by="retransmitted_bytes_per_seed")
+    assert list(table["variant"]) == list(PLANS)
+    assert set(zip(table["u"], table["v"], strict=True)) == {("f", "s1")}
+    assert (table["retransmitted_bytes_per_seed"] > 0).all()
+
+
+# --- large networks ------------------------------------------------------------------------
+
+
+def write_large_run(run_dir: Path, n_nodes: int = 400) -> Topology:
+    """A random geometric network without positions; dense and a BFS tree; one seed."""
+    geometric = nx.random_geometric_graph(n_nodes, 0.09, seed=1)
+    geometric = geometric.subgraph(max(nx.connected_components(geometric), key=len))
+    graph = nx.Graph()
+    fusion = min(geometric.nodes)
+    for node in sorted(geometric.nodes):
+        role = "fusion" if node == fusion else "sensor" if node % 7 == 0 else "relay"
+        graph.add_node(f"n{node}", role=role, label=f"n{node}", pos=None, view=None)
+    for u, v in geometric.edges:
+        graph.add_edge(f"n{u}", f"n{v}", capacity=1e6 * (1 + (u + v) % 3), latency=1e-3)
+    topology = Topology(name="rgg", graph=graph)
+    tree = [(child, parent) for parent, child in nx.bfs_edges(graph, f"n{fusion}")]
+    distance = nx.single_source_shortest_path_length(graph, f"n{fusion}")
+    dense = [(u, v) if distance[u] >= distance[v] else (v, u) for u, v in graph.edges]
+    plans = {"dense": dense, "tree": tree}
+    rows = []
+    for variant, edges in plans.items():
+        for index, (src, dst) in enumerate(edges):
+            nbytes = 100 + index % 50
+            rows.append((variant, 0, 0, 0, "forward", src, dst, "latent", nbytes, 0.0, 1.0, 0.0))
+            rows.append((variant, 0, 0, 0, "backward", dst, src, "grad", nbytes, 1.0, 2.0, 0.0))
+    run_dir.mkdir(parents=True)
+    config = {
+        "name": "large",
+        "seeds": [0],
+        "variants": {name: {"routing": name} for name in plans},
+    }
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
+    save_topology_json(topology, run_dir / "topology.json")
+    (run_dir / "plans.json").write_text(
+        json.dumps({name: {"routing": name, "edges": edges} for name, edges in plans.items()})
+    )
+    pd.DataFrame(rows, columns=list(EXCHANGE_COLUMNS)).to_parquet(run_dir / "exchanges.parquet")
+    metrics = make_metrics()
+    metrics = metrics[metrics["seed"] == 0].replace({"dijkstra": "tree"})
+    metrics.to_csv(run_dir / "metrics.csv", index=False)
+    senders = sorted({src for src, _ in dense})
+    pd.DataFrame(
+        [(variant, 0, node, float(i % 13)) for variant in plans for i, node in enumerate(senders)],
+        columns=["variant", "seed", "node", "rate_bits"],
+    ).to_csv(run_dir / "node_rates.csv", index=False)
+    return topology
+
+
+@pytest.fixture(scope="module")
+def large_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Topology]:
+    run_dir = tmp_path_factory.mktemp("large") / "run"
+    return run_dir, write_large_run(run_dir)
+
+
+def test_large_networks_get_a_fast_deterministic_layout(large_run: tuple[Path, Topology]) -> None:
+    _, topology = large_run
+    assert topology.graph.number_of_nodes() > 300  # past networkx's spring layout
+    layout = node_positions(topology)
+    assert set(layout) == set(topology.graph.nodes)
+    assert layout == node_positions(topology)
+    coordinates = list(layout.values())
+    assert all(map(math.isfinite, [value for xy in coordinates for value in xy]))
+    assert len(set(coordinates)) == len(coordinates)  # no two nodes on top of each other
+
+
+def test_report_of_a_large_network_stays_short(large_run: tuple[Path, Topology]) -> None:
+    run_dir, topology = large_run
+    write_report(run_dir)
+    report = (run_dir / "report.md").read_text()
+    busiest = report.split("## Busiest links")[1].split("##")[0]
+    table_rows = [line for line in busiest.splitlines() if line.startswith("| dense ")]
+    assert len(table_rows) == 10
+    links = topology.graph.number_of_edges()
+    assert f"- **dense**: {links:,} links carried" in busiest
+    assert f"- **tree**: {topology.graph.number_of_nodes() - 1:,} links carried" in busiest
+    assert "the 10 busiest carried" in busiest
+    assert f"The {links:,} edges are listed in `plans.json`." in report
+    assert len(report) < 20_000
+    for name in ("topology_dense.png", "topology_tree.png", "latent_rate_per_node.png"):
+        assert (run_dir / "figures" / name).read_bytes()[:8] == PNG_MAGIC

@@ -327,8 +327,11 @@ def topology_documents(draw) -> tuple[dict, dict]:
             entry["capacity"], capacity = f"{mbps!r} Mbps", mbps * 1e6
         if draw(st.booleans()):
             entry["latency"] = latency = draw(latencies)
+        loss = 0.0
+        if draw(st.booleans()):
+            entry["loss"] = loss = draw(st.floats(min_value=0.0, max_value=0.999))
         links.append(entry if len(entry) > 1 or draw(st.booleans()) else entry["between"])
-        expected_links[frozenset((names[a], names[b]))] = (capacity, latency)
+        expected_links[frozenset((names[a], names[b]))] = (capacity, latency, loss)
 
     nodes, expected_nodes = [], {}
     for i, node in enumerate(ids):
@@ -371,19 +374,26 @@ def test_random_valid_topologies_load_back(case):
             assert attrs["view"] == entry["view"]
         assert (attrs["view"] is not None) == (entry["role"] == "sensor")
     assert {frozenset(edge) for edge in graph.edges} == set(expected["links"])
-    for (u, v), (capacity, latency) in (
+    for (u, v), (capacity, latency, loss) in (
         ((tuple(pair)), values) for pair, values in expected["links"].items()
     ):
         assert graph.edges[u, v]["capacity"] == pytest.approx(capacity, rel=1e-12)
         assert graph.edges[u, v]["latency"] == pytest.approx(latency, rel=1e-12, abs=1e-15)
+        assert graph.edges[u, v].get("loss", 0.0) == loss
+        assert ("loss" in graph.edges[u, v]) == (loss > 0)  # loss-free links carry none
+    again = topology_from_dict(topology_to_dict(topology))
+    assert nx.utils.edges_equal(again.graph.edges(data=True), graph.edges(data=True))
 
 
 def test_topology_to_dict_round_trips_through_yaml(tmp_path):
     original = load_topology(TOPOLOGIES / "mesh14.yaml")
+    assert all("loss" not in link for link in topology_to_dict(original)["links"])
+    original.graph.edges[next(iter(original.graph.edges))]["loss"] = 0.125
     path = write(tmp_path, yaml.safe_dump(topology_to_dict(original)))
     again = load_topology(path)
     assert nx.utils.graphs_equal(original.graph, again.graph)
     assert topology_to_dict(again) == topology_to_dict(original)
+    assert sum("loss" in link for link in topology_to_dict(again)["links"]) == 1
 
 
 # --- shipped topologies --------------------------------------------------------------------

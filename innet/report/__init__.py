@@ -4,7 +4,8 @@ Everything here reads the raw tables of a run directory (see
 :mod:`innet.report.rundir`) and adds them up; nothing is measured again, so
 ``write_report(run_dir)`` rebuilds the same report from a finished run.
 
-- :mod:`~innet.report.tables`: bytes per link, per seed and per epoch;
+- :mod:`~innet.report.tables`: bytes (and bytes retransmitted on lossy links)
+  per link, per seed and per epoch;
 - :mod:`~innet.report.summary`: the headline numbers and the comparisons;
 - :mod:`~innet.report.markdown`: the headline table and ``report.md``;
 - :mod:`~innet.report.figures`: topology, accuracy-vs-bytes and rate figures.
@@ -30,6 +31,7 @@ from innet.report.tables import (
     busiest_links,
     link_totals,
     links_used,
+    retransmitted_bytes,
     training_exchange,
     training_exchange_per_epoch,
     undirected_link_totals,
@@ -45,6 +47,7 @@ __all__ = [
     "training_exchange",
     "training_exchange_per_epoch",
     "links_used",
+    "retransmitted_bytes",
     "undirected_link_totals",
     "busiest_links",
     "build_summary",

@@ -8,11 +8,18 @@
   cumulative training exchange (from the exchange records), one line per
   variant: the mean over seeds, with a band of ± one sample standard deviation.
 - ``latent_rate_per_node.png``: the final latent rate of every sending node,
-  mean over seeds (± std up to 40 nodes), one bar per variant.
+  mean over seeds (± std up to 40 nodes), one bar per variant; with more than
+  40 sending nodes, one curve per variant of the rates sorted from the highest.
 
 Figures are drawn on :class:`matplotlib.figure.Figure` objects with the Agg
 renderer, so no window opens and no global pyplot state is touched. Large
-networks (more than 40 nodes) get small nodes and no labels.
+networks (more than 40 nodes) get small nodes and no labels; links are drawn as
+one :class:`~matplotlib.collections.LineCollection` per kind, busiest on top,
+so a network of thousands of links draws in about a second.
+
+Nodes sit at their ``pos`` when every node has one (generated grids, rings and
+geometric graphs; imported files, where ``pos`` is longitude and latitude).
+Otherwise a seeded force-directed layout places them (:func:`node_positions`).
 """
 
 from __future__ import annotations
@@ -26,10 +33,12 @@ import networkx as nx
 import numpy as np
 import pandas as pd
 from matplotlib.cm import ScalarMappable
-from matplotlib.colors import Normalize
+from matplotlib.collections import LineCollection
+from matplotlib.colors import ListedColormap, Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from innet.report.sections import event_steps
 from innet.report.tables import training_exchange_per_epoch, undirected_link_totals
 from innet.topology.model import Topology, node_key
 
@@ -51,6 +60,10 @@ RATE_FIGURE = "latent_rate_per_node.png"
 
 ROLE_COLOURS = {"fusion": "#d62728", "sensor": "#1f77b4", "relay": "#8c8c8c"}
 _LABELLED_NODES_MAX = 40
+_SPRING_NODES_MAX = 300  # networkx's spring layout up to here, the numpy one above
+_FORCE_NODES_MAX = 3000  # the dense numpy layout needs n^2 memory; spectral above
+# viridis without its palest yellow, which hardly shows on white: the busiest links stay visible
+_LINK_COLOURS = ListedColormap(mpl.colormaps["viridis"](np.linspace(0.0, 0.85, 256)), "links")
 _BYTE_SCALES = ((1e9, "GB"), (1e6, "MB"), (1e3, "kB"), (1.0, "B"))
 _DPI = 120
 
@@ -61,12 +74,68 @@ def topology_figure_name(variant: str) -> str:
 
 
 def node_positions(topology: Topology) -> dict[str, tuple[float, float]]:
-    """The nodes' ``pos`` attributes when every node has one, else a seeded spring layout."""
+    """Where to draw each node: its ``pos`` when every node has one, else a seeded layout.
+
+    The layout is networkx's spring layout (seed 0) up to 300 nodes; up to
+    3,000 nodes the same Fruchterman-Reingold forces computed with dense numpy
+    arrays from a spectral start (about a second for 1,000 nodes, where networkx
+    takes several); above that the spectral layout alone. All are deterministic.
+    """
     graph = topology.graph
     if all(graph.nodes[node].get("pos") is not None for node in graph.nodes):
         return {node: tuple(graph.nodes[node]["pos"]) for node in graph.nodes}
-    layout = nx.spring_layout(graph, seed=0)
+    if graph.number_of_nodes() <= _SPRING_NODES_MAX:
+        layout = nx.spring_layout(graph, seed=0)
+    elif graph.number_of_nodes() <= _FORCE_NODES_MAX:
+        layout = _force_layout(graph)
+    else:
+        layout = nx.spectral_layout(graph)
     return {node: (float(xy[0]), float(xy[1])) for node, xy in layout.items()}
+
+
+def _force_layout(graph: nx.Graph, iterations: int = 50) -> dict[str, np.ndarray]:
+    """Fruchterman-Reingold on dense float32 arrays, from the spectral layout plus jitter.
+
+    Each node is pushed away from every other with force ``k^2 / d`` and pulled
+    towards its neighbours with ``d^2 / k`` (``k = 1 / sqrt(n)``); each step
+    moves a node at most the current temperature, which cools linearly to 0.
+    """
+    nodes = sorted(graph.nodes, key=node_key)
+    index = {node: i for i, node in enumerate(nodes)}
+    n = len(nodes)
+    adjacency = np.zeros((n, n), dtype=np.float32)
+    for u, v in graph.edges:
+        adjacency[index[u], index[v]] = adjacency[index[v], index[u]] = 1.0
+    pos = _spectral_start(graph, nodes)
+    pos = (pos - pos.min(axis=0)) / np.maximum(np.ptp(pos, axis=0), 1e-9)
+    pos += np.random.default_rng(0).uniform(-0.02, 0.02, pos.shape).astype(np.float32)
+    k = np.float32(1.0 / np.sqrt(n))
+    temperature = 0.1
+    for _ in range(iterations):
+        dx = pos[:, 0, None] - pos[None, :, 0]
+        dy = pos[:, 1, None] - pos[None, :, 1]
+        squared = np.maximum(dx * dx + dy * dy, np.float32(1e-4))
+        # force[i, j] pushes i away from j (> 0) or pulls it closer (< 0), along pos[i] - pos[j]
+        force = k * k / squared - adjacency * np.sqrt(squared) / k
+        displacement = pos * force.sum(axis=1)[:, None] - force @ pos
+        length = np.maximum(np.linalg.norm(displacement, axis=1), np.float32(0.01))
+        pos += displacement * (np.float32(temperature) / length)[:, None]
+        temperature -= 0.1 / (iterations + 1)
+    return dict(zip(nodes, pos, strict=True))
+
+
+def _spectral_start(graph: nx.Graph, nodes: list[str]) -> np.ndarray:
+    """Spectral coordinates: the Laplacian's 2nd and 3rd eigenvectors.
+
+    networkx's sparse solver above 500 nodes; below, a dense symmetric one
+    (``spectral_layout`` would use a general, much slower, eigensolver there).
+    """
+    if len(nodes) >= 500:
+        spectral = nx.spectral_layout(graph)
+        return np.array([spectral[node] for node in nodes], dtype=np.float32)
+    laplacian = nx.laplacian_matrix(graph, nodelist=nodes).toarray().astype(float)
+    _, vectors = np.linalg.eigh(laplacian)
+    return vectors[:, 1:3].astype(np.float32)
 
 
 def draw_figures(run: RunData, link_totals: pd.DataFrame, out_dir: str | Path) -> list[Path]:
@@ -95,51 +164,51 @@ def _topology_figure(
 ) -> Figure:
     topology = run.topology
     graph = topology.graph
-    large = graph.number_of_nodes() > _LABELLED_NODES_MAX
+    n_nodes = graph.number_of_nodes()
+    large = n_nodes > _LABELLED_NODES_MAX
     rows = link_bytes[link_bytes["variant"] == variant]
-    carried = {frozenset((row.u, row.v)): float(row.nbytes_per_seed) for row in rows.itertuples()}
-    used = [edge for edge in graph.edges if carried.get(frozenset(edge), 0.0) > 0]
-    unused = [edge for edge in graph.edges if carried.get(frozenset(edge), 0.0) <= 0]
+    carried: dict[tuple[str, str], float] = {}
+    for u, v, value in zip(rows["u"], rows["v"], rows["nbytes_per_seed"], strict=True):
+        carried[(u, v)] = carried[(v, u)] = float(value)
+    used = sorted(
+        (edge for edge in graph.edges if carried.get(edge, 0.0) > 0), key=lambda e: carried[e]
+    )  # the busiest links are drawn last, on top
+    unused = [edge for edge in graph.edges if carried.get(edge, 0.0) <= 0]
     scale, unit = _byte_scale(max_bytes)
     norm = Normalize(vmin=0.0, vmax=max(max_bytes, 1.0) / scale)
-    cmap = mpl.colormaps["viridis"]
+    cmap = _LINK_COLOURS
+    # thinner lines where links are many, so that they do not cover each other
+    base_width, extra_width = (1.0, 5.0) if graph.number_of_edges() <= 200 else (0.5, 1.5)
 
-    figure = Figure(figsize=(9, 7) if large else (7, 5.5), layout="constrained")
+    figure = Figure(figsize=(7, 5.5) if not large else (9, 7) if n_nodes <= 300 else (11, 9))
+    figure.set_layout_engine("constrained")
     ax = figure.add_subplot()
     if unused:
-        nx.draw_networkx_edges(
-            graph,
-            positions,
-            edgelist=unused,
-            ax=ax,
-            width=0.6,
-            style="dashed",
-            edge_color="#bbbbbb",
+        ax.add_collection(
+            LineCollection(
+                [(positions[u], positions[v]) for u, v in unused],
+                linewidths=0.5 if large else 0.6,
+                linestyles="dashed",
+                colors="#c8c8c8",
+                zorder=1,
+            )
         )
     if used:
-        values = [carried[frozenset(edge)] / scale for edge in used]
-        nx.draw_networkx_edges(
-            graph,
-            positions,
-            edgelist=used,
-            ax=ax,
-            width=[1.0 + 5.0 * value / norm.vmax for value in values],
-            edge_color=[cmap(norm(value)) for value in values],
+        values = np.array([carried[edge] / scale for edge in used])
+        ax.add_collection(
+            LineCollection(
+                [(positions[u], positions[v]) for u, v in used],
+                linewidths=base_width + extra_width * values / norm.vmax,
+                colors=cmap(norm(values)),
+                capstyle="round",
+                zorder=2,
+            )
         )
-    nodes = topology.nodes
-    nx.draw_networkx_nodes(
-        graph,
-        positions,
-        nodelist=nodes,
-        ax=ax,
-        node_size=40 if large else 320,
-        node_color=[ROLE_COLOURS.get(graph.nodes[node].get("role"), "#cccccc") for node in nodes],
-        edgecolors="white",
-        linewidths=0.5,
-    )
+    _draw_nodes(ax, topology, positions)
     if not large:
-        labels = {node: topology.label(node) for node in nodes}
-        nx.draw_networkx_labels(graph, positions, labels=labels, ax=ax, font_size=8)
+        for node in topology.nodes:
+            x, y = positions[node]
+            ax.text(x, y, topology.label(node), ha="center", va="center", fontsize=8, zorder=5)
     colourbar = figure.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, shrink=0.8)
     colourbar.set_label(f"training traffic per seed ({unit}), both directions")
     ax.legend(handles=_role_handles(graph), loc="best", fontsize=8, framealpha=0.8)
@@ -149,11 +218,35 @@ def _topology_figure(
         "routing", ""
     )
     ax.set_title(
-        f"{topology.name}: {variant} ({routing}) — {len(used)} of "
-        f"{graph.number_of_edges()} links used, {total / total_scale:.3g} {total_unit} per seed"
+        f"{topology.name}: {variant} ({routing}) — {len(used):,} of "
+        f"{graph.number_of_edges():,} links used, {total / total_scale:.3g} {total_unit} per seed"
     )
+    ax.autoscale_view()
+    ax.set_aspect("equal", adjustable="datalim")
     ax.set_axis_off()
     return figure
+
+
+def _draw_nodes(ax, topology: Topology, positions: dict[str, tuple[float, float]]) -> None:
+    """Relays, then sensors, then the fusion node on top; smaller as the network grows."""
+    graph = topology.graph
+    n_nodes = graph.number_of_nodes()
+    size = 320 if n_nodes <= _LABELLED_NODES_MAX else 40 if n_nodes <= 300 else 14
+    for role, colour in (("relay", ROLE_COLOURS["relay"]), ("sensor", ROLE_COLOURS["sensor"]),
+                         ("fusion", ROLE_COLOURS["fusion"])):  # fmt: skip
+        nodes = [node for node, node_role in graph.nodes(data="role") if node_role == role]
+        if not nodes:
+            continue
+        xy = np.array([positions[node] for node in nodes], dtype=float)
+        ax.scatter(
+            xy[:, 0],
+            xy[:, 1],
+            s=size * (4 if role == "fusion" and n_nodes > _LABELLED_NODES_MAX else 1),
+            c=colour,
+            edgecolors="white" if role != "fusion" else "black",
+            linewidths=0.5,
+            zorder=3 if role != "fusion" else 4,
+        )
 
 
 def _accuracy_figure(run: RunData, variants: list[str]) -> Figure:
@@ -169,6 +262,11 @@ def _accuracy_figure(run: RunData, variants: list[str]) -> Figure:
         std = curve["accuracy_std"].to_numpy()
         (line,) = ax.plot(x, mean, marker="o", markersize=3, label=variant)
         ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+        for at_bytes, description in _event_marks(run, variant):
+            ax.axvline(at_bytes / 1e6, color=line.get_color(), linestyle=":", linewidth=1.2)
+            ax.annotate(description, (at_bytes / 1e6, 0.02), xycoords=("data", "axes fraction"),
+                        rotation=90, fontsize=7, color=line.get_color(),
+                        ha="right", va="bottom")  # fmt: skip
     ax.set_xlabel("cumulative training exchange per seed (MB)")
     ax.set_ylabel("test accuracy")
     ax.set_title("Test accuracy against training bytes (mean ± std over seeds)")
@@ -176,6 +274,18 @@ def _accuracy_figure(run: RunData, variants: list[str]) -> Figure:
     if ax.lines:
         ax.legend()
     return figure
+
+
+def _event_marks(run: RunData, variant: str) -> list[tuple[float, str]]:
+    """(training bytes per seed sent before the event step, description) of each event."""
+    marks = []
+    training = run.exchanges[
+        (run.exchanges["variant"] == variant) & (run.exchanges["phase"] != "eval")
+    ]
+    seeds = max(training["seed"].nunique(), 1)
+    for _epoch, step, description in event_steps(run.run_dir).get(variant, []):
+        marks.append((training.loc[training["step"] < step, "nbytes"].sum() / seeds, description))
+    return marks
 
 
 def _accuracy_curves(run: RunData) -> pd.DataFrame:
@@ -202,7 +312,8 @@ def _accuracy_curves(run: RunData) -> pd.DataFrame:
 def _rate_figure(run: RunData, variants: list[str]) -> Figure:
     rates = run.node_rates
     nodes = sorted(rates["node"].unique(), key=node_key)
-    many = len(nodes) > _LABELLED_NODES_MAX
+    if len(nodes) > _LABELLED_NODES_MAX:
+        return _sorted_rate_figure(run, variants)
     width_inches = float(np.clip(2.0 + 0.08 * len(nodes) * max(len(variants), 1), 6.0, 18.0))
     figure = Figure(figsize=(width_inches, 4.5), layout="constrained")
     ax = figure.add_subplot()
@@ -213,6 +324,7 @@ def _rate_figure(run: RunData, variants: list[str]) -> Figure:
     stats = rates.groupby(["variant", "node"])["rate_bits"].agg(["mean", "std"]).fillna(0.0)
     positions = np.arange(len(nodes))
     bar_width = 0.8 / max(len(variants), 1)
+    spread = rates["seed"].nunique() >= 2
     for index, variant in enumerate(variants):
         if variant not in stats.index.get_level_values("variant"):
             continue
@@ -221,19 +333,41 @@ def _rate_figure(run: RunData, variants: list[str]) -> Figure:
             positions + (index - (len(variants) - 1) / 2) * bar_width,
             rows["mean"].fillna(0.0),
             width=bar_width,
-            yerr=None if many or rates["seed"].nunique() < 2 else rows["std"].fillna(0.0),
+            yerr=rows["std"].fillna(0.0) if spread else None,
             capsize=2,
             label=variant,
         )
     graph = run.topology.graph
     labels = [run.topology.label(node) if node in graph else node for node in nodes]
     ax.set_xticks(positions, labels, rotation=90 if len(nodes) > 12 else 0)
-    ax.tick_params(axis="x", labelsize=5 if many else 8)
+    ax.tick_params(axis="x", labelsize=8)
     ax.set_xlim(-0.6, len(nodes) - 0.4)
     ax.set_ylabel("latent rate (bits/sample)")
-    spread = "" if many or rates["seed"].nunique() < 2 else " ± std"
-    ax.set_title(f"Latent rate per sending node (final evaluation, mean{spread} over seeds)")
+    ax.set_title(
+        f"Latent rate per sending node (final evaluation, mean{' ± std' if spread else ''} "
+        "over seeds)"
+    )
     ax.grid(axis="y", alpha=0.3)
+    ax.legend()
+    return figure
+
+
+def _sorted_rate_figure(run: RunData, variants: list[str]) -> Figure:
+    """Many nodes: each variant's node rates (mean over seeds) sorted from the highest."""
+    means = run.node_rates.groupby(["variant", "node"])["rate_bits"].mean()
+    figure = Figure(figsize=(8, 4.5), layout="constrained")
+    ax = figure.add_subplot()
+    for variant in variants:
+        if variant not in means.index.get_level_values("variant"):
+            continue
+        values = np.sort(means.loc[variant].to_numpy())[::-1]
+        ranks = np.arange(1, len(values) + 1)
+        ax.plot(ranks, values, drawstyle="steps-mid", label=f"{variant} ({len(values):,} nodes)")
+    ax.set_xlabel("sending nodes, from the highest rate to the lowest")
+    ax.set_ylabel("latent rate (bits/sample)")
+    ax.set_title("Latent rate per sending node, sorted (final evaluation, mean over seeds)")
+    ax.set_xlim(left=0.5)
+    ax.grid(alpha=0.3)
     ax.legend()
     return figure
 

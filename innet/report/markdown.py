@@ -4,7 +4,9 @@
 runner prints it to the terminal as well; columns are padded so it reads as a
 table there too). :func:`render_report` writes the whole ``report.md``: what
 was run, the headline table, each comparison in words, how to read the
-numbers, the routing plans, the busiest links and the figures.
+numbers, the routing plans, the busiest links (the ten busiest per variant and
+one line of totals, so it stays short on a network of thousands of links), the
+retransmissions on lossy links when there were any, and the figures.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from innet.report.figures import (
     RATE_FIGURE,
     topology_figure_name,
 )
+from innet.report.sections import compute_section, events_section, placement_section
 from innet.report.summary import reduction
-from innet.report.tables import busiest_links
+from innet.report.tables import busiest_links, undirected_link_totals
 
 if TYPE_CHECKING:
     from innet.report.rundir import RunData
@@ -37,6 +40,8 @@ __all__ = [
 _BYTE_UNITS = ("B", "kB", "MB", "GB", "TB", "PB")
 _MISSING = "n/a"
 _EDGES_INLINE = 60  # longer edge lists go into a collapsed <details> block
+_EDGES_LISTED = 500  # longer ones are only in plans.json
+_TOP_LINKS = 10
 
 
 def headline_table(summary: dict[str, Any]) -> str:
@@ -88,11 +93,19 @@ def render_report(run: RunData, summary: dict[str, Any], link_totals: pd.DataFra
         _overview(run, summary),
         "## Headline\n\n" + headline_table(summary),
         "## Comparisons\n\n" + _comparison_sentences(summary),
-        "## How to read these numbers\n\n" + _reading_guide(),
+        "## How to read these numbers\n\n" + _reading_guide(_retransmitted(summary)),
         "## Plans\n\n" + _plans(run, summary),
         "## Busiest links\n\n" + _busiest_links(run, link_totals),
-        "## Figures\n\n" + _figures(summary),
     ]
+    if _retransmitted(summary):
+        sections.append("## Retransmissions\n\n" + _retransmissions(run, summary, link_totals))
+    optional = [
+        events_section(run.run_dir, run.exchanges, run.metrics),
+        placement_section(run.run_dir),
+        compute_section(run.run_dir, run.metrics),
+    ]
+    sections.extend(section.rstrip() for section in optional if section)
+    sections.append("## Figures\n\n" + _figures(summary))
     return "\n\n".join(sections) + "\n"
 
 
@@ -127,21 +140,42 @@ def _overview(run: RunData, summary: dict[str, Any]) -> str:
     graph = run.topology.graph
     roles = [role for _, role in graph.nodes(data="role")]
     counts = ", ".join(
-        f"{roles.count(role)} {role}{'s' if roles.count(role) != 1 else ''}"
+        f"{roles.count(role):,} {role}{'s' if roles.count(role) != 1 else ''}"
         for role in ("fusion", "sensor", "relay")
         if roles.count(role)
     )
     seeds = summary["seeds"]
     epochs = sorted({variant.get("epochs", 0) for variant in summary["variants"].values()})
     epoch_text = " or ".join(str(epoch) for epoch in epochs)
+    losses = [float(loss) for _, _, loss in graph.edges(data="loss") if loss]
+    lossy = (
+        f" {len(losses):,} of them lose messages (loss {_loss_range(losses)}); "
+        "lost copies are sent again."
+        if losses
+        else ""
+    )
     return (
         f"Scenario **{summary['scenario']}** on topology **{run.topology.name}** "
-        f"({graph.number_of_nodes()} nodes: {counts}; {graph.number_of_edges()} links). "
+        f"({graph.number_of_nodes():,} nodes: {counts}; {graph.number_of_edges():,} links).{lossy} "
         f"Seeds: {', '.join(map(str, seeds))} ({len(seeds)} in all); "
         f"{epoch_text} epochs per seed. Variants: "
         + ", ".join(f"`{name}`" for name in summary["variants"])
         + "."
     )
+
+
+def _loss_range(losses: list[float]) -> str:
+    low, high = min(losses), max(losses)
+    return (
+        _format_probability(low)
+        if low == high
+        else (f"{_format_probability(low)} to {_format_probability(high)}")
+    )
+
+
+def _format_probability(fraction: float | None) -> str:
+    """A probability as a percentage with up to three significant digits: ``0.001 -> 0.1%``."""
+    return _MISSING if fraction is None else f"{100 * fraction:.3g}%"
 
 
 def _comparison_sentences(summary: dict[str, Any]) -> str:
@@ -184,7 +218,18 @@ def _change_phrase(quantity: str, fraction: float | None, values: str, undefined
     return f"{quantity} {abs(100 * fraction):.1f}% {direction} ({values})"
 
 
-def _reading_guide() -> str:
+def _reading_guide(lossy: bool = False) -> str:
+    retransmissions = (
+        [
+            "- **Retransmitted bytes**: on a lossy link every lost copy of a message is sent "
+            "again until one gets through; `(attempts - 1) × nbytes` per message, summed over "
+            "the training steps, per seed. They are extra bytes on the links, not part of the "
+            "training exchange, and their time (each copy, plus a round trip before resending) "
+            "is in the simulated time."
+        ]
+        if lossy
+        else []
+    )
     return "\n".join(
         [
             "- **Training exchange**: the bytes actually sent over the links during training, "
@@ -200,6 +245,7 @@ def _reading_guide() -> str:
             "- **Accuracy**: test accuracy after the final epoch; ± is the sample standard "
             "deviation (ddof=1) over seeds.",
             "- **Links used**: distinct undirected links that carried training traffic.",
+            *retransmissions,
         ]
     )
 
@@ -214,38 +260,139 @@ def _plans(run: RunData, summary: dict[str, Any]) -> str:
         )
         header = (
             f"**{name}** ({variant.get('routing') or _MISSING} routing, {gate}, fusion "
-            f"`{plan.get('fusion', run.topology.fusion)}`): {variant['links_used']} links "
-            f"carried training traffic; the plan has {len(edges)} forward edges."
+            f"`{plan.get('fusion', run.topology.fusion)}`): {variant['links_used']:,} links "
+            f"carried training traffic; the plan has {len(edges):,} forward edges."
         )
         edge_text = ", ".join(f"`{src} → {dst}`" for src, dst in edges) or "(none)"
-        if len(edges) > _EDGES_INLINE:
+        if len(edges) > _EDGES_LISTED:
+            edge_text = f"The {len(edges):,} edges are listed in `plans.json`."
+        elif len(edges) > _EDGES_INLINE:
             edge_text = f"<details><summary>edges</summary>\n\n{edge_text}\n\n</details>"
         blocks.append(f"{header}\n\n{edge_text}")
     return "\n\n".join(blocks)
 
 
 def _busiest_links(run: RunData, link_totals: pd.DataFrame) -> str:
-    table = busiest_links(link_totals)
+    table = busiest_links(link_totals, n=_TOP_LINKS)
     if table.empty:
         return "No training traffic was recorded."
+    retransmitted = bool((table["retransmitted_bytes_per_seed"] > 0).any())
     rows = [
         [
             row.variant,
             str(row.rank),
-            f"{run.topology.label(row.u) if row.u in run.topology.graph else row.u} – "
-            f"{run.topology.label(row.v) if row.v in run.topology.graph else row.v}",
+            _link_name(run, row.u, row.v),
             f"{row.messages:,}",
             format_bytes(row.nbytes_per_seed),
             format_percent(row.share),
+            *([format_bytes(row.retransmitted_bytes_per_seed)] if retransmitted else []),
         ]
         for row in table.itertuples(index=False)
     ]
     headers = ["variant", "rank", "link", "messages (all seeds)", "bytes / seed", "share"]
+    align = ["left", "right", "left", "right", "right", "right"]
+    if retransmitted:
+        headers.append("retransmitted / seed")
+        align.append("right")
     intro = (
         "Training traffic per undirected link (forward latents and backward gradients, "
-        "both directions), the ten busiest per variant:\n\n"
+        f"both directions), the {_TOP_LINKS} busiest per variant:\n\n"
     )
-    return intro + _table(headers, rows, ["left", "right", "left", "right", "right", "right"])
+    return intro + _table(headers, rows, align) + "\n\n" + _link_totals_lines(link_totals)
+
+
+def _link_totals_lines(link_totals: pd.DataFrame) -> str:
+    """One line per variant: links used, their bytes, the share of the busiest ones."""
+    links = undirected_link_totals(link_totals)
+    lines = []
+    for variant, group in links.groupby("variant", sort=False):
+        used = group[group["nbytes_per_seed"] > 0]["nbytes_per_seed"]
+        total = float(used.sum())
+        line = (
+            f"- **{variant}**: {len(used):,} link{'s' if len(used) != 1 else ''} carried "
+            f"{format_bytes(total)} per seed"
+        )
+        if len(used) > 1 and used.max() == used.min():
+            line += (
+                f"; every one of them carried {format_bytes(float(used.max()))}, so the "
+                "table shows the first ones in node order."
+            )
+        elif len(used) > 1:
+            top = float(used.nlargest(_TOP_LINKS).sum())
+            line += (
+                f"; the {min(_TOP_LINKS, len(used))} busiest carried "
+                f"{format_percent(top / total if total else None)} of it, the busiest one "
+                f"{format_bytes(float(used.max()))}, the median one "
+                f"{format_bytes(float(used.median()))}."
+            )
+        else:
+            line += "."
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _retransmitted(summary: dict[str, Any]) -> bool:
+    return any(variant.get("retransmitted_bytes") for variant in summary["variants"].values())
+
+
+def _retransmissions(run: RunData, summary: dict[str, Any], link_totals: pd.DataFrame) -> str:
+    rows = []
+    for name, variant in summary["variants"].items():
+        extra = variant.get("retransmitted_bytes") or 0
+        exchange = variant["train_exchange_bytes"]
+        rows.append(
+            [
+                name,
+                f"{format_bytes(extra)} ({_exact_bytes(extra)})",
+                format_percent(extra / exchange if exchange else None),
+                format_bytes(exchange + extra),
+            ]
+        )
+    headers = [
+        "variant",
+        "retransmitted / seed",
+        "vs training exchange",
+        "bytes on the links / seed",
+    ]
+    text = (
+        "Training bytes sent again because a copy was lost on a lossy link, per seed:\n\n"
+        + _table(headers, rows, ["left", "right", "right", "right"])
+    )
+    table = busiest_links(link_totals, n=_TOP_LINKS, by="retransmitted_bytes_per_seed")
+    table = table[table["retransmitted_bytes_per_seed"] > 0]
+    if not table.empty:
+        link_rows = [
+            [
+                row.variant,
+                str(row.rank),
+                _link_name(run, row.u, row.v),
+                format_bytes(row.retransmitted_bytes_per_seed),
+                _format_probability(_edge_loss(run, row.u, row.v)),
+            ]
+            for row in table.itertuples(index=False)
+        ]
+        text += (
+            f"\n\nThe links that sent the most again, {_TOP_LINKS} at most per variant "
+            "(`links.csv` has every link):\n\n"
+            + _table(
+                ["variant", "rank", "link", "retransmitted / seed", "loss"],
+                link_rows,
+                ["left", "right", "left", "right", "right"],
+            )
+        )
+    return text
+
+
+def _edge_loss(run: RunData, u: str, v: str) -> float | None:
+    graph = run.topology.graph
+    return float(graph.edges[u, v].get("loss") or 0.0) if graph.has_edge(u, v) else None
+
+
+def _link_name(run: RunData, u: str, v: str) -> str:
+    def label(node: str) -> str:
+        return run.topology.label(node) if node in run.topology.graph else node
+
+    return f"{label(u)} – {label(v)}"
 
 
 def _figures(summary: dict[str, Any]) -> str:

@@ -3,7 +3,8 @@
 A run writes everything it measured into one directory (see the runner):
 ``config.yaml`` (the resolved scenario), ``topology.json`` (the graph),
 ``plans.json`` (who sent to whom, per variant), ``exchanges.parquet`` (one row
-per transfer of one tensor over one link), ``metrics.csv`` (per variant, seed
+per transfer of one tensor over one link; an ``attempts`` column, copies sent
+over a lossy link, is optional and read as 1 when absent), ``metrics.csv`` (per variant, seed
 and epoch) and ``node_rates.csv`` (the final latent rate of every sending
 node). Nothing else is needed to rebuild the report: :func:`load_run` reads
 those tables into a :class:`RunData`, and :func:`write_report` turns them into
@@ -17,7 +18,7 @@ naming that file.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ __all__ = [
     "METRICS_FILE",
     "NODE_RATES_FILE",
     "EXCHANGE_COLUMNS",
+    "OPTIONAL_EXCHANGE_COLUMNS",
     "METRICS_COLUMNS",
     "NODE_RATES_COLUMNS",
     "RunData",
@@ -74,6 +76,8 @@ EXCHANGE_COLUMNS = (
     "t_end",
     "queue_s",
 )
+OPTIONAL_EXCHANGE_COLUMNS = {"attempts": 1, "lost": False}
+"""Exchange columns that older runs lack, with the value they are read as."""
 METRICS_COLUMNS = (
     "variant",
     "seed",
@@ -90,7 +94,7 @@ METRICS_COLUMNS = (
 NODE_RATES_COLUMNS = ("variant", "seed", "node", "rate_bits")
 
 _TEXT_COLUMNS = ("variant", "phase", "src", "dst", "payload", "node")
-_INT_COLUMNS = ("seed", "epoch", "step", "nbytes")
+_INT_COLUMNS = ("seed", "epoch", "step", "nbytes", "attempts")
 
 
 @dataclass
@@ -152,7 +156,7 @@ def load_run(run_dir: str | Path) -> RunData:
         config=_read_config(run_dir / CONFIG_FILE),
         topology=load_topology_json(run_dir / TOPOLOGY_FILE),
         plans=_read_plans(run_dir / PLANS_FILE),
-        exchanges=_read_table(exchanges_path, EXCHANGE_COLUMNS),
+        exchanges=_read_table(exchanges_path, EXCHANGE_COLUMNS, OPTIONAL_EXCHANGE_COLUMNS),
         metrics=_read_table(run_dir / METRICS_FILE, METRICS_COLUMNS),
         node_rates=_read_table(run_dir / NODE_RATES_FILE, NODE_RATES_COLUMNS),
     )
@@ -236,9 +240,16 @@ def _read_json(path: Path) -> Any:
         raise InnetError(f"{path}: cannot read ({_one_line(error)})") from error
 
 
-def _read_table(path: Path, columns: Iterable[str]) -> pd.DataFrame:
-    """Read a Parquet or CSV table, check its columns and normalise id/int dtypes."""
-    columns = tuple(columns)
+def _read_table(
+    path: Path, columns: Iterable[str], optional: Mapping[str, Any] | None = None
+) -> pd.DataFrame:
+    """Read a Parquet or CSV table, check its columns and normalise id/int dtypes.
+
+    ``optional`` columns are kept when present (missing values filled with the
+    given value) and added with that value when absent.
+    """
+    optional = dict(optional or {})
+    columns = (*columns, *optional)
     text_columns = {column: str for column in _TEXT_COLUMNS if column in columns}
     missing_markers = {
         column: ["", "nan", "NaN"] for column in columns if column not in text_columns
@@ -254,9 +265,18 @@ def _read_table(path: Path, columns: Iterable[str]) -> pd.DataFrame:
         raise InnetError(f"{path}: file not found") from error
     except Exception as error:  # pandas/pyarrow raise many types for a damaged file
         raise InnetError(f"{path}: cannot read ({_one_line(error)})") from error
-    missing = [column for column in columns if column not in table.columns]
+    missing = [
+        column for column in columns if column not in table.columns and column not in optional
+    ]
     if missing:
         raise InnetError(f"{path}: missing columns {', '.join(missing)}")
+    for column, value in optional.items():
+        if column not in table.columns:
+            table[column] = value
+        elif isinstance(value, bool):
+            table[column] = table[column].astype(str).str.lower().isin(("true", "1", "1.0"))
+        else:
+            table[column] = table[column].astype(object).fillna(value)
     table = table.loc[:, list(columns)].copy()
     for column in text_columns:
         table[column] = table[column].astype(str)

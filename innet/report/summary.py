@@ -3,8 +3,9 @@
 For each variant the summary gives the final accuracy (mean and sample
 standard deviation over seeds), the training exchange (bytes actually sent,
 summed from the exchange records), the estimated latent rate (bits per
-sample), the simulated network time per epoch and the number of links that
-carried training traffic. For each comparison ``(a, b)`` it gives
+sample), the simulated network time per epoch, the number of links that
+carried training traffic and the training bytes sent again over lossy links
+(``retransmitted_bytes``, mean per seed; 0 without losses). For each comparison ``(a, b)`` it gives
 
 - ``exchange_reduction = 1 - exchange(b) / exchange(a)``,
 - ``rate_reduction = 1 - rate(b) / rate(a)``,
@@ -28,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from innet.errors import InnetError
-from innet.report.tables import links_used, training_exchange
+from innet.report.tables import links_used, retransmitted_bytes, training_exchange
 from innet.topology.model import node_key
 
 if TYPE_CHECKING:
@@ -41,9 +42,11 @@ def build_summary(run: RunData) -> dict[str, Any]:
     """Summarise a run: per-variant numbers and the comparisons between variants."""
     seeds = run.seeds
     exchange = training_exchange(run.exchanges)
+    retransmitted = retransmitted_bytes(run.exchanges)
     links = links_used(run.exchanges)
     variants = {
-        variant: _variant_summary(run, variant, seeds, exchange, links) for variant in run.variants
+        variant: _variant_summary(run, variant, seeds, exchange, retransmitted, links)
+        for variant in run.variants
     }
     comparisons = [
         _comparison(a, b, variants[a], variants[b])
@@ -113,12 +116,14 @@ def _variant_summary(
     variant: str,
     seeds: list[int],
     exchange: pd.Series,
+    retransmitted: pd.Series,
     links: pd.Series,
 ) -> dict[str, Any]:
     final = _final_epoch_metrics(run.metrics, variant, seeds)
     accuracy = [float(value) for value in final["accuracy"]]
     rates = [float(value) for value in final["latent_rate_bits"]]
     exchange_per_seed = [int(exchange.get((variant, seed), 0)) for seed in seeds]
+    retransmitted_per_seed = [int(retransmitted.get((variant, seed), 0)) for seed in seeds]
     metrics = run.metrics[run.metrics["variant"] == variant]
     gate = run.variant_config(variant).get("gate")
     plan = run.plans.get(variant, {})
@@ -132,6 +137,8 @@ def _variant_summary(
         "accuracy_per_seed": accuracy,
         "train_exchange_bytes": _exact_mean(exchange_per_seed),
         "train_exchange_bytes_per_seed": exchange_per_seed,
+        "retransmitted_bytes": _exact_mean(retransmitted_per_seed),
+        "retransmitted_bytes_per_seed": retransmitted_per_seed,
         "latent_rate_bits": _mean_or_none(rates),
         "latent_rate_bits_per_seed": rates,
         "sim_time_s_per_epoch": _mean_or_none(metrics["sim_time_s"].tolist()),

@@ -7,7 +7,12 @@ they return can be checked against the raw table by hand:
 - *training exchange*: the ``nbytes`` of all ``forward`` and ``backward``
   records (evaluation traffic is reported separately, never counted in it);
 - a *link* is undirected: forward latents go ``src -> dst`` and the gradients
-  come back ``dst -> src`` over the same link, and both count towards it.
+  come back ``dst -> src`` over the same link, and both count towards it;
+- *retransmitted bytes*: on a lossy link a record was sent ``attempts`` times
+  (column ``attempts``; 1 when the column is absent, as in runs made before
+  lossy links existed), so ``(attempts - 1) * nbytes`` bytes went over the link
+  again. They are reported next to the training exchange, never in it: the
+  exchange counts what the nodes sent, retransmissions what the links lost.
 
 >>> import pandas as pd
 >>> exchanges = pd.DataFrame({"variant": ["v", "v"], "seed": [0, 0], "epoch": [0, 0],
@@ -21,6 +26,7 @@ they return can be checked against the raw table by hand:
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from innet.topology.model import node_key
@@ -30,6 +36,7 @@ __all__ = [
     "link_totals",
     "training_exchange",
     "training_exchange_per_epoch",
+    "retransmitted_bytes",
     "links_used",
     "undirected_link_totals",
     "busiest_links",
@@ -37,39 +44,47 @@ __all__ = [
 
 TRAINING_PHASES = ("forward", "backward")
 
+_SUMMED = ["messages", "nbytes", "nbytes_per_seed", "retransmissions", "retransmitted_bytes",
+           "retransmitted_bytes_per_seed"]  # fmt: skip
+
 
 def link_totals(exchanges: pd.DataFrame) -> pd.DataFrame:
     """Messages and bytes per variant, directed link, phase and payload.
 
     Columns: ``variant, src, dst, phase, payload, messages, nbytes,
-    nbytes_per_seed``; ``messages`` and ``nbytes`` are summed over seeds and
-    ``nbytes_per_seed`` divides by the number of seeds of that variant found
-    in the table. Rows are sorted by variant, then link, phase and payload.
+    nbytes_per_seed, retransmissions, retransmitted_bytes,
+    retransmitted_bytes_per_seed``. ``messages``, ``nbytes``, ``retransmissions``
+    (copies sent again) and ``retransmitted_bytes`` are summed over seeds; the
+    ``_per_seed`` columns divide by the number of seeds of that variant found in
+    the table. Rows are sorted by variant, then link (node order), phase and
+    payload.
     """
     keys = ["variant", "src", "dst", "phase", "payload"]
-    columns = [*keys, "messages", "nbytes", "nbytes_per_seed"]
+    columns = [*keys, *_SUMMED]
     if exchanges.empty:
         return pd.DataFrame(columns=columns)
+    extra = _extra_copies(exchanges)
     totals = (
-        exchanges.groupby(keys, sort=False)
-        .agg(messages=("nbytes", "size"), nbytes=("nbytes", "sum"))
+        exchanges.assign(_extra=extra, _extra_bytes=extra * exchanges["nbytes"])
+        .groupby(keys, sort=False)
+        .agg(
+            messages=("nbytes", "size"),
+            nbytes=("nbytes", "sum"),
+            retransmissions=("_extra", "sum"),
+            retransmitted_bytes=("_extra_bytes", "sum"),
+        )
         .reset_index()
     )
-    seeds = exchanges.groupby("variant")["seed"].nunique()
-    totals["messages"] = totals["messages"].astype("int64")
-    totals["nbytes"] = totals["nbytes"].astype("int64")
-    totals["nbytes_per_seed"] = totals["nbytes"] / totals["variant"].map(seeds)
-    order = sorted(
-        range(len(totals)),
-        key=lambda i: (
-            totals.at[i, "variant"],
-            node_key(totals.at[i, "src"]),
-            node_key(totals.at[i, "dst"]),
-            totals.at[i, "phase"],
-            totals.at[i, "payload"],
-        ),
+    seeds = totals["variant"].map(exchanges.groupby("variant")["seed"].nunique())
+    for column in ("messages", "nbytes", "retransmissions", "retransmitted_bytes"):
+        totals[column] = totals[column].astype("int64")
+    totals["nbytes_per_seed"] = totals["nbytes"] / seeds
+    totals["retransmitted_bytes_per_seed"] = totals["retransmitted_bytes"] / seeds
+    rank = _node_ranks(totals["src"], totals["dst"])
+    order = totals.assign(_src=totals["src"].map(rank), _dst=totals["dst"].map(rank)).sort_values(
+        ["variant", "_src", "_dst", "phase", "payload"]
     )
-    return totals.loc[order, columns].reset_index(drop=True)
+    return order[columns].reset_index(drop=True)
 
 
 def training_exchange(exchanges: pd.DataFrame) -> pd.Series:
@@ -81,10 +96,28 @@ def training_exchange(exchanges: pd.DataFrame) -> pd.Series:
     """
     training = _training_rows(exchanges)
     totals = training.groupby(["variant", "seed"])["nbytes"].sum()
-    index = pd.MultiIndex.from_frame(
-        exchanges[["variant", "seed"]].drop_duplicates().sort_values(["variant", "seed"])
+    return (
+        totals.reindex(_variant_seeds(exchanges), fill_value=0)
+        .astype("int64")
+        .rename("train_exchange_bytes")
     )
-    return totals.reindex(index, fill_value=0).astype("int64").rename("train_exchange_bytes")
+
+
+def retransmitted_bytes(exchanges: pd.DataFrame) -> pd.Series:
+    """Training bytes sent again over lossy links, indexed by ``(variant, seed)``.
+
+    The sum of ``(attempts - 1) * nbytes`` over forward and backward records;
+    0 for every ``(variant, seed)`` when the table has no ``attempts`` column.
+    """
+    training = _training_rows(exchanges)
+    extra = (_extra_copies(training) * training["nbytes"]).rename("extra")
+    totals = pd.concat([training[["variant", "seed"]], extra], axis=1)
+    totals = totals.groupby(["variant", "seed"])["extra"].sum()
+    return (
+        totals.reindex(_variant_seeds(exchanges), fill_value=0)
+        .astype("int64")
+        .rename("retransmitted_bytes")
+    )
 
 
 def training_exchange_per_epoch(exchanges: pd.DataFrame) -> pd.DataFrame:
@@ -107,13 +140,15 @@ def training_exchange_per_epoch(exchanges: pd.DataFrame) -> pd.DataFrame:
 def links_used(exchanges: pd.DataFrame) -> pd.Series:
     """Number of distinct undirected links with training records, by ``(variant, seed)``."""
     training = _training_rows(exchanges)
-    index = pd.MultiIndex.from_frame(
-        exchanges[["variant", "seed"]].drop_duplicates().sort_values(["variant", "seed"])
-    )
+    index = _variant_seeds(exchanges)
     if training.empty:
         return pd.Series(0, index=index, dtype="int64", name="links_used")
-    links = training.assign(link=_undirected(training["src"], training["dst"]))
-    counts = links.groupby(["variant", "seed"])["link"].nunique()
+    directed = training[["variant", "seed", "src", "dst"]].drop_duplicates()
+    u, v = _undirected(directed["src"], directed["dst"])
+    links = pd.DataFrame(
+        {"variant": directed["variant"], "seed": directed["seed"], "u": u, "v": v}
+    ).drop_duplicates()
+    counts = links.groupby(["variant", "seed"]).size()
     return counts.reindex(index, fill_value=0).astype("int64").rename("links_used")
 
 
@@ -121,54 +156,84 @@ def undirected_link_totals(link_totals: pd.DataFrame) -> pd.DataFrame:
     """Training traffic per variant and undirected link, both directions summed.
 
     Takes the output of :func:`link_totals`, keeps the forward and backward
-    rows and returns ``variant, u, v, messages, nbytes, nbytes_per_seed``
-    where ``u`` precedes ``v`` in node order.
+    rows and returns ``variant, u, v, messages, nbytes, nbytes_per_seed,
+    retransmissions, retransmitted_bytes, retransmitted_bytes_per_seed`` where
+    ``u`` precedes ``v`` in node order (the retransmission columns are 0 when
+    ``link_totals`` lacks them).
     """
-    columns = ["variant", "u", "v", "messages", "nbytes", "nbytes_per_seed"]
+    columns = ["variant", "u", "v", *_SUMMED]
     training = link_totals[link_totals["phase"].isin(TRAINING_PHASES)]
     if training.empty:
         return pd.DataFrame(columns=columns)
-    ends = [
-        sorted(pair, key=node_key) for pair in zip(training["src"], training["dst"], strict=True)
-    ]
-    training = training.assign(u=[pair[0] for pair in ends], v=[pair[1] for pair in ends])
-    totals = (
-        training.groupby(["variant", "u", "v"], sort=False)[
-            ["messages", "nbytes", "nbytes_per_seed"]
-        ]
-        .sum()
-        .reset_index()
-    )
-    return totals[columns]
+    u, v = _undirected(training["src"], training["dst"])
+    training = training.assign(u=u, v=v)
+    for column in _SUMMED:
+        if column not in training:
+            training[column] = 0
+    return training.groupby(["variant", "u", "v"], sort=False)[_SUMMED].sum().reset_index()[columns]
 
 
-def busiest_links(link_totals: pd.DataFrame, n: int = 10) -> pd.DataFrame:
-    """The ``n`` links with most training bytes per seed, for each variant.
+def busiest_links(
+    link_totals: pd.DataFrame, n: int = 10, by: str = "nbytes_per_seed"
+) -> pd.DataFrame:
+    """The ``n`` links with most training bytes per seed (or most ``by``), for each variant.
 
-    Columns: ``variant, rank, u, v, messages, nbytes_per_seed, share`` where
-    ``share`` is the link's fraction of that variant's training exchange.
-    Ties are broken by node order, so the table is deterministic.
+    Columns: ``variant, rank, u, v, messages, nbytes_per_seed, share,
+    retransmitted_bytes_per_seed`` where ``share`` is the link's fraction of that
+    variant's training exchange. ``by`` is any column of
+    :func:`undirected_link_totals` (``retransmitted_bytes_per_seed``: the links
+    that lost the most). Ties are broken by node order, so the table is
+    deterministic.
     """
-    columns = ["variant", "rank", "u", "v", "messages", "nbytes_per_seed", "share"]
+    columns = ["variant", "rank", "u", "v", "messages", "nbytes_per_seed", "share",
+               "retransmitted_bytes_per_seed"]  # fmt: skip
     links = undirected_link_totals(link_totals)
     if links.empty:
         return pd.DataFrame(columns=columns)
-    rows = []
-    for variant, group in links.groupby("variant", sort=False):
+    rank = _node_ranks(links["u"], links["v"])
+    links = links.assign(
+        _key=-links[by].astype(float), _u=links["u"].map(rank), _v=links["v"].map(rank)
+    )
+    parts = []
+    for _variant, group in links.groupby("variant", sort=False):
         total = group["nbytes_per_seed"].sum()
-        ranked = sorted(
-            group.itertuples(index=False),
-            key=lambda row: (-row.nbytes_per_seed, node_key(row.u), node_key(row.v)),
+        top = group.sort_values(["_key", "_u", "_v"]).head(n)
+        parts.append(
+            top.assign(
+                rank=np.arange(1, len(top) + 1),
+                share=top["nbytes_per_seed"] / total if total > 0 else 0.0,
+            )
         )
-        for rank, row in enumerate(ranked[:n], start=1):
-            share = row.nbytes_per_seed / total if total > 0 else 0.0
-            rows.append((variant, rank, row.u, row.v, row.messages, row.nbytes_per_seed, share))
-    return pd.DataFrame(rows, columns=columns)
+    return pd.concat(parts, ignore_index=True)[columns]
 
 
 def _training_rows(exchanges: pd.DataFrame) -> pd.DataFrame:
     return exchanges[exchanges["phase"].isin(TRAINING_PHASES)]
 
 
-def _undirected(src: pd.Series, dst: pd.Series) -> list[tuple[str, str]]:
-    return [tuple(sorted(pair, key=node_key)) for pair in zip(src, dst, strict=True)]
+def _variant_seeds(exchanges: pd.DataFrame) -> pd.MultiIndex:
+    return pd.MultiIndex.from_frame(
+        exchanges[["variant", "seed"]].drop_duplicates().sort_values(["variant", "seed"])
+    )
+
+
+def _extra_copies(exchanges: pd.DataFrame) -> pd.Series:
+    """Copies of each record sent again: ``attempts - 1`` (0 without an ``attempts`` column)."""
+    if "attempts" not in exchanges:
+        return pd.Series(0, index=exchanges.index, dtype="int64")
+    return (exchanges["attempts"].fillna(1).astype("int64") - 1).clip(lower=0)
+
+
+def _node_ranks(*columns: pd.Series) -> dict[str, int]:
+    """Position of every node id found in ``columns`` in node order."""
+    ids = pd.unique(pd.concat(columns, ignore_index=True))
+    return {node: rank for rank, node in enumerate(sorted(ids, key=node_key))}
+
+
+def _undirected(src: pd.Series, dst: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """The ends of each link as ``(u, v)`` arrays, ``u`` first in node order."""
+    rank = _node_ranks(src, dst)
+    swap = (src.map(rank) > dst.map(rank)).to_numpy()
+    u = np.where(swap, dst.to_numpy(), src.to_numpy())
+    v = np.where(swap, src.to_numpy(), dst.to_numpy())
+    return u, v

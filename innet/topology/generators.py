@@ -23,8 +23,9 @@ The steps, each deterministic for a given ``seed``:
    sensors (:class:`~innet.topology.schema.SensorRule`); sensors get views
    ``0, 1, ...`` in node order. Ties always go to the lowest id
    (:func:`~innet.topology.model.node_key`).
-4. Draw one capacity and one latency per link, visiting links in node order,
-   from random streams derived from ``seed`` (independent of the graph's).
+4. Draw one capacity, one latency and one loss probability per link, visiting
+   links in node order, from random streams derived from ``seed`` (independent
+   of the graph's and of each other: adding ``loss`` changes no capacity).
 
 >>> from innet.topology.schema import GeneratorSpec
 >>> spec = GeneratorSpec(kind="ring", n=6, capacity="10Mbps", latency="1ms",
@@ -50,6 +51,7 @@ from innet.topology.schema import (
     Distribution,
     GeneratorSpec,
     LatencyDistribution,
+    LossDistribution,
 )
 from innet.yamlio import FieldError
 
@@ -65,7 +67,8 @@ def generate_topology(
 ) -> Topology:
     """Build the topology a ``generator:`` block describes (see the module docstring).
 
-    ``defaults`` supplies capacity and latency when the generator does not,
+    ``defaults`` supplies capacity, latency and loss when the generator does not
+    (loss then defaults to 0),
     and ``compute`` / ``tx_ports`` for every node. Problems that only show
     once the graph exists (an unknown fusion id, more sensors asked for than
     there are nodes) raise :class:`~innet.yamlio.FieldError` with
@@ -78,11 +81,16 @@ def generate_topology(
     sensors = _pick_sensors(graph, spec, fusion)
     capacity = _distribution(spec.capacity, defaults.capacity, CapacityDistribution, "capacity")
     latency = _distribution(spec.latency, defaults.latency, LatencyDistribution, "latency")
+    loss = _distribution(
+        spec.loss, defaults.loss if defaults.loss is not None else 0.0, LossDistribution, "loss"
+    )
 
-    capacity_stream, latency_stream = np.random.SeedSequence(spec.seed).spawn(2)
+    # spawn(3)[:2] == spawn(2): the capacities and latencies do not depend on the loss stream
+    capacity_stream, latency_stream, loss_stream = np.random.SeedSequence(spec.seed).spawn(3)
     links = sorted((tuple(sorted(edge, key=node_key)) for edge in graph.edges), key=_link_key)
     capacities = _sample(capacity, np.random.default_rng(capacity_stream), len(links))
     latencies = _sample(latency, np.random.default_rng(latency_stream), len(links))
+    losses = _sample(loss, np.random.default_rng(loss_stream), len(links))
 
     topology_graph = nx.Graph()
     views = {sensor: view for view, sensor in enumerate(sorted(sensors, key=node_key))}
@@ -97,8 +105,11 @@ def generate_topology(
             label=node,
             pos=(float(pos[0]), float(pos[1])) if pos is not None else None,
         )
-    for (u, v), link_capacity, link_latency in zip(links, capacities, latencies, strict=True):
-        topology_graph.add_edge(u, v, capacity=link_capacity, latency=link_latency)
+    for (u, v), link_capacity, link_latency, link_loss in zip(
+        links, capacities, latencies, losses, strict=True
+    ):
+        lossy = {"loss": link_loss} if link_loss > 0 else {}  # loss-free links carry no loss
+        topology_graph.add_edge(u, v, capacity=link_capacity, latency=link_latency, **lossy)
     return Topology(name=name, graph=topology_graph, source=source)
 
 

@@ -11,7 +11,7 @@ A topology file is YAML. It lists nodes and links::
     links:
       - {between: [s, f], capacity: 1Mbps}
       - [s, r]                                  # defaults apply
-      - {between: [r, f], capacity: 100Mbps, latency: 500us}
+      - {between: [r, f], capacity: 100Mbps, latency: 500us, loss: 0.01}
 
 or describes a ``generator:`` instead (:mod:`innet.topology.generators`), or
 ``import``s a GraphML or GML file (:mod:`innet.topology.importer`; its path is
@@ -23,17 +23,21 @@ one-line :class:`~innet.errors.ConfigError` ``FILE:LINE: FIELD: MESSAGE``:
 
 1. YAML syntax (:mod:`innet.yamlio`, which also records lines);
 2. the shape of each field (:mod:`innet.topology.schema`): field names, roles,
-   units, capacity > 0, latency >= 0;
+   units, capacity > 0, latency >= 0, 0 <= loss < 1;
 3. the graph as a whole (here): unique node ids, exactly one fusion node, at
    least one sensor, links between known and distinct nodes, no link given
    twice (in either orientation), a capacity and latency for every link (its
    own or from ``defaults``), every sensor connected to the fusion node.
 
 Filled in while loading: ``label`` defaults to the id, ``compute`` and
-``tx_ports`` to ``defaults``, and a sensor without a ``view`` gets the
-smallest view index not yet taken, visiting sensors in node order (so a file
-that gives no views numbers them 0, 1, ... in node order). The topology's
-name defaults to the file name without its extension.
+``tx_ports`` to ``defaults``, a link's ``loss`` to ``defaults.loss`` (for an
+import: ``import.default_loss``, then ``defaults.loss``), else 0, and a sensor
+without a ``view`` gets the smallest view index not yet taken, visiting
+sensors in node order (so a file that gives no views numbers them 0, 1, ...
+in node order). The topology's name defaults to the file name without its
+extension. Only a lossy link has a ``loss`` edge attribute, so a loss-free
+graph is exactly what it was before losses existed: read it as
+``graph.edges[u, v].get("loss", 0.0)``.
 """
 
 from __future__ import annotations
@@ -111,7 +115,12 @@ def topology_from_dict(
             nodes, links = import_nodes_and_links(
                 spec.import_, base_dir=base_dir, defaults=spec.defaults, name=name
             )
-            imported = spec.model_copy(update={"nodes": nodes, "links": links, "import_": None})
+            defaults = spec.defaults
+            if spec.import_.default_loss is not None:
+                defaults = defaults.model_copy(update={"loss": spec.import_.default_loss})
+            imported = spec.model_copy(
+                update={"nodes": nodes, "links": links, "import_": None, "defaults": defaults}
+            )
             graph = _checked_import(imported)
             return Topology(name=name, graph=graph, source=source)
         if spec.generator is not None:
@@ -144,17 +153,20 @@ def topology_to_dict(topology: Topology) -> dict[str, Any]:
         if attrs.get("pos") is not None:
             entry["pos"] = [float(coordinate) for coordinate in attrs["pos"]]
         nodes.append(entry)
-    links = [
-        {
+    links = []
+    for u, v in sorted(
+        (tuple(sorted(edge, key=node_key)) for edge in topology.graph.edges),
+        key=lambda link: (node_key(link[0]), node_key(link[1])),
+    ):
+        attrs = topology.graph.edges[u, v]
+        link = {
             "between": [u, v],
-            "capacity": float(topology.graph.edges[u, v]["capacity"]),
-            "latency": float(topology.graph.edges[u, v]["latency"]),
+            "capacity": float(attrs["capacity"]),
+            "latency": float(attrs["latency"]),
         }
-        for u, v in sorted(
-            (tuple(sorted(edge, key=node_key)) for edge in topology.graph.edges),
-            key=lambda link: (node_key(link[0]), node_key(link[1])),
-        )
-    ]
+        if attrs.get("loss"):
+            link["loss"] = float(attrs["loss"])
+        links.append(link)
     return {"name": topology.name, "nodes": nodes, "links": links}
 
 
@@ -206,10 +218,16 @@ def _graph_from_lists(spec: TopologyFile) -> nx.Graph:
                 raise FieldError(
                     ("links", i, field), f"no {field}: give one here or in defaults.{field}"
                 )
-        graph.add_edge(a, b, capacity=capacity, latency=latency)
+        loss = link.loss if link.loss is not None else spec.defaults.loss
+        graph.add_edge(a, b, capacity=capacity, latency=latency, **_loss_attribute(loss))
 
     _check_reachability(graph, index)
     return graph
+
+
+def _loss_attribute(loss: float | None) -> dict[str, float]:
+    """``{"loss": p}`` for a lossy link; a loss-free link carries no ``loss`` (it reads as 0)."""
+    return {"loss": float(loss)} if loss else {}
 
 
 def _checked_import(spec: TopologyFile) -> nx.Graph:

@@ -5,11 +5,13 @@ A topology file either lists its ``nodes`` and ``links``, describes a
 (:mod:`innet.topology.importer`). These models check everything that can be
 checked one field at a time: known field names (anything else is an error),
 roles, units (``10Mbps``, ``1ms``, ``2GFLOPS``, parsed by :mod:`innet.units`),
-signs (capacity > 0, latency >= 0), the choices of a generator. Checks that
+signs (capacity > 0, latency >= 0, 0 <= loss < 1), the choices of a generator. Checks that
 need the whole graph (one fusion node, links between known nodes, sensors
 that reach the fusion node) live in :mod:`innet.topology.load`.
 
-Values are stored in base units: bits/s, seconds, FLOP/s.
+Values are stored in base units: bits/s, seconds, FLOP/s; a link's ``loss``
+is the probability that one transmission over it is lost (a number, or a
+percentage such as ``1%``).
 
 >>> LinkSpec.model_validate(["s", "f"]).between
 ('s', 'f')
@@ -19,6 +21,7 @@ Values are stored in base units: bits/s, seconds, FLOP/s.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Annotated, Any, ClassVar
 
@@ -47,6 +50,7 @@ __all__ = [
     "Distribution",
     "CapacityDistribution",
     "LatencyDistribution",
+    "LossDistribution",
     "FusionRule",
     "SensorRule",
     "GeneratorSpec",
@@ -109,6 +113,20 @@ def _non_negative_latency(value: float) -> float:
     return value
 
 
+def _loss_probability(value: Any) -> float:
+    """A loss probability: a number with 0 <= loss < 1, or a percentage such as ``1%``."""
+    given = value
+    if isinstance(value, str) and value.strip().endswith("%"):
+        with contextlib.suppress(ValueError):
+            value = float(value.strip()[:-1]) / 100
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"loss must be a number >= 0 and < 1 (or a percentage), got {given!r}")
+    value = float(value)
+    if not 0 <= value < 1:  # also rejects NaN
+        raise ValueError(f"loss must be >= 0 and < 1, got {value:g}")
+    return value
+
+
 def _positive_compute(value: float) -> float:
     if value <= 0:
         raise ValueError(f"compute must be > 0 FLOP/s, got {value:g}")
@@ -160,6 +178,7 @@ Capacity = Annotated[float, BeforeValidator(parse_bitrate), AfterValidator(_posi
 Latency = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_non_negative_latency)]
 Compute = Annotated[float, BeforeValidator(parse_flops), AfterValidator(_positive_compute)]
 TxPorts = Annotated[int, AfterValidator(_positive_int("tx_ports"))]
+Loss = Annotated[float, BeforeValidator(_loss_probability)]
 
 
 class _Strict(BaseModel):
@@ -173,6 +192,7 @@ class Defaults(_Strict):
 
     capacity: Capacity | None = None
     latency: Latency | None = None
+    loss: Loss | None = None
     compute: Compute | None = None
     tx_ports: TxPorts | None = None
 
@@ -190,11 +210,17 @@ class NodeSpec(_Strict):
 
 
 class LinkSpec(_Strict):
-    """One link: ``{between: [s, f], capacity: 1Mbps}`` or the shorthand ``[s, f]``."""
+    """One link: ``{between: [s, f], capacity: 1Mbps, loss: 0.01}`` or the shorthand ``[s, f]``.
+
+    ``loss`` (default 0) is the probability that one transmission over the link
+    is lost, in either direction; the network model retransmits until a copy
+    gets through (:mod:`innet.netsim`).
+    """
 
     between: tuple[NodeId, NodeId]
     capacity: Capacity | None = None
     latency: Latency | None = None
+    loss: Loss | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -285,6 +311,16 @@ class LatencyDistribution(Distribution):
     values: list[Latency] | None = None
 
 
+class LossDistribution(Distribution):
+    """Link loss probabilities of a generated topology (each >= 0 and < 1)."""
+
+    parse_constant: ClassVar[Callable[[Any], float]] = staticmethod(_loss_probability)
+    value: Loss | None = None
+    low: Loss | None = None
+    high: Loss | None = None
+    values: list[Loss] | None = None
+
+
 class FusionRule(_Strict):
     """Which generated node is the fusion node: ``{rule: max_closeness}`` or ``{id: n0}``.
 
@@ -354,8 +390,8 @@ class GeneratorSpec(_Strict):
     ``kind`` picks the model and the parameters it needs: ``grid`` (rows,
     cols), ``ring`` (n), ``random_geometric`` (n, radius), ``erdos_renyi``
     (n, p), ``barabasi_albert`` (n, m). ``seed`` makes the graph and every
-    drawn attribute reproducible. ``capacity`` and ``latency`` fall back to
-    ``defaults`` when left out.
+    drawn attribute reproducible. ``capacity``, ``latency`` and ``loss`` fall
+    back to ``defaults`` when left out (``loss`` then to 0).
     """
 
     kind: Annotated[str, AfterValidator(_one_of(GENERATOR_KINDS, "generator kind"))]
@@ -368,6 +404,7 @@ class GeneratorSpec(_Strict):
     m: Annotated[int, AfterValidator(_positive_int("m"))] | None = None
     capacity: CapacityDistribution | None = None
     latency: LatencyDistribution | None = None
+    loss: LossDistribution | None = None
     fusion: FusionRule = FusionRule(rule="max_closeness")
     sensors: SensorRule = SensorRule(rule="leaves")
 
@@ -461,8 +498,9 @@ class ImportSpec(_Strict):
     ``default_capacity`` serves links without one. ``latency`` is ``geo``
     (great-circle distance between the nodes' ``Latitude``/``Longitude`` at
     2e8 m/s) or one duration for every link; ``default_latency`` serves links
-    with an end that has no coordinates. Both defaults fall back to the file's
-    ``defaults`` block.
+    with an end that has no coordinates. ``default_loss`` is the loss
+    probability of every imported link. All three defaults fall back to the
+    file's ``defaults`` block (``loss`` then to 0).
     """
 
     graphml: str | None = None
@@ -471,6 +509,7 @@ class ImportSpec(_Strict):
     default_capacity: Capacity | None = None
     latency: Annotated[float | str, BeforeValidator(_geo_or_latency)] = "geo"
     default_latency: Latency | None = None
+    default_loss: Loss | None = None
     fusion: ImportFusion = ImportFusion(rule="max_closeness")
     sensors: ImportSensors = ImportSensors(rule="leaves")
 
