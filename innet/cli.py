@@ -136,6 +136,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             device=args.device,
             timeout_s=loaded.scenario.distributed.timeout_s,
         )
+    finished = False
     try:
         run_dir, summary = run_scenario(
             loaded,
@@ -145,9 +146,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
             placement=args.placement,
             device=_local_device(args.device),
         )
+        finished = True
     finally:
-        if ctx is not None:
-            shutdown(ctx)
+        shutdown(ctx, wait=finished)
     if run_dir is not None and summary is not None:
         print(headline_table(summary))
         print(f"\nrun directory: {run_dir}  (report: {run_dir / 'report.md'})")

@@ -16,6 +16,7 @@ and the simulator runs in one process. :func:`shutdown` leaves the group.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from datetime import timedelta
@@ -155,7 +156,16 @@ def init_distributed(
     return DistContext(rank, world_size, local_rank, chosen_backend, chosen_device)
 
 
-def shutdown(context: DistContext | None) -> None:
-    """Leave the process group (nothing to do for None or an already closed group)."""
-    if context is not None and dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+def shutdown(context: DistContext | None, *, wait: bool = False) -> None:
+    """Leave the process group (nothing to do for None or an already closed group).
+
+    With ``wait``, first meet every other rank at a barrier, so that no rank tears
+    its connections down while rank 0 is still writing the run directory (a rank
+    that leaves early can abort and make the launcher stop the others).
+    """
+    if context is None or not (dist.is_available() and dist.is_initialized()):
+        return
+    if wait and context.world_size > 1:
+        with contextlib.suppress(RuntimeError):  # a peer is gone already: nothing to wait for
+            dist.barrier()
+    dist.destroy_process_group()
