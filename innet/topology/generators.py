@@ -45,6 +45,7 @@ import networkx as nx
 import numpy as np
 
 from innet.topology.model import Topology, node_key
+from innet.topology.rules import sensors_by_rule
 from innet.topology.schema import (
     CapacityDistribution,
     Defaults,
@@ -196,32 +197,10 @@ def _pick_sensors(graph: nx.Graph, spec: GeneratorSpec, fusion: str) -> list[str
                 )
         return sorted(set(rule.ids), key=node_key)
 
-    others = sorted((n for n in graph.nodes if n != fusion), key=node_key)
-    if not others:
-        raise FieldError(
-            ("generator", "sensors"), "no sensor possible: the graph has only the fusion node"
-        )
-    hops = nx.single_source_shortest_path_length(graph, fusion)
-    if rule.rule == "leaves":
-        sensors = [n for n in others if graph.degree[n] == 1]
-        if not sensors:
-            farthest = max(hops[n] for n in others)
-            sensors = [n for n in others if hops[n] == farthest]
-    elif rule.rule == "all_but_fusion":
-        sensors = others
-    else:
-        if rule.k > len(others):
-            raise FieldError(
-                ("generator", "sensors", "k"),
-                f"k={rule.k} but only {len(others)} nodes besides the fusion node",
-            )
-        if rule.rule == "farthest":
-            sensors = sorted(others, key=lambda n: (-hops[n], node_key(n)))[: rule.k]
-        else:
-            seed = rule.seed if rule.seed is not None else spec.seed
-            picked = np.random.default_rng(seed).choice(len(others), size=rule.k, replace=False)
-            sensors = [others[i] for i in picked]
-    return sorted(sensors, key=node_key)
+    seed = rule.seed if rule.seed is not None else spec.seed
+    return sensors_by_rule(
+        graph, fusion, rule.rule, k=rule.k, seed=seed, where=("generator", "sensors")
+    )
 
 
 def _distribution(

@@ -65,9 +65,9 @@ from pathlib import Path
 from typing import Any
 
 import networkx as nx
-import numpy as np
 
 from innet.topology.model import node_key
+from innet.topology.rules import sensors_by_rule
 from innet.topology.schema import Defaults, ImportSpec, LinkSpec, NodeSpec
 from innet.units import format_bitrate, parse_bitrate
 from innet.yamlio import FieldError
@@ -409,30 +409,9 @@ def _pick_sensors(
             chosen.append(node)
         return set(chosen)
 
-    others = sorted((node for node in graph if node != fusion), key=node_key)
-    if not others:
-        raise FieldError(("import", "sensors"), "no sensor possible: only the fusion node is left")
-    hops = nx.single_source_shortest_path_length(graph, fusion)
-    if rule.rule == "leaves":
-        sensors = [node for node in others if graph.degree[node] == 1]
-        if not sensors:
-            farthest = max(hops[node] for node in others)
-            sensors = [node for node in others if hops[node] == farthest]
-    elif rule.rule == "all_but_fusion":
-        sensors = others
-    else:
-        if rule.k > len(others):
-            raise FieldError(
-                ("import", "sensors", "k"),
-                f"k={rule.k} but only {len(others)} nodes besides the fusion node",
-            )
-        if rule.rule == "farthest":
-            sensors = sorted(others, key=lambda node: (-hops[node], node_key(node)))[: rule.k]
-        else:
-            seed = rule.seed if rule.seed is not None else 0
-            picked = np.random.default_rng(seed).choice(len(others), size=rule.k, replace=False)
-            sensors = [others[i] for i in picked]
-    return set(sensors)
+    seed = rule.seed if rule.seed is not None else 0
+    where = ("import", "sensors")
+    return set(sensors_by_rule(graph, fusion, rule.rule, k=rule.k, seed=seed, where=where))
 
 
 def _coordinates(

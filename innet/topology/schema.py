@@ -343,6 +343,17 @@ class FusionRule(_Strict):
         return self
 
 
+def _check_rule_parameters(rule: str | None, k: int | None, seed: int | None) -> None:
+    """``k`` goes with the random and farthest sensor rules, ``seed`` with random only."""
+    needs_k = rule in ("random", "farthest")
+    if needs_k and k is None:
+        raise ValueError(f"sensor rule {rule} needs k")
+    if not needs_k and k is not None:
+        raise ValueError("k is only used by the random and farthest rules")
+    if seed is not None and rule != "random":
+        raise ValueError("seed is only used by the random rule")
+
+
 class SensorRule(_Strict):
     """Which generated nodes are sensors.
 
@@ -374,13 +385,7 @@ class SensorRule(_Strict):
             raise ValueError("give exactly one of rule or ids")
         if self.ids is not None and not self.ids:
             raise ValueError("ids must name at least one node")
-        needs_k = self.rule in ("random", "farthest")
-        if needs_k and self.k is None:
-            raise ValueError(f"sensor rule {self.rule} needs k")
-        if not needs_k and self.k is not None:
-            raise ValueError("k is only used by the random and farthest rules")
-        if self.seed is not None and self.rule != "random":
-            raise ValueError("seed is only used by the random rule")
+        _check_rule_parameters(self.rule, self.k, self.seed)
         return self
 
 
@@ -479,13 +484,7 @@ class ImportSensors(_Strict):
         for name in ("ids", "labels"):
             if getattr(self, name) == []:
                 raise ValueError(f"{name} must name at least one node")
-        needs_k = self.rule in ("random", "farthest")
-        if needs_k and self.k is None:
-            raise ValueError(f"sensor rule {self.rule} needs k")
-        if not needs_k and self.k is not None:
-            raise ValueError("k is only used by the random and farthest rules")
-        if self.seed is not None and self.rule != "random":
-            raise ValueError("seed is only used by the random rule")
+        _check_rule_parameters(self.rule, self.k, self.seed)
         return self
 
 
