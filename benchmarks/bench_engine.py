@@ -21,9 +21,9 @@ import torch.nn.functional as F
 
 from innet.engine import Engine
 from innet.inputs import load_inputs
-from innet.runner import node_specs, variant_timeline
 from innet.scenario import find_scenario, load_scenario
 from innet.topology import load_topology
+from innet.training import node_specs, variant_timeline
 from innet.transport import InProcessTransport
 
 
