@@ -109,7 +109,8 @@ class Engine:
         self.plan = plan
         self.order = plan.forward_order()
         self.local = [node for node in self.order if self.transport.owns(node)]
-        self._schedules: dict[tuple[str, int, Plan], list[ExpectedMessage]] = {}
+        # keyed by plan identity: hashing a plan's edges every phase would cost O(links)
+        self._schedules: dict[tuple[str, int, int], list[ExpectedMessage]] = {}
         self._step_plans.clear()
 
     def step_plan(self, failed: frozenset[frozenset[str]]) -> tuple[Plan, frozenset]:
@@ -151,7 +152,7 @@ class Engine:
 
     def _expect(self, phase: str, batch: int, plan: Plan) -> None:
         """Announce every message of a phase to the transport, in the order they will be sent."""
-        key = (phase, batch, plan)
+        key = (phase, batch, id(plan))  # self.plan or one of self._step_plans: both outlive it
         if key not in self._schedules:
             self._schedules[key] = phase_messages(plan, phase, batch, self._latent_dims)
         self.transport.expect(self._schedules[key])

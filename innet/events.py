@@ -24,6 +24,7 @@ stretch of steps with one topology and one plan) and :class:`PlanChange` s.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -149,12 +150,12 @@ class Timeline:
     failures: dict[int, frozenset[Link]] = field(default_factory=dict)
     changes: list[PlanChange] = field(default_factory=list)
 
+    def segment_index(self, step: int) -> int:
+        """Index of the segment that ``step`` runs in."""
+        return max(bisect.bisect_right([s.first_step for s in self.segments], step) - 1, 0)
+
     def segment_at(self, step: int) -> Segment:
-        current = self.segments[0]
-        for segment in self.segments:
-            if segment.first_step <= step:
-                current = segment
-        return current
+        return self.segments[self.segment_index(step)]
 
     @property
     def plans(self) -> list[Plan]:

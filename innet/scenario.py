@@ -246,20 +246,19 @@ def find_scenario(name_or_path: str) -> Path:
 
 
 def list_scenarios() -> list[tuple[str, str]]:
-    """(name, description) of every scenario in ./scenarios and the project's scenarios/."""
+    """(name, first line of description) of every scenario in ./scenarios and the project's."""
     found: dict[str, str] = {}
     for directory in SCENARIO_DIRS:
-        if not directory.is_dir():
-            continue
-        for path in sorted(directory.glob("*.y*ml")):
+        for path in sorted(directory.glob("*.y*ml")) if directory.is_dir() else []:
             if path.stem in found:
                 continue
             try:
-                data = yaml.safe_load(path.read_text()) or {}
-                found[path.stem] = str(data.get("description", "")).strip().splitlines()[0:1]
-            except (yaml.YAMLError, OSError, AttributeError):
-                found[path.stem] = ["(unreadable)"]
-    return [(name, (desc[0] if desc else "")) for name, desc in sorted(found.items())]
+                data = yaml.safe_load(path.read_text())
+                description = str(data.get("description", "")) if isinstance(data, dict) else ""
+            except (yaml.YAMLError, OSError):
+                description = "(unreadable)"
+            found[path.stem] = (description.strip().splitlines() or [""])[0]
+    return sorted(found.items())
 
 
 @dataclass

@@ -40,7 +40,6 @@ class SeedResult:
     metrics: list[dict[str, Any]]
     node_rates: dict[str, float]
     timing: RunTiming | None = None
-    timing_cache: dict[str, int] = field(default_factory=dict)
     flops: dict[str, int] = field(default_factory=dict)  # forward FLOPs per sample, per node
 
 
@@ -180,9 +179,7 @@ def train_one(
         else None
     )
     steps_per_epoch = math.ceil(n_train / batch_size)
-    timing, cache = _time_run(
-        records, timeline, scenario, batch_of_step, compute, steps_per_epoch, seed
-    )
+    timing = _time_run(records, timeline, scenario, batch_of_step, compute, steps_per_epoch, seed)
     train_bytes: dict[int, int] = {}
     lost_messages: dict[int, int] = {}
     for epoch, _step, phase, _src, _dst, _payload, nbytes, lost in records:
@@ -207,7 +204,6 @@ def train_one(
         metrics=metrics,
         node_rates={node: value / final.samples for node, value in final.rate_sums.items()},
         timing=timing,
-        timing_cache=cache,
         flops=flops,
     )
 
@@ -220,7 +216,7 @@ def _time_run(
     compute: dict[int, dict[str, tuple[float, float]]] | None,
     steps_per_epoch: int,
     seed: int,
-) -> tuple[RunTiming, dict[str, int]]:
+) -> RunTiming:
     """Simulated times of a run: each stretch between events on its own network.
 
     Lost messages went into a failed link: they take no network time and get NaN times.
@@ -230,14 +226,13 @@ def _time_run(
     queue_s = np.full(len(records), np.nan)
     attempts = np.ones(len(records), dtype=np.int64)
     epoch_train_s: dict[int, float] = {}
-    cache = {"unique_steps_simulated": 0, "cache_hits": 0}
     by_segment: dict[int, list[int]] = {}
     for position, row in enumerate(records):
         epoch, step, phase, *_ = row
         if row[7]:
             continue
         at = (epoch + 1) * steps_per_epoch if phase == "eval" else step
-        segment = timeline.segments.index(timeline.segment_at(at))
+        segment = timeline.segment_index(at)
         by_segment.setdefault(segment, []).append(position)
     offset = 0.0
     for segment_index, segment in enumerate(timeline.segments):
@@ -256,16 +251,13 @@ def _time_run(
         for epoch, seconds in part.epoch_train_s.items():
             epoch_train_s[epoch] = epoch_train_s.get(epoch, 0.0) + seconds
         offset += sum(part.epoch_train_s.values())
-        cache["unique_steps_simulated"] += model.unique_steps_simulated
-        cache["cache_hits"] += model.cache_hits
-    timing = RunTiming(
+    return RunTiming(
         t_start=t_start,
         t_end=t_end,
         queue_s=queue_s,
         epoch_train_s=epoch_train_s,
         attempts=attempts,
     )
-    return timing, cache
 
 
 _PHASE_RANK = {"forward": 0, "backward": 1, "eval": 2}

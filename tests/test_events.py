@@ -212,3 +212,6 @@ def test_link_failure_run_records_events_losses_and_repair(tmp_path):
     after = exchanges[(exchanges["step"] > event_step) & (exchanges["phase"] != "eval")]
     assert not ((after["src"] == "s") & (after["dst"] == "r")).any()
     assert ((after["src"] == "s") & (after["dst"] == "f")).any()
+    report = (out / "report.md").read_text()
+    events_part = report[report.index("## Events") :]
+    assert "| dijkstra | 1/" in events_part and "link_down r-s" in events_part

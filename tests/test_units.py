@@ -158,10 +158,13 @@ def test_format_duration_round_trip(value, sign, digits):
 
 @FAST
 @given(st.floats(min_value=1.0, max_value=999e12))
-def test_format_bitrate_keeps_mantissa_below_a_thousand(value):
-    number, unit = format_bitrate(value).split(" ")
-    assert unit in BITRATE_UNITS
-    assert 1.0 <= float(number) <= 1000.0
+def test_format_bitrate_picks_the_largest_unit_not_above_the_value(value):
+    text = format_bitrate(value)
+    number, unit = text.split(" ")
+    largest_fitting = max(m for m in BITRATE_UNITS.values() if m <= value)
+    # 999.99 kbps rounds to "1000 kbps" at 4 digits: the unit is chosen before rounding
+    assert BITRATE_UNITS[unit] == largest_fitting
+    assert parse_bitrate(text) == pytest.approx(value, rel=1e-3)
 
 
 def test_format_examples():

@@ -283,7 +283,7 @@ def _event_marks(run: RunData, variant: str) -> list[tuple[float, str]]:
         (run.exchanges["variant"] == variant) & (run.exchanges["phase"] != "eval")
     ]
     seeds = max(training["seed"].nunique(), 1)
-    for _epoch, step, description in event_steps(run.run_dir).get(variant, []):
+    for _epoch, step, description in event_steps(run, variant):
         marks.append((training.loc[training["step"] < step, "nbytes"].sum() / seeds, description))
     return marks
 

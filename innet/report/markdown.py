@@ -100,9 +100,9 @@ def render_report(run: RunData, summary: dict[str, Any], link_totals: pd.DataFra
     if _retransmitted(summary):
         sections.append("## Retransmissions\n\n" + _retransmissions(run, summary, link_totals))
     optional = [
-        events_section(run.run_dir, run.exchanges, run.metrics),
-        placement_section(run.run_dir),
-        compute_section(run.run_dir, run.metrics),
+        events_section(run),
+        placement_section(run),
+        compute_section(run),
     ]
     sections.extend(section.rstrip() for section in optional if section)
     sections.append("## Figures\n\n" + _figures(summary))

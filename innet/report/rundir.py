@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +61,10 @@ EXCHANGES_FILE = "exchanges.parquet"
 EXCHANGES_CSV_FILE = "exchanges.csv"
 METRICS_FILE = "metrics.csv"
 NODE_RATES_FILE = "node_rates.csv"
+# written only when the run has something to say about them
+EVENTS_FILE = "events.json"
+PLACEMENT_FILE = "placement.json"
+NODES_FILE = "nodes.csv"
 
 EXCHANGE_COLUMNS = (
     "variant",
@@ -108,6 +112,9 @@ class RunData:
     exchanges: pd.DataFrame
     metrics: pd.DataFrame
     node_rates: pd.DataFrame
+    events: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # variant -> changes
+    placement: dict[str, Any] | None = None  # torch.distributed runs only
+    nodes: pd.DataFrame | None = None  # per-node FLOPs and compute time
 
     @property
     def scenario(self) -> str:
@@ -159,6 +166,11 @@ def load_run(run_dir: str | Path) -> RunData:
         exchanges=_read_table(exchanges_path, EXCHANGE_COLUMNS, OPTIONAL_EXCHANGE_COLUMNS),
         metrics=_read_table(run_dir / METRICS_FILE, METRICS_COLUMNS),
         node_rates=_read_table(run_dir / NODE_RATES_FILE, NODE_RATES_COLUMNS),
+        events=_read_json(run_dir / EVENTS_FILE) if (run_dir / EVENTS_FILE).is_file() else {},
+        placement=(
+            _read_json(run_dir / PLACEMENT_FILE) if (run_dir / PLACEMENT_FILE).is_file() else None
+        ),
+        nodes=pd.read_csv(run_dir / NODES_FILE) if (run_dir / NODES_FILE).is_file() else None,
     )
 
 

@@ -1,5 +1,7 @@
 """Report sections that appear only when a run has something to say about them.
 
+Each reads what :func:`~innet.report.rundir.load_run` loaded; none reads files.
+
 - **Events** (``events.json``): what each event did to each variant's plan,
   the messages lost in the event step, the sensors cut off, and the accuracy
   just before the event, at the end of its epoch and at the end of the run.
@@ -15,24 +17,14 @@ Each function returns Markdown (empty when the run has nothing to show).
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from innet.errors import InnetError
+if TYPE_CHECKING:
+    from innet.report.rundir import RunData
 
 __all__ = ["events_section", "placement_section", "compute_section", "event_steps"]
-
-
-def _read_json(path: Path) -> Any | None:
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise InnetError(f"{path}: cannot read ({error.__class__.__name__})") from None
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -41,18 +33,16 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def event_steps(run_dir: Path) -> dict[str, list[tuple[int, int, str]]]:
-    """Per variant, the (epoch, step, description) of each event (empty without events)."""
-    events = _read_json(Path(run_dir) / "events.json") or {}
-    return {
-        variant: [(change["epoch"], change["step"], change["event"]) for change in changes]
-        for variant, changes in events.items()
-    }
+def event_steps(run: RunData, variant: str) -> list[tuple[int, int, str]]:
+    """The (epoch, step, description) of each event of a variant (empty without events)."""
+    return [
+        (change["epoch"], change["step"], change["event"]) for change in run.events.get(variant, [])
+    ]
 
 
-def events_section(run_dir: Path, exchanges: pd.DataFrame, metrics: pd.DataFrame) -> str:
+def events_section(run: RunData) -> str:
     """Events, plan repairs, lost messages and accuracy around each event."""
-    events = _read_json(Path(run_dir) / "events.json")
+    events, exchanges, metrics = run.events, run.exchanges, run.metrics
     if not events:
         return ""
     accuracy = metrics.groupby(["variant", "epoch"])["accuracy"].mean()
@@ -101,9 +91,9 @@ def events_section(run_dir: Path, exchanges: pd.DataFrame, metrics: pd.DataFrame
     )
 
 
-def placement_section(run_dir: Path) -> str:
+def placement_section(run: RunData) -> str:
     """Ranks, node placement, cross-rank links and bytes on the wire of a distributed run."""
-    placement = _read_json(Path(run_dir) / "placement.json")
+    placement = run.placement
     if not placement:
         return ""
     rows = []
@@ -131,12 +121,11 @@ def placement_section(run_dir: Path) -> str:
     )
 
 
-def compute_section(run_dir: Path, metrics: pd.DataFrame, n: int = 5) -> str:
-    """The slowest nodes' compute time per training step, next to the simulated step time."""
-    path = Path(run_dir) / "nodes.csv"
-    if not path.is_file():
+def compute_section(run: RunData, n: int = 5) -> str:
+    """The slowest nodes' compute time per training step."""
+    if run.nodes is None:
         return ""
-    nodes = pd.read_csv(path)
+    nodes = run.nodes.copy()
     if nodes.empty or not nodes["compute_flops"].notna().any():
         return ""
     nodes["compute_s"] = nodes["forward_s"] + nodes["backward_s"]
