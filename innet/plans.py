@@ -47,7 +47,6 @@ Nodes that cannot reach the fusion node are left out of every plan.
 from __future__ import annotations
 
 import math
-import operator
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cached_property
@@ -58,6 +57,7 @@ import scipy.sparse
 import scipy.sparse.csgraph
 
 from innet.errors import InnetError
+from innet.topology.links import LinkTable
 from innet.topology.model import Topology, node_key
 
 __all__ = [
@@ -72,8 +72,12 @@ __all__ = [
     "max_capacity_plan",
 ]
 
-SCIPY_THRESHOLD = 20_000
-"""Above this many nodes, :func:`dijkstra_plan` runs scipy's compiled Dijkstra."""
+SCIPY_THRESHOLD = 2_000
+"""Above this many nodes, :func:`dijkstra_plan` runs scipy's compiled Dijkstra.
+
+From about a thousand nodes on the scipy path is faster even on a topology's
+first plan, which reads its links into arrays (``benchmarks/bench_plans.py``).
+"""
 
 
 def _edge_key(edge: tuple[str, str]) -> tuple[tuple, tuple]:
@@ -111,14 +115,12 @@ class Plan:
 
     @classmethod
     def _from_sorted(cls, routing: str, fusion: str, edges: tuple[tuple[str, str], ...]) -> Plan:
-        """A plan whose ``edges`` are known to be in order already (skips the sort).
+        """A plan whose ``edges`` are known to be sorted and valid already (skips the checks).
 
         For builders that produce edges in node order themselves, where sorting
         100,000 edges by :func:`~innet.topology.model.node_key` would cost more
         than building the tree.
         """
-        if any(sender == fusion for sender, _ in edges):
-            raise ValueError(f"the fusion node {fusion!r} cannot send forward messages")
         plan = object.__new__(cls)
         for name, value in (("routing", routing), ("fusion", fusion), ("edges", edges)):
             object.__setattr__(plan, name, value)
@@ -270,9 +272,10 @@ def dijkstra_plan(topology: Topology, message_bits: float) -> Plan:
     if not (math.isfinite(message_bits) and message_bits >= 0):
         raise InnetError(f"message_bits must be a finite number >= 0, got {message_bits}")
     if topology.graph.number_of_nodes() > SCIPY_THRESHOLD:
-        # Children come in node order, one edge each: the edges are already sorted.
-        parent = _dijkstra_parents_scipy(topology, message_bits)
-        return Plan._from_sorted("dijkstra", topology.fusion, tuple(parent.items()))
+        table, fusion = topology.links, topology.fusion
+        slots = _dijkstra_slots_scipy(table, table.index[fusion], message_bits)
+        # One edge per child, children in node order, never the fusion node: a sorted, valid plan.
+        return Plan._from_sorted("dijkstra", fusion, tuple(table.pairs[slots].tolist()))
     parent = _dijkstra_parents_networkx(topology, message_bits)
     return _tree_plan("dijkstra", topology.fusion, parent)
 
@@ -296,89 +299,45 @@ def _dijkstra_parents_networkx(topology: Topology, message_bits: float) -> dict[
 
 
 def _dijkstra_parents_scipy(topology: Topology, message_bits: float) -> dict[str, str]:
-    """Parents from ``scipy.sparse.csgraph.dijkstra``, children in node order.
+    """:func:`_dijkstra_slots_scipy` as ``{child id: parent id}``."""
+    table = topology.links
+    slots = _dijkstra_slots_scipy(table, table.index[topology.fusion], message_bits)
+    return dict(table.pairs[slots].tolist())
 
-    The work is done on arrays: node ids are mapped to indices once (index
-    order == node order, so "lowest index" == "lowest id"), links are read
-    from the graph's adjacency in one pass, and ties are broken with numpy.
+
+def _dijkstra_slots_scipy(table: LinkTable, fusion: int, message_bits: float) -> np.ndarray:
+    """The shortest-path tree as CSR slots of ``table``: one ``child -> parent`` per reached node.
+
+    Runs ``scipy.sparse.csgraph.dijkstra`` on the topology's link arrays
+    (:attr:`~innet.topology.model.Topology.links`). Rows are children in node
+    order and each row lists its neighbours in node order, so the first slot
+    of a row that lies on a shortest route holds the lowest-id parent, and
+    the slots come out sorted as a plan's edges are.
     """
-    nodes = _ordered_ids(topology.graph)
-    index = {node: i for i, node in enumerate(nodes)}
-    u, v, capacity, latency = _link_arrays(topology.graph, index)
-    weight = latency + message_bits / capacity  # link_weight, elementwise
-    # Both directions stored explicitly; explicit zeros count as (zero-weight) links.
-    child, above, weight = np.concatenate([u, v]), np.concatenate([v, u]), np.tile(weight, 2)
-    matrix = scipy.sparse.csr_matrix((weight, (child, above)), shape=(len(nodes), len(nodes)))
-    fusion = index[topology.fusion]
+    link_weights = table.latency + message_bits / table.capacity  # link_weight, elementwise
     distance, scipy_parent = scipy.sparse.csgraph.dijkstra(
-        matrix, directed=True, indices=fusion, return_predecessors=True
+        table.matrix(link_weights), directed=True, indices=fusion, return_predecessors=True
     )
-    # A neighbour is on a shortest route when it is strictly closer and the
-    # link closes the gap exactly (the same float sum Dijkstra computed).
-    on_route = (distance[above] < distance[child]) & (distance[above] + weight == distance[child])
-    parent = np.where(scipy_parent >= 0, scipy_parent, len(nodes))
-    np.minimum.at(parent, child[on_route], above[on_route])
+    # A link is on a shortest route to its farther end when that end is strictly
+    # farther and the link closes the gap exactly (the same float sum Dijkstra computed).
+    to_u, to_v = distance[table.u], distance[table.v]
+    towards_u = np.flatnonzero((to_u < to_v) & (to_u + link_weights == to_v))
+    towards_v = np.flatnonzero((to_v < to_u) & (to_v + link_weights == to_u))
+    on_route = np.sort(np.concatenate([table.slot_vu[towards_u], table.slot_uv[towards_v]]))
+    child, above = table.row, table.indices
+    first = on_route[np.flatnonzero(np.diff(child[on_route], prepend=-1))]  # first of each row
+    parent = np.full(table.node_count, table.node_count, dtype=above.dtype)
+    parent[child[first]] = above[first]
+    slot = np.full(table.node_count, -1, dtype=np.int64)
+    slot[child[first]] = first
+    # Around zero-weight links scipy may reach a node from one just as far: keep
+    # scipy's parent where no strictly closer one exists or where it is lower.
+    odd = np.flatnonzero((scipy_parent >= 0) & (scipy_parent < parent))
+    if len(odd):
+        keys = child.astype(np.int64) * table.node_count + above  # sorted: CSR order
+        slot[odd] = np.searchsorted(keys, odd * table.node_count + scipy_parent[odd])
     reached = np.flatnonzero(np.isfinite(distance))
-    reached = reached[reached != fusion]
-    return dict(
-        zip(
-            [nodes[i] for i in reached.tolist()],
-            [nodes[i] for i in parent[reached].tolist()],
-            strict=True,
-        )
-    )
-
-
-def _ordered_ids(graph: nx.Graph) -> list[str]:
-    """The node ids sorted by :func:`~innet.topology.model.node_key`, fast for common ids.
-
-    When every id is one shared prefix followed by a canonical integer
-    (``n0, n1, ..., n99999`` or ``0, 1, ...``: no sign, no leading zero),
-    ``node_key`` order is the order of those integers, which sorts without
-    building a key tuple per node. Anything else takes the general path.
-    """
-    ids = list(graph.nodes)
-    if not ids:
-        return ids
-    prefix = ids[0].rstrip("0123456789")
-    start = len(prefix)
-    numbers = [_canonical_int(node[start:]) if node.startswith(prefix) else None for node in ids]
-    if None in numbers:
-        return sorted(ids, key=node_key)
-    return [ids[i] for i in sorted(range(len(ids)), key=numbers.__getitem__)]
-
-
-def _canonical_int(digits: str) -> int | None:
-    """``int(digits)`` when ``digits`` is exactly how Python writes that integer, else None."""
-    if not (digits.isascii() and digits.isdigit()) or (digits[0] == "0" and len(digits) > 1):
-        return None
-    return int(digits)
-
-
-def _link_arrays(
-    graph: nx.Graph, index: dict[str, int]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Endpoint indices, capacities and latencies of every link, in ``graph.edges`` order.
-
-    The same walk ``graph.edges(data=True)`` does (each link once, from the
-    endpoint whose adjacency comes first), without the per-link view overhead.
-    """
-    ends, others, links = [], [], []
-    seen: set[str] = set()
-    for node, neighbours in graph.adjacency():
-        for neighbour, link in neighbours.items():
-            if neighbour not in seen:
-                ends.append(node)
-                others.append(neighbour)
-                links.append(link)
-        seen.add(node)
-    count = len(links)
-    return (
-        np.fromiter(map(index.__getitem__, ends), dtype=np.int64, count=count),
-        np.fromiter(map(index.__getitem__, others), dtype=np.int64, count=count),
-        np.fromiter(map(operator.itemgetter("capacity"), links), dtype=float, count=count),
-        np.fromiter(map(operator.itemgetter("latency"), links), dtype=float, count=count),
-    )
+    return slot[reached[reached != fusion]]
 
 
 _BUILDERS: dict[str, Callable[[Topology, float], Plan]] = {

@@ -6,6 +6,7 @@ import doctest
 import json
 import random
 from collections.abc import Sequence
+from unittest import mock
 
 import networkx as nx
 import pytest
@@ -212,6 +213,16 @@ def test_scipy_dijkstra_matches_networkx(topology: Topology, message_bits: float
     assert scipy_parent == innet.plans._dijkstra_parents_networkx(topology, message_bits)
 
 
+@PROPERTY
+@given(topologies(), message_sizes)
+def test_scipy_path_gives_the_networkx_plan(topology: Topology, message_bits: float) -> None:
+    expected = dijkstra_plan(topology, message_bits)  # small graphs: networkx
+    with mock.patch.object(innet.plans, "SCIPY_THRESHOLD", 0):
+        on_arrays = dijkstra_plan(Topology(topology.name, topology.graph), message_bits)
+    assert on_arrays.edges == expected.edges
+    assert on_arrays == expected
+
+
 def test_large_graphs_use_scipy(monkeypatch: pytest.MonkeyPatch) -> None:
     graph = nx.relabel_nodes(nx.grid_2d_graph(6, 6), lambda rc: f"n{rc[0] * 6 + rc[1]}", copy=True)
     rng = random.Random(7)
@@ -220,13 +231,13 @@ def test_large_graphs_use_scipy(monkeypatch: pytest.MonkeyPatch) -> None:
     graph.add_edge("x1", "x2", capacity=1e6, latency=0.0)  # an island: not in the plan
     topology = topology_from_graph(graph, "n14", ["n0", "n35"])
     calls = []
-    scipy_parents = innet.plans._dijkstra_parents_scipy
+    scipy_slots = innet.plans._dijkstra_slots_scipy
 
     def spy(*args):
         calls.append(args)
-        return scipy_parents(*args)
+        return scipy_slots(*args)
 
-    monkeypatch.setattr(innet.plans, "_dijkstra_parents_scipy", spy)
+    monkeypatch.setattr(innet.plans, "_dijkstra_slots_scipy", spy)
     monkeypatch.setattr(innet.plans, "SCIPY_THRESHOLD", 10)
     plan = dijkstra_plan(topology, 4096.0)
     assert len(calls) == 1

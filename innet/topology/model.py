@@ -12,36 +12,24 @@ Node ids are strings. Node attributes:
 
 Link (edge) attributes: ``capacity`` (bits/s, float > 0) and ``latency``
 (seconds, float >= 0), the same in both directions.
+
+A ``Topology`` reads its links into arrays (:attr:`Topology.links`) the first
+time large-graph code asks for them and keeps them: once a topology is in
+use, change a network by building a new ``Topology``, not by editing its graph.
 """
 
 from __future__ import annotations
 
-import functools
-import re
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import networkx as nx
 
+from innet.topology.links import LinkTable, link_table
+from innet.topology.order import node_key
+
 __all__ = ["Topology", "node_key"]
-
-_DIGITS = re.compile(r"(\d+)")
-
-
-@functools.cache
-def node_key(node_id: str) -> tuple:
-    """Sort key giving the deterministic total order of node ids ("natural" order).
-
-    Digit runs compare as numbers, so ``n2 < n10``; ties fall back to the raw
-    string so the order is total.
-
-    >>> sorted(["n10", "n2", "f"], key=node_key)
-    ['f', 'n2', 'n10']
-    """
-    parts = _DIGITS.split(node_id)
-    return tuple((0, int(p), "") if p.isdecimal() else (1, 0, p) for p in parts if p) + (
-        (2, 0, node_id),
-    )
 
 
 @dataclass
@@ -52,9 +40,9 @@ class Topology:
     graph: nx.Graph
     source: Path | None = None
 
-    @property
+    @cached_property
     def fusion(self) -> str:
-        """The id of the single fusion node."""
+        """The id of the single fusion node (looked up on first use, then kept)."""
         return next(n for n, role in self.graph.nodes(data="role") if role == "fusion")
 
     @property
@@ -68,6 +56,11 @@ class Topology:
     def nodes(self) -> list[str]:
         """All node ids in node order."""
         return sorted(self.graph.nodes, key=node_key)
+
+    @cached_property
+    def links(self) -> LinkTable:
+        """Node ids and links as arrays, read from the graph on first use and then kept."""
+        return link_table(self.graph)
 
     def label(self, node: str) -> str:
         """Human-readable label of a node."""
