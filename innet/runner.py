@@ -11,9 +11,7 @@ summary, the report and the figures are written: it is complete or absent.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +34,7 @@ from innet.inputs import NodeInputs, load_inputs
 from innet.plans import Plan
 from innet.report import save_topology_json, write_report
 from innet.scenario import LoadedScenario, ResolvedVariant, Scenario
+from innet.staging import new_run_dir, remove_stale_staging, staging_dir
 from innet.timing import compute_seconds
 from innet.topology import load_topology
 from innet.topology.model import Topology, node_key
@@ -64,20 +63,6 @@ def resolved_config(
         variant.name: variant.model_dump(mode="json", exclude={"name"}) for variant in variants
     }
     return config
-
-
-def _new_run_dir(scenario: Scenario, out: Path | None) -> Path:
-    if out is not None:
-        if out.exists() and (not out.is_dir() or any(out.iterdir())):
-            raise InnetError(f"{out}: output directory exists and is not empty")
-        return out
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    base = Path("runs") / f"{scenario.name}-{stamp}"
-    candidate, suffix = base, 2
-    while candidate.exists():
-        candidate = base.with_name(f"{base.name}-{suffix}")
-        suffix += 1
-    return candidate
 
 
 class _InputCache:
@@ -133,13 +118,14 @@ def run_scenario(
     problem = None
     if leader:
         try:
-            run_dir = _new_run_dir(scenario, out)
+            run_dir = new_run_dir(scenario.name, out)
         except InnetError as error:
             problem = str(error)
     _agree(ctx, problem)
     if leader:
         assert run_dir is not None
-        staging = run_dir.with_name(f".{run_dir.name}.partial-{os.getpid()}")
+        remove_stale_staging(run_dir.parent)
+        staging = staging_dir(run_dir)
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
     try:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import textwrap
@@ -168,8 +169,14 @@ class SmokeRun:
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> SmokeRun:
-    """``python run_sim.py --scenario smoke --out smoke-run ...`` from an empty directory."""
+    """``python run_sim.py --scenario smoke --out smoke-run ...`` from a directory holding
+    only the staging directory of an earlier run that was killed outright."""
     cwd = tmp_path_factory.mktemp("smoke-cwd")
+    killed = subprocess.Popen([sys.executable, "-c", "pass"])
+    killed.wait()
+    stale = cwd / f".smoke-old.partial-{socket.gethostname()}-{killed.pid}"
+    stale.mkdir()
+    (stale / "summary.json").write_text("{")
     proc = run_sim(*SMOKE_ARGS, "--out", "smoke-run", cwd=cwd)
     assert proc.returncode == 0, proc.stderr
     return SmokeRun(cwd=cwd, run_dir=cwd / "smoke-run", proc=proc)
@@ -185,7 +192,8 @@ def test_run_writes_a_complete_run_directory(smoke_run: SmokeRun) -> None:
     assert figures, "no figures"
     for figure in (run_dir / "figures").glob("*.png"):
         assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    # Only the run directory appears in the working directory: no runs/, no staging left.
+    # Only the run directory is left in the working directory: no runs/, no staging of
+    # this run, and the killed run's staging was removed.
     assert sorted(p.name for p in smoke_run.cwd.iterdir()) == ["smoke-run"]
     assert "Traceback" not in smoke_run.proc.stderr
 
