@@ -9,9 +9,11 @@ import pandas as pd
 import pytest
 
 from innet.cli import main
+from innet.topology.importer import TopologyImportWarning
 
 ROOT = Path(__file__).resolve().parents[1]
 ZOO = ROOT.parent / "shared" / "topologyzoo"
+GEANT_YAML = ROOT / "topologies" / "geant.yaml"
 
 
 @pytest.mark.slow
@@ -20,10 +22,13 @@ ZOO = ROOT.parent / "shared" / "topologyzoo"
 )
 def test_dense_vs_dijkstra_on_geant(tmp_path):
     out = tmp_path / "geant"
-    code = main(
-        ["--scenario", "dense_vs_dijkstra", "--topology", str(ROOT / "topologies" / "geant.yaml"),
-         "--seeds", "1", "--set", "training.epochs=1", "--out", str(out), "--no-progress"]
-    )  # fmt: skip
+    with pytest.warns(TopologyImportWarning) as caught:  # the import says what it changed
+        code = main(
+            ["--scenario", "dense_vs_dijkstra", "--topology", str(GEANT_YAML), "--seeds", "1",
+             "--set", "training.epochs=1", "--out", str(out), "--no-progress"]
+        )  # fmt: skip
+    messages = " ".join(str(w.message) for w in caught)
+    assert "parallel links" in messages and "isolated node" in messages
     assert code == 0
     summary = json.loads((out / "summary.json").read_text())
     topology = json.loads((out / "topology.json").read_text())
