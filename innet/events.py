@@ -24,12 +24,12 @@ stretch of steps with one topology and one plan) and :class:`PlanChange` s.
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import networkx as nx
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from innet.errors import InnetError
@@ -150,9 +150,14 @@ class Timeline:
     failures: dict[int, frozenset[Link]] = field(default_factory=dict)
     changes: list[PlanChange] = field(default_factory=list)
 
+    def segment_indices(self, steps: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Index of the segment that each of ``steps`` runs in."""
+        first_steps = np.array([segment.first_step for segment in self.segments])
+        return np.maximum(np.searchsorted(first_steps, steps, side="right") - 1, 0)
+
     def segment_index(self, step: int) -> int:
         """Index of the segment that ``step`` runs in."""
-        return max(bisect.bisect_right([s.first_step for s in self.segments], step) - 1, 0)
+        return int(self.segment_indices([step])[0])
 
     def segment_at(self, step: int) -> Segment:
         return self.segments[self.segment_index(step)]

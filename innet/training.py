@@ -226,17 +226,16 @@ def _time_run(
     queue_s = np.full(len(records), np.nan)
     attempts = np.ones(len(records), dtype=np.int64)
     epoch_train_s: dict[int, float] = {}
-    by_segment: dict[int, list[int]] = {}
-    for position, row in enumerate(records):
-        epoch, step, phase, *_ = row
-        if row[7]:
-            continue
-        at = (epoch + 1) * steps_per_epoch if phase == "eval" else step
-        segment = timeline.segment_index(at)
-        by_segment.setdefault(segment, []).append(position)
+    delivered = np.array([i for i, row in enumerate(records) if not row[7]], dtype=np.int64)
+    # an evaluation runs on the network as it is at the end of its epoch
+    at = [
+        (epoch + 1) * steps_per_epoch if phase == "eval" else step
+        for epoch, step, phase, *_ in (records[i] for i in delivered.tolist())
+    ]
+    segment_of = timeline.segment_indices(at)
     offset = 0.0
     for segment_index, segment in enumerate(timeline.segments):
-        positions = by_segment.get(segment_index, [])
+        positions = delivered[segment_of == segment_index].tolist()
         if not positions:
             continue
         model = NetworkModel(segment.topology, tx_ports=scenario.network.tx_ports, seed=seed)
@@ -246,8 +245,7 @@ def _time_run(
         t_start[positions] = part.t_start + offset
         t_end[positions] = part.t_end + offset
         queue_s[positions] = part.queue_s
-        if part.attempts is not None:
-            attempts[positions] = part.attempts
+        attempts[positions] = part.attempts
         for epoch, seconds in part.epoch_train_s.items():
             epoch_train_s[epoch] = epoch_train_s.get(epoch, 0.0) + seconds
         offset += sum(part.epoch_train_s.values())

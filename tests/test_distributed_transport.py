@@ -11,7 +11,6 @@ shows up as a wrong number, even when shapes agree.
 
 from __future__ import annotations
 
-import doctest
 import multiprocessing
 import os
 import queue
@@ -650,9 +649,3 @@ def test_phase_messages_is_the_order_the_engine_sends_in():
         *phase_messages(plan, "eval", 2, dims),
     ]
     assert transport.sent == [tuple(message[:5]) for message in want]
-
-
-def test_phase_messages_doctests():
-    import innet.transport
-
-    assert doctest.testmod(innet.transport).failed == 0

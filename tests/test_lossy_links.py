@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import networkx as nx
 import numpy as np
 import pytest
+from topology_files import load_error, write_file
 
 from innet.engine import RECORD_FIELDS
-from innet.errors import ConfigError
 from innet.netsim import Message, MessageTiming, NetworkModel, simulate_run
 from innet.timing import RunTiming, time_records
 from innet.topology import load_topology, topology_from_dict, topology_to_dict
-from innet.topology.importer import TopologyImportWarning
 from innet.topology.model import Topology
 
 MBPS = 1e6
@@ -31,21 +29,6 @@ links:
   - [s, r]
   - {between: [r, f], loss: 0}
 """
-
-
-def write(tmp_path: Path, text: str, name: str = "topo.yaml") -> Path:
-    path = tmp_path / name
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
-def load_error(path: Path) -> ConfigError:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", TopologyImportWarning)
-        with pytest.raises(ConfigError) as info:
-            load_topology(path)
-    assert "\n" not in str(info.value)
-    return info.value
 
 
 def pair(loss: float | None, capacity: float = 1 * MBPS, latency: float = 0.002) -> Topology:
@@ -94,7 +77,7 @@ def key_with_attempts(model: NetworkModel, messages: list[Message], wanted: list
 
 
 def test_loss_from_links_and_defaults(tmp_path):
-    graph = load_topology(write(tmp_path, LOSSY_DIAMOND)).graph
+    graph = load_topology(write_file(tmp_path, LOSSY_DIAMOND)).graph
     assert graph.edges["s", "f"]["loss"] == 0.2
     assert graph.edges["s", "r"]["loss"] == 0.01  # from defaults
     assert "loss" not in graph.edges["r", "f"]  # loss-free links carry no attribute
@@ -103,19 +86,19 @@ def test_loss_from_links_and_defaults(tmp_path):
 
 def test_loss_free_files_load_as_before(tmp_path):
     text = LOSSY_DIAMOND.replace(", loss: 0.01", "").replace(", loss: 0.2", "")
-    graph = load_topology(write(tmp_path, text)).graph
+    graph = load_topology(write_file(tmp_path, text)).graph
     assert all("loss" not in attrs for _, _, attrs in graph.edges(data=True))
 
 
 def test_loss_as_a_percentage(tmp_path):
     text = LOSSY_DIAMOND.replace("loss: 0.2", "loss: 2.5%")
-    assert load_topology(write(tmp_path, text)).graph.edges["s", "f"]["loss"] == pytest.approx(
+    assert load_topology(write_file(tmp_path, text)).graph.edges["s", "f"]["loss"] == pytest.approx(
         0.025
     )
 
 
 def test_loss_round_trips_through_topology_to_dict(tmp_path):
-    topology = load_topology(write(tmp_path, LOSSY_DIAMOND))
+    topology = load_topology(write_file(tmp_path, LOSSY_DIAMOND))
     data = topology_to_dict(topology)
     losses = {tuple(link["between"]): link.get("loss") for link in data["links"]}
     assert losses == {("f", "r"): None, ("f", "s"): 0.2, ("r", "s"): 0.01}
@@ -135,7 +118,7 @@ def test_loss_round_trips_through_topology_to_dict(tmp_path):
     ],
 )
 def test_invalid_loss_points_at_field_and_line(tmp_path, replace, by, field, line, message):
-    path = write(tmp_path, LOSSY_DIAMOND.replace(replace, by, 1))
+    path = write_file(tmp_path, LOSSY_DIAMOND.replace(replace, by, 1))
     error = load_error(path)
     assert (error.file, error.field, error.line) == (str(path), field, line)
     assert message in error.message
@@ -154,11 +137,10 @@ generator:
 
 
 def test_generator_draws_loss_without_changing_the_other_draws(tmp_path):
-    plain = load_topology(write(tmp_path, GENERATED, "plain.yaml")).graph
-    constant = load_topology(write(tmp_path, GENERATED + "  loss: 0.05\n", "c.yaml")).graph
-    uniform = load_topology(
-        write(tmp_path, GENERATED + "  loss: {dist: uniform, low: 0.01, high: 0.1}\n", "u.yaml")
-    ).graph
+    plain = load_topology(write_file(tmp_path, GENERATED, "plain.yaml")).graph
+    constant = load_topology(write_file(tmp_path, GENERATED + "  loss: 0.05\n", "c.yaml")).graph
+    uniform_loss = "  loss: {dist: uniform, low: 0.01, high: 0.1}\n"
+    uniform = load_topology(write_file(tmp_path, GENERATED + uniform_loss, "u.yaml")).graph
     for u, v, attrs in plain.edges(data=True):
         assert "loss" not in attrs
         assert (
@@ -168,7 +150,7 @@ def test_generator_draws_loss_without_changing_the_other_draws(tmp_path):
         assert 0.01 <= uniform.edges[u, v]["loss"] <= 0.1
     assert len({loss for _, _, loss in uniform.edges(data="loss")}) == plain.number_of_edges()
     from_defaults = load_topology(
-        write(
+        write_file(
             tmp_path, GENERATED.replace("name: ring", "name: ring\ndefaults: {loss: 3%}"), "d.yaml"
         )
     ).graph
@@ -185,7 +167,7 @@ def test_generator_draws_loss_without_changing_the_other_draws(tmp_path):
     ],
 )
 def test_invalid_generator_loss(tmp_path, loss, field, message):
-    path = write(tmp_path, GENERATED + f"  loss: {loss}\n")
+    path = write_file(tmp_path, GENERATED + f"  loss: {loss}\n")
     error = load_error(path)
     assert (error.field, error.line) == (field, 9)
     assert message in error.message
@@ -214,20 +196,19 @@ import:
 
 def test_import_default_loss_then_defaults_loss(tmp_path):
     write_graphml(tmp_path)
-    graph = load_topology(write(tmp_path, IMPORTED + "  default_loss: 0.02\n")).graph
+    graph = load_topology(write_file(tmp_path, IMPORTED + "  default_loss: 0.02\n")).graph
     assert {loss for _, _, loss in graph.edges(data="loss")} == {0.02}
     text = IMPORTED.replace("name: imported", "name: imported\ndefaults: {loss: 0.1}")
     assert {
-        loss for _, _, loss in load_topology(write(tmp_path, text)).graph.edges(data="loss")
+        loss for _, _, loss in load_topology(write_file(tmp_path, text)).graph.edges(data="loss")
     } == {0.1}
-    assert all(
-        "loss" not in a for *_, a in load_topology(write(tmp_path, IMPORTED)).graph.edges(data=True)
-    )
+    imported = load_topology(write_file(tmp_path, IMPORTED)).graph
+    assert all("loss" not in attrs for *_, attrs in imported.edges(data=True))
 
 
 def test_invalid_import_default_loss(tmp_path):
     write_graphml(tmp_path)
-    path = write(tmp_path, IMPORTED + "  default_loss: 1\n")
+    path = write_file(tmp_path, IMPORTED + "  default_loss: 1\n")
     error = load_error(path)
     assert (error.field, error.line) == ("import.default_loss", 6)
     assert "loss must be >= 0 and < 1" in error.message

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 import json
 import os
 import random
@@ -16,7 +15,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import innet.distributed.placement
 from innet.distributed.placement import STRATEGIES, cross_rank_links, place_nodes
 from innet.errors import InnetError
 from innet.plans import Plan, dense_plan
@@ -47,10 +45,6 @@ def graphs_and_sizes(draw) -> tuple[Topology, int]:
     graph = nx.gnp_random_graph(n_nodes, probability, seed=seed)
     world_size = draw(st.integers(1, n_nodes))
     return topology(graph), world_size
-
-
-def test_doctests():
-    assert doctest.testmod(innet.distributed.placement).failed == 0
 
 
 @PROPERTY

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 import json
 import random
 from collections.abc import Sequence
@@ -448,8 +447,3 @@ def test_unknown_routing_names_the_valid_ones() -> None:
     topology = make_topology([("s", "f", 1e6, 0.0)], fusion="f", sensors=["s"])
     with pytest.raises(InnetError, match=r"'tree'.*dense, dijkstra, hop, maxcap"):
         build_plan(topology, "tree", 8.0)
-
-
-def test_docstring_examples_run() -> None:
-    result = doctest.testmod(innet.plans)
-    assert result.attempted > 0 and result.failed == 0

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import statistics
 from fractions import Fraction
 from pathlib import Path
+from types import SimpleNamespace
 
 import networkx as nx
 import pandas as pd
@@ -39,6 +41,7 @@ from innet.report import (
 )
 from innet.report.figures import node_positions
 from innet.report.rundir import EXCHANGE_COLUMNS
+from innet.report.sections import compute_section
 from innet.topology.model import Topology
 
 SEEDS = (0, 1)
@@ -658,3 +661,24 @@ def test_report_of_a_large_network_stays_short(large_run: tuple[Path, Topology])
     assert len(report) < 20_000
     for name in ("topology_dense.png", "topology_tree.png", "latent_rate_per_node.png"):
         assert (run_dir / "figures" / name).read_bytes()[:8] == PNG_MAGIC
+
+
+def test_section_tables_escape_labels_with_a_bar() -> None:
+    """A node label holding ``|`` stays one cell: every row has as many cells as the header."""
+    nodes = pd.DataFrame(
+        {
+            "variant": ["dijkstra", "dijkstra"],
+            "node": ["r", "s1"],
+            "label": ["Paris|CDG", "Lyon"],
+            "role": ["relay", "sensor"],
+            "flops_per_sample": [4_000, 1_000],
+            "compute_flops": [1e6, 1e9],
+            "forward_s": [0.128, 3.2e-5],
+            "backward_s": [0.256, 6.4e-5],
+        }
+    )
+    section = compute_section(SimpleNamespace(nodes=nodes))
+    lines = [line for line in section.splitlines() if line.startswith("|")]
+    widths = {len(re.split(r"(?<!\\)\|", line)) for line in lines}
+    assert len(lines) == 4 and len(widths) == 1, lines
+    assert "Paris\\|CDG" in lines[2]  # the slowest node first

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 import math
 import os
 import re
@@ -12,8 +11,8 @@ from pathlib import Path
 import networkx as nx
 import pytest
 import yaml
+from topology_files import load_error, write_file
 
-import innet.topology.importer
 from innet.errors import ConfigError
 from innet.plans import dense_plan, dijkstra_plan, hop_plan, max_capacity_plan
 from innet.topology import Topology, load_topology, topology_from_dict, topology_to_dict
@@ -61,12 +60,6 @@ def readme_counts(zoo: Path) -> dict[str, tuple[int, int]]:
     return {stem: (int(nodes), int(links)) for stem, nodes, links in rows}
 
 
-def write_yaml(folder: Path, text: str, name: str = "topo.yaml") -> Path:
-    path = folder / name
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
 def import_yaml(source: str, **fields: str) -> str:
     """A topology file importing ``source`` (``graphml: ...`` unless ``gml`` is given)."""
     key = "gml" if source.endswith(".gml") else "graphml"
@@ -82,15 +75,6 @@ def load_quietly(path: Path) -> tuple[Topology, list[str]]:
         topology = load_topology(path)
     assert all(issubclass(w.category, TopologyImportWarning) for w in caught)
     return topology, [str(w.message) for w in caught]
-
-
-def load_error(path: Path) -> ConfigError:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", TopologyImportWarning)
-        with pytest.raises(ConfigError) as info:
-            load_topology(path)
-    assert "\n" not in str(info.value)
-    return info.value
 
 
 def assert_points_at(error: ConfigError, path: Path, field: str, line: int) -> None:
@@ -156,7 +140,7 @@ def test_the_readme_table_lists_the_eight_files(readme_counts):
 @pytest.mark.parametrize("stem", sorted(CHANGES))
 def test_every_zoo_file_imports(zoo, readme_counts, tmp_path, stem):
     source = os.path.relpath(zoo / f"{stem}.graphml", tmp_path)  # relative to the YAML file
-    path = write_yaml(
+    path = write_file(
         tmp_path,
         import_yaml(
             source,
@@ -258,7 +242,7 @@ def test_shipped_abilene(zoo):
 def test_leaves_fall_back_to_the_farthest_nodes(zoo, tmp_path):
     # Abilene has no node of degree 1: the sensors are the nodes farthest from the fusion node.
     source = zoo / "Abilene.graphml"
-    path = write_yaml(
+    path = write_file(
         tmp_path, import_yaml(str(source), default_capacity="1Gbps", fusion="{label: Indianapolis}")
     )
     topology, _ = load_quietly(path)
@@ -269,7 +253,7 @@ def test_leaves_fall_back_to_the_farthest_nodes(zoo, tmp_path):
 
 def test_ambiguous_label_in_a_real_file(zoo, tmp_path):
     source = str(zoo / "Arpanet19728.graphml")
-    path = write_yaml(
+    path = write_file(
         tmp_path, import_yaml(source, default_capacity="1Gbps", fusion="{label: BBN}")
     )
     error = load_error(path)
@@ -310,7 +294,7 @@ def test_haversine_agrees_with_the_chord_formula(a, b):
 def test_gml_import_merges_drops_and_measures(tmp_path):
     gml = tmp_path / "net.gml"
     nx.write_gml(two_cities_graph(), gml)  # ids 0..4, label = the names above
-    path = write_yaml(
+    path = write_file(
         tmp_path,
         import_yaml(
             "net.gml",
@@ -343,7 +327,7 @@ def test_gml_import_merges_drops_and_measures(tmp_path):
 
 def test_graphml_written_by_networkx(tmp_path):
     write_graphml(tmp_path, two_cities_graph())
-    path = write_yaml(
+    path = write_file(
         tmp_path,
         import_yaml(
             "net.graphml", default_capacity="1Gbps", latency="2ms", sensors="all_but_fusion"
@@ -362,7 +346,7 @@ def test_capacity_attr_null_and_defaults_block(tmp_path):
     text = "defaults: {capacity: 100Mbps, latency: 5ms, compute: 1GFLOPS}\n" + import_yaml(
         "net.graphml", capacity_attr="null", fusion="{id: n1}"
     )
-    topology, messages = load_quietly(write_yaml(tmp_path, text))
+    topology, messages = load_quietly(write_file(tmp_path, text))
     graph = topology.graph
     assert graph.edges["n0", "n1"]["capacity"] == 200e6  # two links at the default
     assert graph.edges["n1", "n2"]["capacity"] == 100e6
@@ -375,7 +359,7 @@ def test_capacity_written_with_a_unit(tmp_path):
     graph = nx.Graph()
     graph.add_edge("f", "s", LinkSpeedRaw="10 Gbps")
     write_graphml(tmp_path, graph)
-    path = write_yaml(tmp_path, import_yaml("net.graphml", latency="1ms", fusion="{label: f}"))
+    path = write_file(tmp_path, import_yaml("net.graphml", latency="1ms", fusion="{label: f}"))
     topology, _ = load_quietly(path)
     assert topology.graph.edges["n0", "n1"]["capacity"] == 10e9
 
@@ -390,7 +374,7 @@ def test_capacity_written_with_a_unit(tmp_path):
 )
 def test_sensor_rules(tmp_path, sensors, expected):
     write_graphml(tmp_path, two_cities_graph())
-    path = write_yaml(
+    path = write_file(
         tmp_path,
         import_yaml(
             "net.graphml",
@@ -414,7 +398,7 @@ def test_path_is_relative_to_the_yaml_file_not_the_working_directory(tmp_path, m
     write_graphml(folder, two_cities_graph())
     configs = tmp_path / "configs"
     configs.mkdir()
-    path = write_yaml(
+    path = write_file(
         configs, import_yaml("../maps/net.graphml", default_capacity="1Gbps", default_latency="1ms")
     )
     monkeypatch.chdir(folder)
@@ -433,7 +417,7 @@ def test_path_is_relative_to_the_yaml_file_not_the_working_directory(tmp_path, m
 
 
 def test_missing_file_names_the_yaml_field_and_line(tmp_path):
-    path = write_yaml(tmp_path, "# a comment\n" + import_yaml("nowhere/Net.graphml"))
+    path = write_file(tmp_path, "# a comment\n" + import_yaml("nowhere/Net.graphml"))
     error = load_error(path)
     assert_points_at(error, path, "import.graphml", 4)
     assert "file not found: nowhere/Net.graphml" in error.message
@@ -465,7 +449,7 @@ def test_invalid_import_points_at_field_and_line(tmp_path, fields, field, messag
     fields = {"default_capacity": "1Gbps", "default_latency": "1ms", **fields}
     fields.setdefault("fusion", "{label: Frankfurt}")
     text = import_yaml("net.graphml", **fields)
-    path = write_yaml(tmp_path, text)
+    path = write_file(tmp_path, text)
     error = load_error(path)
     # The line of the first key the field path names below `import` (the block itself if none).
     key = field.split(".")[1].split("[")[0] if "." in field else "import"
@@ -480,7 +464,7 @@ def test_ambiguous_fusion_label(tmp_path):
     graph.add_node("b", label="Hub")
     graph.add_edges_from([("a", "b"), ("b", "c")])
     write_graphml(tmp_path, graph)
-    path = write_yaml(
+    path = write_file(
         tmp_path,
         import_yaml("net.graphml", default_capacity="1Gbps", latency="1ms", fusion="{label: Hub}"),
     )
@@ -500,7 +484,7 @@ def test_missing_defaults_are_named(tmp_path, drop, field, message):
     write_graphml(tmp_path, two_cities_graph())
     fields = {"default_capacity": "1Gbps", "default_latency": "1ms"}
     del fields[drop]
-    path = write_yaml(tmp_path, import_yaml("net.graphml", **fields))
+    path = write_file(tmp_path, import_yaml("net.graphml", **fields))
     error = load_error(path)
     assert error.field == field and error.line == 2  # not written: the import block's line
     assert message in error.message
@@ -511,7 +495,7 @@ def test_bad_link_speed_in_the_file(tmp_path, value, problem):
     graph = nx.Graph()
     graph.add_edge("f", "s", LinkSpeedRaw=value)
     write_graphml(tmp_path, graph)
-    path = write_yaml(
+    path = write_file(
         tmp_path, import_yaml("net.graphml", capacity_attr="LinkSpeedRaw", latency="1ms")
     )
     error = load_error(path)
@@ -522,13 +506,13 @@ def test_bad_link_speed_in_the_file(tmp_path, value, problem):
 
 def test_unreadable_and_directed_files(tmp_path):
     (tmp_path / "broken.graphml").write_text("<graphml><graph", encoding="utf-8")
-    path = write_yaml(tmp_path, import_yaml("broken.graphml"))
+    path = write_file(tmp_path, import_yaml("broken.graphml"))
     error = load_error(path)
     assert_points_at(error, path, "import.graphml", 3)
     assert "cannot read broken.graphml as GraphML" in error.message
 
     nx.write_gml(nx.DiGraph([("a", "b")]), tmp_path / "arcs.gml")
-    path = write_yaml(tmp_path, import_yaml("arcs.gml"))
+    path = write_file(tmp_path, import_yaml("arcs.gml"))
     error = load_error(path)
     assert_points_at(error, path, "import.gml", 3)
     assert "directed graph" in error.message
@@ -537,7 +521,7 @@ def test_unreadable_and_directed_files(tmp_path):
 def test_import_excludes_nodes_and_generator(tmp_path):
     write_graphml(tmp_path, two_cities_graph())
     text = import_yaml("net.graphml", default_capacity="1Gbps") + "generator: {kind: ring, n: 5}\n"
-    path = write_yaml(tmp_path, text)
+    path = write_file(tmp_path, text)
     error = load_error(path)
     assert_points_at(error, path, "import", 2)
     assert "only one of" in error.message
@@ -548,7 +532,3 @@ def test_shipped_imports_are_plain_yaml():
         data = yaml.safe_load((TOPOLOGIES / f"{name}.yaml").read_text())
         assert data["name"] == name
         assert data["import"]["graphml"].startswith("../../shared/topologyzoo/")
-
-
-def test_docstring_examples_run():
-    assert doctest.testmod(innet.topology.importer).failed == 0

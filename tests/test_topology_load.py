@@ -11,6 +11,7 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from topology_files import load_error, write_file
 
 from innet.errors import ConfigError
 from innet.topology import (
@@ -41,20 +42,6 @@ links:
 """
 
 
-def write(tmp_path: Path, text: str, name: str = "topo.yaml") -> Path:
-    path = tmp_path / name
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
-def load_error(path: Path) -> ConfigError:
-    with pytest.raises(ConfigError) as info:
-        load_topology(path)
-    error = info.value
-    assert "\n" not in str(error)
-    return error
-
-
 def assert_points_at(error: ConfigError, path: Path, field: str | None, line: int | None) -> None:
     """The error names the file, the field and the line, in the documented one-line format."""
     assert error.file == str(path)
@@ -68,7 +55,7 @@ def assert_points_at(error: ConfigError, path: Path, field: str | None, line: in
 
 
 def test_diamond_example_loads_exactly(tmp_path):
-    topology = load_topology(write(tmp_path, DIAMOND))
+    topology = load_topology(write_file(tmp_path, DIAMOND))
     graph = topology.graph
     assert topology.name == "diamond"
     assert topology.source == tmp_path / "topo.yaml"
@@ -111,7 +98,7 @@ nodes:
   - {id: 10, role: sensor}
 links: [[1, 0], [2, 0], [10, 2]]
 """
-    topology = load_topology(write(tmp_path, text, "ints.yaml"))
+    topology = load_topology(write_file(tmp_path, text, "ints.yaml"))
     nodes = topology.graph.nodes
     assert topology.name == "ints"  # the file name without extension
     assert topology.nodes == ["0", "1", "2", "10"]
@@ -156,7 +143,7 @@ links: [[1, 0], [2, 0], [10, 2]]
 )
 def test_invalid_content_points_at_field_and_line(tmp_path, replace, by, field, line, message):
     assert replace in DIAMOND
-    path = write(tmp_path, DIAMOND.replace(replace, by, 1))
+    path = write_file(tmp_path, DIAMOND.replace(replace, by, 1))
     error = load_error(path)
     assert_points_at(error, path, field, line)
     assert message in error.message
@@ -167,7 +154,7 @@ def test_invalid_content_points_at_field_and_line(tmp_path, replace, by, field, 
     [("[s, f]", "links[0]"), ("[f, s]", "links[0]"), ("{between: [f, r]}", "links[2]")],
 )
 def test_duplicate_link_in_either_orientation(tmp_path, extra_link, first):
-    path = write(tmp_path, DIAMOND + f"  - {extra_link}\n")
+    path = write_file(tmp_path, DIAMOND + f"  - {extra_link}\n")
     error = load_error(path)
     assert_points_at(error, path, "links[3].between", 11)
     assert "duplicate link" in error.message
@@ -175,7 +162,8 @@ def test_duplicate_link_in_either_orientation(tmp_path, extra_link, first):
 
 
 def test_unknown_field_names_the_accepted_ones(tmp_path):
-    path = write(tmp_path, DIAMOND.replace("{id: r, role: relay}", "{id: r, role: relay, x: 1}"))
+    extra_field = DIAMOND.replace("{id: r, role: relay}", "{id: r, role: relay, x: 1}")
+    path = write_file(tmp_path, extra_field)
     error = load_error(path)
     assert_points_at(error, path, "nodes[2].x", 6)
     assert "unknown field 'x'" in error.message
@@ -183,7 +171,7 @@ def test_unknown_field_names_the_accepted_ones(tmp_path):
 
 
 def test_unknown_top_level_field(tmp_path):
-    path = write(tmp_path, DIAMOND + "colour: blue\n")
+    path = write_file(tmp_path, DIAMOND + "colour: blue\n")
     error = load_error(path)
     assert_points_at(error, path, "colour", 11)
     assert "unknown field 'colour'" in error.message and "generator" in error.message
@@ -193,7 +181,7 @@ def test_unreachable_sensors_are_named_in_node_order(tmp_path):
     text = DIAMOND.replace(
         "nodes:\n", "nodes:\n  - {id: s10, role: sensor}\n  - {id: s2, role: sensor}\n"
     )
-    path = write(tmp_path, text)
+    path = write_file(tmp_path, text)
     error = load_error(path)
     # The first stranded sensor in node order is s2 (nodes[1], line 5).
     assert_points_at(error, path, "nodes[1]", 5)
@@ -204,14 +192,14 @@ def test_only_the_first_problem_in_file_order_is_reported(tmp_path):
     text = DIAMOND.replace("latency: 500us", "latency: 5 hours").replace(
         "{id: r, role: relay}", "{id: r, role: relay, view: x}"
     )
-    path = write(tmp_path, text)
+    path = write_file(tmp_path, text)
     error = load_error(path)
     assert_points_at(error, path, "nodes[2].view", 6)
     assert error.message.endswith("(and 1 more problem)")
 
 
 def test_unparseable_yaml_reports_the_line(tmp_path):
-    path = write(tmp_path, DIAMOND.replace("- [s, r]", "- [s, r", 1))
+    path = write_file(tmp_path, DIAMOND.replace("- [s, r]", "- [s, r", 1))
     error = load_error(path)
     assert error.file == str(path)
     assert error.line == 10  # where the parser noticed
@@ -220,7 +208,7 @@ def test_unparseable_yaml_reports_the_line(tmp_path):
 
 
 def test_tab_indentation_is_a_yaml_error(tmp_path):
-    path = write(tmp_path, DIAMOND.replace("  - [s, r]", "\t- [s, r]"))
+    path = write_file(tmp_path, DIAMOND.replace("  - [s, r]", "\t- [s, r]"))
     error = load_error(path)
     assert error.line == 9
     assert "invalid YAML" in str(error)
@@ -236,14 +224,14 @@ def test_missing_file(tmp_path):
     ("text", "found"), [("", "an empty document"), ("- a\n- b\n", "a list"), ("7\n", "a int")]
 )
 def test_document_must_be_a_mapping(tmp_path, text, found):
-    path = write(tmp_path, text)
+    path = write_file(tmp_path, text)
     error = load_error(path)
     assert error.file == str(path)
     assert found in error.message
 
 
 def test_nodes_and_generator_are_exclusive(tmp_path):
-    path = write(tmp_path, DIAMOND + "generator: {kind: ring, n: 5}\n")
+    path = write_file(tmp_path, DIAMOND + "generator: {kind: ring, n: 5}\n")
     error = load_error(path)
     assert_points_at(error, path, "generator", 11)
 
@@ -263,7 +251,7 @@ def test_format_path():
 
 
 def test_summary_of_the_diamond(tmp_path):
-    summary = summarize_topology(load_topology(write(tmp_path, DIAMOND)))
+    summary = summarize_topology(load_topology(write_file(tmp_path, DIAMOND)))
     assert summary == {
         "name": "diamond",
         "nodes": 3,
@@ -389,7 +377,7 @@ def test_topology_to_dict_round_trips_through_yaml(tmp_path):
     original = load_topology(TOPOLOGIES / "mesh14.yaml")
     assert all("loss" not in link for link in topology_to_dict(original)["links"])
     original.graph.edges[next(iter(original.graph.edges))]["loss"] = 0.125
-    path = write(tmp_path, yaml.safe_dump(topology_to_dict(original)))
+    path = write_file(tmp_path, yaml.safe_dump(topology_to_dict(original)))
     again = load_topology(path)
     assert nx.utils.graphs_equal(original.graph, again.graph)
     assert topology_to_dict(again) == topology_to_dict(original)

@@ -11,7 +11,6 @@ retransmissions on lossy links when there were any, and the figures.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -22,6 +21,7 @@ from innet.report.figures import (
     RATE_FIGURE,
     topology_figure_name,
 )
+from innet.report.mdtable import markdown_table
 from innet.report.sections import compute_section, events_section, placement_section
 from innet.report.summary import reduction
 from innet.report.tables import busiest_links, undirected_link_totals
@@ -83,7 +83,7 @@ def headline_table(summary: dict[str, Any]) -> str:
             ]
         )
     align = ["left", "left", "right", "right", "right", "right", "right", "right"]
-    return _table(headers, rows, align)
+    return markdown_table(headers, rows, align)
 
 
 def render_report(run: RunData, summary: dict[str, Any], link_totals: pd.DataFrame) -> str:
@@ -298,7 +298,7 @@ def _busiest_links(run: RunData, link_totals: pd.DataFrame) -> str:
         "Training traffic per undirected link (forward latents and backward gradients, "
         f"both directions), the {_TOP_LINKS} busiest per variant:\n\n"
     )
-    return intro + _table(headers, rows, align) + "\n\n" + _link_totals_lines(link_totals)
+    return intro + markdown_table(headers, rows, align) + "\n\n" + _link_totals_lines(link_totals)
 
 
 def _link_totals_lines(link_totals: pd.DataFrame) -> str:
@@ -356,7 +356,7 @@ def _retransmissions(run: RunData, summary: dict[str, Any], link_totals: pd.Data
     ]
     text = (
         "Training bytes sent again because a copy was lost on a lossy link, per seed:\n\n"
-        + _table(headers, rows, ["left", "right", "right", "right"])
+        + markdown_table(headers, rows, ["left", "right", "right", "right"])
     )
     table = busiest_links(link_totals, n=_TOP_LINKS, by="retransmitted_bytes_per_seed")
     table = table[table["retransmitted_bytes_per_seed"] > 0]
@@ -374,7 +374,7 @@ def _retransmissions(run: RunData, summary: dict[str, Any], link_totals: pd.Data
         text += (
             f"\n\nThe links that sent the most again, {_TOP_LINKS} at most per variant "
             "(`links.csv` has every link):\n\n"
-            + _table(
+            + markdown_table(
                 ["variant", "rank", "link", "retransmitted / seed", "loss"],
                 link_rows,
                 ["left", "right", "left", "right", "right"],
@@ -420,26 +420,3 @@ def _format_rate(bits: float | None) -> str:
 
 def _exact_bytes(nbytes: float) -> str:
     return f"{nbytes:,} B" if isinstance(nbytes, int) else f"{nbytes:,.1f} B"
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], align: Sequence[str]) -> str:
-    """A Markdown table with cells padded to equal width, so it also reads in a terminal."""
-    cells = [[_escape(cell) for cell in row] for row in [headers, *rows]]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-
-    def line(row: Sequence[str]) -> str:
-        padded = [
-            cell.rjust(width) if side == "right" else cell.ljust(width)
-            for cell, width, side in zip(row, widths, align, strict=True)
-        ]
-        return "| " + " | ".join(padded) + " |"
-
-    rule = [
-        "-" * (width - 1) + ":" if side == "right" else "-" * width
-        for width, side in zip(widths, align, strict=True)
-    ]
-    return "\n".join([line(cells[0]), line(rule), *(line(row) for row in cells[1:])])
-
-
-def _escape(cell: str) -> str:
-    return str(cell).replace("|", "\\|")

@@ -21,16 +21,12 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from innet.report.mdtable import markdown_table
+
 if TYPE_CHECKING:
     from innet.report.rundir import RunData
 
 __all__ = ["events_section", "placement_section", "compute_section", "event_steps"]
-
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def event_steps(run: RunData, variant: str) -> list[tuple[int, int, str]]:
@@ -87,7 +83,7 @@ def events_section(run: RunData) -> str:
         "are lost (sent and counted, never delivered); from the next step on training "
         "continues on the repaired plan with the same node modules. Accuracy is the mean "
         "over seeds at the end of the epoch before the event, of the event's epoch, and of "
-        "the run.\n\n" + _table(header, rows) + "\n"
+        "the run.\n\n" + markdown_table(header, rows) + "\n"
     )
 
 
@@ -116,7 +112,11 @@ def placement_section(run: RunData) -> str:
         f"({placement['backend']}, {placement['device']}). Messages between nodes on the same "
         "rank stay in memory; the others cross a process boundary. Bytes on the wire are "
         "counted by the transport (tensor bytes handed to torch.distributed, all phases).\n\n"
-        + _table(["variant", "cross-rank links", "bytes on the wire / seed", "ranks: nodes"], rows)
+        + markdown_table(
+            ["variant", "cross-rank links", "bytes on the wire / seed", "ranks: nodes"],
+            rows,
+            ["left", "right", "right", "left"],
+        )
         + "\n"
     )
 
@@ -146,6 +146,10 @@ def compute_section(run: RunData, n: int = 5) -> str:
         "## Compute\n\nNodes with a `compute` rate (FLOP/s) add compute time before each of "
         "their sends: module FLOPs per sample × batch / rate forward, twice that backward. "
         f"The {n} slowest nodes per variant (one full training batch):\n\n"
-        + _table(["variant", "node", "role", "FLOPs / sample", "FLOP/s", "compute ms / step"], rows)
+        + markdown_table(
+            ["variant", "node", "role", "FLOPs / sample", "FLOP/s", "compute ms / step"],
+            rows,
+            ["left", "left", "left", "right", "right", "right"],
+        )
         + "\n"
     )

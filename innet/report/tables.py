@@ -94,13 +94,8 @@ def training_exchange(exchanges: pd.DataFrame) -> pd.Series:
     ``(variant, seed)`` present in the table appears, with 0 when it has
     evaluation records only.
     """
-    training = _training_rows(exchanges)
-    totals = training.groupby(["variant", "seed"])["nbytes"].sum()
-    return (
-        totals.reindex(_variant_seeds(exchanges), fill_value=0)
-        .astype("int64")
-        .rename("train_exchange_bytes")
-    )
+    totals = _training_rows(exchanges).groupby(["variant", "seed"])["nbytes"].sum()
+    return _per_variant_seed(totals, exchanges, "train_exchange_bytes")
 
 
 def retransmitted_bytes(exchanges: pd.DataFrame) -> pd.Series:
@@ -110,14 +105,9 @@ def retransmitted_bytes(exchanges: pd.DataFrame) -> pd.Series:
     0 for every ``(variant, seed)`` when the table has no ``attempts`` column.
     """
     training = _training_rows(exchanges)
-    extra = (_extra_copies(training) * training["nbytes"]).rename("extra")
-    totals = pd.concat([training[["variant", "seed"]], extra], axis=1)
-    totals = totals.groupby(["variant", "seed"])["extra"].sum()
-    return (
-        totals.reindex(_variant_seeds(exchanges), fill_value=0)
-        .astype("int64")
-        .rename("retransmitted_bytes")
-    )
+    extra = training.assign(extra=_extra_copies(training) * training["nbytes"])
+    totals = extra.groupby(["variant", "seed"])["extra"].sum()
+    return _per_variant_seed(totals, exchanges, "retransmitted_bytes")
 
 
 def training_exchange_per_epoch(exchanges: pd.DataFrame) -> pd.DataFrame:
@@ -140,16 +130,15 @@ def training_exchange_per_epoch(exchanges: pd.DataFrame) -> pd.DataFrame:
 def links_used(exchanges: pd.DataFrame) -> pd.Series:
     """Number of distinct undirected links with training records, by ``(variant, seed)``."""
     training = _training_rows(exchanges)
-    index = _variant_seeds(exchanges)
     if training.empty:
-        return pd.Series(0, index=index, dtype="int64", name="links_used")
+        return _per_variant_seed(pd.Series(dtype="int64"), exchanges, "links_used")
     directed = training[["variant", "seed", "src", "dst"]].drop_duplicates()
     u, v = _undirected(directed["src"], directed["dst"])
     links = pd.DataFrame(
         {"variant": directed["variant"], "seed": directed["seed"], "u": u, "v": v}
     ).drop_duplicates()
     counts = links.groupby(["variant", "seed"]).size()
-    return counts.reindex(index, fill_value=0).astype("int64").rename("links_used")
+    return _per_variant_seed(counts, exchanges, "links_used")
 
 
 def undirected_link_totals(link_totals: pd.DataFrame) -> pd.DataFrame:
@@ -211,10 +200,12 @@ def _training_rows(exchanges: pd.DataFrame) -> pd.DataFrame:
     return exchanges[exchanges["phase"].isin(TRAINING_PHASES)]
 
 
-def _variant_seeds(exchanges: pd.DataFrame) -> pd.MultiIndex:
-    return pd.MultiIndex.from_frame(
+def _per_variant_seed(totals: pd.Series, exchanges: pd.DataFrame, name: str) -> pd.Series:
+    """``totals`` as int64 for every ``(variant, seed)`` of the table, 0 where it has none."""
+    index = pd.MultiIndex.from_frame(
         exchanges[["variant", "seed"]].drop_duplicates().sort_values(["variant", "seed"])
     )
+    return totals.reindex(index, fill_value=0).astype("int64").rename(name)
 
 
 def _extra_copies(exchanges: pd.DataFrame) -> pd.Series:

@@ -44,7 +44,7 @@ from pathlib import Path
 import networkx as nx
 import numpy as np
 
-from innet.topology.model import Topology, node_key
+from innet.topology.model import Topology, loss_attribute, node_key
 from innet.topology.rules import sensors_by_rule
 from innet.topology.schema import (
     CapacityDistribution,
@@ -109,8 +109,9 @@ def generate_topology(
     for (u, v), link_capacity, link_latency, link_loss in zip(
         links, capacities, latencies, losses, strict=True
     ):
-        lossy = {"loss": link_loss} if link_loss > 0 else {}  # loss-free links carry no loss
-        topology_graph.add_edge(u, v, capacity=link_capacity, latency=link_latency, **lossy)
+        topology_graph.add_edge(
+            u, v, capacity=link_capacity, latency=link_latency, **loss_attribute(link_loss)
+        )
     return Topology(name=name, graph=topology_graph, source=source)
 
 

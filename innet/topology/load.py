@@ -52,7 +52,7 @@ from pydantic import ValidationError
 from innet.errors import ConfigError
 from innet.topology.generators import generate_topology
 from innet.topology.importer import import_nodes_and_links
-from innet.topology.model import Topology, node_key
+from innet.topology.model import Topology, loss_attribute, node_key
 from innet.topology.schema import NodeSpec, TopologyFile
 from innet.yamlio import (
     FieldError,
@@ -219,15 +219,10 @@ def _graph_from_lists(spec: TopologyFile) -> nx.Graph:
                     ("links", i, field), f"no {field}: give one here or in defaults.{field}"
                 )
         loss = link.loss if link.loss is not None else spec.defaults.loss
-        graph.add_edge(a, b, capacity=capacity, latency=latency, **_loss_attribute(loss))
+        graph.add_edge(a, b, capacity=capacity, latency=latency, **loss_attribute(loss))
 
     _check_reachability(graph, index)
     return graph
-
-
-def _loss_attribute(loss: float | None) -> dict[str, float]:
-    """``{"loss": p}`` for a lossy link; a loss-free link carries no ``loss`` (it reads as 0)."""
-    return {"loss": float(loss)} if loss else {}
 
 
 def _checked_import(spec: TopologyFile) -> nx.Graph:

@@ -27,9 +27,21 @@ from pathlib import Path
 import networkx as nx
 
 from innet.topology.links import LinkTable, link_table
-from innet.topology.order import node_key
+from innet.topology.order import node_key, ordered_ids
 
-__all__ = ["Topology", "node_key"]
+__all__ = ["Topology", "node_key", "loss_attribute"]
+
+
+def loss_attribute(loss: float | None) -> dict[str, float]:
+    """A link's ``loss`` edge attribute: ``{"loss": p}`` when ``p > 0``, else nothing.
+
+    Only lossy links carry ``loss``, so a loss-free graph has exactly the
+    attributes it had before losses existed; read it as ``.get("loss", 0.0)``.
+
+    >>> loss_attribute(0.01), loss_attribute(0.0), loss_attribute(None)
+    ({'loss': 0.01}, {}, {})
+    """
+    return {"loss": float(loss)} if loss else {}
 
 
 @dataclass
@@ -55,7 +67,7 @@ class Topology:
     @property
     def nodes(self) -> list[str]:
         """All node ids in node order."""
-        return sorted(self.graph.nodes, key=node_key)
+        return ordered_ids(self.graph)
 
     @cached_property
     def links(self) -> LinkTable:

@@ -33,7 +33,7 @@ def node_key(node_id: str) -> tuple:
 
 
 def ordered_ids(graph: nx.Graph) -> list[str]:
-    """The node ids sorted by :func:`~innet.topology.model.node_key`, fast for common ids.
+    """The node ids sorted by :func:`node_key`, fast for common ids.
 
     When every id is one shared prefix followed by a canonical integer
     (``n0, n1, ..., n99999`` or ``0, 1, ...``: no sign, no leading zero),
