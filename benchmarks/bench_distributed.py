@@ -28,9 +28,9 @@ values) from rank 0 to rank 1, ``--iterations`` times per size:
 - *raw, fresh buffer*: the same, but rank 1 receives into a new buffer each
   time (a large allocation costs page faults on first touch);
 - *transport*: a :class:`~innet.distributed.DistributedTransport` with node
-  ``a`` on rank 0 and node ``b`` on rank 1, driven the way the engine drives it:
+  ``a`` on rank 0 and node ``b`` on rank 1, driven the way the executor drives it:
   ``expect`` (one message), ``send`` on rank 0 or ``recv`` on rank 1, ``flush``.
-  It receives into a fresh buffer per message: the engine keeps a received
+  It receives into a fresh buffer per message: the executor keeps a received
   latent (and its autograd graph) until the step's backward pass, so buffers
   cannot be recycled behind its back.
 

@@ -1,11 +1,13 @@
-"""Benchmark (a): step time of the in-process engine against one monolithic torch module.
+"""Benchmark (a): step time of the in-process executor against one monolithic torch module.
 
 Both sides train the same node modules (same seed, same initial weights) on the
-same batches of the default scenario. The engine sends every latent and
-gradient through the in-process transport, records each exchange and runs one
-backward pass and one optimiser per node. The baseline wires the very same
-modules into a single autograd graph with a single Adam optimiser. The ratio
-engine / monolithic is the overhead of simulating the network in one process.
+same batches of the default scenario. The per-node executor sends every latent
+and gradient through the in-process transport, wrapped in the recording
+transport that writes each exchange to the exchange log, and runs one backward
+pass and one optimiser per node. The baseline wires the very same modules into
+a single autograd graph (:func:`innet.reference.monolithic_objective`) with a
+single Adam optimiser. The ratio executor / monolithic is the overhead of
+simulating the network in one process.
 
     python benchmarks/bench_engine.py [--scenario dense_vs_dijkstra] [--steps 300]
 """
@@ -17,22 +19,27 @@ import time
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from innet.engine import Engine
+from innet.events import StepPlan, step_plan
+from innet.executors.per_node import PerNodeExecutor
+from innet.families.inl.trainer import module_specs, variant_timeline
 from innet.inputs import load_inputs
+from innet.records import ExchangeLog
+from innet.reference import monolithic_objective
 from innet.scenario import find_scenario, load_scenario
 from innet.topology import load_topology
-from innet.training import node_specs, variant_timeline
-from innet.transport import InProcessTransport
+from innet.transport import InProcessTransport, RecordingTransport
 
 
-def build_engine(scenario, variant, plan, inputs, seed: int) -> Engine:
-    return Engine(
+def build_executor(scenario, variant, plan, inputs, topology, seed: int) -> PerNodeExecutor:
+    """An executor whose messages go through a recording in-process transport, as in a run."""
+    recorder = RecordingTransport(InProcessTransport(), ExchangeLog(topology.graph.nodes),
+                                  scenario.network.header_bytes)  # fmt: skip
+    return PerNodeExecutor(
         plan=plan,
-        specs=node_specs([plan], variant, inputs),
+        specs=module_specs([plan], variant, inputs),
         seed=seed,
-        transport=InProcessTransport(),
+        transport=recorder,
         views=inputs.views,
         labels=inputs.labels,
         lr=variant.training.lr,
@@ -41,24 +48,23 @@ def build_engine(scenario, variant, plan, inputs, seed: int) -> Engine:
     )
 
 
-def monolithic_step(engine: Engine, optimizer: torch.optim.Optimizer, index: np.ndarray) -> float:
+def executor_step(executor: PerNodeExecutor, step: StepPlan, number: int, index: np.ndarray):
+    """One recorded training step, as the training loop runs it."""
+    log = executor.transport.log
+    log.begin("train", 0, number, len(index))
+    executor.train_step(index, step)
+    log.end()
+
+
+def monolithic_step(
+    executor: PerNodeExecutor, optimizer: torch.optim.Optimizer, index: np.ndarray
+) -> None:
     """One step with all node modules in one autograd graph and one optimiser."""
-    sent, rates, loss = {}, [], None
-    for node in engine.order:
-        module = engine.modules[node]
-        received = [sent[child] for child in engine.plan.children(node)]
-        if node == engine.plan.fusion:
-            loss = F.cross_entropy(module.decode(received), engine.labels[0][index])
-        else:
-            view = engine.views[node][0][index] if node in engine.views else None
-            out = module.send_forward(view, received)
-            sent[node] = out.t
-            rates.append(out.rate_bits)
-    objective = loss + engine.beta * torch.stack(rates).sum() if engine.beta > 0 else loss
+    objective = monolithic_objective(executor.modules, executor.plan, executor.views,
+                                     executor.labels[0], index, executor.beta)  # fmt: skip
     optimizer.zero_grad(set_to_none=True)
     objective.backward()
     optimizer.step()
-    return float(loss.detach())
 
 
 def main() -> None:
@@ -79,34 +85,33 @@ def main() -> None:
     }
     print(f"scenario {scenario.name}, topology {topology.name}, {args.steps} steps, best of "
           f"{args.repeats}")  # fmt: skip
-    print(f"{'variant':16s} {'links':>5s} {'engine ms/step':>15s} {'monolithic ms/step':>19s} "
+    print(f"{'variant':16s} {'links':>5s} {'executor ms/step':>17s} {'monolithic ms/step':>19s} "
           f"{'ratio':>6s}")  # fmt: skip
     for variant in variants:
         plan = plans[variant.name]
         batch = variant.training.batch_size
         rng = np.random.default_rng(0)
         batches = [rng.choice(inputs.n_train, batch, replace=False) for _ in range(args.steps)]
-        engine_times, mono_times = [], []
+        step = step_plan(plan, frozenset(), topology.sensors)  # no failures
+        executor_times, mono_times = [], []
         for _ in range(args.repeats):
-            engine = build_engine(scenario, variant, plan, inputs, seed=0)
+            executor = build_executor(scenario, variant, plan, inputs, topology, seed=0)
             start = time.perf_counter()
-            for step, index in enumerate(batches):
-                engine.train_step(index, 0, step)
-            engine_times.append(time.perf_counter() - start)
+            for number, index in enumerate(batches):
+                executor_step(executor, step, number, index)
+            executor_times.append(time.perf_counter() - start)
 
-            mono = build_engine(scenario, variant, plan, inputs, seed=0)
-            for module in mono.modules.values():
-                module.train()
+            mono = build_executor(scenario, variant, plan, inputs, topology, seed=0)
             params = [p for module in mono.modules.values() for p in module.parameters()]
             optimizer = torch.optim.Adam(params, lr=variant.training.lr)
             start = time.perf_counter()
             for index in batches:
                 monolithic_step(mono, optimizer, index)
             mono_times.append(time.perf_counter() - start)
-        engine_ms = 1e3 * min(engine_times) / args.steps
+        executor_ms = 1e3 * min(executor_times) / args.steps
         mono_ms = 1e3 * min(mono_times) / args.steps
-        print(f"{variant.name:16s} {len(plan.edges):5d} {engine_ms:15.3f} {mono_ms:19.3f} "
-              f"{engine_ms / mono_ms:6.2f}")  # fmt: skip
+        print(f"{variant.name:16s} {len(plan.edges):5d} {executor_ms:17.3f} {mono_ms:19.3f} "
+              f"{executor_ms / mono_ms:6.2f}")  # fmt: skip
 
 
 if __name__ == "__main__":

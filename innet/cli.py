@@ -25,7 +25,7 @@ from innet.errors import InnetError
 __all__ = ["main"]
 
 DEFAULT_SCENARIO = "dense_vs_dijkstra"
-COMMANDS = ("run", "validate", "plan", "report")
+COMMANDS = ("run", "validate", "plan", "report", "retime")
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -39,12 +39,16 @@ def _run_parser() -> argparse.ArgumentParser:
     parser = _OneLineParser(
         prog="run_sim.py",
         description="Run an in-network learning scenario and write a run directory. "
-        "Other commands: validate PATH | plan TOPOLOGY | report RUN_DIR (see COMMAND --help).",
+        "Other commands: validate PATH | plan TOPOLOGY | report RUN_DIR | "
+        "retime RUN_DIR --topology FILE (see COMMAND --help).",
     )
     parser.add_argument(
-        "--scenario", default=DEFAULT_SCENARIO, help="scenario name (in scenarios/) or YAML path"
+        "--scenario",
+        help=f"scenario name (see --list; the main job is {DEFAULT_SCENARIO}) or YAML path",
     )
-    parser.add_argument("--topology", help="topology YAML to use instead of the scenario's")
+    parser.add_argument(
+        "--topology", help="topology YAML (or a shipped topology's name) instead of the scenario's"
+    )
     parser.add_argument("--seeds", type=int, help="run seeds 0..N-1 instead of the scenario's")
     parser.add_argument(
         "--set",
@@ -57,6 +61,11 @@ def _run_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, help="run directory (default runs/<scenario>-<time>)")
     parser.add_argument("--list", action="store_true", help="list the known scenarios and exit")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument(
+        "--csv",
+        action="store_true",
+        help="also write exchanges.csv (the same table as exchanges.parquet, ~20x larger)",
+    )
     group = parser.add_argument_group(
         "torch.distributed (under torchrun; see README)",
         "Plain `python run_sim.py` runs every node in one process.",
@@ -107,6 +116,29 @@ def _report_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _retime_parser() -> argparse.ArgumentParser:
+    parser = _OneLineParser(
+        prog="run_sim.py retime",
+        description="Time a finished run's messages again on a network with other capacities, "
+        "latencies or losses (same graph, same plans), without training again; writes a new "
+        "complete run directory.",
+    )
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--topology", type=Path, required=True, help="topology YAML to time on")
+    parser.add_argument("--out", type=Path, help="new run directory (default runs/<name>-<time>)")
+    return parser
+
+
+def _cmd_retime(args: argparse.Namespace) -> int:
+    from innet.report import headline_table, load_run
+    from innet.retime import retime_run
+
+    run_dir, summary = retime_run(args.run_dir, args.topology, out=args.out)
+    print(headline_table(summary, load_run(run_dir).family.report))
+    print(f"\nrun directory: {run_dir}  (report: {run_dir / 'report.md'})")
+    return 0
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from innet.scenario import find_scenario, list_scenarios, load_scenario
 
@@ -114,7 +146,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
         for name, description in list_scenarios():
             print(f"{name:24s} {description}")
         return 0
+    if args.scenario is None:
+        known = ", ".join(name for name, _ in list_scenarios())
+        raise InnetError(
+            f"choose a scenario: --scenario NAME (known: {known}); "
+            f"the main job is --scenario {DEFAULT_SCENARIO} (see --help)"
+        )
     overrides = list(args.overrides)
+    if args.csv:
+        overrides.append("report.exchanges_csv=true")
     if args.seeds is not None:
         if args.seeds < 1:
             raise InnetError("--seeds must be at least 1")
@@ -130,29 +170,40 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from innet.runner import run_scenario
 
     ctx = None
+    processes = None
     if is_torchrun():
         ctx = init_distributed(
             backend=args.backend,
             device=args.device,
             timeout_s=loaded.scenario.distributed.timeout_s,
         )
+        processes = _distributed_processes(ctx, loaded, args.placement)
     finished = False
     try:
         run_dir, summary = run_scenario(
             loaded,
             out=args.out,
             progress=not args.no_progress,
-            ctx=ctx,
-            placement=args.placement,
-            device=_local_device(args.device),
+            processes=processes,
+            device=ctx.device if ctx is not None else _local_device(args.device),
         )
         finished = True
     finally:
         shutdown(ctx, wait=finished)
     if run_dir is not None and summary is not None:
-        print(headline_table(summary))
+        print(headline_table(summary, loaded.family.report))
         print(f"\nrun directory: {run_dir}  (report: {run_dir / 'report.md'})")
     return 0
+
+
+def _distributed_processes(ctx, loaded, strategy: str | None):  # noqa: ANN001, ANN202
+    """Place each variant's nodes on the ranks of ``ctx`` once the plans are known."""
+    from innet.distributed import DistributedProcesses
+
+    config = loaded.scenario.distributed
+    return lambda topology, plans: DistributedProcesses(
+        ctx, topology, plans, strategy or config.placement, config.map, loaded.path
+    )
 
 
 def _local_device(choice: str) -> str:
@@ -223,12 +274,12 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from innet.report import headline_table, write_report
+    from innet.report import headline_table, load_run, write_report
 
     if not args.run_dir.is_dir():
         raise InnetError(f"{args.run_dir}: not a run directory")
     summary = write_report(args.run_dir)
-    print(headline_table(summary))
+    print(headline_table(summary, load_run(args.run_dir).family.report))
     print(f"\nreport rebuilt: {args.run_dir / 'report.md'}")
     return 0
 
@@ -244,15 +295,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         "validate": (_validate_parser, _cmd_validate),
         "plan": (_plan_parser, _cmd_plan),
         "report": (_report_parser, _cmd_report),
+        "retime": (_retime_parser, _cmd_retime),
     }
     make_parser, handler = parsers[command]
     args = make_parser().parse_args(argv)
-    leader = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 speaks
+    leader = _launched_as_leader()  # under torchrun only the leader speaks
     warnings.formatwarning = _one_line_warning
     if not leader:
         warnings.simplefilter("ignore")
-    if "WORLD_SIZE" in os.environ:
-        signal.signal(signal.SIGTERM, _terminated)
+    under_torchrun = "WORLD_SIZE" in os.environ
+    signal.signal(signal.SIGTERM, _stopped_by_launcher if under_torchrun else _terminated)
     try:
         return handler(args)
     except InnetError as error:
@@ -263,17 +315,42 @@ def main(argv: Sequence[str] | None = None) -> int:
         if leader:
             print("interrupted", file=sys.stderr)
         return 130
+    except _Terminated:
+        print("terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except BrokenPipeError:  # e.g. `run_sim.py ... | head`: the reader left, nothing to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
 
 
+def _launched_as_leader() -> bool:
+    """True unless torchrun started this process as a rank other than the leader."""
+    from innet.group import LEADER_RANK, is_leader_rank
+
+    rank = os.environ.get("RANK", str(LEADER_RANK))
+    return is_leader_rank(int(rank)) if rank.strip().isdigit() else True
+
+
+class _Terminated(BaseException):
+    """SIGTERM arrived (``timeout``, SLURM, ``docker stop``, systemd): unwind like Ctrl-C."""
+
+
 def _terminated(signum: int, frame: object) -> None:
-    """torchrun stops the other ranks with SIGTERM when one fails: unwind and clean up."""
+    """Stop as on Ctrl-C: the run directory being written is removed on the way out."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the cleanup
+    raise _Terminated
+
+
+def _stopped_by_launcher(signum: int, frame: object) -> None:
+    """torchrun stops the other ranks with SIGTERM when one fails: unwind and clean up."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise InnetError("stopped by the launcher (another rank failed or the job was cancelled)")
 
 
 def _one_line_warning(message, category, filename, lineno, line=None) -> str:  # noqa: ANN001
     """Warnings (a merged parallel link, a dropped node...) as one line, without source."""
     return f"warning: {message}\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -26,22 +26,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import networkx as nx
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from innet.errors import InnetError
 from innet.plans import Plan, build_plan
+from innet.scenario import EVENT_ACTIONS, EventConfig
 from innet.topology.model import Topology, node_key
 from innet.units import parse_bitrate, parse_duration
 from innet.yamlio import FieldError
 
 __all__ = [
-    "EventTime",
-    "EventConfig",
     "Segment",
+    "StepPlan",
+    "step_plan",
     "PlanChange",
     "Timeline",
     "build_timeline",
@@ -50,63 +50,6 @@ __all__ = [
 
 Link = frozenset[str]
 """An undirected link, named by its two endpoints."""
-
-ACTIONS = ("link_down", "link_up", "node_down", "node_up", "link")
-
-
-class EventTime(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    epoch: int = Field(ge=0)
-    step: int = Field(0, ge=0)
-
-
-class EventConfig(BaseModel):
-    """One event of a scenario's ``events:`` list."""
-
-    model_config = ConfigDict(extra="forbid")
-    at: EventTime
-    link_down: tuple[str, str] | Literal["busiest"] | None = None
-    link_up: tuple[str, str] | None = None
-    node_down: str | None = None
-    node_up: str | None = None
-    link: tuple[str, str] | None = None
-    capacity: str | float | None = None
-    latency: str | float | None = None
-
-    @model_validator(mode="after")
-    def _one_action(self) -> EventConfig:
-        given = [name for name in ACTIONS if getattr(self, name) is not None]
-        if len(given) != 1:
-            raise ValueError(f"an event needs exactly one of {', '.join(ACTIONS)}")
-        if self.link is not None and self.capacity is None and self.latency is None:
-            raise ValueError("a `link:` event needs capacity and/or latency")
-        if self.link is None and (self.capacity is not None or self.latency is not None):
-            raise ValueError("capacity/latency belong to a `link: [a, b]` event")
-        return self
-
-    def describe(self, resolved_link: Link | None = None) -> str:
-        """A short human description, e.g. ``link_down r1-f``."""
-        if self.link_down is not None:
-            pair = resolved_link or frozenset(self.link_down)
-            suffix = " (busiest)" if self.link_down == "busiest" else ""
-            return f"link_down {_name(pair)}{suffix}"
-        if self.link_up is not None:
-            return f"link_up {_name(frozenset(self.link_up))}"
-        if self.node_down is not None:
-            return f"node_down {self.node_down}"
-        if self.node_up is not None:
-            return f"node_up {self.node_up}"
-        assert self.link is not None
-        changes = []
-        if self.capacity is not None:
-            changes.append(f"capacity {self.capacity}")
-        if self.latency is not None:
-            changes.append(f"latency {self.latency}")
-        return f"link {_name(frozenset(self.link))}: {', '.join(changes)}"
-
-
-def _name(link: Link) -> str:
-    return "-".join(sorted(link, key=node_key))
 
 
 @dataclass
@@ -142,6 +85,38 @@ class PlanChange:
         }
 
 
+@dataclass(frozen=True)
+class StepPlan:
+    """The plan one step really runs on.
+
+    ``plan`` is the segment's plan: every node that computes sends to its
+    parents in it. ``delivered`` is what arrives: ``plan`` without the links
+    that fail during this step, and without the nodes left with no input.
+    ``lost`` are the forward edges whose messages are sent but never arrive;
+    ``working`` the nodes that compute (those of ``delivered`` and the senders
+    of lost messages). On a step without failures all three are the plan's.
+    """
+
+    plan: Plan
+    delivered: Plan
+    lost: frozenset[tuple[str, str]]
+    working: frozenset[str]
+
+
+def step_plan(plan: Plan, failed: frozenset[Link], sensors: Sequence[str]) -> StepPlan:
+    """The :class:`StepPlan` of a step of ``plan`` during which the links ``failed`` go down."""
+    if not failed:
+        return StepPlan(plan, plan, frozenset(), frozenset(plan.forward_order()))
+    kept = tuple(edge for edge in plan.edges if frozenset(edge) not in failed)
+    delivered = Plan(plan.routing, plan.fusion, kept).active(sensors)
+    in_delivered = set(delivered.forward_order())
+    senders = in_delivered | (set(sensors) & set(plan.forward_order()))
+    lost = frozenset(
+        edge for edge in plan.edges if frozenset(edge) in failed and edge[0] in senders
+    )
+    return StepPlan(plan, delivered, lost, frozenset(in_delivered | {src for src, _ in lost}))
+
+
 @dataclass
 class Timeline:
     """A variant's plans over the run, and the links that fail during each event step."""
@@ -149,6 +124,8 @@ class Timeline:
     segments: list[Segment]
     failures: dict[int, frozenset[Link]] = field(default_factory=dict)
     changes: list[PlanChange] = field(default_factory=list)
+    sensors: tuple[str, ...] = ()
+    _step_plans: dict[int, StepPlan] = field(default_factory=dict, repr=False)
 
     def segment_indices(self, steps: Sequence[int] | np.ndarray) -> np.ndarray:
         """Index of the segment that each of ``steps`` runs in."""
@@ -162,9 +139,40 @@ class Timeline:
     def segment_at(self, step: int) -> Segment:
         return self.segments[self.segment_index(step)]
 
+    def step_plan(self, step: int) -> StepPlan:
+        """The plan training step ``step`` really runs on (see :class:`StepPlan`)."""
+        failed = self.failures.get(step, frozenset())
+        key = step if failed else -1 - self.segment_index(step)
+        if key not in self._step_plans:
+            self._step_plans[key] = step_plan(self.segment_at(step).plan, failed, self.sensors)
+        return self._step_plans[key]
+
     @property
     def plans(self) -> list[Plan]:
         return [segment.plan for segment in self.segments]
+
+
+class _Network:
+    """The network as events leave it: links and nodes down, link attributes changed."""
+
+    def __init__(self, topology: Topology) -> None:
+        self.topology = topology
+        self.down_links: set[Link] = set()
+        self.down_nodes: set[str] = set()
+        self.attributes = {
+            frozenset((u, v)): dict(data) for u, v, data in topology.graph.edges(data=True)
+        }
+
+    def snapshot(self) -> Topology:
+        current = nx.Graph()
+        for node, data in self.topology.graph.nodes(data=True):
+            if node not in self.down_nodes:
+                current.add_node(node, **data)
+        for link, data in self.attributes.items():
+            u, v = sorted(link, key=node_key)
+            if link not in self.down_links and not {u, v} & self.down_nodes:
+                current.add_edge(u, v, **data)
+        return Topology(self.topology.name, current, self.topology.source)
 
 
 def build_timeline(
@@ -181,77 +189,27 @@ def build_timeline(
     Event problems (unknown node or link, a step outside the run) raise
     :class:`~innet.yamlio.FieldError` with the event's path in the scenario.
     """
-    graph = topology.graph
-    down_links: set[Link] = set()
-    down_nodes: set[str] = set()
-    attributes = {frozenset((u, v)): dict(data) for u, v, data in graph.edges(data=True)}
-
-    def snapshot() -> Topology:
-        current = nx.Graph()
-        for node, data in graph.nodes(data=True):
-            if node not in down_nodes:
-                current.add_node(node, **data)
-        for link, data in attributes.items():
-            u, v = sorted(link, key=node_key)
-            if link not in down_links and u not in down_nodes and v not in down_nodes:
-                current.add_edge(u, v, **data)
-        return Topology(topology.name, current, topology.source)
+    network = _Network(topology)
 
     def plan_of(current: Topology) -> Plan:
         sensors = [s for s in topology.sensors if s in current.graph]
         return build_plan(current, routing, message_bits).active(sensors)
 
-    first = snapshot()
-    timeline = Timeline(segments=[Segment(0, first, plan_of(first))])
+    first = network.snapshot()
+    timeline = Timeline(segments=[Segment(0, first, plan_of(first))],
+                        sensors=tuple(topology.sensors))  # fmt: skip
     ordered = sorted(enumerate(events), key=lambda item: (item[1].at.epoch, item[1].at.step))
     for index, event in ordered:
         where = ("events", index)
-        if event.at.epoch >= epochs:
-            raise FieldError(
-                (*where, "at", "epoch"), f"the run has {epochs} epochs (0..{epochs - 1})"
-            )
-        if event.at.step >= steps_per_epoch:
-            raise FieldError(
-                (*where, "at", "step"),
-                f"an epoch has {steps_per_epoch} steps (0..{steps_per_epoch - 1})",
-            )
-        step = event.at.epoch * steps_per_epoch + event.at.step
+        step = _event_step(event, where, steps_per_epoch, epochs)
         current = timeline.segment_at(step)
-        failed: set[Link] = set()
-        resolved: Link | None = None
-        if event.link_down is not None:
-            resolved = (
-                _busiest_link(current.plan, current.topology, message_bits, topology.sensors)
-                if event.link_down == "busiest"
-                else _known_link(attributes, event.link_down, (*where, "link_down"))
-            )
-            down_links.add(resolved)
-            failed.add(resolved)
-        elif event.link_up is not None:
-            down_links.discard(_known_link(attributes, event.link_up, (*where, "link_up")))
-        elif event.node_down is not None:
-            node = _known_node(graph, event.node_down, (*where, "node_down"))
-            if node == topology.fusion:
-                raise FieldError((*where, "node_down"), "the fusion node cannot go down")
-            down_nodes.add(node)
-            failed.update(link for link in attributes if node in link)
-        elif event.node_up is not None:
-            down_nodes.discard(_known_node(graph, event.node_up, (*where, "node_up")))
-        else:
-            assert event.link is not None
-            link = _known_link(attributes, event.link, (*where, "link"))
-            try:
-                if event.capacity is not None:
-                    attributes[link]["capacity"] = parse_bitrate(event.capacity)
-                if event.latency is not None:
-                    attributes[link]["latency"] = parse_duration(event.latency)
-            except ValueError as error:
-                raise FieldError((*where, "link"), str(error)) from None
+        action = next(name for name in _ACTIONS if getattr(event, name) is not None)
+        failed, resolved = _ACTIONS[action](event, network, current, message_bits, where)
         used = {frozenset(edge) for edge in current.plan.edges}
         lost = sorted(failed & used, key=lambda link: sorted(link, key=node_key))
         if lost:
             timeline.failures[step] = timeline.failures.get(step, frozenset()) | frozenset(lost)
-        following = snapshot()
+        following = network.snapshot()
         new_plan = plan_of(following)
         before, after = set(current.plan.edges), set(new_plan.edges)
         reached = set(new_plan.forward_order())
@@ -269,6 +227,75 @@ def build_timeline(
         timeline.segments = [s for s in timeline.segments if s.first_step <= step]
         timeline.segments.append(Segment(step + 1, following, new_plan))
     return timeline
+
+
+def _event_step(event: EventConfig, where: tuple, steps_per_epoch: int, epochs: int) -> int:
+    if event.at.epoch >= epochs:
+        raise FieldError((*where, "at", "epoch"), f"the run has {epochs} epochs (0..{epochs - 1})")
+    if event.at.step >= steps_per_epoch:
+        raise FieldError(
+            (*where, "at", "step"),
+            f"an epoch has {steps_per_epoch} steps (0..{steps_per_epoch - 1})",
+        )
+    return event.at.epoch * steps_per_epoch + event.at.step
+
+
+_Outcome = tuple[set[Link], Link | None]
+"""What an event did: the links that failed during its step, and the link it resolved."""
+
+
+def _link_down(
+    event: EventConfig, network: _Network, current: Segment, bits: float, where: tuple
+) -> _Outcome:
+    if event.link_down == "busiest":
+        link = _busiest_link(current.plan, current.topology, bits, network.topology.sensors)
+    else:
+        link = _known_link(network.attributes, event.link_down, (*where, "link_down"))
+    network.down_links.add(link)
+    return {link}, link
+
+
+def _link_up(
+    event: EventConfig, network: _Network, current: Segment, bits: float, where: tuple
+) -> _Outcome:
+    network.down_links.discard(_known_link(network.attributes, event.link_up, (*where, "link_up")))
+    return set(), None
+
+
+def _node_down(
+    event: EventConfig, network: _Network, current: Segment, bits: float, where: tuple
+) -> _Outcome:
+    node = _known_node(network.topology.graph, event.node_down, (*where, "node_down"))
+    if node == network.topology.fusion:
+        raise FieldError((*where, "node_down"), "the fusion node cannot go down")
+    network.down_nodes.add(node)
+    return {link for link in network.attributes if node in link}, None
+
+
+def _node_up(
+    event: EventConfig, network: _Network, current: Segment, bits: float, where: tuple
+) -> _Outcome:
+    node = _known_node(network.topology.graph, event.node_up, (*where, "node_up"))
+    network.down_nodes.discard(node)
+    return set(), None
+
+
+def _link_change(
+    event: EventConfig, network: _Network, current: Segment, bits: float, where: tuple
+) -> _Outcome:
+    link = _known_link(network.attributes, event.link, (*where, "link"))
+    try:
+        if event.capacity is not None:
+            network.attributes[link]["capacity"] = parse_bitrate(event.capacity)
+        if event.latency is not None:
+            network.attributes[link]["latency"] = parse_duration(event.latency)
+    except ValueError as error:
+        raise FieldError((*where, "link"), str(error)) from None
+    return set(), None
+
+
+_ACTIONS = dict(zip(EVENT_ACTIONS, (_link_down, _link_up, _node_down, _node_up, _link_change),
+                    strict=True))  # fmt: skip
 
 
 def _known_link(attributes: dict[Link, dict], pair: Sequence[str], loc: tuple) -> Link:

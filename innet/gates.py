@@ -4,7 +4,7 @@ A node does not send its latent ``z`` itself but the output ``t`` of a
 stochastic gate applied to it. How much ``t`` says about ``z`` is the gate's
 rate, the mutual information ``I(Z;T)`` in bits per sample. Training adds
 ``beta * rate`` to the loss, so a positive ``beta`` teaches each node to send
-less information (DESIGN.md §1). Three kinds:
+less information (docs/science.md). Three kinds:
 
 - ``none``: ``t = z``; deterministic, rate 0 (no rate term).
 - ``gaussian``: ``t = mu(z) + sigma(z) * eps`` with ``eps ~ N(0, I)`` while

@@ -9,7 +9,9 @@ block; sensors without one take the blocks in node order.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -22,11 +24,13 @@ from innet.data import (
     noisy_views,
     split_views,
 )
-from innet.scenario import DataConfig
 from innet.topology.model import Topology
 from innet.yamlio import FieldError
 
-__all__ = ["NodeInputs", "load_inputs", "sensor_view_indices"]
+if TYPE_CHECKING:
+    from innet.families.inl.config import DataConfig
+
+__all__ = ["DATASETS", "VIEWS", "NodeInputs", "load_inputs", "sensor_view_indices"]
 
 
 @dataclass
@@ -56,23 +60,62 @@ def sensor_view_indices(topology: Topology) -> dict[str, int]:
     return indices
 
 
-def _load_dataset(config: DataConfig, seed: int) -> Dataset:
-    if config.dataset == "digits":
-        return load_digits_dataset(seed=seed, test_fraction=config.test_fraction)
-    if config.dataset == "gaussian_mixture":
-        return make_gaussian_mixture(
-            n_samples=config.n_samples,
-            n_features=config.n_features,
-            n_classes=config.n_classes,
-            seed=seed,
-            test_fraction=config.test_fraction,
-            class_sep=config.class_sep,
-        )
+def _digits(config: DataConfig, seed: int) -> Dataset:
+    return load_digits_dataset(seed=seed, test_fraction=config.test_fraction)
+
+
+def _gaussian_mixture(config: DataConfig, seed: int) -> Dataset:
+    return make_gaussian_mixture(
+        n_samples=config.n_samples,
+        n_features=config.n_features,
+        n_classes=config.n_classes,
+        seed=seed,
+        test_fraction=config.test_fraction,
+        class_sep=config.class_sep,
+    )
+
+
+def _idx(config: DataConfig, seed: int) -> Dataset:
     if config.path is None:
         raise FieldError(("data", "path"), "the idx dataset needs a directory of IDX files")
     return load_idx_dataset(
         config.path, seed=seed, test_fraction=config.test_fraction, limit=config.limit
     )
+
+
+DATASETS: dict[str, Callable[[DataConfig, int], Dataset]] = {
+    "digits": _digits,
+    "gaussian_mixture": _gaussian_mixture,
+    "idx": _idx,
+}
+"""The datasets a scenario's ``data.dataset`` may name."""
+
+
+def _split_blocks(config: DataConfig, dataset: Dataset, n_views: int, seed: int) -> tuple:
+    if n_views > dataset.x_train.shape[1]:
+        raise FieldError(
+            ("data", "views"),
+            f"{n_views} sensor views requested but the {dataset.name} data has only "
+            f"{dataset.x_train.shape[1]} features to split",
+        )
+    return split_views(dataset.x_train, n_views), split_views(dataset.x_test, n_views)
+
+
+def _noisy_blocks(config: DataConfig, dataset: Dataset, n_views: int, seed: int) -> tuple:
+    snr = config.snr_db if isinstance(config.snr_db, list) else [config.snr_db] * n_views
+    if len(snr) < n_views:
+        raise FieldError(("data", "snr_db"), f"{len(snr)} values given for {n_views} views")
+    return (
+        noisy_views(dataset.x_train, snr[:n_views], seed=seed),
+        noisy_views(dataset.x_test, snr[:n_views], seed=seed + 1_000_003),
+    )
+
+
+VIEWS: dict[str, Callable[[DataConfig, Dataset, int, int], tuple]] = {
+    "split": _split_blocks,
+    "noisy": _noisy_blocks,
+}
+"""How sensors see the data (``data.views``): disjoint feature blocks or noisy copies."""
 
 
 def load_inputs(config: DataConfig, topology: Topology, seed: int) -> NodeInputs:
@@ -81,24 +124,10 @@ def load_inputs(config: DataConfig, topology: Topology, seed: int) -> NodeInputs
     Problems with the data block raise :class:`~innet.yamlio.FieldError` with the
     path of the field in the scenario (e.g. ``("data", "views")``).
     """
-    dataset = _load_dataset(config, seed)
+    dataset = DATASETS[config.dataset](config, seed)
     indices = sensor_view_indices(topology)
     n_views = max(indices.values()) + 1
-    if config.views == "split":
-        if n_views > dataset.x_train.shape[1]:
-            raise FieldError(
-                ("data", "views"),
-                f"{n_views} sensor views requested but the {dataset.name} data has only "
-                f"{dataset.x_train.shape[1]} features to split",
-            )
-        train_blocks = split_views(dataset.x_train, n_views)
-        test_blocks = split_views(dataset.x_test, n_views)
-    else:
-        snr = config.snr_db if isinstance(config.snr_db, list) else [config.snr_db] * n_views
-        if len(snr) < n_views:
-            raise FieldError(("data", "snr_db"), f"{len(snr)} values given for {n_views} views")
-        train_blocks = noisy_views(dataset.x_train, snr[:n_views], seed=seed)
-        test_blocks = noisy_views(dataset.x_test, snr[:n_views], seed=seed + 1_000_003)
+    train_blocks, test_blocks = VIEWS[config.views](config, dataset, n_views, seed)
     views = {
         sensor: (
             torch.as_tensor(np.ascontiguousarray(train_blocks[index]), dtype=torch.float32),

@@ -26,13 +26,13 @@ from innet.errors import InnetError
 from innet.gates import GateOutput, make_gate
 from innet.seeding import node_generator, node_seed, seeded_torch
 
-__all__ = ["NodeSpec", "NodeModule", "aggregate", "AGGREGATORS", "linear_flops"]
+__all__ = ["ModuleSpec", "NodeModule", "aggregate", "AGGREGATORS", "linear_flops"]
 
 AGGREGATORS = ("sum", "mean", "concat")
 
 
 @dataclass(frozen=True)
-class NodeSpec:
+class ModuleSpec:
     """What a node's module must be built for: its role and its inputs in the plan."""
 
     node: str
@@ -77,7 +77,7 @@ def linear_flops(module: nn.Module) -> int:
 class NodeModule(nn.Module):
     """Encoder, aggregator, combiner and gate (or decoder) of one node."""
 
-    def __init__(self, spec: NodeSpec, seed: int) -> None:
+    def __init__(self, spec: ModuleSpec, seed: int) -> None:
         super().__init__()
         if spec.aggregator not in AGGREGATORS:
             raise InnetError(
@@ -125,8 +125,15 @@ class NodeModule(nn.Module):
         latent = self.combiner(held) if self.combiner is not None else held
         return self.gate(latent)
 
-    def decode(self, received: list[torch.Tensor]) -> torch.Tensor:
-        """Class logits at the fusion node."""
+    def decode(self, received: list[torch.Tensor], batch: int = 0) -> torch.Tensor:
+        """Class logits at the fusion node.
+
+        With nothing received (every sensor cut off from it) the decoder sees zeros:
+        its prediction then depends on no input at all. ``batch`` sizes that case.
+        """
+        if not received:
+            width = self.decoder[0].in_features
+            return self.decoder(torch.zeros(batch, width, device=self.decoder[0].weight.device))
         return self.decoder(self.hold(None, received))
 
     def flops_per_sample(self) -> int:

@@ -28,7 +28,11 @@ that receives no backward message -- the fusion node, where backpropagation
 starts -- sends its gradients when its forward inputs have arrived, plus its
 forward and its backward compute time. A node sends its messages of one phase
 in the order they appear in the list; with free radios and links they all start
-together.
+together. What counts as forward or backward is the phase's *flow* (see
+:mod:`innet.records`: ``eval`` flows like ``forward``). A message may instead
+name its dependencies (``Message.after``: the messages that must have arrived
+before it leaves, no compute time added), which is how traffic of other kinds
+(e.g. tokens dispatched to experts and their results) is timed.
 
 **Lossy links.** A link may lose messages: its ``loss`` attribute (default 0)
 is the probability that one transmission of a message over it is lost, in
@@ -96,10 +100,10 @@ import numpy as np
 import simpy
 from simpy.resources.resource import Request
 
+from innet.records import get_phase
 from innet.topology.model import Topology
 
 __all__ = [
-    "PHASES",
     "ComputeTimes",
     "Message",
     "MessageTiming",
@@ -108,20 +112,21 @@ __all__ = [
     "simulate_run",
 ]
 
-PHASES: tuple[str, ...] = ("forward", "backward", "eval")
-"""The phases a message can belong to; ``eval`` messages flow like ``forward`` ones."""
-
-_FORWARD_PHASES = frozenset({"forward", "eval"})
-
 
 @dataclass(frozen=True)
 class Message:
-    """One tensor of ``nbytes`` bytes sent from ``src`` to ``dst`` over their link."""
+    """One tensor of ``nbytes`` bytes sent from ``src`` to ``dst`` over their link.
+
+    ``after`` lists the indices (in the step's message list) of the messages that
+    must have arrived before this one leaves; ``None`` lets the phase's flow decide
+    (see the module docstring). A phase registered without a flow needs ``after``.
+    """
 
     phase: str
     src: str
     dst: str
     nbytes: int
+    after: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -268,11 +273,18 @@ class NetworkModel:
     ) -> None:
         name = self.topology.name
         for index, message in enumerate(messages):
-            if message.phase not in PHASES:
+            try:
+                flow = get_phase(message.phase).flow
+            except ValueError as error:
+                raise ValueError(f"message {index}: {error}") from None
+            if message.after is None and flow is None:
                 raise ValueError(
-                    f"message {index}: unknown phase {message.phase!r} "
-                    f"(expected one of {', '.join(PHASES)})"
+                    f"message {index}: phase {message.phase!r} has no flow; give `after`"
                 )
+            if message.after is not None and not all(
+                0 <= other < len(messages) and other != index for other in message.after
+            ):
+                raise ValueError(f"message {index}: after {message.after} names no other message")
             if (message.src, message.dst) not in self._links:
                 raise ValueError(
                     f"message {index}: no link between {message.src!r} and {message.dst!r} "
@@ -379,13 +391,27 @@ class _StepSimulation:
         # A group is one side of a node, (node, is_forward). `waiting` counts the
         # messages into a group still to arrive; `on_ready` lists what is sent once
         # they all have: (compute seconds, indices of the messages to send).
+        # A message with explicit dependencies (`after`) waits for those alone:
+        # `blocked` counts its dependencies still to arrive, `unblocks` says whom an
+        # arrival frees. Other messages belong to the groups of their phase's flow.
         self.waiting: dict[tuple[str, bool], int] = {}
+        self.groups: list[tuple[str, bool] | None] = []
+        self.blocked: dict[int, int] = {}
+        self.unblocks: dict[int, list[int]] = {}
         sends: dict[tuple[str, bool], list[int]] = {}
+        flows = {m.phase: get_phase(m.phase).flow for m in messages}
         for index, message in enumerate(messages):
-            forward = message.phase in _FORWARD_PHASES
-            group = (message.dst, forward)
-            self.waiting[group] = self.waiting.get(group, 0) + 1
-            sends.setdefault((message.src, forward), []).append(index)
+            flow = flows[message.phase]
+            group = (message.dst, flow == "forward") if flow is not None else None
+            self.groups.append(group)
+            if group is not None:
+                self.waiting[group] = self.waiting.get(group, 0) + 1
+            if message.after is not None:
+                self.blocked[index] = len(message.after)
+                for other in message.after:
+                    self.unblocks.setdefault(other, []).append(index)
+            else:
+                sends.setdefault((message.src, flow == "forward"), []).append(index)
         self.on_ready: dict[tuple[str, bool], list[tuple[float, list[int]]]] = {}
         for (node, forward), indices in sends.items():
             forward_s, backward_s = compute.get(node, (0.0, 0.0))
@@ -401,6 +427,7 @@ class _StepSimulation:
         for group in self.on_ready:
             if group not in self.waiting:
                 self._ready(group)
+        self._send([index for index, count in self.blocked.items() if count == 0])
         self.env.run()
         stuck = [m for m, end in zip(self.messages, self.ends, strict=True) if math.isnan(end)]
         if stuck:
@@ -468,9 +495,16 @@ class _StepSimulation:
             self.env.timeout(latency).callbacks.append(partial(self._arrive, index))
 
     def _arrive(self, index: int, _event: simpy.Event) -> None:
-        message = self.messages[index]
         self.ends[index] = self.env.now
-        group = (message.dst, message.phase in _FORWARD_PHASES)
-        self.waiting[group] -= 1
-        if self.waiting[group] == 0:
-            self._ready(group)
+        group = self.groups[index]
+        if group is not None:
+            self.waiting[group] -= 1
+            if self.waiting[group] == 0:
+                self._ready(group)
+        freed = []
+        for other in self.unblocks.get(index, ()):
+            self.blocked[other] -= 1
+            if self.blocked[other] == 0:
+                freed.append(other)
+        if freed:
+            self._send(freed)

@@ -6,7 +6,7 @@ single fusion node. During training, latents travel along the forward edges
 and gradients travel back along the same edges in reverse; a link that is not
 in the plan is silent in both directions.
 
-Four routings are built here (DESIGN.md §1):
+Four routings are built here (docs/science.md):
 
 - ``dense``: every link carries traffic. Nodes are ordered by
   ``(hop distance to fusion, node id)`` and each link points from its later

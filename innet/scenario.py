@@ -1,80 +1,107 @@
 """Scenarios: what to run, as a YAML file validated into typed models.
 
-A scenario names a topology, a dataset and how it is split into views, the
-node model, the gate, the training settings, the network options and the
-*variants* to compare (each a routing plus optional overrides of the gate,
-model or training blocks), the seeds, and which pairs of variants to compare.
-``--set a.b=value`` overrides any field before validation. The resolved
-scenario (with every default filled in) is saved with each run.
+A scenario names its *family* (``inl``, in-network learning, by default), a
+topology, the network options, the events during training, the *variants* to
+compare (each a routing plus the overrides its family allows), the seeds, and
+which pairs of variants to compare. Everything else belongs to the family: the
+``inl`` family adds the dataset and its views, the node model, the gate and
+the training settings (:mod:`innet.families.inl.config`). ``--set a.b=value``
+overrides any field before validation. The resolved scenario (with every
+default filled in) is saved with each run.
 """
 
 from __future__ import annotations
 
 import copy
+import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from innet.errors import ConfigError, InnetError
-from innet.events import EventConfig
+from innet.topology.order import node_key
 from innet.units import parse_flops
 from innet.yamlio import FieldError, LineMap, config_error_from_validation, read_yaml
 
+if TYPE_CHECKING:
+    from innet.families import Family
+
 __all__ = [
-    "Scenario",
-    "Variant",
-    "ResolvedVariant",
+    "ScenarioBase",
+    "VariantBase",
+    "EventConfig",
+    "EVENT_ACTIONS",
+    "NetworkConfig",
+    "DistributedConfig",
+    "ReportConfig",
+    "registered",
+    "check_comparisons",
+    "link_name",
     "load_scenario",
     "LoadedScenario",
     "find_scenario",
+    "find_topology",
     "list_scenarios",
     "apply_overrides",
     "SCENARIO_DIRS",
 ]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-SCENARIO_DIRS = (Path("scenarios"), PROJECT_ROOT / "scenarios")
+# The shipped scenarios: innet/scenarios/ when installed from a wheel (package data, with
+# innet/topologies/ beside it, see pyproject.toml), else scenarios/ in the repository (a
+# checkout or an editable install). Either way a scenario's `../topologies/NAME.yaml` resolves.
+_PACKAGED_SCENARIOS = Path(__file__).resolve().parent / "scenarios"
+SHIPPED_SCENARIOS = (
+    _PACKAGED_SCENARIOS if _PACKAGED_SCENARIOS.is_dir() else PROJECT_ROOT / "scenarios"
+)
+SCENARIO_DIRS = (Path("scenarios"), SHIPPED_SCENARIOS)
+SHIPPED_TOPOLOGIES = SHIPPED_SCENARIOS.parent / "topologies"
+
+
+def find_topology(name_or_path: str) -> Path:
+    """A topology file given by path, else by name among the shipped ones (``geant``)."""
+    candidate = Path(name_or_path)
+    if candidate.exists() or candidate.suffix in (".yaml", ".yml") and candidate.parent != Path():
+        return candidate.resolve()
+    for suffix in ("", ".yaml", ".yml"):
+        shipped = SHIPPED_TOPOLOGIES / f"{name_or_path}{suffix}"
+        if shipped.is_file():
+            return shipped
+    known = ", ".join(sorted(path.stem for path in SHIPPED_TOPOLOGIES.glob("*.yaml")))
+    raise InnetError(f"--topology {name_or_path}: file not found (shipped: {known})")
+
+
+def registered(what: str, module: str, names: str) -> Callable[[str], str]:
+    """A pydantic validator accepting only the names of a registry (``module.names``).
+
+    The registry is looked up when a value is checked, so a validated field
+    always agrees with the code that uses it, and a registry added to at run
+    time (a test's own family, phase or routing) is honoured.
+    """
+
+    def check(value: str) -> str:
+        known = getattr(importlib.import_module(module), names)
+        if value not in known:
+            raise ValueError(f"unknown {what} {value!r} (expected one of: {', '.join(known)})")
+        return value
+
+    return check
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class DataConfig(_Strict):
-    dataset: Literal["digits", "gaussian_mixture", "idx"] = "digits"
-    views: Literal["split", "noisy"] = "split"
-    test_fraction: float = Field(0.2, gt=0, lt=1)
-    snr_db: float | list[float] = 10.0
-    n_samples: int = Field(5000, gt=0)
-    n_features: int = Field(64, gt=0)
-    n_classes: int = Field(10, ge=2)
-    class_sep: float = Field(2.0, gt=0)
-    path: str | None = None
-    limit: int | None = Field(None, gt=0)
-
-
-class ModelConfig(_Strict):
-    latent_dim: int = Field(16, gt=0)
-    hidden: int = Field(64, gt=0)
-    aggregator: Literal["sum", "mean", "concat"] = "sum"
-
-
-class GateConfig(_Strict):
-    kind: Literal["none", "gaussian", "discrete"] = "gaussian"
-    beta: float = Field(0.0, ge=0)
-    codewords: int = Field(16, ge=2)
-    tau: float = Field(1.0, gt=0)
-
-
-class TrainingConfig(_Strict):
-    epochs: int = Field(10, gt=0)
-    batch_size: int = Field(64, gt=0)
-    eval_batch_size: int = Field(1024, gt=0)
-    lr: float = Field(3e-3, gt=0)
-    optimizer: Literal["adam", "sgd"] = "adam"
 
 
 class NetworkConfig(_Strict):
@@ -99,41 +126,108 @@ class NetworkConfig(_Strict):
 class DistributedConfig(_Strict):
     """How nodes are spread over torch.distributed ranks (used only under torchrun)."""
 
-    placement: Literal["one_per_rank", "round_robin", "partition", "explicit"] = "partition"
+    placement: Annotated[
+        str, AfterValidator(registered("placement", "innet.distributed.placement", "STRATEGIES"))
+    ] = "partition"
     map: dict[str, int] | None = None  # node -> rank, for placement: explicit
     timeout_s: float = Field(60.0, gt=0)
 
 
 class ReportConfig(_Strict):
-    figures: bool = True
+    figures: bool = True  # draw figures/*.png
+    exchanges_csv: bool = False  # also write exchanges.csv (large: the Parquet file has it all)
 
 
-class Variant(_Strict):
-    routing: Literal["dense", "dijkstra", "hop", "maxcap"]
-    gate: dict[str, Any] = Field(default_factory=dict)
-    model: dict[str, Any] = Field(default_factory=dict)
-    training: dict[str, Any] = Field(default_factory=dict)
+class VariantBase(_Strict):
+    """One arm of a comparison: a routing (a plan builder of :mod:`innet.plans`).
+
+    A scenario family extends it with the blocks a variant may override.
+    """
+
+    routing: Annotated[str, AfterValidator(registered("routing", "innet.plans", "ROUTINGS"))]
 
 
-class Scenario(_Strict):
+EVENT_ACTIONS = ("link_down", "link_up", "node_down", "node_up", "link")
+"""What an event does; exactly one per event (see :mod:`innet.events`)."""
+
+
+class EventTime(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    epoch: int = Field(ge=0)
+    step: int = Field(0, ge=0)
+
+
+class EventConfig(BaseModel):
+    """One event of a scenario's ``events:`` list."""
+
+    model_config = ConfigDict(extra="forbid")
+    at: EventTime
+    link_down: tuple[str, str] | Literal["busiest"] | None = None
+    link_up: tuple[str, str] | None = None
+    node_down: str | None = None
+    node_up: str | None = None
+    link: tuple[str, str] | None = None
+    capacity: str | float | None = None
+    latency: str | float | None = None
+
+    @model_validator(mode="after")
+    def _one_action(self) -> EventConfig:
+        given = [name for name in EVENT_ACTIONS if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError(f"an event needs exactly one of {', '.join(EVENT_ACTIONS)}")
+        if self.link is not None and self.capacity is None and self.latency is None:
+            raise ValueError("a `link:` event needs capacity and/or latency")
+        if self.link is None and (self.capacity is not None or self.latency is not None):
+            raise ValueError("capacity/latency belong to a `link: [a, b]` event")
+        return self
+
+    def describe(self, resolved_link: frozenset[str] | None = None) -> str:
+        """A short human description, e.g. ``link_down r1-f``."""
+        if self.link_down is not None:
+            pair = resolved_link or frozenset(self.link_down)
+            suffix = " (busiest)" if self.link_down == "busiest" else ""
+            return f"link_down {link_name(pair)}{suffix}"
+        if self.link_up is not None:
+            return f"link_up {link_name(frozenset(self.link_up))}"
+        if self.node_down is not None:
+            return f"node_down {self.node_down}"
+        if self.node_up is not None:
+            return f"node_up {self.node_up}"
+        assert self.link is not None
+        changes = []
+        if self.capacity is not None:
+            changes.append(f"capacity {self.capacity}")
+        if self.latency is not None:
+            changes.append(f"latency {self.latency}")
+        return f"link {link_name(frozenset(self.link))}: {', '.join(changes)}"
+
+
+def link_name(link: frozenset[str]) -> str:
+    return "-".join(sorted(link, key=node_key))
+
+
+class ScenarioBase(_Strict):
+    """What every scenario has, whatever its family: the network, the runs and the report.
+
+    A family (``family:``, default ``inl``) adds its own blocks and the type of
+    its variants (see :mod:`innet.families`).
+    """
+
     name: str
     description: str = ""
+    family: str = "inl"
     topology: str
-    data: DataConfig = Field(default_factory=DataConfig)
-    model: ModelConfig = Field(default_factory=ModelConfig)
-    gate: GateConfig = Field(default_factory=GateConfig)
-    training: TrainingConfig = Field(default_factory=TrainingConfig)
     network: NetworkConfig = Field(default_factory=NetworkConfig)
     distributed: DistributedConfig = Field(default_factory=DistributedConfig)
     events: list[EventConfig] = Field(default_factory=list)
-    variants: dict[str, Variant]
+    variants: dict[str, VariantBase]
     seeds: int | list[int] = 5
     comparisons: list[tuple[str, str]] = Field(default_factory=list)
     report: ReportConfig = Field(default_factory=ReportConfig)
 
     @field_validator("variants")
     @classmethod
-    def _some_variants(cls, value: dict[str, Variant]) -> dict[str, Variant]:
+    def _some_variants(cls, value: dict[str, Any]) -> dict[str, Any]:
         if not value:
             raise ValueError("at least one variant is needed")
         return value
@@ -152,49 +246,10 @@ class Scenario(_Strict):
         return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
 
 
-class ResolvedVariant(BaseModel):
-    """A variant with its overrides merged into the scenario's blocks."""
-
-    name: str
-    routing: str
-    model: ModelConfig
-    gate: GateConfig
-    training: TrainingConfig
-
-    def forward_message_bits(self, header_bytes: int = 0) -> int:
-        """Bits of one training forward message (float32 latents of a full batch)."""
-        return 8 * (self.training.batch_size * self.model.latent_dim * 4 + header_bytes)
-
-
-def resolve_variants(
-    scenario: Scenario, source: Path | None = None, lines: LineMap | None = None
-) -> list[ResolvedVariant]:
-    """Merge each variant's overrides into the scenario's model, gate and training blocks."""
-    resolved = []
-    for name, variant in scenario.variants.items():
-        blocks = {}
-        for block, model_type in (
-            ("model", ModelConfig),
-            ("gate", GateConfig),
-            ("training", TrainingConfig),
-        ):
-            merged = {**getattr(scenario, block).model_dump(), **getattr(variant, block)}
-            try:
-                blocks[block] = model_type(**merged)
-            except ValidationError as error:
-                inner = config_error_from_validation(
-                    error,
-                    model=model_type,
-                    file=source,
-                    lines=lines.within("variants", name, block) if lines else None,
-                )
-                raise ConfigError(
-                    inner.message,
-                    file=source,
-                    field=f"variants.{name}.{block}.{inner.field}",
-                    line=inner.line,
-                ) from None
-        resolved.append(ResolvedVariant(name=name, routing=variant.routing, **blocks))
+def check_comparisons(
+    scenario: ScenarioBase, source: Path | None = None, lines: LineMap | None = None
+) -> None:
+    """Every side of every comparison names a variant (one located error otherwise)."""
     for index, pair in enumerate(scenario.comparisons):
         for position, side in enumerate(pair):
             if side not in scenario.variants:
@@ -202,11 +257,14 @@ def resolve_variants(
                     ("comparisons", index, position),
                     f"unknown variant {side!r} (variants: {', '.join(scenario.variants)})",
                 ).located(file=source, lines=lines)
-    return resolved
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``a.b=value`` overrides (values parsed as YAML) to a raw scenario mapping."""
+    """Apply ``a.b=value`` overrides (values parsed as YAML) to a raw scenario mapping.
+
+    An override of a variant the scenario does not have is refused (a typo would
+    otherwise add a variant), unless it names the new variant's ``routing``.
+    """
     result = copy.deepcopy(raw)
     for item in overrides:
         key, sep, text = item.partition("=")
@@ -218,6 +276,15 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             value = text
         target = result
         parts = key.strip().split(".")
+        variants = result.get("variants")
+        new_variant = isinstance(variants, dict) and len(parts) > 2 and parts[1] not in variants
+        if parts[0] == "variants" and new_variant and parts[2:] != ["routing"]:
+            known = ", ".join(map(str, variants))
+            raise ConfigError(
+                f"unknown variant {parts[1]!r} (known: {known}; a new variant needs "
+                f"--set variants.{parts[1]}.routing=...)",
+                field=f"--set {item}",
+            )
         for part in parts[:-1]:
             child = target.get(part)
             if child is None:
@@ -229,8 +296,18 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return result
 
 
+def _blame_overrides(error: ConfigError, overrides: list[str]) -> ConfigError:
+    """The error naming the ``--set`` option whose value it is about, if any."""
+    field = error.field or ""
+    for item in reversed(overrides):
+        key = item.partition("=")[0].strip()
+        if field == key or field.startswith((f"{key}.", f"{key}[")) or key.startswith(f"{field}."):
+            return ConfigError(error.message, field=f"--set {item}")
+    return error
+
+
 def find_scenario(name_or_path: str) -> Path:
-    """A scenario file given by path, or by name from ./scenarios or the project's scenarios/."""
+    """A scenario file given by path, or by name from ./scenarios or the shipped scenarios."""
     candidate = Path(name_or_path)
     if candidate.suffix in (".yaml", ".yml") or candidate.exists():
         if not candidate.is_file():
@@ -246,7 +323,7 @@ def find_scenario(name_or_path: str) -> Path:
 
 
 def list_scenarios() -> list[tuple[str, str]]:
-    """(name, first line of description) of every scenario in ./scenarios and the project's."""
+    """(name, first line of description) of every scenario in ./scenarios and the shipped ones."""
     found: dict[str, str] = {}
     for directory in SCENARIO_DIRS:
         for path in sorted(directory.glob("*.y*ml")) if directory.is_dir() else []:
@@ -263,13 +340,23 @@ def list_scenarios() -> list[tuple[str, str]]:
 
 @dataclass
 class LoadedScenario:
-    """A validated scenario, where it came from, its topology file and its resolved variants."""
+    """A validated scenario, where it came from, its topology file and its resolved variants.
 
-    scenario: Scenario
+    ``variants`` are the family's resolved variants (each has a ``name`` and a
+    ``routing``), in the order the scenario lists them.
+    """
+
+    scenario: ScenarioBase
     path: Path
     topology_path: Path
-    variants: list[ResolvedVariant]
+    variants: list[Any]
     lines: LineMap | None = None
+
+    @property
+    def family(self) -> Family:
+        from innet.families import get_family
+
+        return get_family(self.scenario.family)
 
     def located(self, error: FieldError) -> ConfigError:
         """A problem found later (e.g. in the data block) as an error naming this file's line."""
@@ -282,20 +369,36 @@ def load_scenario(
     """Load, override and validate a scenario, resolving its topology path and variants.
 
     A relative ``topology`` in the file is relative to the scenario file; ``--topology``
-    given on the command line is relative to the current directory.
+    given on the command line is relative to the current directory, or the name of a
+    shipped topology (:func:`find_topology`). The scenario's
+    ``family`` (default ``inl``) says which model validates it.
     """
+    from innet.families import family_names, get_family
+
     raw, lines = read_yaml(path)
     if not isinstance(raw, dict):
         raise ConfigError("a scenario must be a mapping", file=path, line=1)
     raw = apply_overrides(raw, overrides or [])
     if topology is not None:
-        raw["topology"] = str(Path(topology).resolve())
+        raw["topology"] = str(find_topology(topology))
+    name = raw.get("family", "inl")
+    if name not in family_names():
+        raise FieldError(
+            ("family",), f"unknown family {name!r} (expected one of: {', '.join(family_names())})"
+        ).located(file=path, lines=lines)
+    family = get_family(name)
     try:
-        scenario = Scenario(**raw)
+        scenario = family.scenario_model(**raw)
+        check_comparisons(scenario, path, lines)
+        variants = family.resolve_variants(scenario, path, lines)
     except ValidationError as error:
-        raise config_error_from_validation(error, model=Scenario, file=path, lines=lines) from None
+        located = config_error_from_validation(
+            error, model=family.scenario_model, file=path, lines=lines
+        )
+        raise _blame_overrides(located, overrides or []) from None
+    except ConfigError as error:
+        raise _blame_overrides(error, overrides or []) from None
     topology_path = Path(scenario.topology)
     if not topology_path.is_absolute():
         topology_path = (path.parent / topology_path).resolve()
-    variants = resolve_variants(scenario, path, lines)
-    return LoadedScenario(scenario, path, topology_path, variants, lines)
+    return LoadedScenario(scenario, path, topology_path, list(variants), lines)

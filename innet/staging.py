@@ -25,8 +25,10 @@ _STAGING = re.compile(r"^\..+\.partial-(?P<host>.+)-(?P<pid>\d+)$")
 def new_run_dir(name: str, out: Path | None) -> Path:
     """``out`` when given (absent or an empty directory), else a fresh ``runs/<name>-<stamp>``."""
     if out is not None:
-        if out.exists() and (not out.is_dir() or any(out.iterdir())):
-            raise InnetError(f"{out}: output directory exists and is not empty")
+        if out.exists() and not out.is_dir():
+            raise InnetError(f"--out {out}: is a file, not a directory")
+        if out.is_dir() and any(out.iterdir()):
+            raise InnetError(f"--out {out}: directory exists and is not empty")
         return out
     stamp = time.strftime("%Y%m%d-%H%M%S")
     base = Path("runs") / f"{name}-{stamp}"
@@ -40,6 +42,28 @@ def new_run_dir(name: str, out: Path | None) -> Path:
 def staging_dir(run_dir: Path) -> Path:
     """The hidden directory this process assembles ``run_dir`` in."""
     return run_dir.with_name(f".{run_dir.name}.partial-{_host()}-{os.getpid()}")
+
+
+def prepare_staging(run_dir: Path) -> Path:
+    """Create (empty) the staging directory of ``run_dir``, after sweeping stale ones.
+
+    A place that cannot be written (read-only, no permission, a file in the way)
+    is one :class:`~innet.errors.InnetError` naming it.
+    """
+    staging = staging_dir(run_dir)
+    try:
+        run_dir.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_staging(run_dir.parent)
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+        probe = staging / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        shutil.rmtree(staging, ignore_errors=True)
+        reason = error.strerror or type(error).__name__
+        raise InnetError(f"{run_dir}: cannot write the run directory there ({reason})") from None
+    return staging
 
 
 def remove_stale_staging(parent: Path) -> list[Path]:

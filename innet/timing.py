@@ -1,36 +1,61 @@
 """Simulated network time for the exchange records of one run.
 
-Training is synchronous: step k+1 starts when the last gradient of step k has
-reached its sensor. Each training step's forward and backward records go
-through the network model together; steps with the same messages and compute
-times are simulated once (the model caches them). The evaluation after an epoch
+Training is synchronous: step k+1 starts when the last message of step k has
+arrived (in INL, when the last gradient has reached its sensor). Each training
+step's records go through the network model together; steps with the same
+messages and compute times are simulated once. The evaluation after an epoch
 is timed from the end of that epoch's training, as a measurement that does not
 delay the next epoch.
+
+A run whose network changes (events) is timed stretch by stretch: each
+*segment* of the variant's timeline on the network as it was then, its clock
+continuing where the previous segment's training ended. An evaluation runs on
+the network as it is at the end of its epoch. Lost messages (sent into a link
+that had just failed) take no network time and get NaN times.
 
 On lossy links every step is named to the network model by its key
 ``(kind, epoch, step)`` (``kind`` is ``train`` or ``eval``), so its
 retransmissions depend only on the model's seed and that key: the same run
 gives the same times, and a record's ``attempts`` (copies sent, 1 on a
 loss-free link) can be read back next to its times.
+
+:func:`time_run` needs only the records, the timeline and the compute times,
+so a finished run can be timed again on a network with other capacities,
+latencies or losses without training again (``run_sim.py retime``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from innet.engine import ExchangeRow
-from innet.netsim import Message, NetworkModel
-from innet.topology.model import Topology
+from innet.netsim import ComputeTimes, Message, NetworkModel
+from innet.records import ExchangeLog, phase_names
+from innet.topology.model import Topology, node_key
+from innet.units import parse_flops
+from innet.yamlio import FieldError
 
-__all__ = ["RunTiming", "time_records", "compute_seconds"]
+if TYPE_CHECKING:
+    from innet.events import Timeline
+    from innet.families import TrainResult
+
+__all__ = [
+    "RunTiming",
+    "time_run",
+    "epoch_columns",
+    "compute_seconds",
+    "apply_node_flops",
+    "node_rows",
+    "NODE_COLUMNS",
+]
 
 
 @dataclass
 class RunTiming:
-    """Absolute simulated times per record (same order as the records) and per epoch.
+    """Absolute simulated times per record (in the log's record order) and per epoch.
 
     ``attempts`` is the number of copies of each record sent (all ones without
     lossy links; left out, it is filled with ones); ``(attempts - 1) * nbytes``
@@ -68,62 +93,161 @@ def compute_seconds(
     return seconds
 
 
-def time_records(
-    records: Sequence[ExchangeRow],
-    model: NetworkModel,
-    *,
-    batch_of_step: Mapping[tuple[str, int, int], int] | None = None,
-    compute: Mapping[int, Mapping[str, tuple[float, float]]] | None = None,
-) -> RunTiming:
-    """Time every record of a run; ``compute`` maps a batch size to per-node compute seconds.
+def apply_node_flops(topology: Topology, node_flops: Mapping[str, str | float]) -> Topology:
+    """``topology`` with node ``compute`` FLOP/s overridden (``"*"``: every node).
 
-    ``batch_of_step`` maps (kind, epoch, step) with kind ``train`` or ``eval`` to the batch size.
+    An unknown node raises :class:`~innet.yamlio.FieldError` at
+    ``network.node_flops.NODE``.
     """
-    groups: dict[tuple[str, int, int], list[int]] = {}
-    for position, (epoch, step, phase, *_rest) in enumerate(records):
-        kind = "eval" if phase == "eval" else "train"
-        groups.setdefault((kind, epoch, step), []).append(position)
+    if not node_flops:
+        return topology
+    graph = topology.graph.copy()
+    default = node_flops.get("*")
+    for node in graph.nodes:
+        if default is not None:
+            graph.nodes[node]["compute"] = parse_flops(default)
+    for node, flops in node_flops.items():
+        if node == "*":
+            continue
+        if node not in graph:
+            raise FieldError(("network", "node_flops", node), f"no node {node!r} in the topology")
+        graph.nodes[node]["compute"] = parse_flops(flops)
+    return Topology(topology.name, graph, topology.source)
 
-    t_start = np.zeros(len(records))
-    t_end = np.zeros(len(records))
-    queue_s = np.zeros(len(records))
-    attempts = np.ones(len(records), dtype=np.int64)
+
+NODE_COLUMNS = (
+    "variant", "node", "role", "label", "flops_per_sample", "compute_flops",
+    "forward_s", "backward_s",
+)  # fmt: skip
+"""Columns of ``nodes.csv``: module FLOPs and compute seconds for one full training batch."""
+
+
+def node_rows(
+    variant: str,
+    topology: Topology,
+    result: TrainResult,
+    compute: Mapping[int, ComputeTimes] | None,
+) -> list[dict]:
+    """Per node of a variant: module FLOPs and compute seconds for one full training batch."""
+    batch = next((step[3] for step in result.log.steps if step[0] == "train"), 0)
+    seconds = compute.get(batch, {}) if compute else {}
+    return [
+        {
+            "variant": variant,
+            "node": node,
+            "role": topology.graph.nodes[node].get("role"),
+            "label": topology.label(node),
+            "flops_per_sample": count,
+            "compute_flops": topology.graph.nodes[node].get("compute"),
+            "forward_s": seconds.get(node, (0.0, 0.0))[0],
+            "backward_s": seconds.get(node, (0.0, 0.0))[1],
+        }
+        for node, count in sorted(result.flops.items(), key=lambda item: node_key(item[0]))
+    ]
+
+
+def epoch_columns(log: ExchangeLog, timing: RunTiming, epochs: list[int]) -> list[dict]:
+    """Per epoch of ``epochs``: training bytes and simulated seconds, and their running totals.
+
+    Also the messages lost into failed links. These are the columns every
+    family's ``metrics.csv`` ends with (:data:`~innet.records.CORE_METRICS_COLUMNS`).
+    """
+    train_bytes = log.train_bytes_per_epoch()
+    lost = log.lost_per_epoch()
+    rows, total_bytes, total_time = [], 0, 0.0
+    for epoch in epochs:
+        total_bytes += train_bytes.get(epoch, 0)
+        total_time += timing.epoch_train_s.get(epoch, 0.0)
+        rows.append(
+            {
+                "train_bytes": train_bytes.get(epoch, 0),
+                "train_bytes_cum": total_bytes,
+                "sim_time_s": timing.epoch_train_s.get(epoch, 0.0),
+                "sim_time_cum_s": total_time,
+                "lost_messages": lost.get(epoch, 0),
+            }
+        )
+    return rows
+
+
+def time_run(
+    log: ExchangeLog,
+    timeline: Timeline,
+    *,
+    steps_per_epoch: int,
+    tx_ports: int | None = None,
+    seed: int = 0,
+    compute: Mapping[int, ComputeTimes] | None = None,
+) -> RunTiming:
+    """Time every record of ``log`` on the network of each segment of ``timeline``.
+
+    ``compute`` maps a batch size to per-node (forward, backward) compute seconds;
+    ``tx_ports`` is the default number of radios per node; ``seed`` seeds the
+    retransmissions on lossy links.
+    """
+    sizes = log.step_sizes()
+    first_record = np.concatenate([[0], np.cumsum(sizes)])
+    total = int(first_record[-1])
+    t_start = np.full(total, np.nan)
+    t_end = np.full(total, np.nan)
+    queue_s = np.full(total, np.nan)
+    attempts = np.ones(total, dtype=np.int64)
     epoch_train_s: dict[int, float] = {}
-    clock = 0.0
 
-    def simulate(key: tuple[str, int, int], offset: float) -> float:
-        positions = groups[key]
-        messages = [
-            Message(phase=records[i][2], src=records[i][3], dst=records[i][4], nbytes=records[i][6])
-            for i in positions
-        ]
-        compute_s = None
-        if compute is not None and batch_of_step is not None:
-            compute_s = compute.get(batch_of_step[key])
-        timing = model.simulate_step(messages, compute_s, step_key=key)
-        for i, message_timing in zip(positions, timing.messages, strict=True):
-            t_start[i] = offset + message_timing.t_start
-            t_end[i] = offset + message_timing.t_end
-            queue_s[i] = message_timing.queue_s
-            attempts[i] = message_timing.attempts
-        return timing.duration_s
+    at = [
+        (epoch + 1) * steps_per_epoch if kind == "eval" else step
+        for kind, epoch, step, _batch, _block in log.steps
+    ]
+    segment_of = timeline.segment_indices(at) if log.steps else np.zeros(0, dtype=np.int64)
+    messages = [_messages(log, block) for block in range(len(log.blocks))]
+    offset = 0.0
+    for segment_index, segment in enumerate(timeline.segments):
+        positions = np.flatnonzero(segment_of == segment_index).tolist()
+        if not positions:
+            continue
+        model = NetworkModel(segment.topology, tx_ports=tx_ports, seed=seed)
+        clock = eval_clock = 0.0
+        previous: tuple[str, int] | None = None
+        segment_train_s: dict[int, float] = {}
+        for position in positions:
+            kind, epoch, step, batch, block = log.steps[position]
+            step_messages, delivered = messages[block]
+            compute_s = compute.get(batch) if compute is not None else None
+            start = clock if kind == "train" else eval_clock
+            if kind == "eval" and previous != ("eval", epoch):
+                start = eval_clock = clock
+            timing = model.simulate_step(step_messages, compute_s, step_key=(kind, epoch, step))
+            records = first_record[position] + delivered
+            t_start[records] = [(start + m.t_start) + offset for m in timing.messages]
+            t_end[records] = [(start + m.t_end) + offset for m in timing.messages]
+            queue_s[records] = [m.queue_s for m in timing.messages]
+            attempts[records] = [m.attempts for m in timing.messages]
+            if kind == "train":
+                clock += timing.duration_s
+                segment_train_s[epoch] = segment_train_s.get(epoch, 0.0) + timing.duration_s
+            else:
+                eval_clock += timing.duration_s
+            previous = (kind, epoch)
+        for epoch, seconds in segment_train_s.items():
+            epoch_train_s[epoch] = epoch_train_s.get(epoch, 0.0) + seconds
+        offset += sum(segment_train_s.values())
+    return RunTiming(t_start, t_end, queue_s, epoch_train_s, attempts)
 
-    eval_clock = 0.0
-    keys = sorted(groups, key=lambda key: (key[1], key[0] == "eval", key[2]))
-    for index, key in enumerate(keys):
-        kind, epoch, _step = key
-        if kind == "train":
-            duration = simulate(key, clock)
-            clock += duration
-            epoch_train_s[epoch] = epoch_train_s.get(epoch, 0.0) + duration
-        else:
-            if index == 0 or keys[index - 1][0] == "train" or keys[index - 1][1] != epoch:
-                eval_clock = clock
-            eval_clock += simulate(key, eval_clock)
-    return RunTiming(
-        t_start=t_start,
-        t_end=t_end,
-        queue_s=queue_s,
-        epoch_train_s=epoch_train_s,
-        attempts=attempts,
+
+def _messages(log: ExchangeLog, block_index: int) -> tuple[tuple[Message, ...], np.ndarray]:
+    """The network-model messages of one block (lost ones left out) and their positions."""
+    block = log.blocks[block_index]
+    delivered = np.flatnonzero(~block.lost)
+    names = phase_names()
+    return (
+        tuple(
+            Message(
+                phase=names[block.phase[i]],
+                src=log.nodes[block.src[i]],
+                dst=log.nodes[block.dst[i]],
+                nbytes=int(block.nbytes[i]),
+            )
+            for i in delivered.tolist()
+        ),
+        delivered,
     )

@@ -1,14 +1,14 @@
 """How tensors travel between nodes: the Transport interface and its in-process implementation.
 
-The engine never knows where a node lives. It asks the transport to ``send``
+The executor never knows where a node lives. It asks the transport to ``send``
 a tensor from one node to another and to ``recv`` the tensor a node is owed,
 naming the pair, the phase and the payload, and giving the shape it expects
 (so a transport that needs buffers in advance, like torch.distributed, can
 allocate them). ``owns(node)`` says whether this process runs a node.
 
 Before each phase (the forward pass, the backward pass, one evaluation batch)
-the engine announces every message of that phase with ``expect``, in the
-*canonical order*: the order in which their senders send them. The engine
+the executor announces every message of that phase with ``expect``, in the
+*canonical order*: the order in which their senders send them. The executor
 walks the nodes of ``plan.forward_order()`` (reversed for the backward pass)
 and each node sends to its parents (children, backward) in sorted order, so
 the canonical list is what :func:`phase_messages` returns. A transport whose
@@ -19,6 +19,16 @@ returns once every message this process sent has left.
 :class:`InProcessTransport` keeps every node in this process: a send drops the
 tensor in a mailbox, a receive takes it out. The tensor is detached on the way,
 so no autograd graph ever spans two nodes.
+
+:class:`RecordingTransport` wraps any transport and writes every send into an
+:class:`~innet.records.ExchangeLog`, its size taken from the real tensor
+(``numel * element_size``, plus a per-message header). It is also where the
+network loses messages: a send over a link named in :meth:`~RecordingTransport.drop`
+is recorded as lost and never handed on. The executor knows neither.
+
+Sizes need not be known in advance: the in-process transport takes any
+tensor, and the torch.distributed one checks each send against the shape
+announced for it (a family whose message sizes vary announces them per step).
 """
 
 from __future__ import annotations
@@ -26,20 +36,27 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections import defaultdict, deque
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 
 if TYPE_CHECKING:
     from innet.plans import Plan
+    from innet.records import ExchangeLog
 
 __all__ = [
+    "ANY",
     "ExpectedMessage",
+    "shape_matches",
     "InProcessTransport",
     "MessageKey",
+    "RecordingTransport",
     "Transport",
     "phase_messages",
 ]
+
+ANY = -1
+"""A dimension of an announced shape that only the sender knows."""
 
 MessageKey = tuple[str, str, str, str]
 """(src, dst, phase, payload) names one kind of message on one link direction."""
@@ -49,7 +66,8 @@ class ExpectedMessage(NamedTuple):
     """One message announced by :meth:`Transport.expect`: who, which phase, what shape.
 
     A plain ``(src, dst, phase, payload, shape)`` tuple works too; ``dtype``
-    defaults to float32.
+    defaults to float32. A dimension of ``-1`` (:data:`ANY`) is known only when
+    the message is sent (e.g. how many tokens a router sends to an expert).
     """
 
     src: str
@@ -58,6 +76,17 @@ class ExpectedMessage(NamedTuple):
     payload: str
     shape: tuple[int, ...]
     dtype: torch.dtype = torch.float32
+
+
+def shape_matches(shape: Sequence[int], announced: Sequence[int]) -> bool:
+    """True when ``shape`` fits ``announced`` (whose :data:`ANY` dimensions fit any size).
+
+    >>> shape_matches((5, 4), (ANY, 4)), shape_matches((5, 4), (5, 3))
+    (True, False)
+    """
+    return len(shape) == len(announced) and all(
+        want == ANY or got == want for got, want in zip(shape, announced, strict=True)
+    )
 
 
 def phase_messages(
@@ -134,15 +163,6 @@ class Transport(ABC):
     def flush(self) -> None:  # noqa: B027 - optional hook
         """Wait until every message this process sent has left; called at the end of a step."""
 
-    @abstractmethod
-    def gather(self, obj: Any) -> list[Any] | None:
-        """Collect one picklable object from every process: the list on the leader, else None."""
-
-    @property
-    def is_leader(self) -> bool:
-        """True in the one process that writes outputs and prints."""
-        return True
-
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources; the in-process transport has none."""
 
@@ -173,16 +193,68 @@ class InProcessTransport(Transport):
         if not mailbox:
             raise RuntimeError(f"no {phase} {payload} waiting from {src} to {dst}")
         tensor = mailbox.popleft()
-        if tuple(tensor.shape) != tuple(shape) or tensor.dtype != dtype:
+        if not shape_matches(tuple(tensor.shape), tuple(shape)) or tensor.dtype != dtype:
             raise RuntimeError(
                 f"{src}->{dst} {phase} {payload}: expected {tuple(shape)} {dtype}, "
                 f"got {tuple(tensor.shape)} {tensor.dtype}"
             )
         return tensor
 
-    def gather(self, obj: Any) -> list[Any]:
-        return [obj]
-
     def pending(self) -> int:
         """Number of messages sent but not yet received (0 after a complete step)."""
         return sum(len(box) for box in self._mailboxes.values())
+
+    def waiting(self) -> list[MessageKey]:
+        """The key of every message sent but not yet received."""
+        return [key for key, box in self._mailboxes.items() for _ in box]
+
+
+class RecordingTransport(Transport):
+    """Records every send of ``inner`` into ``log``; drops sends over failed links.
+
+    ``header_bytes`` is added to every message's size (a per-message header).
+    """
+
+    def __init__(self, inner: Transport, log: ExchangeLog, header_bytes: int = 0) -> None:
+        self.inner = inner
+        self.log = log
+        self.header_bytes = header_bytes
+        self._dropped: frozenset[tuple[str, str]] = frozenset()
+
+    def drop(self, links: frozenset[tuple[str, str]]) -> None:
+        """From now on, sends from ``src`` to ``dst`` for each pair in ``links`` are lost."""
+        self._dropped = links
+
+    def owns(self, node: str) -> bool:
+        return self.inner.owns(node)
+
+    def send(self, tensor: torch.Tensor, *, src: str, dst: str, phase: str, payload: str) -> None:
+        wire = tensor.detach()
+        lost = (src, dst) in self._dropped
+        nbytes = wire.numel() * wire.element_size() + self.header_bytes
+        self.log.add(phase, src, dst, payload, nbytes, lost)
+        if not lost:
+            self.inner.send(wire, src=src, dst=dst, phase=phase, payload=payload)
+
+    def recv(
+        self,
+        *,
+        src: str,
+        dst: str,
+        phase: str,
+        payload: str,
+        shape: Sequence[int],
+        dtype: torch.dtype = torch.float32,
+    ) -> torch.Tensor:
+        return self.inner.recv(
+            src=src, dst=dst, phase=phase, payload=payload, shape=shape, dtype=dtype
+        )
+
+    def expect(self, messages: Sequence[tuple]) -> None:
+        self.inner.expect(messages)
+
+    def flush(self) -> None:
+        self.inner.flush()
+
+    def close(self) -> None:
+        self.inner.close()

@@ -30,6 +30,8 @@ import yaml
 
 import innet.runner
 from innet.cli import default_message_bits, main
+from innet.families.inl.trainer import InlTrainer
+from innet.scenario import find_scenario, load_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_SIM = ROOT / "run_sim.py"
@@ -53,6 +55,8 @@ RUN_FILES = [
     "node_rates.csv",
     "summary.json",
     "report.md",
+    "steps.csv",
+    "provenance.json",
 ]
 
 # The smoke run: gaussian_mixture n_samples 300, test_fraction 0.2 -> 240 training
@@ -64,6 +68,7 @@ SMOKE_ARGS = [
     "--scenario",
     "smoke",
     "--no-progress",
+    "--csv",
     "--set",
     f"training.epochs={EPOCHS}",
     "--set",
@@ -214,7 +219,7 @@ def test_run_prints_the_headline_table(smoke_run: SmokeRun) -> None:
 @pytest.mark.slow
 def test_exchange_tables(smoke_run: SmokeRun) -> None:
     parquet = smoke_run.exchanges
-    # the columns of DESIGN.md §2 first, in order; then only known additions
+    # the columns of docs/numbers.md first, in order; then only known additions
     assert list(parquet.columns)[: len(EXCHANGE_COLUMNS)] == EXCHANGE_COLUMNS
     assert set(parquet.columns[len(EXCHANGE_COLUMNS) :]) <= {"lost", "attempts"}
     csv = pd.read_csv(smoke_run.run_dir / "exchanges.csv")
@@ -322,7 +327,11 @@ def test_set_overrides_land_in_config(smoke_run: SmokeRun) -> None:
     for variant in config["variants"].values():
         assert variant["training"]["batch_size"] == BATCH
     assert config["seeds"] == [0, 1]
-    assert Path(config["topology"]) == DIAMOND
+    # the topology path is relative to the run directory
+    assert (smoke_run.run_dir / config["topology"]).resolve() == DIAMOND
+    assert not Path(config["topology"]).is_absolute()
+    # fields the run's choices do not use are left out: a Gaussian gate has no codebook
+    assert "codewords" not in config["gate"] and "class_sep" in config["data"]
 
 
 @pytest.mark.slow
@@ -656,8 +665,25 @@ def test_run_rejects_bad_override(
 ) -> None:
     out = tmp_path / "run"
     result = call(capsys, "--scenario", "smoke", "--set", override, "--out", str(out))
-    assert_user_error(result, "smoke.yaml", f"{field}: ", *words)
+    # the error names the --set option, not a line of smoke.yaml that says something else
+    assert_user_error(result, f"--set {override}: ", *words)
+    assert "smoke.yaml" not in result.err
     assert_nothing_left(tmp_path, out)
+
+
+def test_set_with_a_misspelt_variant_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    override = "variants.dijkstra_rat.gate.beta=0.1"
+    result = call(capsys, "--scenario", "smoke", "--set", override, "--out", str(out))
+    assert_user_error(
+        result, f"--set {override}", "unknown variant 'dijkstra_rat'", "dijkstra_rate"
+    )
+    assert_nothing_left(tmp_path, out)
+    # a new variant is fine when it names its routing
+    loaded = load_scenario(find_scenario("smoke"), ["variants.extra.routing=hop"])
+    assert [v.name for v in loaded.variants][-1] == "extra"
 
 
 @pytest.mark.parametrize("argv", [["--seeds", "0"], ["--set", "training"]])
@@ -817,7 +843,7 @@ def test_interrupt_leaves_nothing(
     def interrupted(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(innet.runner, "train_one", interrupted)
+    monkeypatch.setattr(InlTrainer, "train", interrupted)
     out = tmp_path / "run"
     result = call(capsys, *FAST_RUN, "--out", str(out))
     assert result.code == 130

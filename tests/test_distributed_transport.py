@@ -1,7 +1,7 @@
 """The torch.distributed transport delivers every message intact, in order, without deadlock.
 
 Most tests start 2, 3 or 4 gloo processes on this machine (CPU only) and, in
-each, drive a :class:`DistributedTransport` the way the engine does: announce
+each, drive a :class:`DistributedTransport` the way the executor does: announce
 a phase with ``expect``, walk the local nodes in plan order receiving from
 children and sending to parents (the reverse for the backward pass), then
 ``flush``. Every message is a tensor filled with a number that encodes
@@ -34,6 +34,11 @@ from innet.distributed import (
     place_nodes,
     shutdown,
 )
+from innet.distributed.context import DistContext
+from innet.distributed.group import ProcessGroup
+from innet.events import step_plan
+from innet.executors.per_node import PerNodeExecutor
+from innet.modules import ModuleSpec
 from innet.plans import Plan, dense_plan, hop_plan
 from innet.topology.model import Topology, node_key
 from innet.transport import InProcessTransport, phase_messages
@@ -138,7 +143,7 @@ def crossed_scenario(world_size: int) -> Scenario:
     return Scenario("crossed", plan, placement, {node: 4 for node in placement})
 
 
-# -- driving the transport like the engine ---------------------------------------------------
+# -- driving the transport like the executor -------------------------------------------------
 
 
 def message_value(scenario: Scenario, src: str, dst: str, phase: str, step: int) -> float:
@@ -150,7 +155,7 @@ def message_value(scenario: Scenario, src: str, dst: str, phase: str, step: int)
 def run_phase(
     transport: DistributedTransport, scenario: Scenario, phase: str, batch: int, step: int
 ) -> tuple[int, list[str]]:
-    """One phase in engine order; returns (messages received, problems seen)."""
+    """One phase in executor order; returns (messages received, problems seen)."""
     plan, dims = scenario.plan, scenario.dims
     transport.expect(phase_messages(plan, phase, batch, dims))
     local = [node for node in plan.forward_order() if transport.owns(node)]
@@ -243,9 +248,9 @@ def _scenario_worker(rank: int, world_size: int, port: int, results: multiproces
     try:
         context = _join_job(rank, world_size, port, PROCESS_TIMEOUT_S)
         outcome = {s.name: run_scenario(s, rank, world_size) for s in build_scenarios(world_size)}
-        transport = DistributedTransport({}, rank, world_size, "cpu")
-        outcome["gather"] = transport.gather({"rank": rank, "square": rank * rank})
-        outcome["leader"] = transport.is_leader
+        group = ProcessGroup(context)
+        outcome["gather"] = group.gather({"rank": rank, "square": rank * rank})
+        outcome["leader"] = group.is_leader
         shutdown(context)
         results.put((rank, outcome))
     except BaseException:  # noqa: BLE001 - sent to the test process
@@ -403,7 +408,9 @@ def test_single_rank_needs_no_process_group():
     transport.flush()
     assert transport.pending() == 0
     assert transport.bytes_sent_cross_rank == 0
-    assert transport.gather("x") == ["x"] and transport.is_leader
+    group = ProcessGroup(DistContext(0, 1, 0, "gloo", torch.device("cpu")))
+    assert group.gather("x") == ["x"] and group.broadcast("y") == "y" and group.is_leader
+    group.barrier()  # one rank: returns without a process group
 
 
 def test_send_out_of_canonical_order_is_refused():
@@ -600,7 +607,7 @@ def test_no_deadlock_with_one_strict_stream_per_rank(world_size, monkeypatch):
         assert received == sum(1 for _ in all_phases(scenario))
 
 
-# -- the canonical order is the engine's sending order -----------------------------------------
+# -- the canonical order is the executor's sending order ---------------------------------------
 
 
 class _RecordingTransport(InProcessTransport):
@@ -613,17 +620,14 @@ class _RecordingTransport(InProcessTransport):
         super().send(tensor, src=src, dst=dst, phase=phase, payload=payload)
 
 
-def test_phase_messages_is_the_order_the_engine_sends_in():
-    from innet.engine import Engine
-    from innet.modules import NodeSpec
-
+def test_phase_messages_is_the_order_the_executor_sends_in():
     top = _topology(_random_connected(8, seed=3), "n2")
     plan = dense_plan(top)
     sensors = [node for node in plan.forward_order() if not plan.children(node)]
     views = {node: (torch.randn(6, 2), torch.randn(5, 2)) for node in sensors}
     labels = (torch.randint(0, 2, (6,)), torch.randint(0, 2, (5,)))
     specs = {
-        node: NodeSpec(
+        node: ModuleSpec(
             node=node,
             is_fusion=node == plan.fusion,
             view_dim=2 if node in views else None,
@@ -637,10 +641,11 @@ def test_phase_messages_is_the_order_the_engine_sends_in():
         for node in plan.forward_order()
     }
     transport = _RecordingTransport()
-    engine = Engine(plan=plan, specs=specs, seed=0, transport=transport, views=views,
-                    labels=labels, lr=0.1)  # fmt: skip
-    engine.train_step(np.arange(4), epoch=0, step=0)
-    engine.evaluate(epoch=0, step=0, batch_size=3)
+    executor = PerNodeExecutor(plan=plan, specs=specs, seed=0, transport=transport, views=views,
+                               labels=labels, lr=0.1)  # fmt: skip
+    executor.train_step(np.arange(4), step_plan(plan, frozenset(), sensors))
+    for index in (np.arange(0, 3), np.arange(3, 5)):  # the 5 test samples in batches of 3
+        executor.evaluate_batch(index)
     dims = {node: 3 for node in specs}
     want = [
         *phase_messages(plan, "forward", 4, dims),

@@ -1,18 +1,21 @@
-"""The engine's message passing computes exactly the gradients of one monolithic model."""
+"""The per-node executor computes exactly the gradients of one monolithic model."""
 
 from __future__ import annotations
 
 import networkx as nx
 import numpy as np
+import pandas as pd
 import pytest
 import torch
-import torch.nn.functional as F
 
-from innet.engine import Engine
-from innet.modules import NodeSpec
+from innet.events import step_plan
+from innet.executors.per_node import PerNodeExecutor
+from innet.modules import ModuleSpec
 from innet.plans import build_plan
+from innet.records import ExchangeLog
+from innet.reference import monolithic_objective
 from innet.topology.model import Topology
-from innet.transport import InProcessTransport
+from innet.transport import InProcessTransport, RecordingTransport
 
 LATENT = 4
 
@@ -28,7 +31,9 @@ def lateral_topology() -> Topology:
     return Topology("lateral", graph)
 
 
-def make_engine(routing: str, gate: str, beta: float, seed: int = 3, aggregator: str = "sum"):
+def make_engine(
+    routing: str, gate: str, beta: float, seed: int = 3, aggregator: str = "sum", header: int = 0
+):
     topology = lateral_topology()
     plan = build_plan(topology, routing, message_bits=1e4).active(topology.sensors)
     generator = torch.Generator().manual_seed(0)
@@ -42,7 +47,7 @@ def make_engine(routing: str, gate: str, beta: float, seed: int = 3, aggregator:
         torch.zeros(8, dtype=torch.long),
     )
     specs = {
-        node: NodeSpec(
+        node: ModuleSpec(
             node=node,
             is_fusion=node == plan.fusion,
             view_dim=3 if node in views else None,
@@ -56,26 +61,29 @@ def make_engine(routing: str, gate: str, beta: float, seed: int = 3, aggregator:
         for node in plan.forward_order()
     }
     transport = InProcessTransport()
-    engine = Engine(plan=plan, specs=specs, seed=seed, transport=transport, views=views,
-                    labels=labels, lr=0.1, optimizer="sgd", beta=beta)  # fmt: skip
+    recorder = RecordingTransport(transport, ExchangeLog(topology.graph.nodes), header)
+    engine = PerNodeExecutor(plan=plan, specs=specs, seed=seed, transport=recorder, views=views,
+                             labels=labels, lr=0.1, optimizer="sgd", beta=beta)  # fmt: skip
     return engine, transport
 
 
-def monolithic_gradients(engine: Engine, index: np.ndarray, beta: float) -> dict[str, list]:
+def train(engine: PerNodeExecutor, index: np.ndarray, step: int = 0) -> float | None:
+    """One recorded training step without failures."""
+    log = engine.transport.log
+    log.begin("train", 0, step, len(index))
+    loss = engine.train_step(index, step_plan(engine.plan, frozenset(), []))
+    log.end()
+    return loss
+
+
+def records(engine: PerNodeExecutor) -> pd.DataFrame:
+    return engine.transport.log.frame("v", 0)
+
+
+def monolithic_gradients(engine: PerNodeExecutor, index: np.ndarray, beta: float) -> dict:
     """Backpropagate through all node modules as one autograd graph (no messages)."""
-    sent, rates, loss = {}, [], None
-    for node in engine.order:
-        module = engine.modules[node]
-        module.train()
-        received = [sent[child] for child in engine.plan.children(node)]
-        if node == engine.plan.fusion:
-            loss = F.cross_entropy(module.decode(received), engine.labels[0][index])
-        else:
-            view = engine.views[node][0][index] if node in engine.views else None
-            out = module.send_forward(view, received)
-            sent[node] = out.t
-            rates.append(out.rate_bits)
-    (loss + beta * torch.stack(rates).sum()).backward()
+    monolithic_objective(engine.modules, engine.plan, engine.views, engine.labels[0], index,
+                         beta).backward()  # fmt: skip
     return {
         node: [p.grad.clone() for p in module.parameters()]
         for node, module in engine.modules.items()
@@ -95,7 +103,7 @@ def test_message_passing_gradients_equal_monolithic(routing, gate, beta, aggrega
     engine, transport = make_engine(routing, gate, beta, aggregator=aggregator)
     reference, _ = make_engine(routing, gate, beta, aggregator=aggregator)
     index = np.arange(8)
-    engine.train_step(index, epoch=0, step=0)
+    train(engine, index)
     expected = monolithic_gradients(reference, index, beta)
     assert transport.pending() == 0
     for node, module in engine.modules.items():
@@ -107,29 +115,42 @@ def test_message_passing_gradients_equal_monolithic(routing, gate, beta, aggrega
 
 def test_records_are_the_real_tensors_over_every_plan_edge():
     engine, _ = make_engine("dense", "gaussian", 0.0)
-    engine.train_step(np.arange(6), epoch=0, step=0)
-    forward = {(src, dst) for _, _, phase, src, dst, *_ in engine.records if phase == "forward"}
-    backward = {(dst, src) for _, _, phase, src, dst, *_ in engine.records if phase == "backward"}
+    train(engine, np.arange(6))
+    rows = records(engine)
+    forward = set(
+        zip(rows.src[rows.phase == "forward"], rows.dst[rows.phase == "forward"], strict=True)
+    )
+    backward = set(
+        zip(rows.dst[rows.phase == "backward"], rows.src[rows.phase == "backward"], strict=True)
+    )
     assert forward == backward == set(engine.plan.edges)
-    assert {row[6] for row in engine.records} == {6 * LATENT * 4}
-    assert len(engine.records) == 2 * len(engine.plan.edges)
+    assert set(rows.nbytes) == {6 * LATENT * 4}
+    assert len(rows) == 2 * len(engine.plan.edges)
 
 
 def test_header_bytes_are_added_to_each_message():
-    engine, _ = make_engine("dijkstra", "none", 0.0)
-    engine.header_bytes = 40
-    engine.train_step(np.arange(5), epoch=0, step=0)
-    assert {row[6] for row in engine.records} == {5 * LATENT * 4 + 40}
+    engine, _ = make_engine("dijkstra", "none", 0.0, header=40)
+    train(engine, np.arange(5))
+    assert set(records(engine).nbytes) == {5 * LATENT * 4 + 40}
 
 
 def test_evaluation_sends_only_forward_eval_latents():
     engine, transport = make_engine("dense", "gaussian", 0.0)
-    result = engine.evaluate(epoch=0, step=0, batch_size=5)
-    phases = {row[2] for row in engine.records}
-    assert phases == {"eval"}
-    assert result.samples == 8
-    assert 0 <= result.correct <= 8
-    assert set(result.rate_sums) == {node for node, _ in engine.plan.edges}
+    log = engine.transport.log
+    total = None
+    for number, start in enumerate(range(0, 8, 5)):
+        index = np.arange(start, min(start + 5, 8))
+        log.begin("eval", 0, number, len(index))
+        result = engine.evaluate_batch(index)
+        log.end()
+        if total is None:
+            total = result
+        else:
+            total.add(result)
+    assert set(records(engine).phase) == {"eval"}
+    assert total.samples == 8
+    assert 0 <= total.metric_sums["correct"] <= 8
+    assert set(total.rate_sums) == {node for node, _ in engine.plan.edges}
     assert transport.pending() == 0
 
 
@@ -137,7 +158,7 @@ def test_same_seed_same_training():
     losses = []
     for _ in range(2):
         engine, _ = make_engine("dense", "gaussian", 0.1)
-        losses.append([engine.train_step(np.arange(i, i + 4), 0, i) for i in range(4)])
+        losses.append([train(engine, np.arange(i, i + 4), i) for i in range(4)])
     assert losses[0] == losses[1]
     other, _ = make_engine("dense", "gaussian", 0.1, seed=4)
-    assert [other.train_step(np.arange(i, i + 4), 0, i) for i in range(4)] != losses[0]
+    assert [train(other, np.arange(i, i + 4), i) for i in range(4)] != losses[0]

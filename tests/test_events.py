@@ -11,12 +11,14 @@ import pytest
 import torch
 
 from innet.cli import main
-from innet.engine import Engine
-from innet.events import EventConfig, build_timeline
-from innet.modules import NodeSpec
+from innet.events import build_timeline, step_plan
+from innet.executors.per_node import PerNodeExecutor
+from innet.modules import ModuleSpec
 from innet.plans import build_plan
+from innet.records import ExchangeLog
+from innet.scenario import EventConfig
 from innet.topology.model import Topology
-from innet.transport import InProcessTransport
+from innet.transport import InProcessTransport, RecordingTransport
 from innet.yamlio import FieldError
 
 BITS = 8 * 64 * 16 * 4
@@ -141,12 +143,12 @@ def test_an_event_has_exactly_one_action(fields):
         EventConfig(**fields)
 
 
-def make_engine(plan, topology):
+def make_executor(plan, topology):
     sensors = topology.sensors
     views = {s: (torch.randn(8, 2), torch.randn(4, 2)) for s in sensors}
     labels = (torch.randint(0, 2, (8,)), torch.zeros(4, dtype=torch.long))
     specs = {
-        node: NodeSpec(
+        node: ModuleSpec(
             node=node,
             is_fusion=node == "f",
             view_dim=2 if node in sensors else None,
@@ -160,33 +162,41 @@ def make_engine(plan, topology):
         for node in plan.forward_order()
     }
     transport = InProcessTransport()
-    engine = Engine(plan=plan, specs=specs, seed=0, transport=transport, views=views,
-                    labels=labels, lr=0.1, optimizer="sgd")  # fmt: skip
-    return engine, transport
+    recorder = RecordingTransport(transport, ExchangeLog(topology.graph.nodes))
+    executor = PerNodeExecutor(plan=plan, specs=specs, seed=0, transport=recorder, views=views,
+                               labels=labels, lr=0.1, optimizer="sgd")  # fmt: skip
+    return executor, recorder, transport
 
 
-def test_engine_loses_messages_over_failed_links_and_keeps_the_rest_consistent():
+def test_executor_loses_messages_over_failed_links_and_keeps_the_rest_consistent():
     topology = mesh()
     plan = build_plan(topology, "dense", BITS).active(topology.sensors)
-    engine, transport = make_engine(plan, topology)
-    before = {name: [p.clone() for p in m.parameters()] for name, m in engine.modules.items()}
+    executor, recorder, transport = make_executor(plan, topology)
+    before = {name: [p.clone() for p in m.parameters()] for name, m in executor.modules.items()}
     failed = frozenset({frozenset({"s4", "s3"}), frozenset({"r1", "f"})})
-    loss = engine.train_step(np.arange(8), 0, 0, failed)
+    step = step_plan(plan, failed, topology.sensors)
+    recorder.drop(step.lost)
+    recorder.log.begin("train", 0, 0, 8)
+    loss = executor.train_step(np.arange(8), step)
+    recorder.log.end()
     assert loss is not None and transport.pending() == 0
-    lost = [row for row in engine.records if row[7]]
-    assert {(row[3], row[4]) for row in lost} == {("s4", "s3"), ("r1", "f")}
-    assert all(row[2] == "forward" and row[6] == 8 * 3 * 4 for row in lost)
-    delivered = {(row[3], row[4]) for row in engine.records if row[2] == "forward" and not row[7]}
-    grads = {(row[4], row[3]) for row in engine.records if row[2] == "backward"}
+    rows = recorder.log.frame("dense", 0)
+    lost = rows[rows["lost"]]
+    assert set(zip(lost["src"], lost["dst"], strict=True)) == {("s4", "s3"), ("r1", "f")}
+    assert (lost["phase"] == "forward").all() and (lost["nbytes"] == 8 * 3 * 4).all()
+    sent = rows[(rows["phase"] == "forward") & ~rows["lost"]]
+    delivered = set(zip(sent["src"], sent["dst"], strict=True))
+    back = rows[rows["phase"] == "backward"]
+    grads = set(zip(back["dst"], back["src"], strict=True))
     assert grads == delivered  # a gradient comes back exactly over each delivered latent
     # s4's only message was lost, and s1 reaches f only through r1, whose message was
     # lost: neither learns this step; s3 reaches f through r2 and does
     for node in ("s4", "s1"):
-        for old, new in zip(before[node], engine.modules[node].parameters(), strict=True):
+        for old, new in zip(before[node], executor.modules[node].parameters(), strict=True):
             assert torch.equal(old, new)
     assert any(
         not torch.equal(old, new)
-        for old, new in zip(before["s3"], engine.modules["s3"].parameters(), strict=True)
+        for old, new in zip(before["s3"], executor.modules["s3"].parameters(), strict=True)
     )
 
 

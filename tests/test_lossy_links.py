@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 from topology_files import load_error, write_file
 
-from innet.engine import RECORD_FIELDS
+from innet.events import Segment, Timeline
 from innet.netsim import Message, MessageTiming, NetworkModel, simulate_run
-from innet.timing import RunTiming, time_records
+from innet.plans import Plan
+from innet.records import ExchangeLog
+from innet.timing import RunTiming, time_run
 from innet.topology import load_topology, topology_from_dict, topology_to_dict
 from innet.topology.model import Topology
 
@@ -363,47 +365,62 @@ def test_the_model_rejects_a_non_integer_seed():
 # --- timing a run --------------------------------------------------------------------------
 
 
-def record(epoch: int, step: int, phase: str, src: str, dst: str, nbytes: int) -> tuple:
-    payload = "grad" if phase == "backward" else "latent"
-    row = (epoch, step, phase, src, dst, payload, nbytes)
-    return row + (False,) * (len(RECORD_FIELDS) - len(row))  # the lead's ``lost`` flag, if any
+CHAIN_PLAN = Plan("dijkstra", "f", (("s", "r"), ("r", "f")))
 
 
-def run_records(steps: int) -> list[tuple]:
-    records = []
+def run_log(steps: int) -> ExchangeLog:
+    """``steps`` training steps of one epoch over the chain, then one evaluation batch."""
+    log = ExchangeLog(["f", "r", "s"])
     for step in range(steps):
-        records += [
-            record(0, step, "forward", "s", "r", 2000),
-            record(0, step, "forward", "r", "f", 1000),
-            record(0, step, "backward", "f", "r", 1000),
-            record(0, step, "backward", "r", "s", 2000),
-        ]
-    records += [record(0, 0, "eval", "s", "r", 5000), record(0, 0, "eval", "r", "f", 5000)]
-    return records
+        log.begin("train", 0, step, 8)
+        log.add("forward", "s", "r", "latent", 2000)
+        log.add("forward", "r", "f", "latent", 1000)
+        log.add("backward", "f", "r", "grad", 1000)
+        log.add("backward", "r", "s", "grad", 2000)
+        log.end()
+    log.begin("eval", 0, 0, 8)
+    log.add("eval", "s", "r", "latent", 5000)
+    log.add("eval", "r", "f", "latent", 5000)
+    log.end()
+    return log
 
 
-def test_time_records_reports_attempts_and_is_reproducible():
-    records = run_records(40)
-    timing = time_records(records, NetworkModel(chain(0.3), seed=4))
-    assert timing.attempts.dtype == np.int64 and len(timing.attempts) == len(records)
-    on_lossy = np.array([{row[3], row[4]} == {"s", "r"} for row in records])
+def time_chain(log: ExchangeLog, loss: float, seed: int) -> RunTiming:
+    """Time ``log`` on the chain with ``loss`` on its s-r link (a single-segment timeline)."""
+    timeline = Timeline(segments=[Segment(0, chain(loss), CHAIN_PLAN)])
+    train_steps = sum(kind == "train" for kind, *_ in log.steps)
+    return time_run(log, timeline, steps_per_epoch=train_steps, seed=seed)
+
+
+def test_time_run_reports_attempts_and_is_reproducible():
+    log = run_log(40)
+    rows = log.frame("chain", 0)
+    timing = time_chain(log, 0.3, seed=4)
+    assert timing.attempts.dtype == np.int64 and len(timing.attempts) == len(rows) == len(log)
+    on_lossy = np.array(
+        [{src, dst} == {"s", "r"} for src, dst in zip(rows["src"], rows["dst"], strict=True)]
+    )
+    assert on_lossy.any() and not on_lossy.all()
     assert (timing.attempts[~on_lossy] == 1).all()
     assert timing.attempts[on_lossy].max() > 1
-    again = time_records(records, NetworkModel(chain(0.3), seed=4))
+    again = time_chain(log, 0.3, seed=4)
     for name in ("t_start", "t_end", "queue_s", "attempts"):
         np.testing.assert_array_equal(getattr(timing, name), getattr(again, name))
     assert timing.epoch_train_s == again.epoch_train_s
-    other = time_records(records, NetworkModel(chain(0.3), seed=5))
+    other = time_chain(log, 0.3, seed=5)
     assert not np.array_equal(timing.attempts, other.attempts)
-    loss_free = time_records(records, NetworkModel(chain(0.0), seed=4))
+    loss_free = time_chain(log, 0.0, seed=4)
     assert (loss_free.attempts == 1).all()
     assert timing.epoch_train_s[0] > loss_free.epoch_train_s[0]  # retransmissions take time
+    timed = log.frame("chain", 0, timing)  # the times line up with the rows of the table
+    np.testing.assert_array_equal(timed["attempts"].to_numpy(), timing.attempts)
 
 
 def test_a_step_is_timed_the_same_whatever_else_the_run_holds():
     """Draws depend on (seed, step key) only: a longer run leaves earlier steps alone."""
-    short = time_records(run_records(10), NetworkModel(chain(0.3), seed=4))
-    long = time_records(run_records(30), NetworkModel(chain(0.3), seed=4))
+    short = time_chain(run_log(10), 0.3, seed=4)
+    long = time_chain(run_log(30), 0.3, seed=4)
+    assert short.attempts[:40].max() > 1  # the shared steps do retransmit
     np.testing.assert_array_equal(short.attempts[:40], long.attempts[:40])
 
 

@@ -238,7 +238,7 @@ def test_simulate_run_lays_steps_back_to_back():
     [
         (fwd("s", "f", 10), "no link between 's' and 'f'"),
         (fwd("s", "x", 10), "no link between 's' and 'x'"),
-        (Message("sideways", "s", "r", 10), "unknown phase 'sideways'"),
+        (Message("sideways", "s", "r", 10), r"phase 'sideways' \(known: forward, backward, eval"),
         (fwd("s", "r", -1), "nbytes must be >= 0"),
     ],
 )

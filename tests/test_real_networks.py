@@ -12,14 +12,10 @@ from innet.cli import main
 from innet.topology.importer import TopologyImportWarning
 
 ROOT = Path(__file__).resolve().parents[1]
-ZOO = ROOT.parent / "shared" / "topologyzoo"
 GEANT_YAML = ROOT / "topologies" / "geant.yaml"
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(
-    not (ZOO / "Geant2011.graphml").is_file(), reason="../shared/topologyzoo is absent"
-)
 def test_dense_vs_dijkstra_on_geant(tmp_path):
     out = tmp_path / "geant"
     with pytest.warns(TopologyImportWarning) as caught:  # the import says what it changed

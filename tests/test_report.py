@@ -23,6 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from innet.errors import InnetError
+from innet.records import REQUIRED_EXCHANGE_COLUMNS
 from innet.report import (
     build_summary,
     busiest_links,
@@ -40,7 +41,6 @@ from innet.report import (
     write_report,
 )
 from innet.report.figures import node_positions
-from innet.report.rundir import EXCHANGE_COLUMNS
 from innet.report.sections import compute_section
 from innet.topology.model import Topology
 
@@ -98,7 +98,7 @@ def make_exchanges() -> pd.DataFrame:
                         (variant, seed, epoch, 0, "eval", sender, receiver, "latent",
                          10_000, 0.0, 1e-3, 0.0)
                     )  # fmt: skip
-    exchanges = pd.DataFrame(rows, columns=list(EXCHANGE_COLUMNS))
+    exchanges = pd.DataFrame(rows, columns=list(REQUIRED_EXCHANGE_COLUMNS))
     return exchanges.astype({"nbytes": "int64", "seed": "int64", "epoch": "int64", "step": "int64"})
 
 
@@ -258,6 +258,7 @@ def test_summary_is_plain_json_with_required_keys(run_dir: Path) -> None:
     reloaded = json.loads(json.dumps(summary, allow_nan=False))
     assert reloaded == summary
     assert summary["scenario"] == "dense_vs_dijkstra"
+    assert summary["family"] == "inl"  # the config names none: the default family
     assert summary["seeds"] == [0, 1]
     types = {
         "routing": str,
@@ -357,7 +358,7 @@ def test_tables_account_for_every_training_byte(records: list[tuple]) -> None:
             (variant, seed, 0, 0, phase, src, dst, "latent", nbytes, 0.0, 0.0, 0.0)
             for variant, seed, phase, src, dst, nbytes in records
         ],
-        columns=list(EXCHANGE_COLUMNS),
+        columns=list(REQUIRED_EXCHANGE_COLUMNS),
     ).astype({"nbytes": "int64"})
     training = exchanges[exchanges["phase"] != "eval"]
     per_seed = training_exchange(exchanges)
@@ -617,7 +618,8 @@ def write_large_run(run_dir: Path, n_nodes: int = 400) -> Topology:
     (run_dir / "plans.json").write_text(
         json.dumps({name: {"routing": name, "edges": edges} for name, edges in plans.items()})
     )
-    pd.DataFrame(rows, columns=list(EXCHANGE_COLUMNS)).to_parquet(run_dir / "exchanges.parquet")
+    exchanges = pd.DataFrame(rows, columns=list(REQUIRED_EXCHANGE_COLUMNS))
+    exchanges.to_parquet(run_dir / "exchanges.parquet")
     metrics = make_metrics()
     metrics = metrics[metrics["seed"] == 0].replace({"dijkstra": "tree"})
     metrics.to_csv(run_dir / "metrics.csv", index=False)

@@ -26,8 +26,8 @@ from innet.topology.importer import (
 from innet.yamlio import parse_yaml
 
 REPO = Path(__file__).resolve().parents[1]
-ZOO = Path(__file__).resolve().parents[2] / "shared" / "topologyzoo"
 TOPOLOGIES = REPO / "topologies"
+ZOO = TOPOLOGIES / "zoo"  # shipped with the project (CC BY 4.0, see its README.md)
 
 # What importing each file changes, read off the files: (pairs of parallel links,
 # links in those pairs, isolated nodes dropped). Everything else must match the README.
@@ -46,8 +46,7 @@ NODE_ATTRIBUTES = {"role", "view", "compute", "tx_ports", "label", "pos"}
 
 @pytest.fixture(scope="module")
 def zoo() -> Path:
-    if not ZOO.is_dir():
-        pytest.skip(f"Topology Zoo samples not found at {ZOO}")
+    assert sorted(path.stem for path in ZOO.glob("*.graphml")) == sorted(CHANGES)
     return ZOO
 
 
@@ -531,4 +530,5 @@ def test_shipped_imports_are_plain_yaml():
     for name in ("geant", "abilene"):
         data = yaml.safe_load((TOPOLOGIES / f"{name}.yaml").read_text())
         assert data["name"] == name
-        assert data["import"]["graphml"].startswith("../../shared/topologyzoo/")
+        assert data["import"]["graphml"].startswith("zoo/")
+        assert (TOPOLOGIES / data["import"]["graphml"]).is_file()

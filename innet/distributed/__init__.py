@@ -4,7 +4,10 @@ Under ``torchrun`` every process runs the same program. :func:`init_distributed`
 joins the job; :func:`place_nodes` decides which rank runs which node (every
 rank computes the same answer); :class:`DistributedTransport` carries messages
 between nodes on different ranks with point-to-point sends and receives, and
-keeps the others in memory. The engine is the same as in one process.
+keeps the others in memory; :class:`ProcessGroup` gathers results on rank 0
+and shares its decisions; :class:`DistributedProcesses` puts these together
+for the runner. Nothing outside this package imports ``torch.distributed``. The
+executor is the same as in one process.
 """
 
 from innet.distributed.context import (
@@ -14,14 +17,18 @@ from innet.distributed.context import (
     is_torchrun,
     shutdown,
 )
+from innet.distributed.group import ProcessGroup
 from innet.distributed.placement import STRATEGIES, cross_rank_links, place_nodes
+from innet.distributed.processes import DistributedProcesses
 from innet.distributed.transport import DistributedTransport
 
 __all__ = [
     "STRATEGIES",
     "DistContext",
     "DistributedError",
+    "DistributedProcesses",
     "DistributedTransport",
+    "ProcessGroup",
     "cross_rank_links",
     "init_distributed",
     "is_torchrun",

@@ -9,8 +9,8 @@ posted with ``irecv``.
 **Matching without tags.** NCCL, the GPU backend, has no message tags: it
 pairs the k-th send from rank A to rank B with the k-th receive B posted
 from A. So both sides must agree on one order of all messages. That order is
-the *canonical order*, the order in which the engine sends (see
-:mod:`innet.transport`); before each phase the engine announces the whole
+the *canonical order*, the order in which the executor sends (see
+:mod:`innet.transport`); before each phase the executor announces the whole
 list with :meth:`~DistributedTransport.expect`, every rank the same list.
 Then each rank keeps two queues in canonical order: the sends its nodes owe
 and the receives its nodes are owed from other ranks. Sends must come in
@@ -27,14 +27,21 @@ message, and both must be there. So the first time ``expect`` names a pair
 of ranks, all ranks meet at a barrier and then greet each such pair in one
 fixed order, a tiny exchange that is not counted as traffic.
 
+**Sizes known only when sent.** A message announced with a dimension of
+:data:`~innet.transport.ANY` (e.g. the number of tokens routed to an expert)
+is preceded on the wire by its shape, a small int64 tensor; the receiver
+posts the receive for the shape, waits for it, then posts the receive for the
+data, before any later receive. Waiting there cannot deadlock: the sender
+sends in canonical order and needs nothing numbered after the message.
+
 Counters: ``bytes_sent_cross_rank`` (``numel * element_size`` of every
-message tensor this rank handed to torch.distributed),
+message tensor this rank handed to torch.distributed, shapes sent ahead of
+messages of unknown size not counted),
 ``messages_sent_cross_rank`` and ``cross_rank_bytes_by_link[(src, dst)]``.
 """
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict, deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -44,7 +51,15 @@ import torch
 import torch.distributed as dist
 
 from innet.distributed.context import DistributedError
-from innet.transport import ExpectedMessage, MessageKey, Transport
+from innet.distributed.errors import first_line
+from innet.transport import (
+    ANY,
+    ExpectedMessage,
+    InProcessTransport,
+    MessageKey,
+    Transport,
+    shape_matches,
+)
 
 __all__ = ["DistributedTransport"]
 
@@ -76,19 +91,6 @@ def _key(message: ExpectedMessage) -> MessageKey:
 def _describe(key: MessageKey) -> str:
     src, dst, phase, payload = key
     return f"{phase} {payload} {src}->{dst}"
-
-
-_SOURCE_LOCATION = re.compile(r"^\[[^\]\s]+:\d+\]\s*")  # gloo's "[.../pair.cc:537] "
-_BOILERPLATE = ". This is typically caused by"  # gloo's advice, then "GLHF!"
-
-
-def _first_line(error: BaseException) -> str:
-    """The gist of a torch.distributed error on one line, without gloo's source location."""
-    text = str(error).strip()
-    if not text:
-        return type(error).__name__
-    line = _SOURCE_LOCATION.sub("", text.splitlines()[0])
-    return line.split(_BOILERPLATE)[0].strip() or type(error).__name__
 
 
 class DistributedTransport(Transport):
@@ -125,17 +127,13 @@ class DistributedTransport(Transport):
         self._inbound: deque[_Announced] = deque()  # receives from other ranks, not yet posted
         self._posted: dict[MessageKey, deque[_PostedReceive]] = defaultdict(deque)
         self._in_flight: list[tuple[torch.Tensor, Any]] = []  # sends not yet known to be done
-        self._mailboxes: dict[MessageKey, deque[torch.Tensor]] = defaultdict(deque)
+        self._same_rank = InProcessTransport()  # messages between this rank's own nodes
         self._linked_pairs: set[tuple[int, int]] = set()
 
     # -- who runs what ----------------------------------------------------------------------
 
     def owns(self, node: str) -> bool:
         return self._rank_of(node) == self.rank
-
-    @property
-    def is_leader(self) -> bool:
-        return self.rank == 0
 
     def _rank_of(self, node: str) -> int:
         try:
@@ -190,7 +188,7 @@ class DistributedTransport(Transport):
                     work.wait()
         except RuntimeError as error:
             raise DistributedError(
-                f"rank {self.rank}: connecting to the other ranks failed: {_first_line(error)}"
+                f"rank {self.rank}: connecting to the other ranks failed: {first_line(error)}"
             ) from error
         self._linked_pairs.update(pairs)
 
@@ -210,16 +208,21 @@ class DistributedTransport(Transport):
         self._sends_due.popleft()
         wire = tensor.detach()
         if due.peer == self.rank:
-            self._mailboxes[key].append(wire)
+            self._same_rank.send(wire, src=src, dst=dst, phase=phase, payload=payload)
             return
         self._post_receives(below=due.index)
         wire = wire.to(self.device).contiguous()
         try:
+            if ANY in due.message.shape:  # the receiver learns the shape first
+                size = torch.tensor(wire.shape, dtype=torch.int64, device=self.device)
+                self._in_flight.append(
+                    (size, dist.isend(size, dst=self._global_rank(due.peer), group=self.group))
+                )
             work = dist.isend(wire, dst=self._global_rank(due.peer), group=self.group)
         except RuntimeError as error:
             raise DistributedError(
                 f"rank {self.rank}: sending {_describe(key)} to rank {due.peer} failed: "
-                f"{_first_line(error)}"
+                f"{first_line(error)}"
             ) from error
         self._in_flight.append((wire, work))
         nbytes = wire.numel() * wire.element_size()
@@ -231,7 +234,7 @@ class DistributedTransport(Transport):
         """Wait for this rank's sends; raise if an announced message was not exchanged."""
         leftover = [a.key for a in self._sends_due] + [a.key for a in self._inbound]
         leftover += [p.announced.key for queue in self._posted.values() for p in queue]
-        leftover += [key for key, box in self._mailboxes.items() for _ in box]
+        leftover += self._same_rank.waiting()
         if leftover:
             raise RuntimeError(
                 f"rank {self.rank}: step ended with {len(leftover)} announced messages not "
@@ -242,7 +245,7 @@ class DistributedTransport(Transport):
                 work.wait()
         except RuntimeError as error:
             raise DistributedError(
-                f"rank {self.rank}: a send to another rank failed: {_first_line(error)}"
+                f"rank {self.rank}: a send to another rank failed: {first_line(error)}"
             ) from error
         self._in_flight.clear()
 
@@ -260,16 +263,9 @@ class DistributedTransport(Transport):
     ) -> torch.Tensor:
         key = (src, dst, phase, payload)
         if self._rank_of(src) == self.rank:
-            mailbox = self._mailboxes.get(key)
-            if not mailbox:
-                raise RuntimeError(f"rank {self.rank}: no {_describe(key)} waiting")
-            tensor = mailbox.popleft()
-            if tuple(tensor.shape) != tuple(shape) or tensor.dtype != dtype:
-                raise RuntimeError(
-                    f"{_describe(key)}: expected {tuple(shape)} {dtype}, "
-                    f"got {tuple(tensor.shape)} {tensor.dtype}"
-                )
-            return tensor
+            return self._same_rank.recv(
+                src=src, dst=dst, phase=phase, payload=payload, shape=shape, dtype=dtype
+            )
         if not self._posted.get(key):
             target = next((a for a in self._inbound if a.key == key), None)
             if target is None:
@@ -289,7 +285,7 @@ class DistributedTransport(Transport):
         except RuntimeError as error:
             raise DistributedError(
                 f"rank {self.rank}: waiting for {_describe(key)} from rank {announced.peer} "
-                f"failed: {_first_line(error)}"
+                f"failed: {first_line(error)}"
             ) from error
         return posted.buffer
 
@@ -298,13 +294,19 @@ class DistributedTransport(Transport):
         while self._inbound and self._inbound[0].index < below:
             announced = self._inbound.popleft()
             message = announced.message
-            buffer = torch.empty(message.shape, dtype=message.dtype, device=self.device)
+            peer = self._global_rank(announced.peer)
             try:
-                work = dist.irecv(buffer, src=self._global_rank(announced.peer), group=self.group)
+                shape = message.shape
+                if ANY in shape:  # its shape comes first; wait for it before posting more
+                    size = torch.empty(len(shape), dtype=torch.int64, device=self.device)
+                    dist.irecv(size, src=peer, group=self.group).wait()
+                    shape = tuple(int(value) for value in size.tolist())
+                buffer = torch.empty(shape, dtype=message.dtype, device=self.device)
+                work = dist.irecv(buffer, src=peer, group=self.group)
             except RuntimeError as error:
                 raise DistributedError(
                     f"rank {self.rank}: receiving {_describe(announced.key)} from rank "
-                    f"{announced.peer} failed: {_first_line(error)}"
+                    f"{announced.peer} failed: {first_line(error)}"
                 ) from error
             self._posted[announced.key].append(_PostedReceive(announced, buffer, work))
 
@@ -315,7 +317,7 @@ class DistributedTransport(Transport):
         dtype: torch.dtype,
         announced: ExpectedMessage,
     ) -> None:
-        if shape != announced.shape or dtype != announced.dtype:
+        if not shape_matches(shape, announced.shape) or dtype != announced.dtype:
             raise RuntimeError(
                 f"rank {self.rank}: {_describe(key)} announced as {announced.shape} "
                 f"{announced.dtype}, handled as {shape} {dtype}"
@@ -323,23 +325,10 @@ class DistributedTransport(Transport):
 
     # -- everything else --------------------------------------------------------------------
 
-    def gather(self, obj: Any) -> list[Any] | None:
-        """``obj`` from every rank, as a list in rank order on rank 0; None elsewhere."""
-        if self.world_size == 1:
-            return [obj]
-        gathered: list[Any] | None = [None] * self.world_size if self.rank == 0 else None
-        try:
-            dist.gather_object(obj, gathered, dst=self._global_rank(0), group=self.group)
-        except RuntimeError as error:
-            raise DistributedError(
-                f"rank {self.rank}: collecting results on rank 0 failed: {_first_line(error)}"
-            ) from error
-        return gathered
-
     def pending(self) -> int:
         """Announced messages of this rank's nodes not yet sent or delivered (0 after a step)."""
         posted = sum(len(queue) for queue in self._posted.values())
-        boxed = sum(len(box) for box in self._mailboxes.values())
+        boxed = self._same_rank.pending()
         return len(self._sends_due) + len(self._inbound) + posted + boxed
 
     def close(self) -> None:
@@ -347,5 +336,5 @@ class DistributedTransport(Transport):
         self._sends_due.clear()
         self._inbound.clear()
         self._posted.clear()
-        self._mailboxes.clear()
+        self._same_rank = InProcessTransport()
         self._in_flight.clear()

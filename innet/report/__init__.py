@@ -8,7 +8,11 @@ Everything here reads the raw tables of a run directory (see
   per link, per seed and per epoch;
 - :mod:`~innet.report.summary`: the headline numbers and the comparisons;
 - :mod:`~innet.report.markdown`: the headline table and ``report.md``;
-- :mod:`~innet.report.figures`: topology, accuracy-vs-bytes and rate figures.
+- :mod:`~innet.report.figures`: the topology figures;
+- :mod:`~innet.report.rundir`: writing and reading the run directory.
+
+The scenario's family adds its own summary fields, sections, figures and
+tables (:class:`~innet.families.FamilyReport`).
 """
 
 from innet.report.figures import draw_figures, topology_figure_name
@@ -21,10 +25,13 @@ from innet.report.markdown import (
 )
 from innet.report.rundir import (
     RunData,
+    RunTables,
     load_run,
     load_topology_json,
+    resolved_config,
     save_topology_json,
     write_report,
+    write_tables,
 )
 from innet.report.summary import build_summary, comparison_pairs, reduction
 from innet.report.tables import (
@@ -39,6 +46,9 @@ from innet.report.tables import (
 
 __all__ = [
     "RunData",
+    "RunTables",
+    "resolved_config",
+    "write_tables",
     "load_run",
     "load_topology_json",
     "save_topology_json",

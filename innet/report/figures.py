@@ -4,12 +4,8 @@
   width and colour show the training bytes per seed it carried (both
   directions, forward latents and backward gradients); links the variant
   left silent are thin dashed grey. Nodes are coloured by role.
-- ``accuracy_vs_bytes.png``: test accuracy after each epoch against the
-  cumulative training exchange (from the exchange records), one line per
-  variant: the mean over seeds, with a band of ± one sample standard deviation.
-- ``latent_rate_per_node.png``: the final latent rate of every sending node,
-  mean over seeds (± std up to 40 nodes), one bar per variant; with more than
-  40 sending nodes, one curve per variant of the rates sorted from the highest.
+- the scenario family's own figures (the ``inl`` family: accuracy against
+  bytes and the latent rate per node; see :mod:`innet.families.inl.report`).
 
 Figures are drawn on :class:`matplotlib.figure.Figure` objects with the Agg
 renderer, so no window opens and no global pyplot state is touched. Large
@@ -38,8 +34,9 @@ from matplotlib.colors import ListedColormap, Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from innet.records import FIGURES_DIR
 from innet.report.sections import event_steps
-from innet.report.tables import training_exchange_per_epoch, undirected_link_totals
+from innet.report.tables import undirected_link_totals
 from innet.topology.model import Topology, node_key
 
 if TYPE_CHECKING:
@@ -47,19 +44,17 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FIGURES_DIR",
-    "ACCURACY_FIGURE",
-    "RATE_FIGURE",
+    "LABELLED_NODES_MAX",
+    "event_marks",
+    "save_figure",
     "topology_figure_name",
     "node_positions",
     "draw_figures",
 ]
 
-FIGURES_DIR = "figures"
-ACCURACY_FIGURE = "accuracy_vs_bytes.png"
-RATE_FIGURE = "latent_rate_per_node.png"
 
 ROLE_COLOURS = {"fusion": "#d62728", "sensor": "#1f77b4", "relay": "#8c8c8c"}
-_LABELLED_NODES_MAX = 40
+LABELLED_NODES_MAX = 40
 _SPRING_NODES_MAX = 300  # networkx's spring layout up to here, the numpy one above
 _FORCE_NODES_MAX = 3000  # the dense numpy layout needs n^2 memory; spectral above
 # viridis without its palest yellow, which hardly shows on white: the busiest links stay visible
@@ -149,9 +144,7 @@ def draw_figures(run: RunData, link_totals: pd.DataFrame, out_dir: str | Path) -
     written = []
     for variant in variants:
         figure = _topology_figure(run, variant, link_bytes, positions, max_bytes)
-        written.append(_save(figure, out_dir / topology_figure_name(variant)))
-    written.append(_save(_accuracy_figure(run, variants), out_dir / ACCURACY_FIGURE))
-    written.append(_save(_rate_figure(run, variants), out_dir / RATE_FIGURE))
+        written.append(save_figure(figure, out_dir / topology_figure_name(variant)))
     return written
 
 
@@ -165,7 +158,7 @@ def _topology_figure(
     topology = run.topology
     graph = topology.graph
     n_nodes = graph.number_of_nodes()
-    large = n_nodes > _LABELLED_NODES_MAX
+    large = n_nodes > LABELLED_NODES_MAX
     rows = link_bytes[link_bytes["variant"] == variant]
     carried: dict[tuple[str, str], float] = {}
     for u, v, value in zip(rows["u"], rows["v"], rows["nbytes_per_seed"], strict=True):
@@ -231,7 +224,7 @@ def _draw_nodes(ax, topology: Topology, positions: dict[str, tuple[float, float]
     """Relays, then sensors, then the fusion node on top; smaller as the network grows."""
     graph = topology.graph
     n_nodes = graph.number_of_nodes()
-    size = 320 if n_nodes <= _LABELLED_NODES_MAX else 40 if n_nodes <= 300 else 14
+    size = 320 if n_nodes <= LABELLED_NODES_MAX else 40 if n_nodes <= 300 else 14
     for role, colour in (("relay", ROLE_COLOURS["relay"]), ("sensor", ROLE_COLOURS["sensor"]),
                          ("fusion", ROLE_COLOURS["fusion"])):  # fmt: skip
         nodes = [node for node, node_role in graph.nodes(data="role") if node_role == role]
@@ -241,7 +234,7 @@ def _draw_nodes(ax, topology: Topology, positions: dict[str, tuple[float, float]
         ax.scatter(
             xy[:, 0],
             xy[:, 1],
-            s=size * (4 if role == "fusion" and n_nodes > _LABELLED_NODES_MAX else 1),
+            s=size * (4 if role == "fusion" and n_nodes > LABELLED_NODES_MAX else 1),
             c=colour,
             edgecolors="white" if role != "fusion" else "black",
             linewidths=0.5,
@@ -249,34 +242,7 @@ def _draw_nodes(ax, topology: Topology, positions: dict[str, tuple[float, float]
         )
 
 
-def _accuracy_figure(run: RunData, variants: list[str]) -> Figure:
-    curves = _accuracy_curves(run)
-    figure = Figure(figsize=(7, 4.5), layout="constrained")
-    ax = figure.add_subplot()
-    for variant in variants:
-        curve = curves[curves["variant"] == variant]
-        if curve.empty:
-            continue
-        x = curve["bytes_mean"].to_numpy() / 1e6
-        mean = curve["accuracy_mean"].to_numpy()
-        std = curve["accuracy_std"].to_numpy()
-        (line,) = ax.plot(x, mean, marker="o", markersize=3, label=variant)
-        ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.2)
-        for at_bytes, description in _event_marks(run, variant):
-            ax.axvline(at_bytes / 1e6, color=line.get_color(), linestyle=":", linewidth=1.2)
-            ax.annotate(description, (at_bytes / 1e6, 0.02), xycoords=("data", "axes fraction"),
-                        rotation=90, fontsize=7, color=line.get_color(),
-                        ha="right", va="bottom")  # fmt: skip
-    ax.set_xlabel("cumulative training exchange per seed (MB)")
-    ax.set_ylabel("test accuracy")
-    ax.set_title("Test accuracy against training bytes (mean ± std over seeds)")
-    ax.grid(alpha=0.3)
-    if ax.lines:
-        ax.legend()
-    return figure
-
-
-def _event_marks(run: RunData, variant: str) -> list[tuple[float, str]]:
+def event_marks(run: RunData, variant: str) -> list[tuple[float, str]]:
     """(training bytes per seed sent before the event step, description) of each event."""
     marks = []
     training = run.exchanges[
@@ -286,90 +252,6 @@ def _event_marks(run: RunData, variant: str) -> list[tuple[float, str]]:
     for _epoch, step, description in event_steps(run, variant):
         marks.append((training.loc[training["step"] < step, "nbytes"].sum() / seeds, description))
     return marks
-
-
-def _accuracy_curves(run: RunData) -> pd.DataFrame:
-    """Per variant and epoch: mean cumulative training bytes, accuracy mean and std."""
-    metrics = run.metrics[["variant", "seed", "epoch", "accuracy"]]
-    per_epoch = training_exchange_per_epoch(run.exchanges)[["variant", "seed", "epoch", "nbytes"]]
-    joined = metrics.merge(per_epoch, on=["variant", "seed", "epoch"], how="left")
-    joined["nbytes"] = joined["nbytes"].fillna(0)
-    joined = joined.sort_values(["variant", "seed", "epoch"])
-    joined["bytes_cum"] = joined.groupby(["variant", "seed"])["nbytes"].cumsum()
-    curves = (
-        joined.groupby(["variant", "epoch"])
-        .agg(
-            bytes_mean=("bytes_cum", "mean"),
-            accuracy_mean=("accuracy", "mean"),
-            accuracy_std=("accuracy", "std"),
-        )
-        .reset_index()
-    )
-    curves["accuracy_std"] = curves["accuracy_std"].fillna(0.0)
-    return curves
-
-
-def _rate_figure(run: RunData, variants: list[str]) -> Figure:
-    rates = run.node_rates
-    nodes = sorted(rates["node"].unique(), key=node_key)
-    if len(nodes) > _LABELLED_NODES_MAX:
-        return _sorted_rate_figure(run, variants)
-    width_inches = float(np.clip(2.0 + 0.08 * len(nodes) * max(len(variants), 1), 6.0, 18.0))
-    figure = Figure(figsize=(width_inches, 4.5), layout="constrained")
-    ax = figure.add_subplot()
-    if not nodes:
-        ax.text(0.5, 0.5, "no node rates recorded", ha="center", va="center")
-        ax.set_axis_off()
-        return figure
-    stats = rates.groupby(["variant", "node"])["rate_bits"].agg(["mean", "std"]).fillna(0.0)
-    positions = np.arange(len(nodes))
-    bar_width = 0.8 / max(len(variants), 1)
-    spread = rates["seed"].nunique() >= 2
-    for index, variant in enumerate(variants):
-        if variant not in stats.index.get_level_values("variant"):
-            continue
-        rows = stats.loc[variant].reindex(nodes)
-        ax.bar(
-            positions + (index - (len(variants) - 1) / 2) * bar_width,
-            rows["mean"].fillna(0.0),
-            width=bar_width,
-            yerr=rows["std"].fillna(0.0) if spread else None,
-            capsize=2,
-            label=variant,
-        )
-    graph = run.topology.graph
-    labels = [run.topology.label(node) if node in graph else node for node in nodes]
-    ax.set_xticks(positions, labels, rotation=90 if len(nodes) > 12 else 0)
-    ax.tick_params(axis="x", labelsize=8)
-    ax.set_xlim(-0.6, len(nodes) - 0.4)
-    ax.set_ylabel("latent rate (bits/sample)")
-    ax.set_title(
-        f"Latent rate per sending node (final evaluation, mean{' ± std' if spread else ''} "
-        "over seeds)"
-    )
-    ax.grid(axis="y", alpha=0.3)
-    ax.legend()
-    return figure
-
-
-def _sorted_rate_figure(run: RunData, variants: list[str]) -> Figure:
-    """Many nodes: each variant's node rates (mean over seeds) sorted from the highest."""
-    means = run.node_rates.groupby(["variant", "node"])["rate_bits"].mean()
-    figure = Figure(figsize=(8, 4.5), layout="constrained")
-    ax = figure.add_subplot()
-    for variant in variants:
-        if variant not in means.index.get_level_values("variant"):
-            continue
-        values = np.sort(means.loc[variant].to_numpy())[::-1]
-        ranks = np.arange(1, len(values) + 1)
-        ax.plot(ranks, values, drawstyle="steps-mid", label=f"{variant} ({len(values):,} nodes)")
-    ax.set_xlabel("sending nodes, from the highest rate to the lowest")
-    ax.set_ylabel("latent rate (bits/sample)")
-    ax.set_title("Latent rate per sending node, sorted (final evaluation, mean over seeds)")
-    ax.set_xlim(left=0.5)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    return figure
 
 
 def _role_handles(graph: nx.Graph) -> list[Line2D]:
@@ -385,7 +267,7 @@ def _byte_scale(max_bytes: float) -> tuple[float, str]:
     return next(((scale, unit) for scale, unit in _BYTE_SCALES if max_bytes >= scale), (1.0, "B"))
 
 
-def _save(figure: Figure, path: Path) -> Path:
+def save_figure(figure: Figure, path: Path) -> Path:
     figure.savefig(path, dpi=_DPI)
     figure.clear()
     return path

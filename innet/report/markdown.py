@@ -15,21 +15,20 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from innet.report.figures import (
-    ACCURACY_FIGURE,
-    FIGURES_DIR,
-    RATE_FIGURE,
-    topology_figure_name,
-)
+from innet.records import FIGURES_DIR
+from innet.report.figures import topology_figure_name
 from innet.report.mdtable import markdown_table
 from innet.report.sections import compute_section, events_section, placement_section
 from innet.report.summary import reduction
 from innet.report.tables import busiest_links, undirected_link_totals
+from innet.units import format_duration
 
 if TYPE_CHECKING:
+    from innet.families import FamilyReport
     from innet.report.rundir import RunData
 
 __all__ = [
+    "MISSING",
     "headline_table",
     "render_report",
     "format_bytes",
@@ -38,28 +37,33 @@ __all__ = [
 ]
 
 _BYTE_UNITS = ("B", "kB", "MB", "GB", "TB", "PB")
-_MISSING = "n/a"
+MISSING = "n/a"
 _EDGES_INLINE = 60  # longer edge lists go into a collapsed <details> block
 _EDGES_LISTED = 500  # longer ones are only in plans.json
 _TOP_LINKS = 10
 
 
-def headline_table(summary: dict[str, Any]) -> str:
+def headline_table(summary: dict[str, Any], family: FamilyReport | None = None) -> str:
     """One Markdown row per variant with the numbers that the comparisons are about.
 
-    Exchange reductions are against the first variant; rate reductions are
-    against the ``a`` of every comparison whose ``b`` is the row's variant.
+    Exchange reductions are against the first variant. ``family`` (the run's
+    family report; the summary's ``family`` when None) adds its own columns.
     """
+    if family is None:
+        from innet.families import get_family
+
+        family = get_family(summary.get("family", "inl")).report
     names = list(summary["variants"])
     first = names[0] if names else None
+    lead = [column for column in family.headline if column.before_exchange]
+    tail = [column for column in family.headline if not column.before_exchange]
     headers = [
         "variant",
         "routing",
-        "accuracy (mean ± std)",
+        *(column.header for column in lead),
         "training exchange / seed",
         f"exchange reduction vs {first}",
-        "latent rate (bits/sample)",
-        "rate reduction",
+        *(column.header for column in tail),
         "sim time / epoch",
     ]
     rows = []
@@ -73,27 +77,36 @@ def headline_table(summary: dict[str, Any]) -> str:
         rows.append(
             [
                 name,
-                str(variant.get("routing") or _MISSING),
-                f"{variant['accuracy_mean']:.3f} ± {variant['accuracy_std']:.3f}",
+                str(variant.get("routing") or MISSING),
+                *(column.value(variant, name, summary) for column in lead),
                 f"{format_bytes(exchange)} ({_exact_bytes(exchange)})",
                 exchange_reduction,
-                _format_rate(variant.get("latent_rate_bits")),
-                _rate_reductions(summary, name),
+                *(column.value(variant, name, summary) for column in tail),
                 format_seconds(variant.get("sim_time_s_per_epoch")),
             ]
         )
-    align = ["left", "left", "right", "right", "right", "right", "right", "right"]
+    align = ["left", "left", *(c.align for c in lead), "right", "right",
+             *(c.align for c in tail), "right"]  # fmt: skip
     return markdown_table(headers, rows, align)
 
 
-def render_report(run: RunData, summary: dict[str, Any], link_totals: pd.DataFrame) -> str:
-    """The full ``report.md`` of a run, with figures linked relative to the run directory."""
+def render_report(
+    run: RunData,
+    summary: dict[str, Any],
+    link_totals: pd.DataFrame,
+    figures: list[tuple[str, str]] | None,
+) -> str:
+    """The full ``report.md`` of a run, with figures linked relative to the run directory.
+
+    ``figures`` are the family's figures, ``(file name, description)``, beside the
+    topology figures; None when no figures were drawn.
+    """
+    family = run.family.report
     sections = [
         f"# innet report: {summary['scenario']}",
         _overview(run, summary),
-        "## Headline\n\n" + headline_table(summary),
-        "## Comparisons\n\n" + _comparison_sentences(summary),
-        "## How to read these numbers\n\n" + _reading_guide(_retransmitted(summary)),
+        "## Headline\n\n" + headline_table(summary, family),
+        *(section(run, summary) for section in family.sections),
         "## Plans\n\n" + _plans(run, summary),
         "## Busiest links\n\n" + _busiest_links(run, link_totals),
     ]
@@ -105,14 +118,15 @@ def render_report(run: RunData, summary: dict[str, Any], link_totals: pd.DataFra
         compute_section(run),
     ]
     sections.extend(section.rstrip() for section in optional if section)
-    sections.append("## Figures\n\n" + _figures(summary))
-    return "\n\n".join(sections) + "\n"
+    if figures is not None:
+        sections.append("## Figures\n\n" + _figures(summary, figures))
+    return "\n\n".join(section for section in sections if section) + "\n"
 
 
 def format_bytes(nbytes: float | None) -> str:
     """Bytes in decimal units with three significant digits: ``1.23 MB``."""
     if nbytes is None:
-        return _MISSING
+        return MISSING
     value = float(nbytes)
     for unit in _BYTE_UNITS:
         if abs(float(f"{value:.3g}")) < 1000 or unit == _BYTE_UNITS[-1]:
@@ -122,18 +136,13 @@ def format_bytes(nbytes: float | None) -> str:
 
 
 def format_seconds(seconds: float | None) -> str:
-    """A duration in s, ms or µs with three significant digits."""
-    if seconds is None:
-        return _MISSING
-    for scale, unit in ((1.0, "s"), (1e-3, "ms"), (1e-6, "µs")):
-        if abs(seconds) >= scale:
-            return f"{seconds / scale:.3g} {unit}"
-    return "0 s" if seconds == 0 else f"{seconds / 1e-9:.3g} ns"
+    """A duration in s, ms, µs or ns with three significant digits (``n/a`` for None)."""
+    return MISSING if seconds is None else format_duration(seconds, 3).replace(" us", " µs")
 
 
 def format_percent(fraction: float | None) -> str:
     """A fraction as a percentage with one decimal: ``0.704 -> 70.4%``."""
-    return _MISSING if fraction is None else f"{100 * fraction:.1f}%"
+    return MISSING if fraction is None else f"{100 * fraction:.1f}%"
 
 
 def _overview(run: RunData, summary: dict[str, Any]) -> str:
@@ -175,79 +184,7 @@ def _loss_range(losses: list[float]) -> str:
 
 def _format_probability(fraction: float | None) -> str:
     """A probability as a percentage with up to three significant digits: ``0.001 -> 0.1%``."""
-    return _MISSING if fraction is None else f"{100 * fraction:.3g}%"
-
-
-def _comparison_sentences(summary: dict[str, Any]) -> str:
-    if not summary["comparisons"]:
-        return "Only one variant: nothing to compare."
-    n_seeds = len(summary["seeds"])
-    lines = []
-    for comparison in summary["comparisons"]:
-        a, b = comparison["a"], comparison["b"]
-        va, vb = summary["variants"][a], summary["variants"][b]
-        exchange = _change_phrase(
-            "training exchange",
-            comparison["exchange_reduction"],
-            f"{format_bytes(vb['train_exchange_bytes'])} vs "
-            f"{format_bytes(va['train_exchange_bytes'])} per seed",
-            f"{a} sent no training bytes",
-        )
-        rate = _change_phrase(
-            "latent rate",
-            comparison["rate_reduction"],
-            f"{_format_rate(vb['latent_rate_bits'])} vs "
-            f"{_format_rate(va['latent_rate_bits'])} bits/sample",
-            f"{a}'s latent rate is 0 or unknown",
-        )
-        within = "within" if comparison["accuracy_within_one_std"] else "not within"
-        lines.append(
-            f"- **{b}** against **{a}**: {exchange}; {rate}; accuracy "
-            f"{vb['accuracy_mean']:.3f} vs {va['accuracy_mean']:.3f} "
-            f"(difference {comparison['accuracy_delta']:+.3f}), {within} one standard "
-            f"deviation of {a}'s accuracy (sample standard deviation over {n_seeds} "
-            f"seed{'s' if n_seeds != 1 else ''}: {va['accuracy_std']:.3f})."
-        )
-    return "\n".join(lines)
-
-
-def _change_phrase(quantity: str, fraction: float | None, values: str, undefined: str) -> str:
-    if fraction is None:
-        return f"{quantity} reduction undefined ({undefined}; {values})"
-    direction = "lower" if fraction >= 0 else "higher"
-    return f"{quantity} {abs(100 * fraction):.1f}% {direction} ({values})"
-
-
-def _reading_guide(lossy: bool = False) -> str:
-    retransmissions = (
-        [
-            "- **Retransmitted bytes**: on a lossy link every lost copy of a message is sent "
-            "again until one gets through; `(attempts - 1) × nbytes` per message, summed over "
-            "the training steps, per seed. They are extra bytes on the links, not part of the "
-            "training exchange, and their time (each copy, plus a round trip before resending) "
-            "is in the simulated time."
-        ]
-        if lossy
-        else []
-    )
-    return "\n".join(
-        [
-            "- **Training exchange**: the bytes actually sent over the links during training, "
-            "per seed: the sum of `nbytes` (size of the real tensor sent, plus any header) over "
-            "all forward latents and backward gradients of all training steps; evaluation "
-            "traffic is not counted.",
-            "- **Exchange reduction** of B against A: `1 - exchange(B) / exchange(A)`.",
-            "- **Latent rate**: the gate's estimate of `I(Z;T)` in bits per sample, averaged "
-            "over the evaluation samples of the final epoch and summed over the nodes that "
-            "send; rate reduction is `1 - rate(B) / rate(A)`.",
-            "- **Simulated time**: seconds of network time from the SimPy link model "
-            "(capacity, latency, queueing), never the wall-clock time of this machine.",
-            "- **Accuracy**: test accuracy after the final epoch; ± is the sample standard "
-            "deviation (ddof=1) over seeds.",
-            "- **Links used**: distinct undirected links that carried training traffic.",
-            *retransmissions,
-        ]
-    )
+    return MISSING if fraction is None else f"{100 * fraction:.3g}%"
 
 
 def _plans(run: RunData, summary: dict[str, Any]) -> str:
@@ -259,7 +196,7 @@ def _plans(run: RunData, summary: dict[str, Any]) -> str:
             f", beta {variant['beta']:g}" if variant.get("beta") is not None else ""
         )
         header = (
-            f"**{name}** ({variant.get('routing') or _MISSING} routing, {gate}, fusion "
+            f"**{name}** ({variant.get('routing') or MISSING} routing, {gate}, fusion "
             f"`{plan.get('fusion', run.topology.fusion)}`): {variant['links_used']:,} links "
             f"carried training traffic; the plan has {len(edges):,} forward edges."
         )
@@ -395,27 +332,13 @@ def _link_name(run: RunData, u: str, v: str) -> str:
     return f"{label(u)} – {label(v)}"
 
 
-def _figures(summary: dict[str, Any]) -> str:
+def _figures(summary: dict[str, Any], figures: list[tuple[str, str]]) -> str:
     lines = [
         f"![Topology and training traffic of {name}]({FIGURES_DIR}/{topology_figure_name(name)})"
         for name in summary["variants"]
     ]
-    lines.append(f"![Test accuracy against training bytes]({FIGURES_DIR}/{ACCURACY_FIGURE})")
-    lines.append(f"![Latent rate per node]({FIGURES_DIR}/{RATE_FIGURE})")
+    lines.extend(f"![{description}]({FIGURES_DIR}/{file})" for file, description in figures)
     return "\n\n".join(lines)
-
-
-def _rate_reductions(summary: dict[str, Any], name: str) -> str:
-    parts = [
-        f"{format_percent(comparison['rate_reduction'])} vs {comparison['a']}"
-        for comparison in summary["comparisons"]
-        if comparison["b"] == name
-    ]
-    return "; ".join(parts) or "—"
-
-
-def _format_rate(bits: float | None) -> str:
-    return _MISSING if bits is None else f"{bits:,.2f}"
 
 
 def _exact_bytes(nbytes: float) -> str:

@@ -4,12 +4,16 @@ A run writes everything it measured into one directory (see the runner):
 ``config.yaml`` (the resolved scenario), ``topology.json`` (the graph),
 ``plans.json`` (who sent to whom, per variant), ``exchanges.parquet`` (one row
 per transfer of one tensor over one link; an ``attempts`` column, copies sent
-over a lossy link, is optional and read as 1 when absent), ``metrics.csv`` (per variant, seed
-and epoch) and ``node_rates.csv`` (the final latent rate of every sending
-node). Nothing else is needed to rebuild the report: :func:`load_run` reads
-those tables into a :class:`RunData`, and :func:`write_report` turns them into
-``links.csv``, ``summary.json``, ``report.md`` and ``figures/*.png`` next to
-them, overwriting what an earlier call wrote.
+over a lossy link, is optional and read as 1 when absent), ``metrics.csv``
+(per variant, seed and epoch), ``steps.csv`` (every step and its batch size),
+``nodes.csv`` (module FLOPs and compute time per node) and the tables of the
+scenario's family (the ``inl`` family's ``node_rates.csv``: the final latent
+rate of every sending node). :func:`write_tables` writes them; file names are
+in :mod:`innet.records`. Nothing else is needed to rebuild the report:
+:func:`load_run` reads those tables into a :class:`RunData`, and
+:func:`write_report` turns them into ``links.csv``, ``summary.json``,
+``report.md`` and ``figures/*.png`` next to them, overwriting what an earlier
+call wrote.
 
 Any missing or unreadable file raises :class:`~innet.errors.InnetError`
 naming that file.
@@ -18,10 +22,11 @@ naming that file.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 import numpy as np
@@ -29,76 +34,51 @@ import pandas as pd
 import yaml
 
 from innet.errors import InnetError
+from innet.records import (
+    CONFIG_FILE,
+    CORE_METRICS_COLUMNS,
+    EVENTS_FILE,
+    EXCHANGES_CSV_FILE,
+    EXCHANGES_FILE,
+    FIGURES_DIR,
+    LINKS_FILE,
+    METRICS_FILE,
+    NODES_FILE,
+    OPTIONAL_EXCHANGE_COLUMNS,
+    PLACEMENT_FILE,
+    PLANS_FILE,
+    REPORT_FILE,
+    REQUIRED_EXCHANGE_COLUMNS,
+    STEPS_COLUMNS,
+    STEPS_FILE,
+    SUMMARY_FILE,
+    TOPOLOGY_FILE,
+)
 from innet.report.figures import draw_figures
 from innet.report.markdown import render_report
 from innet.report.summary import build_summary, to_plain
 from innet.report.tables import link_totals
+from innet.timing import NODE_COLUMNS, RunTiming, epoch_columns
 from innet.topology.model import Topology
 
+if TYPE_CHECKING:
+    from innet.events import Timeline
+    from innet.families import Family, TrainResult
+    from innet.scenario import LoadedScenario
+
 __all__ = [
-    "CONFIG_FILE",
-    "TOPOLOGY_FILE",
-    "PLANS_FILE",
-    "EXCHANGES_FILE",
-    "EXCHANGES_CSV_FILE",
-    "METRICS_FILE",
-    "NODE_RATES_FILE",
-    "EXCHANGE_COLUMNS",
-    "OPTIONAL_EXCHANGE_COLUMNS",
-    "METRICS_COLUMNS",
-    "NODE_RATES_COLUMNS",
     "RunData",
+    "RunTables",
     "load_run",
+    "resolved_config",
     "save_topology_json",
     "load_topology_json",
+    "write_tables",
     "write_report",
 ]
 
-CONFIG_FILE = "config.yaml"
-TOPOLOGY_FILE = "topology.json"
-PLANS_FILE = "plans.json"
-EXCHANGES_FILE = "exchanges.parquet"
-EXCHANGES_CSV_FILE = "exchanges.csv"
-METRICS_FILE = "metrics.csv"
-NODE_RATES_FILE = "node_rates.csv"
-# written only when the run has something to say about them
-EVENTS_FILE = "events.json"
-PLACEMENT_FILE = "placement.json"
-NODES_FILE = "nodes.csv"
-
-EXCHANGE_COLUMNS = (
-    "variant",
-    "seed",
-    "epoch",
-    "step",
-    "phase",
-    "src",
-    "dst",
-    "payload",
-    "nbytes",
-    "t_start",
-    "t_end",
-    "queue_s",
-)
-OPTIONAL_EXCHANGE_COLUMNS = {"attempts": 1, "lost": False}
-"""Exchange columns that older runs lack, with the value they are read as."""
-METRICS_COLUMNS = (
-    "variant",
-    "seed",
-    "epoch",
-    "train_loss",
-    "test_loss",
-    "accuracy",
-    "latent_rate_bits",
-    "train_bytes",
-    "train_bytes_cum",
-    "sim_time_s",
-    "sim_time_cum_s",
-)
-NODE_RATES_COLUMNS = ("variant", "seed", "node", "rate_bits")
-
 _TEXT_COLUMNS = ("variant", "phase", "src", "dst", "payload", "node")
-_INT_COLUMNS = ("seed", "epoch", "step", "nbytes", "attempts")
+_INT_COLUMNS = ("seed", "epoch", "step", "nbytes", "attempts", "lost_messages")
 
 
 @dataclass
@@ -111,10 +91,26 @@ class RunData:
     plans: dict[str, dict[str, Any]]
     exchanges: pd.DataFrame
     metrics: pd.DataFrame
-    node_rates: pd.DataFrame
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)  # the family's own tables
     events: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # variant -> changes
     placement: dict[str, Any] | None = None  # torch.distributed runs only
     nodes: pd.DataFrame | None = None  # per-node FLOPs and compute time
+
+    @property
+    def family(self) -> Family:
+        """The scenario family of the run (``config["family"]``, ``inl`` by default)."""
+        from innet.families import get_family
+
+        name = str(self.config.get("family") or "inl")
+        try:
+            return get_family(name)
+        except KeyError as error:
+            raise InnetError(f"{self.run_dir / CONFIG_FILE}: {error.args[0]}") from None
+
+    @property
+    def node_rates(self) -> pd.DataFrame:
+        """The ``inl`` family's latent rate per sending node (``node_rates.csv``)."""
+        return self.tables["node_rates"]
 
     @property
     def scenario(self) -> str:
@@ -128,7 +124,7 @@ class RunData:
         Variants that only appear in the tables follow, in order of appearance.
         """
         names = [str(name) for name in (self.config.get("variants") or {})]
-        for table in (self.metrics, self.exchanges, self.node_rates):
+        for table in (self.metrics, self.exchanges, *self.tables.values()):
             names.extend(str(name) for name in table["variant"].unique())
         return list(dict.fromkeys(names))
 
@@ -155,23 +151,35 @@ def load_run(run_dir: str | Path) -> RunData:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise InnetError(f"{run_dir}: run directory not found")
+    if not (run_dir / CONFIG_FILE).is_file():
+        raise InnetError(f"{run_dir}: not a run directory (no {CONFIG_FILE})")
     exchanges_path = run_dir / EXCHANGES_FILE
     if not exchanges_path.exists() and (run_dir / EXCHANGES_CSV_FILE).exists():
         exchanges_path = run_dir / EXCHANGES_CSV_FILE
-    return RunData(
+    run = RunData(
         run_dir=run_dir,
         config=_read_config(run_dir / CONFIG_FILE),
         topology=load_topology_json(run_dir / TOPOLOGY_FILE),
         plans=_read_plans(run_dir / PLANS_FILE),
-        exchanges=_read_table(exchanges_path, EXCHANGE_COLUMNS, OPTIONAL_EXCHANGE_COLUMNS),
-        metrics=_read_table(run_dir / METRICS_FILE, METRICS_COLUMNS),
-        node_rates=_read_table(run_dir / NODE_RATES_FILE, NODE_RATES_COLUMNS),
+        exchanges=_read_table(exchanges_path, REQUIRED_EXCHANGE_COLUMNS, OPTIONAL_EXCHANGE_COLUMNS),
+        metrics=pd.DataFrame(),
         events=_read_json(run_dir / EVENTS_FILE) if (run_dir / EVENTS_FILE).is_file() else {},
         placement=(
             _read_json(run_dir / PLACEMENT_FILE) if (run_dir / PLACEMENT_FILE).is_file() else None
         ),
         nodes=pd.read_csv(run_dir / NODES_FILE) if (run_dir / NODES_FILE).is_file() else None,
     )
+    family = run.family.report
+    run.metrics = _read_table(
+        run_dir / METRICS_FILE,
+        ("variant", "seed", "epoch", *family.metric_names, *CORE_METRICS_COLUMNS[:-1]),
+        {"lost_messages": 0},
+    )
+    run.tables = {
+        name: _read_table(run_dir / table.file, table.columns)
+        for name, table in family.tables.items()
+    }
+    return run
 
 
 def save_topology_json(topology: Topology, path: str | Path) -> None:
@@ -212,16 +220,100 @@ def write_report(run_dir: str | Path) -> dict[str, Any]:
     """Rebuild ``links.csv``, ``summary.json``, ``report.md`` and ``figures/`` of a run.
 
     Returns the summary (see :func:`~innet.report.summary.build_summary`).
-    Running it again on the same directory gives the same files.
+    Running it again on the same directory gives the same files. The figures
+    are left out when the scenario says ``report: {figures: false}``.
     """
     run = load_run(run_dir)
     totals = link_totals(run.exchanges)
     summary = build_summary(run)
-    totals.to_csv(run.run_dir / "links.csv", index=False)
-    (run.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    draw_figures(run, totals, run.run_dir / "figures")
-    (run.run_dir / "report.md").write_text(render_report(run, summary, totals))
+    totals.to_csv(run.run_dir / LINKS_FILE, index=False)
+    (run.run_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    figures: list[tuple[str, str]] | None = None  # None: no figures drawn
+    if (run.config.get("report") or {}).get("figures", True):
+        out_dir = run.run_dir / FIGURES_DIR
+        draw_figures(run, totals, out_dir)
+        figures = run.family.report.figures(run, out_dir)
+    (run.run_dir / REPORT_FILE).write_text(render_report(run, summary, totals, figures))
     return summary
+
+
+def resolved_config(loaded: LoadedScenario, run_dir: Path | None = None) -> dict[str, Any]:
+    """The scenario with every default filled in, as saved with the run.
+
+    Fields that the scenario's choices do not use are left out (the family's
+    ``tidy_config``); the topology path is relative to ``run_dir`` when given.
+    """
+    scenario = loaded.scenario
+    config = scenario.model_dump(mode="json")
+    topology = loaded.topology_path
+    config["topology"] = os.path.relpath(topology, run_dir) if run_dir else str(topology)
+    config["seeds"] = scenario.seed_list
+    config["comparisons"] = [list(pair) for pair in scenario.comparisons]
+    config["variants"] = {
+        variant.name: variant.model_dump(mode="json", exclude={"name"})
+        for variant in loaded.variants
+    }
+    return loaded.family.tidy_config(config)
+
+
+@dataclass
+class RunTables:
+    """What a run's (variant, seed)s produced, gathered on the leader before writing."""
+
+    exchanges: list[pd.DataFrame] = field(default_factory=list)
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    steps: list[pd.DataFrame] = field(default_factory=list)
+    nodes: list[dict[str, Any]] = field(default_factory=list)
+    tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    placement: dict[str, Any] | None = None
+
+    def add(self, variant: str, seed: int, result: TrainResult, timing: RunTiming) -> None:
+        """One (variant, seed): its exchange records with their times, and its metrics."""
+        self.exchanges.append(result.log.frame(variant, seed, timing))
+        steps = pd.DataFrame(result.log.steps, columns=list(STEPS_COLUMNS) + ["block"])
+        self.steps.append(steps.drop(columns="block").assign(variant=variant, seed=seed))
+        epochs = [row["epoch"] for row in result.metrics]
+        for row, core in zip(result.metrics, epoch_columns(result.log, timing, epochs),
+                             strict=True):  # fmt: skip
+            self.metrics.append({"variant": variant, "seed": seed, **row, **core})
+        for name, rows in result.tables.items():
+            self.tables.setdefault(name, []).extend(rows)
+
+
+def write_tables(
+    directory: Path,
+    loaded: LoadedScenario,
+    topology: Topology,
+    timelines: dict[str, Timeline],
+    tables: RunTables,
+) -> None:
+    """Write a run's raw tables (everything :func:`load_run` reads) into ``directory``."""
+    config = resolved_config(loaded, directory)
+    (directory / CONFIG_FILE).write_text(yaml.safe_dump(config, sort_keys=False))
+    save_topology_json(topology, directory / TOPOLOGY_FILE)
+    plans = {name: timeline.segments[0].plan.to_json() for name, timeline in timelines.items()}
+    (directory / PLANS_FILE).write_text(json.dumps(plans, indent=2))
+    if loaded.scenario.events:
+        events = {
+            name: [change.to_json() for change in timeline.changes]
+            for name, timeline in timelines.items()
+        }
+        (directory / EVENTS_FILE).write_text(json.dumps(events, indent=2))
+    if tables.placement is not None:
+        (directory / PLACEMENT_FILE).write_text(json.dumps(tables.placement, indent=2))
+    exchanges = pd.concat(tables.exchanges, ignore_index=True)
+    exchanges.to_parquet(directory / EXCHANGES_FILE, index=False)
+    if loaded.scenario.report.exchanges_csv:
+        exchanges.to_csv(directory / EXCHANGES_CSV_FILE, index=False)
+    pd.DataFrame(tables.metrics).to_csv(directory / METRICS_FILE, index=False)
+    steps = pd.concat(tables.steps, ignore_index=True)
+    steps[["variant", "seed", *STEPS_COLUMNS]].to_csv(directory / STEPS_FILE, index=False)
+    pd.DataFrame(tables.nodes, columns=list(NODE_COLUMNS)).to_csv(
+        directory / NODES_FILE, index=False
+    )
+    for name, table in loaded.family.report.tables.items():
+        rows = tables.tables.get(name, [])
+        pd.DataFrame(rows, columns=list(table.columns)).to_csv(directory / table.file, index=False)
 
 
 def _read_config(path: Path) -> dict[str, Any]:

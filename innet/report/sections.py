@@ -37,11 +37,16 @@ def event_steps(run: RunData, variant: str) -> list[tuple[int, int, str]]:
 
 
 def events_section(run: RunData) -> str:
-    """Events, plan repairs, lost messages and accuracy around each event."""
+    """Events, plan repairs, lost messages and the family's main metric around each event."""
     events, exchanges, metrics = run.events, run.exchanges, run.metrics
     if not events:
         return ""
-    accuracy = metrics.groupby(["variant", "epoch"])["accuracy"].mean()
+    metric = run.family.report.primary_metric
+    if metric is None or metric not in metrics:
+        metric = None
+    accuracy = (
+        metrics.groupby(["variant", "epoch"])[metric].mean() if metric else pd.Series(dtype=float)
+    )
     last_epoch = metrics.groupby("variant")["epoch"].max()
     lost = exchanges[exchanges["lost"]] if "lost" in exchanges else exchanges.iloc[0:0]
     seeds = exchanges.groupby("variant")["seed"].nunique()
@@ -75,15 +80,17 @@ def events_section(run: RunData) -> str:
             )
     header = [
         "variant", "epoch/step", "event", "lost messages / seed", "plan change",
-        "sensors cut off", "accuracy before", "end of epoch", "end of run",
+        "sensors cut off", f"{metric or 'metric'} before", "end of epoch", "end of run",
     ]  # fmt: skip
     return (
         "## Events\n\n"
         "An event happens during its step: messages sent over a link that has just failed "
         "are lost (sent and counted, never delivered); from the next step on training "
-        "continues on the repaired plan with the same node modules. Accuracy is the mean "
-        "over seeds at the end of the epoch before the event, of the event's epoch, and of "
-        "the run.\n\n" + markdown_table(header, rows) + "\n"
+        "continues on the repaired plan with the same node modules. "
+        f"{(metric or 'The metric').capitalize()} is the mean over seeds at the end of the "
+        "epoch before the event, of the event's epoch, and of the run.\n\n"
+        + markdown_table(header, rows)
+        + "\n"
     )
 
 

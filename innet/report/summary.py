@@ -1,16 +1,14 @@
 """The headline numbers of a run, as one JSON-ready dictionary.
 
-For each variant the summary gives the final accuracy (mean and sample
-standard deviation over seeds), the training exchange (bytes actually sent,
-summed from the exchange records), the estimated latent rate (bits per
-sample), the simulated network time per epoch, the number of links that
-carried training traffic and the training bytes sent again over lossy links
-(``retransmitted_bytes``, mean per seed; 0 without losses). For each comparison ``(a, b)`` it gives
-
-- ``exchange_reduction = 1 - exchange(b) / exchange(a)``,
-- ``rate_reduction = 1 - rate(b) / rate(a)``,
-- ``accuracy_delta = accuracy(b) - accuracy(a)`` (means over seeds), and
-  whether it lies within one standard deviation of ``a``'s accuracy.
+For each variant the summary gives the routing, the epochs, the training
+exchange (bytes actually sent, summed from the exchange records), the
+simulated network time per epoch and in all, the number of links that carried
+training traffic and the training bytes sent again over lossy links
+(``retransmitted_bytes``, mean per seed; 0 without losses). For each
+comparison ``(a, b)`` it gives ``exchange_reduction = 1 - exchange(b) /
+exchange(a)``. The scenario's family adds its own fields to both (the ``inl``
+family: accuracy, latent rate and their comparisons; see
+:mod:`innet.families.inl.report`).
 
 A reduction is ``None`` (``null`` in JSON) when ``a``'s value is 0. All
 values are plain Python types (no numpy scalars, no NaN), so
@@ -30,12 +28,24 @@ import pandas as pd
 
 from innet.errors import InnetError
 from innet.report.tables import links_used, retransmitted_bytes, training_exchange
-from innet.topology.model import node_key
 
 if TYPE_CHECKING:
     from innet.report.rundir import RunData
 
-__all__ = ["build_summary", "comparison_pairs", "reduction", "to_plain"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "build_summary",
+    "comparison_pairs",
+    "reduction",
+    "to_plain",
+    "final_epoch_metrics",
+    "mean_or_none",
+    "plain_float",
+]
+
+
+SCHEMA_VERSION = 1
+"""Version of ``summary.json``'s layout; raised whenever a key changes meaning or goes away."""
 
 
 def build_summary(run: RunData) -> dict[str, Any]:
@@ -44,17 +54,30 @@ def build_summary(run: RunData) -> dict[str, Any]:
     exchange = training_exchange(run.exchanges)
     retransmitted = retransmitted_bytes(run.exchanges)
     links = links_used(run.exchanges)
+    family = run.family.report
     variants = {
-        variant: _variant_summary(run, variant, seeds, exchange, retransmitted, links)
+        variant: {
+            **_variant_summary(run, variant, seeds, exchange, retransmitted, links),
+            **family.variant_summary(run, variant, seeds),
+        }
         for variant in run.variants
     }
     comparisons = [
-        _comparison(a, b, variants[a], variants[b])
+        {
+            "a": a,
+            "b": b,
+            "exchange_reduction": reduction(
+                variants[a]["train_exchange_bytes"], variants[b]["train_exchange_bytes"]
+            ),
+            **family.comparison(a, b, variants[a], variants[b]),
+        }
         for a, b in comparison_pairs(run.config, list(variants))
     ]
     return to_plain(
         {
+            "schema_version": SCHEMA_VERSION,
             "scenario": run.scenario,
+            "family": run.config.get("family", "inl"),
             "topology": run.topology.name,
             "seeds": seeds,
             "variants": variants,
@@ -119,39 +142,28 @@ def _variant_summary(
     retransmitted: pd.Series,
     links: pd.Series,
 ) -> dict[str, Any]:
-    final = _final_epoch_metrics(run.metrics, variant, seeds)
-    accuracy = [float(value) for value in final["accuracy"]]
-    rates = [float(value) for value in final["latent_rate_bits"]]
+    final_epoch_metrics(run.metrics, variant, seeds)  # every seed has rows
     exchange_per_seed = [int(exchange.get((variant, seed), 0)) for seed in seeds]
     retransmitted_per_seed = [int(retransmitted.get((variant, seed), 0)) for seed in seeds]
     metrics = run.metrics[run.metrics["variant"] == variant]
-    gate = run.variant_config(variant).get("gate")
     plan = run.plans.get(variant, {})
     return {
         "routing": run.variant_config(variant).get("routing") or plan.get("routing"),
-        "gate": gate.get("kind") if isinstance(gate, dict) else gate,
-        "beta": float(gate.get("beta", 0.0)) if isinstance(gate, dict) else None,
         "epochs": int(metrics["epoch"].nunique()),
-        "accuracy_mean": statistics.fmean(accuracy),
-        "accuracy_std": statistics.stdev(accuracy) if len(accuracy) > 1 else 0.0,
-        "accuracy_per_seed": accuracy,
         "train_exchange_bytes": _exact_mean(exchange_per_seed),
         "train_exchange_bytes_per_seed": exchange_per_seed,
         "retransmitted_bytes": _exact_mean(retransmitted_per_seed),
         "retransmitted_bytes_per_seed": retransmitted_per_seed,
-        "latent_rate_bits": _mean_or_none(rates),
-        "latent_rate_bits_per_seed": rates,
-        "sim_time_s_per_epoch": _mean_or_none(metrics["sim_time_s"].tolist()),
-        "sim_time_s_total": _mean_or_none(
+        "sim_time_s_per_epoch": mean_or_none(metrics["sim_time_s"].tolist()),
+        "sim_time_s_total": mean_or_none(
             metrics.groupby("seed")["sim_time_s"].sum().reindex(seeds).tolist()
         ),
         "links_used": max((int(links.get((variant, seed), 0)) for seed in seeds), default=0),
         "links_in_plan": len(plan.get("edges", [])),
-        "node_rates_bits": _node_rates(run.node_rates, variant),
     }
 
 
-def _final_epoch_metrics(metrics: pd.DataFrame, variant: str, seeds: list[int]) -> pd.DataFrame:
+def final_epoch_metrics(metrics: pd.DataFrame, variant: str, seeds: list[int]) -> pd.DataFrame:
     """One metrics row per seed (in ``seeds`` order): the row of that seed's last epoch."""
     rows = metrics[metrics["variant"] == variant]
     missing = sorted(set(seeds) - set(rows["seed"].tolist()))
@@ -164,27 +176,6 @@ def _final_epoch_metrics(metrics: pd.DataFrame, variant: str, seeds: list[int]) 
     return last.loc[seeds]
 
 
-def _node_rates(node_rates: pd.DataFrame, variant: str) -> dict[str, float | None]:
-    rows = node_rates[node_rates["variant"] == variant]
-    means = rows.groupby("node")["rate_bits"].mean()
-    return {node: _plain_float(means[node]) for node in sorted(means.index, key=node_key)}
-
-
-def _comparison(a: str, b: str, summary_a: dict, summary_b: dict) -> dict[str, Any]:
-    delta = summary_b["accuracy_mean"] - summary_a["accuracy_mean"]
-    return {
-        "a": a,
-        "b": b,
-        "exchange_reduction": reduction(
-            summary_a["train_exchange_bytes"], summary_b["train_exchange_bytes"]
-        ),
-        "rate_reduction": reduction(summary_a["latent_rate_bits"], summary_b["latent_rate_bits"]),
-        "accuracy_delta": delta,
-        "accuracy_std_a": summary_a["accuracy_std"],
-        "accuracy_within_one_std": abs(delta) <= summary_a["accuracy_std"],
-    }
-
-
 def _exact_mean(values: list[int]) -> int | float:
     """Mean of integers, as an int when it is one (so it equals the table's sum / n exactly)."""
     if not values:
@@ -193,14 +184,16 @@ def _exact_mean(values: list[int]) -> int | float:
     return total // len(values) if total % len(values) == 0 else total / len(values)
 
 
-def _mean_or_none(values: list[float]) -> float | None:
+def mean_or_none(values: list[float]) -> float | None:
+    """The mean, or None when there are no values or one of them is NaN."""
     finite = [float(value) for value in values]
     if not finite or any(_is_nan(value) for value in finite):
         return None
     return statistics.fmean(finite)
 
 
-def _plain_float(value: Any) -> float | None:
+def plain_float(value: Any) -> float | None:
+    """A float, or None for NaN."""
     return None if _is_nan(value) else float(value)
 
 

@@ -1,7 +1,7 @@
 """Totals over the exchange records: bytes per link, per seed and per epoch.
 
 Every row of the exchanges table is one transfer of one tensor over one link
-(DESIGN.md §2). The functions here only add those rows up, so every number
+(docs/numbers.md). The functions here only add those rows up, so every number
 they return can be checked against the raw table by hand:
 
 - *training exchange*: the ``nbytes`` of all ``forward`` and ``backward``

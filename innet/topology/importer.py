@@ -9,7 +9,7 @@ and latency for every link::
 
     name: geant
     import:
-      graphml: ../../shared/topologyzoo/Geant2011.graphml  # relative to this YAML file
+      graphml: zoo/Geant2011.graphml  # relative to this YAML file
       capacity_attr: LinkSpeedRaw    # bits/s on the link, when present
       default_capacity: 1Gbps        # when it is not
       latency: geo                   # from the coordinates; or one duration, e.g. 2ms

@@ -25,6 +25,7 @@ from typing import Any
 import networkx as nx
 
 from innet.topology.model import Topology
+from innet.topology.schema import ROLES
 from innet.units import format_bitrate, format_duration
 
 __all__ = ["summarize_topology", "format_summary", "EXACT_DIAMETER_LIMIT"]
@@ -42,9 +43,9 @@ def summarize_topology(topology: Topology) -> dict[str, Any]:
     ``latency_max_s`` (None without links).
     """
     graph = topology.graph
-    by_role = {"fusion": 0, "sensor": 0, "relay": 0}
+    by_role = dict.fromkeys(ROLES, 0)  # the usual roles first, then any other
     for _, role in graph.nodes(data="role"):
-        by_role[role] += 1
+        by_role[role] = by_role.get(role, 0) + 1
     fusion = topology.fusion
     component = graph.subgraph(nx.node_connected_component(graph, fusion))
     exact = component.number_of_nodes() <= EXACT_DIAMETER_LIMIT
@@ -73,8 +74,9 @@ def format_summary(summary: dict[str, Any]) -> str:
     roles = summary["nodes_by_role"]
     lines = [
         f"topology {summary['name']}: {_count(summary['nodes'], 'node')} "
-        f"(fusion {summary['fusion']}, {_count(roles['sensor'], 'sensor')}, "
-        f"{_count(roles['relay'], 'relay')}), {_count(summary['links'], 'link')}",
+        f"(fusion {summary['fusion']}, "
+        + ", ".join(_count(count, role) for role, count in roles.items() if role != "fusion")
+        + f"), {_count(summary['links'], 'link')}",
         f"diameter {'' if summary['diameter_exact'] else '>= '}"
         f"{_count(summary['diameter_hops'], 'hop')}; "
         f"fusion eccentricity {_count(summary['fusion_eccentricity_hops'], 'hop')}",

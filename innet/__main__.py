@@ -1,0 +1,8 @@
+"""``python -m innet ...`` is ``python run_sim.py ...`` (and the ``innet`` command)."""
+
+import sys
+
+from innet.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

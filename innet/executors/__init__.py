@@ -1,0 +1,118 @@
+"""Executors: the code that runs the node modules of a plan, one training step at a time.
+
+An executor owns the node modules of the nodes its transport says this
+process runs, and their optimisers. The training loop drives it through a
+small protocol (:class:`Executor`): follow a new plan, run one synchronous
+training step on a batch, evaluate one batch, say how many FLOPs each module
+costs. Every message between nodes goes through the transport it was given;
+what was sent is recorded by the transport (see
+:class:`~innet.transport.RecordingTransport`), not by the executor, and which
+links fail during a step is decided by events (:class:`~innet.events.StepPlan`).
+
+- :class:`~innet.executors.per_node.PerNodeExecutor`: one module, one
+  optimiser and one autograd graph per node, walked node by node.
+
+:data:`OPTIMIZERS` is the registry of optimisers a scenario may name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+import torch
+
+if TYPE_CHECKING:
+    from innet.events import StepPlan
+    from innet.plans import Plan
+
+__all__ = ["Executor", "EvalSums", "OPTIMIZERS", "make_optimizer"]
+
+
+@dataclass
+class EvalSums:
+    """What one process measured on evaluation batches; sums merge across batches and ranks.
+
+    ``metric_sums`` come from the task (the fusion node's owner only); ``rate_sums``
+    are each sending node's rate times the samples it saw.
+    """
+
+    samples: int = 0
+    metric_sums: dict[str, float] = field(default_factory=dict)
+    rate_sums: dict[str, float] = field(default_factory=dict)
+
+    def add(self, other: EvalSums) -> None:
+        """Add another batch's sums (a later batch of the same evaluation)."""
+        self.samples += other.samples
+        _add_into(self.metric_sums, other.metric_sums)
+        _add_into(self.rate_sums, other.rate_sums)
+
+    @staticmethod
+    def merge(parts: Iterable[EvalSums]) -> EvalSums:
+        """The sums of several processes that evaluated the same samples."""
+        parts = list(parts)
+        merged = EvalSums(samples=max(part.samples for part in parts))
+        for part in parts:
+            _add_into(merged.metric_sums, part.metric_sums)
+            _add_into(merged.rate_sums, part.rate_sums)
+        return merged
+
+
+def _add_into(total: dict[str, float], more: dict[str, float]) -> None:
+    for key, value in more.items():
+        total[key] = total.get(key, 0) + value
+
+
+class Executor(Protocol):
+    """What the training loop needs from an executor."""
+
+    plan: Plan
+    """The plan it currently routes along."""
+
+    def set_plan(self, plan: Plan) -> None:
+        """Route along ``plan`` from now on (plans change when the network does)."""
+        ...
+
+    def train_step(self, index: np.ndarray, step: StepPlan) -> float | None:
+        """One synchronous training step on the training samples ``index``.
+
+        Returns the training loss when this process computed it, else None.
+        """
+        ...
+
+    def evaluate_batch(self, index: np.ndarray) -> EvalSums:
+        """Forward the test samples ``index`` on the current plan; no parameter changes."""
+        ...
+
+    def flops(self) -> dict[str, int]:
+        """Forward FLOPs per sample of each node module this process runs."""
+        ...
+
+
+def _adam(params: Iterable[torch.nn.Parameter], lr: float) -> torch.optim.Optimizer:
+    return torch.optim.Adam(params, lr=lr)
+
+
+def _sgd(params: Iterable[torch.nn.Parameter], lr: float) -> torch.optim.Optimizer:
+    return torch.optim.SGD(params, lr=lr, momentum=0.9)
+
+
+OPTIMIZERS: dict[str, Callable[[Iterable[torch.nn.Parameter], float], torch.optim.Optimizer]] = {
+    "adam": _adam,
+    "sgd": _sgd,
+}
+"""Optimisers by name: Adam, and SGD with momentum 0.9."""
+
+
+def make_optimizer(
+    name: str, params: Iterable[torch.nn.Parameter], lr: float
+) -> torch.optim.Optimizer:
+    """The optimiser called ``name`` (one of :data:`OPTIMIZERS`) over ``params``."""
+    try:
+        return OPTIMIZERS[name](params, lr)
+    except KeyError:
+        raise ValueError(
+            f"unknown optimizer {name!r} (expected one of: {', '.join(OPTIMIZERS)})"
+        ) from None

@@ -1,0 +1,27 @@
+"""The ``inl`` family: in-network learning, the default kind of scenario.
+
+Sensors encode their views, relays combine what they receive, the fusion node
+decodes the class; latents go forward and gradients backward over the links
+of a plan (dense INL, D-INL and other trees), through finite-rate gates. The
+family's scenario blocks are in :mod:`~innet.families.inl.config`, its
+training loop in :mod:`~innet.families.inl.trainer` and its report additions
+in :mod:`~innet.families.inl.report`.
+"""
+
+from innet.families import Family, register_family
+from innet.families.inl.config import InlScenario, resolve_variants, tidy_config
+from innet.families.inl.report import INL_REPORT
+from innet.families.inl.trainer import InlTrainer
+
+__all__ = ["INL"]
+
+INL = register_family(
+    Family(
+        name="inl",
+        scenario_model=InlScenario,
+        resolve_variants=resolve_variants,
+        prepare=InlTrainer,
+        report=INL_REPORT,
+        tidy_config=tidy_config,
+    )
+)

@@ -1,0 +1,176 @@
+"""The scenario blocks of the ``inl`` family: data, node model, gate, training, variants.
+
+An INL scenario adds to the blocks every scenario has (:mod:`innet.scenario`)
+the dataset and how sensors see it (``data``), the node modules (``model``),
+the gate every sending node passes its latent through (``gate``) and the
+training settings (``training``). A variant names a routing and may override
+``model``, ``gate`` and ``training``; :func:`resolve_variants` merges those
+overrides into the scenario's blocks. Every choice among names (dataset,
+views, aggregator, gate kind, optimiser) is checked against the registry of
+the code that implements it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+
+from innet.errors import ConfigError
+from innet.scenario import ScenarioBase, VariantBase, registered
+from innet.yamlio import LineMap, config_error_from_validation
+
+__all__ = [
+    "DataConfig",
+    "ModelConfig",
+    "GateConfig",
+    "TrainingConfig",
+    "InlVariant",
+    "InlScenario",
+    "ResolvedVariant",
+    "resolve_variants",
+    "tidy_config",
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataConfig(_Strict):
+    dataset: Annotated[str, AfterValidator(registered("dataset", "innet.inputs", "DATASETS"))] = (
+        "digits"
+    )
+    views: Annotated[str, AfterValidator(registered("views", "innet.inputs", "VIEWS"))] = "split"
+    test_fraction: float = Field(0.2, gt=0, lt=1)
+    snr_db: float | list[float] = 10.0
+    n_samples: int = Field(5000, gt=0)
+    n_features: int = Field(64, gt=0)
+    n_classes: int = Field(10, ge=2)
+    class_sep: float = Field(2.0, gt=0)
+    path: str | None = None
+    limit: int | None = Field(None, gt=0)
+
+
+class ModelConfig(_Strict):
+    latent_dim: int = Field(16, gt=0)
+    hidden: int = Field(64, gt=0)
+    aggregator: Annotated[
+        str, AfterValidator(registered("aggregator", "innet.modules", "AGGREGATORS"))
+    ] = "sum"
+
+
+class GateConfig(_Strict):
+    kind: Annotated[str, AfterValidator(registered("gate kind", "innet.gates", "GATE_KINDS"))] = (
+        "gaussian"
+    )
+    beta: float = Field(0.0, ge=0)
+    codewords: int = Field(16, ge=2)
+    tau: float = Field(1.0, gt=0)
+
+
+class TrainingConfig(_Strict):
+    epochs: int = Field(10, gt=0)
+    batch_size: int = Field(64, gt=0)
+    eval_batch_size: int = Field(1024, gt=0)
+    lr: float = Field(3e-3, gt=0)
+    optimizer: Annotated[
+        str, AfterValidator(registered("optimizer", "innet.executors", "OPTIMIZERS"))
+    ] = "adam"
+
+
+class InlVariant(VariantBase):
+    gate: dict[str, Any] = Field(default_factory=dict)
+    model: dict[str, Any] = Field(default_factory=dict)
+    training: dict[str, Any] = Field(default_factory=dict)
+
+
+class InlScenario(ScenarioBase):
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    gate: GateConfig = Field(default_factory=GateConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    variants: dict[str, InlVariant]
+
+
+class ResolvedVariant(BaseModel):
+    """A variant with its overrides merged into the scenario's blocks."""
+
+    name: str
+    routing: str
+    model: ModelConfig
+    gate: GateConfig
+    training: TrainingConfig
+
+    def forward_message_bits(self, header_bytes: int = 0) -> int:
+        """Bits of one training forward message (float32 latents of a full batch)."""
+        return 8 * (self.training.batch_size * self.model.latent_dim * 4 + header_bytes)
+
+
+_OVERRIDABLE = (("model", ModelConfig), ("gate", GateConfig), ("training", TrainingConfig))
+
+
+def resolve_variants(
+    scenario: InlScenario, source: Path | None = None, lines: LineMap | None = None
+) -> list[ResolvedVariant]:
+    """Merge each variant's overrides into the scenario's model, gate and training blocks."""
+    resolved = []
+    for name, variant in scenario.variants.items():
+        blocks = {}
+        for block, model_type in _OVERRIDABLE:
+            merged = {**getattr(scenario, block).model_dump(), **getattr(variant, block)}
+            try:
+                blocks[block] = model_type(**merged)
+            except ValidationError as error:
+                inner = config_error_from_validation(
+                    error,
+                    model=model_type,
+                    file=source,
+                    lines=lines.within("variants", name, block) if lines else None,
+                )
+                raise ConfigError(
+                    inner.message,
+                    file=source,
+                    field=f"variants.{name}.{block}.{inner.field}",
+                    line=inner.line,
+                ) from None
+        resolved.append(ResolvedVariant(name=name, routing=variant.routing, **blocks))
+    return resolved
+
+
+_DATA_FIELDS = {  # the data fields each choice uses; the others are left out of config.yaml
+    "dataset": {
+        "digits": (),
+        "gaussian_mixture": ("n_samples", "n_features", "n_classes", "class_sep"),
+        "idx": ("path", "limit"),
+    },
+    "views": {"split": (), "noisy": ("snr_db",)},
+}
+_GATE_FIELDS = {"discrete": ("codewords", "tau")}
+
+
+def tidy_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A resolved INL scenario without the fields its choices do not use.
+
+    A digits run keeps no Gaussian-mixture parameters, a Gaussian gate no codebook
+    settings; validating the result again gives the same scenario.
+    """
+    data = config.get("data")
+    if isinstance(data, dict):
+        unused = {
+            name
+            for choice, fields in _DATA_FIELDS.items()
+            for option, names in fields.items()
+            if option != data.get(choice)
+            for name in names
+        }
+        config["data"] = {key: value for key, value in data.items() if key not in unused}
+    gates = [config.get("gate")] + [v.get("gate") for v in config.get("variants", {}).values()]
+    for gate in gates:
+        if isinstance(gate, dict) and "kind" in gate:
+            for kind, names in _GATE_FIELDS.items():
+                if gate["kind"] != kind:
+                    for name in names:
+                        gate.pop(name, None)
+    return config

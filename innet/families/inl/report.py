@@ -1,0 +1,313 @@
+"""How the ``inl`` family reports a run: accuracy, latent rates, and what they cost.
+
+Added to the core report (bytes, simulated time, links, events, placement):
+
+- per variant: the gate and its ``beta``, the final test accuracy (mean and
+  sample standard deviation over seeds), the latent rate (bits per sample,
+  summed over sending nodes) and the rate of each node;
+- per comparison ``(a, b)``: ``rate_reduction = 1 - rate(b) / rate(a)``,
+  ``accuracy_delta = accuracy(b) - accuracy(a)`` and whether it lies within one
+  standard deviation of ``a``'s accuracy;
+- the headline columns for accuracy, latent rate and rate reduction, the
+  comparison sentences, how to read the numbers, and two figures:
+  ``accuracy_vs_bytes.png`` (test accuracy after each epoch against the
+  cumulative training exchange, mean ± std over seeds) and
+  ``latent_rate_per_node.png`` (the final rate of every sending node).
+"""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from innet.families import FamilyReport, FamilyTable, HeadlineColumn
+from innet.report.figures import LABELLED_NODES_MAX, event_marks, save_figure
+from innet.report.markdown import MISSING, format_bytes, format_percent
+from innet.report.summary import final_epoch_metrics, mean_or_none, plain_float, reduction
+from innet.report.tables import training_exchange_per_epoch
+from innet.topology.model import node_key
+
+if TYPE_CHECKING:
+    from innet.report.rundir import RunData
+
+__all__ = ["INL_REPORT", "ACCURACY_FIGURE", "RATE_FIGURE"]
+
+ACCURACY_FIGURE = "accuracy_vs_bytes.png"
+RATE_FIGURE = "latent_rate_per_node.png"
+
+
+def variant_summary(run: RunData, variant: str, seeds: list[int]) -> dict[str, Any]:
+    """The gate, accuracy and latent rate of one variant."""
+    final = final_epoch_metrics(run.metrics, variant, seeds)
+    accuracy = [float(value) for value in final["accuracy"]]
+    rates = [float(value) for value in final["latent_rate_bits"]]
+    gate = run.variant_config(variant).get("gate")
+    return {
+        "gate": gate.get("kind") if isinstance(gate, dict) else gate,
+        "beta": float(gate.get("beta", 0.0)) if isinstance(gate, dict) else None,
+        "accuracy_mean": statistics.fmean(accuracy),
+        "accuracy_std": statistics.stdev(accuracy) if len(accuracy) > 1 else 0.0,
+        "accuracy_per_seed": accuracy,
+        "latent_rate_bits": mean_or_none(rates),
+        "latent_rate_bits_per_seed": rates,
+        "node_rates_bits": _node_rates(run.tables["node_rates"], variant),
+    }
+
+
+def _node_rates(node_rates: pd.DataFrame, variant: str) -> dict[str, float | None]:
+    rows = node_rates[node_rates["variant"] == variant]
+    means = rows.groupby("node")["rate_bits"].mean()
+    return {node: plain_float(means[node]) for node in sorted(means.index, key=node_key)}
+
+
+def comparison(a: str, b: str, summary_a: dict, summary_b: dict) -> dict[str, Any]:
+    """Rate reduction and accuracy difference of ``b`` against ``a``."""
+    delta = summary_b["accuracy_mean"] - summary_a["accuracy_mean"]
+    return {
+        "rate_reduction": reduction(summary_a["latent_rate_bits"], summary_b["latent_rate_bits"]),
+        "accuracy_delta": delta,
+        "accuracy_std_a": summary_a["accuracy_std"],
+        "accuracy_within_one_std": abs(delta) <= summary_a["accuracy_std"],
+    }
+
+
+def _comparison_sentences(summary: dict[str, Any]) -> str:
+    if not summary["comparisons"]:
+        return "Only one variant: nothing to compare."
+    n_seeds = len(summary["seeds"])
+    lines = []
+    for comparison in summary["comparisons"]:
+        a, b = comparison["a"], comparison["b"]
+        va, vb = summary["variants"][a], summary["variants"][b]
+        exchange = _change_phrase(
+            "training exchange",
+            comparison["exchange_reduction"],
+            f"{format_bytes(vb['train_exchange_bytes'])} vs "
+            f"{format_bytes(va['train_exchange_bytes'])} per seed",
+            f"{a} sent no training bytes",
+        )
+        rate = _change_phrase(
+            "latent rate",
+            comparison["rate_reduction"],
+            f"{_format_rate(vb['latent_rate_bits'])} vs "
+            f"{_format_rate(va['latent_rate_bits'])} bits/sample",
+            f"{a}'s latent rate is 0 or unknown",
+        )
+        within = "within" if comparison["accuracy_within_one_std"] else "not within"
+        lines.append(
+            f"- **{b}** against **{a}**: {exchange}; {rate}; accuracy "
+            f"{vb['accuracy_mean']:.3f} vs {va['accuracy_mean']:.3f} "
+            f"(difference {comparison['accuracy_delta']:+.3f}), {within} one standard "
+            f"deviation of {a}'s accuracy (sample standard deviation over {n_seeds} "
+            f"seed{'s' if n_seeds != 1 else ''}: {va['accuracy_std']:.3f})."
+        )
+    return "\n".join(lines)
+
+
+def _change_phrase(quantity: str, fraction: float | None, values: str, undefined: str) -> str:
+    if fraction is None:
+        return f"{quantity} reduction undefined ({undefined}; {values})"
+    direction = "lower" if fraction >= 0 else "higher"
+    return f"{quantity} {abs(100 * fraction):.1f}% {direction} ({values})"
+
+
+def _reading_guide(lossy: bool = False) -> str:
+    retransmissions = (
+        [
+            "- **Retransmitted bytes**: on a lossy link every lost copy of a message is sent "
+            "again until one gets through; `(attempts - 1) × nbytes` per message, summed over "
+            "the training steps, per seed. They are extra bytes on the links, not part of the "
+            "training exchange, and their time (each copy, plus a round trip before resending) "
+            "is in the simulated time."
+        ]
+        if lossy
+        else []
+    )
+    return "\n".join(
+        [
+            "- **Training exchange**: the bytes actually sent over the links during training, "
+            "per seed: the sum of `nbytes` (size of the real tensor sent, plus any header) over "
+            "all forward latents and backward gradients of all training steps; evaluation "
+            "traffic is not counted.",
+            "- **Exchange reduction** of B against A: `1 - exchange(B) / exchange(A)`.",
+            "- **Latent rate**: the gate's estimate of `I(Z;T)` in bits per sample, averaged "
+            "over the evaluation samples of the final epoch and summed over the nodes that "
+            "send; rate reduction is `1 - rate(B) / rate(A)`.",
+            "- **Simulated time**: seconds of network time from the SimPy link model "
+            "(capacity, latency, queueing), never the wall-clock time of this machine.",
+            "- **Accuracy**: test accuracy after the final epoch; ± is the sample standard "
+            "deviation (ddof=1) over seeds.",
+            "- **Links used**: distinct undirected links that carried training traffic.",
+            *retransmissions,
+        ]
+    )
+
+
+def _rate_reductions(summary: dict[str, Any], name: str) -> str:
+    parts = [
+        f"{format_percent(comparison['rate_reduction'])} vs {comparison['a']}"
+        for comparison in summary["comparisons"]
+        if comparison["b"] == name
+    ]
+    return "; ".join(parts) or "—"
+
+
+def _format_rate(bits: float | None) -> str:
+    return MISSING if bits is None else f"{bits:,.2f}"
+
+
+def _comparisons_section(run: RunData, summary: dict[str, Any]) -> str:
+    return "## Comparisons\n\n" + _comparison_sentences(summary)
+
+
+def _reading_section(run: RunData, summary: dict[str, Any]) -> str:
+    lossy = any(v.get("retransmitted_bytes") for v in summary["variants"].values())
+    return "## How to read these numbers\n\n" + _reading_guide(lossy)
+
+
+def _figures(run: RunData, out_dir: Path) -> list[tuple[str, str]]:
+    variants = run.variants
+    save_figure(_accuracy_figure(run, variants), out_dir / ACCURACY_FIGURE)
+    save_figure(_rate_figure(run, variants), out_dir / RATE_FIGURE)
+    return [
+        (ACCURACY_FIGURE, "Test accuracy against training bytes"),
+        (RATE_FIGURE, "Latent rate per node"),
+    ]
+
+
+def _accuracy_figure(run: RunData, variants: list[str]) -> Figure:
+    curves = _accuracy_curves(run)
+    figure = Figure(figsize=(7, 4.5), layout="constrained")
+    ax = figure.add_subplot()
+    for variant in variants:
+        curve = curves[curves["variant"] == variant]
+        if curve.empty:
+            continue
+        x = curve["bytes_mean"].to_numpy() / 1e6
+        mean = curve["accuracy_mean"].to_numpy()
+        std = curve["accuracy_std"].to_numpy()
+        (line,) = ax.plot(x, mean, marker="o", markersize=3, label=variant)
+        ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+        for at_bytes, description in event_marks(run, variant):
+            ax.axvline(at_bytes / 1e6, color=line.get_color(), linestyle=":", linewidth=1.2)
+            ax.annotate(description, (at_bytes / 1e6, 0.02), xycoords=("data", "axes fraction"),
+                        rotation=90, fontsize=7, color=line.get_color(),
+                        ha="right", va="bottom")  # fmt: skip
+    ax.set_xlabel("cumulative training exchange per seed (MB)")
+    ax.set_ylabel("test accuracy")
+    ax.set_title("Test accuracy against training bytes (mean ± std over seeds)")
+    ax.grid(alpha=0.3)
+    if ax.lines:
+        ax.legend()
+    return figure
+
+
+def _accuracy_curves(run: RunData) -> pd.DataFrame:
+    """Per variant and epoch: mean cumulative training bytes, accuracy mean and std."""
+    metrics = run.metrics[["variant", "seed", "epoch", "accuracy"]]
+    per_epoch = training_exchange_per_epoch(run.exchanges)[["variant", "seed", "epoch", "nbytes"]]
+    joined = metrics.merge(per_epoch, on=["variant", "seed", "epoch"], how="left")
+    joined["nbytes"] = joined["nbytes"].fillna(0)
+    joined = joined.sort_values(["variant", "seed", "epoch"])
+    joined["bytes_cum"] = joined.groupby(["variant", "seed"])["nbytes"].cumsum()
+    curves = (
+        joined.groupby(["variant", "epoch"])
+        .agg(
+            bytes_mean=("bytes_cum", "mean"),
+            accuracy_mean=("accuracy", "mean"),
+            accuracy_std=("accuracy", "std"),
+        )
+        .reset_index()
+    )
+    curves["accuracy_std"] = curves["accuracy_std"].fillna(0.0)
+    return curves
+
+
+def _rate_figure(run: RunData, variants: list[str]) -> Figure:
+    rates = run.tables["node_rates"]
+    nodes = sorted(rates["node"].unique(), key=node_key)
+    if len(nodes) > LABELLED_NODES_MAX:
+        return _sorted_rate_figure(run, variants)
+    width_inches = float(np.clip(2.0 + 0.08 * len(nodes) * max(len(variants), 1), 6.0, 18.0))
+    figure = Figure(figsize=(width_inches, 4.5), layout="constrained")
+    ax = figure.add_subplot()
+    if not nodes:
+        ax.text(0.5, 0.5, "no node rates recorded", ha="center", va="center")
+        ax.set_axis_off()
+        return figure
+    stats = rates.groupby(["variant", "node"])["rate_bits"].agg(["mean", "std"]).fillna(0.0)
+    positions = np.arange(len(nodes))
+    bar_width = 0.8 / max(len(variants), 1)
+    spread = rates["seed"].nunique() >= 2
+    for index, variant in enumerate(variants):
+        if variant not in stats.index.get_level_values("variant"):
+            continue
+        rows = stats.loc[variant].reindex(nodes)
+        ax.bar(
+            positions + (index - (len(variants) - 1) / 2) * bar_width,
+            rows["mean"].fillna(0.0),
+            width=bar_width,
+            yerr=rows["std"].fillna(0.0) if spread else None,
+            capsize=2,
+            label=variant,
+        )
+    graph = run.topology.graph
+    labels = [run.topology.label(node) if node in graph else node for node in nodes]
+    ax.set_xticks(positions, labels, rotation=90 if len(nodes) > 12 else 0)
+    ax.tick_params(axis="x", labelsize=8)
+    ax.set_xlim(-0.6, len(nodes) - 0.4)
+    ax.set_ylabel("latent rate (bits/sample)")
+    ax.set_title(
+        f"Latent rate per sending node (final evaluation, mean{' ± std' if spread else ''} "
+        "over seeds)"
+    )
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend()
+    return figure
+
+
+def _sorted_rate_figure(run: RunData, variants: list[str]) -> Figure:
+    """Many nodes: each variant's node rates (mean over seeds) sorted from the highest."""
+    means = run.tables["node_rates"].groupby(["variant", "node"])["rate_bits"].mean()
+    figure = Figure(figsize=(8, 4.5), layout="constrained")
+    ax = figure.add_subplot()
+    for variant in variants:
+        if variant not in means.index.get_level_values("variant"):
+            continue
+        values = np.sort(means.loc[variant].to_numpy())[::-1]
+        ranks = np.arange(1, len(values) + 1)
+        ax.plot(ranks, values, drawstyle="steps-mid", label=f"{variant} ({len(values):,} nodes)")
+    ax.set_xlabel("sending nodes, from the highest rate to the lowest")
+    ax.set_ylabel("latent rate (bits/sample)")
+    ax.set_title("Latent rate per sending node, sorted (final evaluation, mean over seeds)")
+    ax.set_xlim(left=0.5)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return figure
+
+
+INL_REPORT = FamilyReport(
+    variant_summary=variant_summary,
+    comparison=comparison,
+    headline=(
+        HeadlineColumn(
+            "accuracy (mean ± std)",
+            lambda v, name, s: f"{v['accuracy_mean']:.3f} ± {v['accuracy_std']:.3f}",
+            before_exchange=True,
+        ),
+        HeadlineColumn(
+            "latent rate (bits/sample)", lambda v, name, s: _format_rate(v.get("latent_rate_bits"))
+        ),
+        HeadlineColumn("rate reduction", lambda v, name, s: _rate_reductions(s, name)),
+    ),
+    sections=(_comparisons_section, _reading_section),
+    figures=_figures,
+    tables={"node_rates": FamilyTable("node_rates.csv", ("variant", "seed", "node", "rate_bits"))},
+    metric_names=("train_loss", "test_loss", "accuracy", "latent_rate_bits"),
+    primary_metric="accuracy",
+)

@@ -1,0 +1,251 @@
+"""Training one INL variant with one seed: the epoch loop, in one sitting.
+
+:func:`fit` drives an executor (:mod:`innet.executors`) through the epochs:
+each epoch visits the training samples in an order drawn from ``(seed,
+epoch)``, one synchronous step per batch on the plan the network allows at
+that step (plans change on events; a step during which a link fails loses the
+messages sent over it), then evaluates the test samples batch by batch on the
+network as it is at the end of the epoch. Every message goes through the
+recording transport, which writes the exchange log; each process's results
+are merged on the leader.
+
+:class:`InlTrainer` is what the ``inl`` family gives the runner: the plans of
+each variant over the run, and :meth:`InlTrainer.train` for one (variant, seed).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from innet.errors import InnetError
+from innet.events import Timeline, build_timeline
+from innet.executors import EvalSums, Executor
+from innet.executors.per_node import PerNodeExecutor
+from innet.families import TrainResult
+from innet.families.inl.config import InlScenario, ResolvedVariant, TrainingConfig
+from innet.group import Group
+from innet.inputs import NodeInputs, load_inputs
+from innet.modules import ModuleSpec
+from innet.plans import Plan
+from innet.records import ExchangeLog
+from innet.scenario import LoadedScenario
+from innet.tasks import Classification, Task
+from innet.topology.model import Topology
+from innet.transport import RecordingTransport
+from innet.yamlio import FieldError
+
+__all__ = ["FitResult", "fit", "module_specs", "variant_timeline", "InlTrainer"]
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` measured, on the leader: per-epoch metrics and the final rates."""
+
+    metrics: list[dict[str, Any]]
+    node_rates: dict[str, float]  # bits per sample of each sending node, final evaluation
+    log: ExchangeLog
+
+
+def fit(
+    executor: Executor,
+    recorder: RecordingTransport,
+    timeline: Timeline,
+    inputs: NodeInputs,
+    training: TrainingConfig,
+    *,
+    seed: int,
+    group: Group,
+    task: Task | None = None,
+    on_epoch: Callable[[int], None] | None = None,
+) -> FitResult | None:
+    """Train for ``training.epochs`` epochs; the leader gets the result, others None."""
+    task = task or Classification()
+    log = recorder.log
+    n_train, n_test = inputs.n_train, len(inputs.labels[1])
+    metrics: list[dict[str, Any]] = []
+    evaluation = EvalSums()
+    step = 0
+    for epoch in range(training.epochs):
+        order = np.random.default_rng([seed, epoch]).permutation(n_train)
+        losses = []
+        for start in range(0, n_train, training.batch_size):
+            index = order[start : start + training.batch_size]
+            _follow(executor, timeline, step)
+            plan = timeline.step_plan(step)
+            recorder.drop(plan.lost)
+            log.begin("train", epoch, step, len(index))
+            loss = executor.train_step(index, plan)
+            log.end()
+            if loss is not None:
+                losses.append(loss)
+            step += 1
+        recorder.drop(frozenset())
+        _follow(executor, timeline, step)  # evaluate on the network as it is now
+        evaluation = EvalSums()
+        for number, start in enumerate(range(0, n_test, training.eval_batch_size)):
+            index = np.arange(start, min(start + training.eval_batch_size, n_test))
+            log.begin("eval", epoch, number, len(index))
+            evaluation.add(executor.evaluate_batch(index))
+            log.end()
+        gathered = group.gather((losses, evaluation))
+        if gathered is not None:
+            all_losses = [value for part, _ in gathered for value in part]
+            evaluation = EvalSums.merge(part for _, part in gathered)
+            evaluation.rate_sums = {  # in plan order, whichever process measured them
+                node: evaluation.rate_sums[node]
+                for node in executor.plan.forward_order()
+                if node in evaluation.rate_sums
+            }
+            metrics.append(
+                {
+                    "epoch": epoch,
+                    "train_loss": float(np.mean(all_losses)) if all_losses else float("nan"),
+                    **task.metrics(evaluation.metric_sums, evaluation.samples),
+                    "latent_rate_bits": sum(evaluation.rate_sums.values()) / evaluation.samples,
+                }
+            )
+        if on_epoch is not None:
+            on_epoch(epoch)
+    logs = group.gather(log)
+    if logs is None:
+        return None
+    rates = {node: value / evaluation.samples for node, value in evaluation.rate_sums.items()}
+    return FitResult(metrics=metrics, node_rates=rates, log=ExchangeLog.merge(logs))
+
+
+def _follow(executor: Executor, timeline: Timeline, step: int) -> None:
+    plan = timeline.segment_at(step).plan
+    if plan is not executor.plan:
+        executor.set_plan(plan)
+
+
+def module_specs(
+    plans: Sequence[Plan], variant: ResolvedVariant, inputs: NodeInputs
+) -> dict[str, ModuleSpec]:
+    """The module each node needs to serve in every one of ``plans`` (plans change on events)."""
+    if variant.model.aggregator == "concat" and len({_inputs_of(p) for p in plans}) > 1:
+        raise InnetError(
+            f"variant {variant.name}: the concat aggregator needs a fixed set of inputs per node, "
+            "but events change the plan; use sum or mean"
+        )
+    received: dict[str, int] = {}
+    fusion = plans[0].fusion
+    for plan in plans:
+        for node in plan.forward_order():
+            received[node] = max(received.get(node, 0), len(plan.children(node)))
+    return {
+        node: ModuleSpec(
+            node=node,
+            is_fusion=node == fusion,
+            view_dim=inputs.view_dim(node),
+            n_received=count,
+            latent_dim=variant.model.latent_dim,
+            hidden=variant.model.hidden,
+            aggregator=variant.model.aggregator,
+            gate_kind=variant.gate.kind,
+            n_classes=inputs.n_classes,
+            codewords=variant.gate.codewords,
+            tau=variant.gate.tau,
+        )
+        for node, count in received.items()
+    }
+
+
+def _inputs_of(plan: Plan) -> frozenset[tuple[str, int]]:
+    return frozenset((node, len(plan.children(node))) for node in plan.forward_order())
+
+
+def variant_timeline(
+    scenario: InlScenario, variant: ResolvedVariant, topology: Topology, n_train: int
+) -> Timeline:
+    """The plans of a variant over the run, given the scenario's events."""
+    return build_timeline(
+        topology,
+        variant.routing,
+        variant.forward_message_bits(scenario.network.header_bytes),
+        scenario.events,
+        steps_per_epoch=math.ceil(n_train / variant.training.batch_size),
+        epochs=variant.training.epochs,
+    )
+
+
+class InlTrainer:
+    """The ``inl`` family's trainer for one scenario (see :class:`~innet.families.Trainer`)."""
+
+    def __init__(self, loaded: LoadedScenario, topology: Topology) -> None:
+        self.loaded, self.topology = loaded, topology
+        self.scenario: InlScenario = loaded.scenario  # type: ignore[assignment]
+        self.variants: dict[str, ResolvedVariant] = {v.name: v for v in loaded.variants}
+        self._seed: int | None = None
+        self._inputs: NodeInputs | None = None
+        n_train = self.inputs(self.scenario.seed_list[0]).n_train  # data problems show first
+        try:
+            self.timelines = {
+                name: variant_timeline(self.scenario, variant, topology, n_train)
+                for name, variant in self.variants.items()
+            }
+        except FieldError as error:
+            raise loaded.located(error) from None
+        self._n_train = n_train
+
+    def inputs(self, seed: int) -> NodeInputs:
+        """The data of ``seed`` (one seed cached at a time: variants of a seed share it)."""
+        if self._seed != seed or self._inputs is None:
+            try:
+                self._inputs = load_inputs(self.scenario.data, self.topology, seed)
+            except FieldError as error:
+                raise self.loaded.located(error) from None
+            self._seed = seed
+        return self._inputs
+
+    def steps_per_epoch(self, variant: str) -> int:
+        return math.ceil(self._n_train / self.variants[variant].training.batch_size)
+
+    def epochs(self, variant: str) -> int:
+        return self.variants[variant].training.epochs
+
+    def train(
+        self,
+        variant: str,
+        seed: int,
+        transport: RecordingTransport,
+        group: Group,
+        device: torch.device | str,
+        on_epoch: Callable[[int], None],
+    ) -> TrainResult | None:
+        config = self.variants[variant]
+        inputs = self.inputs(seed)
+        timeline = self.timelines[variant]
+        executor = PerNodeExecutor(
+            plan=timeline.segments[0].plan,
+            specs=module_specs(timeline.plans, config, inputs),
+            seed=seed,
+            transport=transport,
+            views=inputs.views,
+            labels=inputs.labels,
+            lr=config.training.lr,
+            optimizer=config.training.optimizer,
+            beta=config.gate.beta,
+            device=device,
+        )
+        result = fit(executor, transport, timeline, inputs, config.training, seed=seed,
+                     group=group, on_epoch=on_epoch)  # fmt: skip
+        flops = group.gather(executor.flops())
+        if result is None or flops is None:
+            return None
+        rates = [
+            {"variant": variant, "seed": seed, "node": node, "rate_bits": rate}
+            for node, rate in result.node_rates.items()
+        ]
+        return TrainResult(
+            metrics=result.metrics,
+            flops={node: value for part in flops for node, value in part.items()},
+            tables={"node_rates": rates},
+            log=result.log,
+        )

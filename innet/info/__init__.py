@@ -1,0 +1,70 @@
+"""Information theory of finite-rate gating: pure functions on numpy arrays.
+
+A family of small, independent algorithms (in the manner of a networkx
+algorithm family), each module opening with what its concept means:
+
+- :mod:`innet.info.entropy` — :func:`entropy`, :func:`kl_divergence`,
+  :func:`mutual_information` of a joint table, and
+  :func:`mixture_mutual_information` ``H(mean rows) - mean H(rows)``, the one
+  estimator behind the discrete gate's rate, ``I(X;Y)`` of a channel and the
+  finite-bank ``Î(S;W)``.
+- :mod:`innet.info.blahut_arimoto` — :func:`channel_capacity`,
+  :func:`rate_distortion` and :func:`rate_distortion_curve`, with certified
+  convergence gaps.
+- :mod:`innet.info.gaussian` — rate estimates for a Gaussian gate
+  ``T = mu + sigma * eps``: :func:`gaussian_channel_upper_bound` (streamable
+  with :class:`RunningMoments`) and the Kolchinsky–Tracey
+  :func:`pairwise_bracket`.
+- :mod:`innet.info.bounds` — :func:`xu_raginsky_bound`, :func:`union_bound`
+  (mutual information in nats) and :func:`gibbs_posterior`.
+
+Results are in bits unless a function says otherwise. Inputs are array-likes
+converted to float64 numpy arrays; invalid ones raise ``ValueError``. Torch
+tensors are converted by the caller (``tensor.detach().cpu().numpy()``).
+
+>>> import innet.info as info
+>>> round(info.channel_capacity([[0.9, 0.1], [0.1, 0.9]]).capacity, 6)
+0.531004
+"""
+
+from innet.info.blahut_arimoto import (
+    ChannelCapacity,
+    RateDistortionCurve,
+    RateDistortionPoint,
+    channel_capacity,
+    rate_distortion,
+    rate_distortion_curve,
+)
+from innet.info.bounds import gibbs_posterior, union_bound, xu_raginsky_bound
+from innet.info.entropy import (
+    entropy,
+    kl_divergence,
+    mixture_mutual_information,
+    mutual_information,
+)
+from innet.info.gaussian import (
+    PairwiseBracket,
+    RunningMoments,
+    gaussian_channel_upper_bound,
+    pairwise_bracket,
+)
+
+__all__ = [
+    "ChannelCapacity",
+    "PairwiseBracket",
+    "RateDistortionCurve",
+    "RateDistortionPoint",
+    "RunningMoments",
+    "channel_capacity",
+    "entropy",
+    "gaussian_channel_upper_bound",
+    "gibbs_posterior",
+    "kl_divergence",
+    "mixture_mutual_information",
+    "mutual_information",
+    "pairwise_bracket",
+    "rate_distortion",
+    "rate_distortion_curve",
+    "union_bound",
+    "xu_raginsky_bound",
+]

@@ -1,0 +1,229 @@
+"""innet.info.gaussian: closed forms, streaming, invariances and the bracket's ordering."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from innet.gates import gaussian_kl_bits
+from innet.info import (
+    PairwiseBracket,
+    RunningMoments,
+    gaussian_channel_upper_bound,
+    pairwise_bracket,
+)
+
+
+def gate_like(seed: int, n: int, d: int) -> tuple[np.ndarray, np.ndarray]:
+    """Means and per-sample noise scales like a Gaussian gate's (sigma in [0.05, 20])."""
+    rng = np.random.default_rng(seed)
+    mu = rng.normal(size=(n, d)) @ rng.normal(size=(d, d)) + rng.normal(size=d)
+    sigma = np.exp(0.5 * rng.uniform(-6.0, 6.0, size=(n, d)))
+    return mu, sigma
+
+
+# --- moment-matched upper bound ----------------------------------------------------------
+
+
+def test_zero_and_constant_means_give_zero() -> None:
+    sigma = np.full((50, 3), 0.7)
+    assert gaussian_channel_upper_bound(np.zeros((50, 3)), sigma) == pytest.approx(0, abs=1e-12)
+    offset = np.tile([3.0, -1e4, 0.5], (50, 1))
+    assert gaussian_channel_upper_bound(offset, sigma) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_gaussian_input_through_gaussian_noise() -> None:
+    """mu ~ N(0, P I), sigma = s: (D/2) log2(1 + P / s^2) as N grows.
+
+    With N samples the bound is 0.5 log2 det of the sample covariance plus s^2 I over s^2; each
+    of its D eigenvalues has relative standard error ~sqrt(2 / N), scaled by P / (P + s^2) in the
+    log, so the standard error is ~(0.5 / ln 2) sqrt(2 D / N) P / (P + s^2) = 0.0037 bits for
+    N = 1e5, D = 4, P = 1, s = 0.5. Tolerance 0.02 bits (over 5 standard errors).
+    """
+    n, d, power, s = 100_000, 4, 1.0, 0.5
+    rng = np.random.default_rng(2024)
+    mu = rng.normal(scale=math.sqrt(power), size=(n, d))
+    value = gaussian_channel_upper_bound(mu, np.full((n, d), s))
+    assert value == pytest.approx(d / 2 * math.log2(1 + power / s**2), abs=0.02)
+
+
+def test_small_closed_forms() -> None:
+    # Two points +-1 in one dimension, unit noise: Cov mu = 1, so 0.5 log2(1 + 1) = 0.5 bit.
+    mu = np.array([[1.0], [-1.0]])
+    assert gaussian_channel_upper_bound(mu, np.ones((2, 1))) == pytest.approx(0.5, abs=1e-12)
+    # Mean 0 but different noise levels: 0.5 log2(mean sigma^2) - 0.5 mean log2 sigma^2 (Jensen).
+    sigma = np.array([[1.0], [2.0]])
+    expected = 0.5 * math.log2(2.5) - 0.5 * (0.0 + 2.0) / 2
+    assert gaussian_channel_upper_bound(np.zeros((2, 1)), sigma) == pytest.approx(expected)
+
+
+@given(st.integers(0, 2**32 - 1), st.integers(1, 40), st.integers(1, 6), st.floats(1e-3, 1e3))
+@settings(max_examples=50, deadline=None)
+def test_upper_bound_is_scale_invariant_and_nonnegative(
+    seed: int, n: int, d: int, scale: float
+) -> None:
+    mu, sigma = gate_like(seed, n, d)
+    value = gaussian_channel_upper_bound(mu, sigma)
+    assert value >= 0.0
+    assert gaussian_channel_upper_bound(scale * mu, scale * sigma) == pytest.approx(value, abs=1e-9)
+    shifted = gaussian_channel_upper_bound(mu + 123.0, sigma)
+    assert shifted == pytest.approx(value, abs=1e-8)
+
+
+@given(st.integers(0, 2**32 - 1), st.integers(1, 200), st.integers(1, 6))
+@settings(max_examples=40, deadline=None)
+def test_tighter_than_the_gates_variational_bound(seed: int, n: int, d: int) -> None:
+    """mean KL(p(t|x) || N(0, I)) = I + KL(p_T || N(0, I)); moment matching minimises that KL.
+
+    So the moment-matched bound never exceeds the rate the Gaussian gate reports today.
+    """
+    mu, sigma = gate_like(seed, n, d)
+    logvar = 2.0 * np.log(sigma)
+    variational = float(gaussian_kl_bits(torch.from_numpy(mu), torch.from_numpy(logvar)).mean())
+    assert gaussian_channel_upper_bound(mu, sigma) <= variational + 1e-9
+
+
+@given(
+    st.integers(0, 2**32 - 1),
+    st.integers(1, 300),
+    st.integers(1, 5),
+    st.integers(1, 64),
+    st.sampled_from([0.0, 1e3, 1e6]),
+)
+@settings(max_examples=60, deadline=None)
+def test_streaming_matches_one_shot(seed: int, n: int, d: int, batch: int, offset: float) -> None:
+    mu, sigma = gate_like(seed, n, d)
+    mu = mu + offset  # a mean far from 0: the naive sum-of-squares formula would lose digits
+    moments = RunningMoments(d)
+    for start in range(0, n, batch):
+        assert moments.update(mu[start : start + batch], sigma[start : start + batch]) is moments
+    assert moments.count == n
+    one_shot = gaussian_channel_upper_bound(mu, sigma)
+    assert moments.upper_bound() == pytest.approx(one_shot, abs=1e-9)
+
+
+def test_merging_accumulators_matches_one_shot() -> None:
+    mu, sigma = gate_like(7, 500, 4)
+    left, right = RunningMoments(4), RunningMoments(4)
+    left.update(mu[:123], sigma[:123])
+    right.update(mu[123:400], sigma[123:400]).update(mu[400:], sigma[400:])
+    merged = left.merge(right).merge(RunningMoments(4))  # an empty one changes nothing
+    assert merged.count == 500
+    expected = gaussian_channel_upper_bound(mu, sigma)
+    assert merged.upper_bound() == pytest.approx(expected, abs=1e-9)
+
+
+def test_running_moments_validation() -> None:
+    with pytest.raises(ValueError, match="no batches"):
+        RunningMoments(2).upper_bound()
+    with pytest.raises(ValueError, match="3 columns"):
+        RunningMoments(3).update(np.zeros((4, 2)), np.ones((4, 2)))
+    with pytest.raises(ValueError, match="dimension 2 into 3"):
+        RunningMoments(3).merge(RunningMoments(2))
+    with pytest.raises(ValueError, match="dim must be a positive integer"):
+        RunningMoments(0)
+
+
+@pytest.mark.parametrize(
+    ("mu", "sigma", "message"),
+    [
+        (np.zeros((3, 2)), np.ones((3, 3)), "same shape"),
+        (np.zeros((3, 2)), np.zeros((3, 2)), "sigma must be positive"),
+        (np.zeros(3), np.ones(3), "mu must have 2 dimension"),
+        (np.full((3, 2), np.nan), np.ones((3, 2)), "finite"),
+    ],
+)
+def test_moment_validation(mu: np.ndarray, sigma: np.ndarray, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        gaussian_channel_upper_bound(mu, sigma)
+    with pytest.raises(ValueError, match=message):
+        pairwise_bracket(mu, sigma)
+
+
+# --- Kolchinsky-Tracey pairwise bracket --------------------------------------------------
+
+
+def test_two_separated_points_give_one_bit() -> None:
+    bracket = pairwise_bracket(np.array([[-5.0], [5.0]]), np.full((2, 1), 0.05))
+    assert isinstance(bracket, PairwiseBracket)
+    assert bracket.lower == pytest.approx(1.0, abs=1e-6)
+    assert bracket.upper == pytest.approx(1.0, abs=1e-6)
+    assert bracket.n == 2 and bracket.saturated
+
+
+def test_identical_and_offset_means_give_zero() -> None:
+    for mu in (np.zeros((30, 3)), np.tile([1e3, -2.0, 0.5], (30, 1))):
+        lower, upper, n, saturated = pairwise_bracket(mu, np.full((30, 3), 0.3))
+        assert lower == pytest.approx(0.0, abs=1e-9)
+        assert upper == pytest.approx(0.0, abs=1e-9)
+        assert n == 30 and not saturated
+
+
+def test_two_points_closed_form() -> None:
+    """Two equally likely unit-variance components at distance delta, closed-form distances.
+
+    KL = delta^2 / 2 and Bhattacharyya = delta^2 / 8, so each end is
+    1 - log2(1 + exp(-distance)) bits.
+    """
+    delta = 1.5
+    bracket = pairwise_bracket(np.array([[0.0], [delta]]), np.ones((2, 1)))
+    assert bracket.upper == pytest.approx(1 - math.log2(1 + math.exp(-(delta**2) / 2)), abs=1e-12)
+    assert bracket.lower == pytest.approx(1 - math.log2(1 + math.exp(-(delta**2) / 8)), abs=1e-12)
+    assert not bracket.saturated
+
+
+@given(st.integers(0, 2**32 - 1), st.integers(1, 40), st.integers(1, 5), st.floats(1e-3, 1e3))
+@settings(max_examples=40, deadline=None)
+def test_bracket_is_ordered_scale_invariant_and_below_the_gaussian_bound(
+    seed: int, n: int, d: int, scale: float
+) -> None:
+    mu, sigma = gate_like(seed, n, d)
+    lower, upper, used, saturated = pairwise_bracket(mu, sigma, n=64)
+    assert used == n
+    assert 0.0 <= lower <= upper <= math.log2(n) + 1e-12
+    # Both estimators bound the same I(X;T) (X uniform over the n rows): lower <= I <= upper
+    # and I <= the moment-matched bound.
+    assert lower <= gaussian_channel_upper_bound(mu, sigma) + 1e-9
+    scaled = pairwise_bracket(scale * mu, scale * sigma, n=64)
+    assert scaled.lower == pytest.approx(lower, abs=1e-9)
+    assert scaled.upper == pytest.approx(upper, abs=1e-9)
+    assert saturated == (lower >= math.log2(n) - 1e-2)
+
+
+def test_gaussian_input_lies_inside_the_bracket() -> None:
+    """For mu ~ N(0, P I) the n-point mixture's I(X;T) sits near (D/2) log2(1 + P/s^2) < log2 n."""
+    n, d, s = 400, 2, 0.5
+    rng = np.random.default_rng(5)
+    mu = rng.normal(size=(n, d))
+    bracket = pairwise_bracket(mu, np.full((n, d), s), n=n)
+    reference = d / 2 * math.log2(1 + 1 / s**2)
+    assert bracket.lower < reference < bracket.upper
+    assert not bracket.saturated
+
+
+def test_subsampling_is_seeded_and_reports_n() -> None:
+    mu, sigma = gate_like(3, 300, 3)
+    first = pairwise_bracket(mu, sigma, n=50, seed=1)
+    assert first.n == 50
+    assert pairwise_bracket(mu, sigma, n=50, seed=1) == first
+    assert pairwise_bracket(mu, sigma, n=50, seed=2) != first
+    assert pairwise_bracket(mu, sigma, n=1000).n == 300
+
+
+def test_well_separated_subsample_saturates() -> None:
+    mu = np.arange(64, dtype=float)[:, None] * 10.0
+    bracket = pairwise_bracket(mu, np.full((64, 1), 0.1), n=16, seed=0)
+    assert bracket.n == 16 and bracket.saturated
+    assert bracket.lower == pytest.approx(4.0, abs=1e-9)
+
+
+def test_bracket_parameter_validation() -> None:
+    with pytest.raises(ValueError, match="n must be a positive integer"):
+        pairwise_bracket(np.zeros((2, 1)), np.ones((2, 1)), n=0)
+    with pytest.raises(ValueError, match="saturation_tol"):
+        pairwise_bracket(np.zeros((2, 1)), np.ones((2, 1)), saturation_tol=-1.0)

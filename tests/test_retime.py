@@ -1,0 +1,85 @@
+"""``retime``: a finished run timed on another network equals a fresh run on that network."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from innet.cli import main
+
+SCENARIO = """
+name: retime_check
+topology: {topology}
+data: {{dataset: gaussian_mixture, n_samples: 200, n_features: 6, n_classes: 3, views: noisy}}
+model: {{latent_dim: 4, hidden: 8}}
+gate: {{kind: none}}
+training: {{epochs: 2, batch_size: 40}}
+network: {{node_flops: {{"*": 50MFLOPS}}}}
+variants:
+  dense: {{routing: dense}}
+  hop: {{routing: hop}}
+seeds: 1
+"""
+
+TOPOLOGY = """
+name: square
+defaults: {{capacity: {capacity}, latency: {latency}}}
+nodes:
+  - {{id: f, role: fusion}}
+  - {{id: a, role: sensor}}
+  - {{id: b, role: sensor}}
+  - {{id: c, role: relay}}
+links:
+  - [a, f]
+  - [b, f]
+  - [a, c]
+  - [b, c]
+  - {{between: [c, f]{extra}}}
+"""
+
+
+def write(tmp_path, name, capacity="10Mbps", latency="1ms", extra=""):
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(TOPOLOGY.format(capacity=capacity, latency=latency, extra=extra))
+    return path
+
+
+@pytest.mark.slow
+def test_retimed_run_equals_a_fresh_run_on_the_changed_topology(tmp_path, capsys):
+    slow = write(tmp_path, "slow")
+    fast = write(tmp_path, "fast", capacity="1Gbps", latency="20us", extra=", loss: 0.2")
+    scenario = tmp_path / "scenario.yaml"
+    scenario.write_text(SCENARIO.format(topology="slow.yaml"))
+    assert main(["--scenario", str(scenario), "--out", str(tmp_path / "a"), "--no-progress"]) == 0
+    assert main(["retime", str(tmp_path / "a"), "--topology", str(fast),
+                 "--out", str(tmp_path / "b")]) == 0  # fmt: skip
+    assert main(["--scenario", str(scenario), "--topology", str(fast),
+                 "--out", str(tmp_path / "c"), "--no-progress"]) == 0  # fmt: skip
+    retimed, fresh = tmp_path / "b", tmp_path / "c"
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(retimed / "exchanges.parquet"), pd.read_parquet(fresh / "exchanges.parquet")
+    )
+    assert (retimed / "metrics.csv").read_text() == (fresh / "metrics.csv").read_text()
+    assert (retimed / "nodes.csv").read_text() == (fresh / "nodes.csv").read_text()
+    # and the times really changed: the first run was on 100x slower links
+    before = pd.read_csv(tmp_path / "a" / "metrics.csv")["sim_time_s"]
+    after = pd.read_csv(retimed / "metrics.csv")["sim_time_s"]
+    assert (after < before / 5).all()
+    assert slow.exists()
+
+
+def test_retime_refuses_a_topology_that_changes_the_plans_or_the_graph(tmp_path, capsys):
+    write(tmp_path, "base")
+    scenario = tmp_path / "scenario.yaml"
+    scenario.write_text(SCENARIO.format(topology="base.yaml").replace("epochs: 2", "epochs: 1"))
+    assert main(["--scenario", str(scenario), "--out", str(tmp_path / "a"), "--no-progress"]) == 0
+    capsys.readouterr()
+    other = tmp_path / "other.yaml"
+    other.write_text((tmp_path / "base.yaml").read_text().replace("  - [a, c]\n", ""))
+    assert main(["retime", str(tmp_path / "a"), "--topology", str(other),
+                 "--out", str(tmp_path / "b")]) == 2  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "links differ" in err and "a-c" in err
+    assert not (tmp_path / "b").exists()
+    assert main(["retime", str(tmp_path / "nowhere"), "--topology", str(other)]) == 2
+    assert "not found" in capsys.readouterr().err
