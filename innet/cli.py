@@ -277,7 +277,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from innet.report import headline_table, load_run, write_report
 
     if not args.run_dir.is_dir():
-        raise InnetError(f"{args.run_dir}: not a run directory")
+        raise InnetError(f"{args.run_dir}: run directory not found")
     summary = write_report(args.run_dir)
     print(headline_table(summary, load_run(args.run_dir).family.report))
     print(f"\nreport rebuilt: {args.run_dir / 'report.md'}")

@@ -272,11 +272,14 @@ class NetworkModel:
         self, messages: tuple[Message, ...], compute: dict[str, tuple[float, float]]
     ) -> None:
         name = self.topology.name
+        flows: dict[str, str | None] = {}
         for index, message in enumerate(messages):
-            try:
-                flow = get_phase(message.phase).flow
-            except ValueError as error:
-                raise ValueError(f"message {index}: {error}") from None
+            if message.phase not in flows:
+                try:
+                    flows[message.phase] = get_phase(message.phase).flow
+                except ValueError as error:
+                    raise ValueError(f"message {index}: {error}") from None
+            flow = flows[message.phase]
             if message.after is None and flow is None:
                 raise ValueError(
                     f"message {index}: phase {message.phase!r} has no flow; give `after`"
@@ -399,7 +402,7 @@ class _StepSimulation:
         self.blocked: dict[int, int] = {}
         self.unblocks: dict[int, list[int]] = {}
         sends: dict[tuple[str, bool], list[int]] = {}
-        flows = {m.phase: get_phase(m.phase).flow for m in messages}
+        flows = {phase: get_phase(phase).flow for phase in {m.phase for m in messages}}
         for index, message in enumerate(messages):
             flow = flows[message.phase]
             group = (message.dst, flow == "forward") if flow is not None else None

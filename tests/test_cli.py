@@ -16,16 +16,21 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import textwrap
+import time
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 import innet.runner
@@ -773,7 +778,9 @@ def test_report_on_a_non_run_directory(
     if kind == "empty_dir":
         target.mkdir()
     result = call(capsys, "report", str(target))
-    assert_user_error(result, str(target))
+    line = assert_user_error(result, str(target))
+    assert ("not a run directory" if kind == "empty_dir" else "not found") in line
+    assert "topologies" not in line and "config.yaml: file not found" not in line
     if kind == "empty_dir":
         assert list(target.iterdir()) == []  # nothing written into it
     else:
@@ -861,3 +868,93 @@ def test_user_error_mid_run_leaves_nothing_and_keeps_an_empty_out(
     assert_user_error(result, "data.snr_db")
     assert out.is_dir() and not list(out.iterdir())
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+# --------------------------------------------------------------------------------------
+# How a stranger starts, stops and reads a run.
+
+
+def test_no_arguments_starts_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    line = assert_user_error(call(capsys), "--scenario", "dense_vs_dijkstra", "smoke")
+    assert "choose a scenario" in line
+    assert list(tmp_path.iterdir()) == []  # no runs/ folder, nothing trained
+
+
+@pytest.mark.parametrize("where", ["under_a_file", "is_a_file", "unreadable_place"])
+def test_out_that_cannot_be_written_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], where: str
+) -> None:
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    out = {
+        "under_a_file": a_file / "run",
+        "is_a_file": a_file,
+        "unreadable_place": Path("/proc/innet-cannot-write-here"),
+    }[where]
+    result = call(capsys, *FAST_RUN, "--out", str(out))
+    line = assert_user_error(result, str(out))
+    assert ("is a file" if where == "is_a_file" else "cannot write") in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
+
+
+@pytest.mark.slow
+def test_sigterm_leaves_nothing_behind(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    process = subprocess.Popen(
+        [sys.executable, str(RUN_SIM), "--scenario", "dense_vs_dijkstra", "--seeds", "1",
+         "--no-progress", "--out", str(out)],
+        cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob(".run.partial-*")):  # training has started
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "the run never started"
+        time.sleep(0.1)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGTERM, err
+    assert err.strip().splitlines()[-1] == "terminated"
+    assert "Traceback" not in err
+    assert_nothing_left(tmp_path, out)
+
+
+def test_a_log_without_a_terminal_gets_one_line_per_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = [arg for arg in FAST_RUN if arg != "--no-progress"]
+    result = call(capsys, *argv, "--out", str(tmp_path / "run"))
+    assert result.code == 0, result.err
+    lines = result.err.splitlines()
+    assert "\r" not in result.err
+    assert len(lines) == 3, lines  # 3 variants x 1 seed
+    assert lines[0].startswith("[1/3] dense seed 0: 1 epochs, accuracy ")
+    assert lines[-1].startswith("[3/3] dijkstra_rate seed 0:")
+
+
+@pytest.mark.slow
+def test_provenance_and_schema_version(smoke_run: SmokeRun) -> None:
+    import innet
+
+    record = json.loads((smoke_run.run_dir / "provenance.json").read_text())
+    assert record["innet_version"] == innet.__version__
+    assert record["python"] == platform.python_version()
+    assert record["torch"] == torch.__version__
+    assert record["processes"] == 1 and record["wall_time_s"] > 0
+    started = datetime.fromisoformat(record["started_utc"])
+    assert started.utcoffset() == timedelta(0)
+    assert abs((datetime.now(timezone.utc) - started).total_seconds()) < 3600
+    assert record["command"][:3] == ["run_sim.py", "--scenario", "smoke"]
+    assert (record["git_commit"] is None) == (record["git_dirty"] is None)
+    summary = json.loads((smoke_run.run_dir / "summary.json").read_text())
+    assert summary["schema_version"] == 1
+
+
+def test_exchanges_csv_is_opt_in(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert call(capsys, *FAST_RUN, "--out", str(tmp_path / "a")).code == 0
+    assert call(capsys, *FAST_RUN, "--csv", "--out", str(tmp_path / "b")).code == 0
+    assert not (tmp_path / "a" / "exchanges.csv").exists()
+    from_csv = pd.read_csv(tmp_path / "b" / "exchanges.csv")
+    assert len(from_csv) == len(pd.read_parquet(tmp_path / "a" / "exchanges.parquet"))

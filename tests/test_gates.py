@@ -238,3 +238,34 @@ def test_make_gate_rejects_bad_arguments() -> None:
         make_gate("discrete", 4, generator=generator(), tau=0.0)
     with pytest.raises(InnetError, match="dimension"):
         make_gate("gaussian", 0, generator=generator())
+
+
+# --- what the reported rates and the wire formats are computed from ------------------------
+
+
+def test_gate_outputs_carry_what_rates_and_wire_formats_need() -> None:
+    z = inputs()
+    gaussian = make_gate("gaussian", 6, generator=generator())
+    for training in (True, False):
+        out = gaussian.train(training)(z)
+        mu, logvar = gaussian.moments(z)
+        torch.testing.assert_close(out.mu, mu)
+        torch.testing.assert_close(out.sigma, torch.exp(0.5 * logvar))
+    discrete = make_gate("discrete", 6, generator=generator(), codewords=8)
+    for training in (True, False):
+        out = discrete.train(training)(z)
+        assert out.probs.shape == (64, 8)
+        torch.testing.assert_close(out.probs.sum(dim=1), torch.ones(64))
+        torch.testing.assert_close(out.t, discrete.codebook[out.index], rtol=0, atol=0)
+    assert make_gate("none", 6, generator=generator())(z).mu is None
+
+
+def test_discrete_gate_can_keep_its_codebook_fixed() -> None:
+    trained = make_gate("discrete", 6, generator=generator(), codewords=8)
+    fixed = make_gate("discrete", 6, generator=generator(), codewords=8, train_codebook=False)
+    assert "codebook" in dict(trained.named_parameters())
+    assert "codebook" not in dict(fixed.named_parameters())
+    assert "codebook" in dict(fixed.named_buffers())
+    torch.testing.assert_close(trained.codebook.detach(), fixed.codebook, rtol=0, atol=0)
+    fixed.train()(inputs()).t.sum().backward()
+    assert fixed.logits.weight.grad is not None  # the choice learns (straight through)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import warnings
 from collections import Counter
+from pathlib import Path
 
 import networkx as nx
 import pytest
@@ -93,7 +94,9 @@ def test_partition_is_the_same_under_any_hash_seed():
     )
     outputs = []
     for hash_seed in ("1", "2"):
-        env = dict(os.environ, PYTHONHASHSEED=hash_seed)
+        # the repository's own innet, wherever this clone lives
+        root = str(Path(__file__).resolve().parents[1])
+        env = dict(os.environ, PYTHONHASHSEED=hash_seed, PYTHONPATH=root)
         done = subprocess.run(
             [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
         )

@@ -45,11 +45,6 @@ class DistContext:
     backend: str
     device: torch.device
 
-    @property
-    def is_leader(self) -> bool:
-        """True in rank 0, the process that writes outputs and prints."""
-        return self.rank == 0
-
 
 def is_torchrun() -> bool:
     """True when this process was started by ``torchrun`` (``WORLD_SIZE`` is set)."""
@@ -105,6 +100,27 @@ def _choose_backend(backend: str, device: torch.device) -> str:
     return backend
 
 
+def _import_world_capturing_modules() -> None:
+    """Import, before the process group exists, the torch modules that would keep it alive.
+
+    ``torch.distributed.nn.functional`` declares ``def all_reduce(..., group=group.WORLD)``
+    and nine more such functions: Python evaluates the default once, at import. torch
+    imports that module lazily (the first ``torch.optim`` optimizer imports
+    ``torch._dynamo``, which imports it), so in a torchrun rank it used to be imported
+    after ``init_process_group``, and its defaults held the default group for good:
+    ``destroy_process_group()`` then could not free it, and gloo's threads (two
+    ``pt_gloo_runloop`` workers, ``gloo_tcp_loop``) lived on into interpreter
+    finalisation. A worker still letting go of a finished barrier (holding the previous
+    gather and its tensor, whose Python object it must release) then asks for the GIL,
+    Python ends the thread with ``pthread_exit`` and the unwinding through the Work's
+    destructor calls ``std::terminate``: "terminate called without an active
+    exception", SIGABRT, after the run was written. Imported first, the defaults are
+    None, and destroying the group joins those threads while Python is still running.
+    """
+    with contextlib.suppress(ImportError):  # a torch without it cannot capture the group
+        import torch.distributed.nn.functional  # noqa: F401
+
+
 def init_distributed(
     backend: str = "auto", device: str = "auto", timeout_s: float = 60
 ) -> DistContext | None:
@@ -135,6 +151,7 @@ def init_distributed(
     if chosen_device.type == "cuda":
         torch.cuda.set_device(chosen_device)
     where = f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}"
+    _import_world_capturing_modules()
     options = {}
     if chosen_device.type == "cuda":  # binds the group to this GPU and connects NCCL eagerly
         options["device_id"] = chosen_device
@@ -162,6 +179,11 @@ def shutdown(context: DistContext | None, *, wait: bool = False) -> None:
     With ``wait``, first meet every other rank at a barrier, so that no rank tears
     its connections down while rank 0 is still writing the run directory (a rank
     that leaves early can abort and make the launcher stop the others).
+
+    Destroying the group frees the gloo backend and joins its threads, here, while
+    Python still runs; that needs nothing else to hold the group (see
+    :func:`_import_world_capturing_modules`): a gloo thread still alive when the
+    interpreter finalises can abort the process.
     """
     if context is None or not (dist.is_available() and dist.is_initialized()):
         return

@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 import torch
 
+from innet.gates import RateStats
+
 if TYPE_CHECKING:
     from innet.events import StepPlan
     from innet.plans import Plan
@@ -35,19 +37,25 @@ __all__ = ["Executor", "EvalSums", "OPTIMIZERS", "make_optimizer"]
 class EvalSums:
     """What one process measured on evaluation batches; sums merge across batches and ranks.
 
-    ``metric_sums`` come from the task (the fusion node's owner only); ``rate_sums``
-    are each sending node's rate times the samples it saw.
+    ``metric_sums`` come from the task (the fusion node's owner only);
+    ``rate_sums`` are each sending node's training penalty (the gate's
+    ``rate_bits``: the Gaussian gate's VIB KL) times the samples it saw;
+    ``rate_stats`` what each sending node's reported rate is computed from
+    (:class:`~innet.gates.RateStats`: numpy, picklable, mergeable), fed by
+    the process that runs the node.
     """
 
     samples: int = 0
     metric_sums: dict[str, float] = field(default_factory=dict)
     rate_sums: dict[str, float] = field(default_factory=dict)
+    rate_stats: dict[str, RateStats] = field(default_factory=dict)
 
     def add(self, other: EvalSums) -> None:
         """Add another batch's sums (a later batch of the same evaluation)."""
         self.samples += other.samples
         _add_into(self.metric_sums, other.metric_sums)
         _add_into(self.rate_sums, other.rate_sums)
+        _merge_stats(self.rate_stats, other.rate_stats)
 
     @staticmethod
     def merge(parts: Iterable[EvalSums]) -> EvalSums:
@@ -57,12 +65,21 @@ class EvalSums:
         for part in parts:
             _add_into(merged.metric_sums, part.metric_sums)
             _add_into(merged.rate_sums, part.rate_sums)
+            _merge_stats(merged.rate_stats, part.rate_stats)
         return merged
 
 
 def _add_into(total: dict[str, float], more: dict[str, float]) -> None:
     for key, value in more.items():
         total[key] = total.get(key, 0) + value
+
+
+def _merge_stats(total: dict[str, RateStats], more: dict[str, RateStats]) -> None:
+    for node, stats in more.items():
+        if node in total:
+            total[node].merge(stats)
+        else:  # a copy: merging later batches must not change the part it came from
+            total[node] = RateStats(stats.kind, stats.ceiling_bits).merge(stats)
 
 
 class Executor(Protocol):

@@ -11,6 +11,19 @@ its own module and passes gradients on to its children. Each node then steps
 its own optimiser. No autograd graph spans two nodes: what crosses a link is a
 detached tensor handed to the :class:`~innet.transport.Transport`.
 
+Every message is encoded in its wire format before it is sent and decoded
+after it is received (:mod:`innet.wire`): the transport carries (and
+records the bytes of) the encoded tensor, and the receiver trains on the
+values it decoded. A node that sends to several parents encodes its latent
+once. The sender backpropagates the gradient it gets through its own,
+unquantised latent (the straight-through estimator for the quantisation).
+Stochastic rounding draws from a generator seeded by ``(seed, node, step,
+phase)``. With ``float32`` both ways (the default) the message is the
+tensor itself.
+
+Evaluation also feeds each sending node's :class:`~innet.gates.RateStats`,
+from which the reported rates are computed over the whole evaluation set.
+
 The executor runs only the nodes its transport owns, so the same code runs
 with all nodes in one process or spread over torch.distributed ranks. With
 the in-process transport it computes exactly the gradients of the same modules
@@ -26,10 +39,13 @@ import torch
 
 from innet.events import StepPlan
 from innet.executors import EvalSums, make_optimizer
-from innet.modules import ModuleSpec, NodeModule
+from innet.gates import GateOutput, RateStats
+from innet.modules import ModuleSpec, NodeModule, initial_codebook
 from innet.plans import Plan
+from innet.seeding import node_generator, node_seed
 from innet.tasks import Classification, Task
 from innet.transport import ExpectedMessage, Transport, phase_messages
+from innet.wire import Codec, make_codec, message_bits_per_sample
 
 __all__ = ["PerNodeExecutor"]
 
@@ -51,10 +67,14 @@ class PerNodeExecutor:
         beta: float = 0.0,
         device: torch.device | str = "cpu",
         task: Task | None = None,
+        wire_forward: str = "float32",
+        wire_backward: str = "float32",
+        bracket_samples: int = 0,
     ) -> None:
         self.device = torch.device(device)
         self.transport = transport
         self.beta = beta
+        self.seed = seed
         self.task = task or Classification()
         self.modules = {
             node: NodeModule(spec, seed).to(self.device)
@@ -73,6 +93,29 @@ class PerNodeExecutor:
         }
         self.labels = (labels[0].to(self.device), labels[1].to(self.device))
         self._latent_dims = {node: spec.latent_dim for node, spec in self.specs.items()}
+        # wire formats: one forward codec per sending node (index formats need its codebook),
+        # one backward codec per gradient width
+        self.wire_forward, self.wire_backward = wire_forward, wire_backward
+        self._forward_codecs = {
+            node: make_codec(wire_forward, spec.latent_dim, _codebook_for(wire_forward, spec, seed))
+            for node, spec in self.specs.items()
+            if not spec.is_fusion
+        }
+        self._backward_codecs: dict[int, Codec] = {}
+        for node, codec in self._forward_codecs.items():
+            if codec.sends_indices and self.specs[node].train_codebook:
+                raise ValueError(
+                    f"node {node}: the {wire_forward!r} wire format needs a fixed codebook "
+                    "(ModuleSpec.train_codebook=False): receivers hold a copy made at start-up"
+                )
+        self._calls = 0  # train steps and evaluation batches so far: seeds stochastic rounding
+        # the pairwise bracket's seeded subsample of the test split
+        n_test = len(self.labels[1])
+        self._bracket_keep = np.zeros(n_test, dtype=bool)
+        if bracket_samples > 0 and n_test > 0:
+            rng = np.random.default_rng(node_seed(seed, "", "rate-bracket"))
+            rows = rng.choice(n_test, size=min(bracket_samples, n_test), replace=False)
+            self._bracket_keep[rows] = True
         self.set_plan(plan)
 
     def set_plan(self, plan: Plan) -> None:
@@ -87,19 +130,57 @@ class PerNodeExecutor:
 
     # -- messages ---------------------------------------------------------------------------
 
+    def _codec(self, src: str, dst: str, payload: str) -> Codec:
+        """The codec of a message: the sender's forward codec, or the backward one."""
+        if payload != "grad":
+            return self._forward_codecs[src]
+        # a gradient has the width of the latent its receiver sent
+        width = self._latent_dims[dst]
+        if width not in self._backward_codecs:
+            self._backward_codecs[width] = make_codec(self.wire_backward, width)
+        return self._backward_codecs[width]
+
     def _recv(self, src: str, dst: str, phase: str, payload: str, batch: int) -> torch.Tensor:
-        # a latent has the sender's width; a gradient has the width of the receiver's latent
-        width = self.specs[dst if payload == "grad" else src].latent_dim
-        return self.transport.recv(
-            src=src, dst=dst, phase=phase, payload=payload, shape=(batch, width)
-        ).to(self.device)
+        codec = self._codec(src, dst, payload)
+        shape, dtype = codec.announce(batch)
+        message = self.transport.recv(
+            src=src, dst=dst, phase=phase, payload=payload, shape=shape, dtype=dtype
+        )
+        return codec.decode(message.to(self.device), batch)
+
+    def _encode(
+        self, values: torch.Tensor, src: str, dst: str, phase: str, payload: str,
+        index: torch.Tensor | None = None,
+    ) -> torch.Tensor:  # fmt: skip
+        """``values`` in the message's wire format (``dst``: ``*`` for a latent sent to all)."""
+        codec = self._codec(src, dst, payload)
+        if codec.identity:
+            return values
+        generator = node_generator(self.seed, src, f"wire:{phase}:{self._calls}:{dst}")
+        return codec.encode(values, index=index, generator=generator)
 
     def _expect(self, phase: str, batch: int, plan: Plan) -> None:
         """Announce every message of a phase to the transport, in the order they will be sent."""
         key = (phase, batch, id(plan))  # plans outlive their schedules: steps keep them alive
         if key not in self._schedules:
-            self._schedules[key] = phase_messages(plan, phase, batch, self._latent_dims)
+            schedule = []
+            for message in phase_messages(plan, phase, batch, self._latent_dims):
+                shape, dtype = self._codec(message.src, message.dst, message.payload).announce(
+                    batch
+                )
+                schedule.append(message._replace(shape=shape, dtype=dtype))
+            self._schedules[key] = schedule
         self.transport.expect(self._schedules[key])
+
+    def _send_latent(self, node: str, out: GateOutput, phase: str) -> None:
+        """Encode ``node``'s gated latent once and send it to every parent."""
+        parents = self.plan.parents(node)
+        if not parents:
+            return
+        # every parent gets the same message: the forward codec is the sender's
+        message = self._encode(out.t, node, "*", phase, "latent", index=out.index)
+        for parent in parents:
+            self.transport.send(message, src=node, dst=parent, phase=phase, payload="latent")
 
     def _view(self, node: str, split: int, index: np.ndarray) -> torch.Tensor | None:
         views = self.views.get(node)
@@ -117,6 +198,7 @@ class PerNodeExecutor:
         if step.plan is not self.plan:
             raise ValueError("the step's plan is not the executor's: call set_plan first")
         batch = len(index)
+        self._calls += 1
         delivered = step.delivered
         in_plan = set(delivered.forward_order())
         sent: dict[str, torch.Tensor] = {}
@@ -142,8 +224,7 @@ class PerNodeExecutor:
                 continue
             out = module.send_forward(self._view(node, 0, index), list(received.values()))
             sent[node], rates[node] = out.t, out.rate_bits
-            for parent in self.plan.parents(node):
-                self.transport.send(out.t, src=node, dst=parent, phase="forward", payload="latent")
+            self._send_latent(node, out, "forward")
 
         self._expect("backward", batch, delivered)
         for node in reversed(self.local):
@@ -168,7 +249,8 @@ class PerNodeExecutor:
             objective.backward()
             for child, latent in held[node].items():
                 grad_out = latent.grad if latent.grad is not None else torch.zeros_like(latent)
-                self.transport.send(grad_out, src=node, dst=child, phase="backward", payload="grad")
+                message = self._encode(grad_out, node, child, "backward", "grad")
+                self.transport.send(message, src=node, dst=child, phase="backward", payload="grad")
             optimizer.step()
         self.transport.flush()
         return float(loss.detach()) if loss is not None else None
@@ -179,7 +261,9 @@ class PerNodeExecutor:
     def evaluate_batch(self, index: np.ndarray) -> EvalSums:
         """Forward the test samples ``index``: the task's sums at the fusion, rates at senders."""
         batch = len(index)
+        self._calls += 1
         result = EvalSums(samples=batch)
+        keep = self._bracket_keep[index]
         for module in self.modules.values():
             module.eval()
         self._expect("eval", batch, self.plan)
@@ -196,11 +280,26 @@ class PerNodeExecutor:
                 continue
             out = module.send_forward(self._view(node, 1, index), received)
             result.rate_sums[node] = float(out.rate_bits) * batch
-            for parent in self.plan.parents(node):
-                self.transport.send(out.t, src=node, dst=parent, phase="eval", payload="latent")
+            result.rate_stats[node] = RateStats(
+                self.specs[node].gate_kind, self.message_bits_per_sample(node)
+            ).update(out, keep)
+            self._send_latent(node, out, "eval")
         self.transport.flush()
         return result
+
+    def message_bits_per_sample(self, node: str) -> float:
+        """Bits per sample of ``node``'s forward message: no reported rate of it exceeds this."""
+        spec = self.specs[node]
+        codewords = spec.codewords if spec.gate_kind == "discrete" else None
+        return message_bits_per_sample(self.wire_forward, spec.latent_dim, codewords)
 
     def flops(self) -> dict[str, int]:
         """Forward FLOPs per sample of each local node's module."""
         return {node: module.flops_per_sample() for node, module in self.modules.items()}
+
+
+def _codebook_for(wire_format: str, spec: ModuleSpec, seed: int) -> torch.Tensor | None:
+    """The receiver's copy of a sender's codebook, when its messages are codeword indices."""
+    if wire_format in ("index", "entropy") and spec.gate_kind == "discrete":
+        return initial_codebook(spec, seed)
+    return None

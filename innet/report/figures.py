@@ -5,7 +5,9 @@
   directions, forward latents and backward gradients); links the variant
   left silent are thin dashed grey. Nodes are coloured by role.
 - the scenario family's own figures (the ``inl`` family: accuracy against
-  bytes and the latent rate per node; see :mod:`innet.families.inl.report`).
+  bytes, accuracy against simulated time and the latent rate per node; see
+  :mod:`innet.families.inl.report`), which may use :func:`metric_time_figure`:
+  a per-epoch metric against the cumulative simulated training time.
 
 Figures are drawn on :class:`matplotlib.figure.Figure` objects with the Agg
 renderer, so no window opens and no global pyplot state is touched. Large
@@ -33,6 +35,7 @@ from matplotlib.collections import LineCollection
 from matplotlib.colors import ListedColormap, Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import FuncFormatter
 
 from innet.records import FIGURES_DIR
 from innet.report.sections import event_steps
@@ -46,6 +49,8 @@ __all__ = [
     "FIGURES_DIR",
     "LABELLED_NODES_MAX",
     "event_marks",
+    "event_times",
+    "metric_time_figure",
     "save_figure",
     "topology_figure_name",
     "node_positions",
@@ -252,6 +257,91 @@ def event_marks(run: RunData, variant: str) -> list[tuple[float, str]]:
     for _epoch, step, description in event_steps(run, variant):
         marks.append((training.loc[training["step"] < step, "nbytes"].sum() / seeds, description))
     return marks
+
+
+def event_times(run: RunData, variant: str) -> list[tuple[float, str]]:
+    """(simulated training time when the event step starts, mean over seeds; description).
+
+    The start of a step is the earliest ``t_start`` of its training records; the
+    training clock runs on across epochs (evaluation does not delay it).
+    """
+    exchanges = run.exchanges
+    training = exchanges[(exchanges["variant"] == variant) & (exchanges["phase"] != "eval")]
+    marks = []
+    for _epoch, step, description in event_steps(run, variant):
+        starts = training[training["step"] == step].groupby("seed")["t_start"].min().dropna()
+        if not starts.empty:
+            marks.append((float(starts.mean()), description))
+    return marks
+
+
+def metric_time_figure(
+    run: RunData, metric: str, label: str, variants: list[str] | None = None
+) -> Figure:
+    """``metric`` after each epoch against the cumulative simulated training time.
+
+    One line per variant: the mean over seeds of ``metric`` and of
+    ``sim_time_cum_s`` at the end of each epoch, with a ± one sample standard
+    deviation band when there are two seeds or more. The time axis is
+    logarithmic when the variants' training times differ by more than 10×.
+    Events are marked where they happened, and the target of the time to
+    target (:func:`~innet.report.summary.time_to_target`) is a dashed line.
+    """
+    from innet.report.summary import time_to_target
+
+    metrics = run.metrics
+    variants = run.variants if variants is None else variants
+    figure = Figure(figsize=(7, 4.5), layout="constrained")
+    ax = figure.add_subplot()
+    spread = metrics["seed"].nunique() >= 2
+    ends = []
+    for variant in variants:
+        rows = metrics[metrics["variant"] == variant]
+        if rows.empty or metric not in rows:
+            continue
+        curve = rows.groupby("epoch").agg(
+            time=("sim_time_cum_s", "mean"), mean=(metric, "mean"), std=(metric, "std")
+        )
+        x = curve["time"].to_numpy(dtype=float)
+        mean = curve["mean"].to_numpy(dtype=float)
+        (line,) = ax.plot(x, mean, marker="o", markersize=3, label=variant)
+        if spread:
+            std = curve["std"].fillna(0.0).to_numpy(dtype=float)
+            ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+        for at_time, description in event_times(run, variant):
+            ax.axvline(at_time, color=line.get_color(), linestyle=":", linewidth=1.2)
+            ax.annotate(description, (at_time, 0.02), xycoords=("data", "axes fraction"),
+                        rotation=90, fontsize=7, color=line.get_color(),
+                        ha="right", va="bottom")  # fmt: skip
+        finite = x[np.isfinite(x) & (x > 0)]
+        if finite.size:
+            ends.append(float(finite.max()))
+    if ends and max(ends) > 10 * min(ends):
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    target, _ = time_to_target(metrics, metric, variants, run.seeds)
+    if target is not None and ax.lines:
+        ax.axhline(target["target"], color="#555555", linestyle="--", linewidth=1)
+        ax.annotate(
+            f"target {target['target']:.3f} ({100 * target['fraction_of_best']:g}% of best)",
+            (0.01, target["target"]),
+            xycoords=("axes fraction", "data"),
+            ha="left",
+            va="bottom",
+            fontsize=8,
+            color="#555555",
+        )
+    ax.set_xlabel("cumulative simulated training time per seed (s)")
+    ax.set_ylabel(label)
+    ax.set_title(
+        f"{label.capitalize()} against simulated time (mean{' ± std' if spread else ''} over seeds)"
+    )
+    ax.grid(alpha=0.3)
+    if ax.get_xscale() == "log":
+        ax.grid(alpha=0.12, which="minor")
+    if ax.lines:
+        ax.legend()
+    return figure
 
 
 def _role_handles(graph: nx.Graph) -> list[Line2D]:

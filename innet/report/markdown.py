@@ -4,13 +4,21 @@
 runner prints it to the terminal as well; columns are padded so it reads as a
 table there too). :func:`render_report` writes the whole ``report.md``: what
 was run, the headline table, each comparison in words, how to read the
-numbers, the routing plans, the busiest links (the ten busiest per variant and
-one line of totals, so it stays short on a network of thousands of links), the
-retransmissions on lossy links when there were any, and the figures.
+numbers, the routing plans, the busiest links (the ten with the highest
+utilisation per variant and one line of totals, so it stays short on a network
+of thousands of links), the retransmissions on lossy links when there were
+any, and the figures.
+
+The family's comparison sentences use :func:`comparisons_preamble` (seeds are
+paired; what the intervals and the time to target are) and
+:func:`time_comparison_lines` (simulated-time ratio, time to target, paired
+differences of time and training exchange), so every family states them the
+same way; :func:`format_paired` writes one paired difference with its interval.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -20,8 +28,8 @@ from innet.report.figures import topology_figure_name
 from innet.report.mdtable import markdown_table
 from innet.report.sections import compute_section, events_section, placement_section
 from innet.report.summary import reduction
-from innet.report.tables import busiest_links, undirected_link_totals
-from innet.units import format_duration
+from innet.report.tables import busiest_links, link_table, undirected_link_totals
+from innet.units import format_bitrate, format_duration
 
 if TYPE_CHECKING:
     from innet.families import FamilyReport
@@ -34,6 +42,10 @@ __all__ = [
     "format_bytes",
     "format_seconds",
     "format_percent",
+    "format_mean_std",
+    "format_paired",
+    "comparisons_preamble",
+    "time_comparison_lines",
 ]
 
 _BYTE_UNITS = ("B", "kB", "MB", "GB", "TB", "PB")
@@ -102,6 +114,8 @@ def render_report(
     topology figures; None when no figures were drawn.
     """
     family = run.family.report
+    if "utilisation" not in link_totals.columns:  # bytes only: add capacities and times
+        link_totals = link_table(run)
     sections = [
         f"# innet report: {summary['scenario']}",
         _overview(run, summary),
@@ -143,6 +157,112 @@ def format_seconds(seconds: float | None) -> str:
 def format_percent(fraction: float | None) -> str:
     """A fraction as a percentage with one decimal: ``0.704 -> 70.4%``."""
     return MISSING if fraction is None else f"{100 * fraction:.1f}%"
+
+
+def format_mean_std(mean: float | None, std: float | None, n: int, digits: int = 3) -> str:
+    """``mean ± std``; the std is ``n/a`` with fewer than two seeds (there is none).
+
+    >>> format_mean_std(0.8, 0.02, 3), format_mean_std(0.8, 0.0, 1)
+    ('0.800 ± 0.020', '0.800 ± n/a')
+    """
+    if mean is None:
+        return MISSING
+    spread = f"{std:.{digits}f}" if std is not None and n >= 2 else MISSING
+    return f"{mean:.{digits}f} ± {spread}"
+
+
+def format_paired(paired: dict[str, Any] | None, fmt: Callable[[float], str]) -> str:
+    """A paired difference (``PairedDifference.to_json()``) and its 95% t interval, in words.
+
+    >>> paired = {"mean": -0.02, "std": 0.01, "n": 3, "ci_low": -0.045, "ci_high": 0.005,
+    ...           "confidence": 0.95}
+    >>> format_paired(paired, lambda x: f"{x:+.3f}")
+    '-0.020, 95% t interval [-0.045, +0.005]'
+    >>> format_paired({"mean": 0.1, "n": 1, "ci_low": None, "ci_high": None},
+    ...               lambda x: f"{x:+.3f}")
+    '+0.100, 95% t interval n/a (one seed)'
+    """
+    if not paired or paired.get("mean") is None:
+        return MISSING
+    level = f"{100 * paired.get('confidence', 0.95):g}%"
+    if paired.get("ci_low") is None or paired.get("ci_high") is None:
+        seeds = "one seed" if paired.get("n") == 1 else f"{paired.get('n')} seeds"
+        return f"{fmt(paired['mean'])}, {level} t interval {MISSING} ({seeds})"
+    return (
+        f"{fmt(paired['mean'])}, {level} t interval "
+        f"[{fmt(paired['ci_low'])}, {fmt(paired['ci_high'])}]"
+    )
+
+
+def comparisons_preamble(summary: dict[str, Any]) -> str:
+    """What the comparison lines mean: paired seeds, t intervals, the time to target."""
+    n = len(summary["seeds"])
+    averaged = f"per seed (B − A) and averaged over the {n} seeds" if n != 1 else "(B − A)"
+    text = (
+        "Seeds are paired across variants: seed k gives every variant the same data split, "
+        "and each node's initial weights come from a stream seeded by (k, node id), so they "
+        "are the same wherever a node's module has the same shape. Each difference is taken "
+        f"{averaged}; the 95% interval is a Student t interval with n − 1 degrees of freedom"
+        + (" (none with one seed: n/a)." if n < 2 else ".")
+        + " The simulated-time ratio is the mean over seeds of B's simulated training time "
+        "divided by A's."
+    )
+    target = summary.get("time_to_target")
+    if target:
+        text += (
+            f" Time to {target['metric']}: the simulated training time until the {target['metric']}"
+            f" (mean over seeds, measured after each epoch) first reaches "
+            f"{target['target']:.3f}, {100 * target['fraction_of_best']:g}% of the best final "
+            f"mean {target['metric']} ({target['best_variant']}'s "
+            f"{target['best_final_mean']:.3f}); “not reached” when it never does."
+        )
+    return text
+
+
+def time_comparison_lines(summary: dict[str, Any], comparison: dict[str, Any]) -> list[str]:
+    """Sub-bullets of one comparison: simulated time, time to target, training exchange."""
+    a, b = comparison["a"], comparison["b"]
+    va, vb = summary["variants"][a], summary["variants"][b]
+    ratio = comparison.get("sim_time_ratio")
+    ratio_text = MISSING if ratio is None else f"{ratio:.3g}×"
+    lines = [
+        f"simulated training time: {ratio_text} {a}'s (ratio per seed, mean; "
+        f"{format_seconds(vb.get('sim_time_s_total'))} vs "
+        f"{format_seconds(va.get('sim_time_s_total'))} per seed); paired difference "
+        + _paired_or_constant(comparison.get("sim_time_paired_delta_s"), _signed_seconds)
+        + "."
+    ]
+    target = summary.get("time_to_target")
+    if target:
+
+        def reached(variant: dict[str, Any]) -> str:
+            seconds = variant.get("time_to_target_s")
+            return "not reached" if seconds is None else format_seconds(seconds)
+
+        lines.append(
+            f"time to {target['metric']} {target['target']:.3f}: {reached(vb)} ({b}) vs "
+            f"{reached(va)} ({a})."
+        )
+    exchange = comparison.get("train_exchange_paired_delta_bytes") or {}
+    if exchange.get("mean") is not None:
+        text = _paired_or_constant(exchange, _signed_bytes)
+        lines.append(f"training exchange per seed: paired difference {text}.")
+    return lines
+
+
+def _paired_or_constant(paired: dict[str, Any] | None, fmt: Callable[[float], str]) -> str:
+    """:func:`format_paired`, or the one difference when every seed has the same."""
+    if paired and paired.get("mean") is not None and paired.get("std") == 0:
+        return f"{fmt(paired['mean'])}, the same in every seed"
+    return format_paired(paired, fmt)
+
+
+def _signed_seconds(seconds: float) -> str:
+    return ("-" if seconds < 0 else "+") + format_seconds(abs(seconds))
+
+
+def _signed_bytes(nbytes: float) -> str:
+    return ("-" if nbytes < 0 else "+") + format_bytes(abs(nbytes))
 
 
 def _overview(run: RunData, summary: dict[str, Any]) -> str:
@@ -213,33 +333,62 @@ def _busiest_links(run: RunData, link_totals: pd.DataFrame) -> str:
     table = busiest_links(link_totals, n=_TOP_LINKS)
     if table.empty:
         return "No training traffic was recorded."
+    timed = "utilisation" in table.columns and table["utilisation"].notna().any()
     retransmitted = bool((table["retransmitted_bytes_per_seed"] > 0).any())
-    rows = [
-        [
-            row.variant,
-            str(row.rank),
-            _link_name(run, row.u, row.v),
-            f"{row.messages:,}",
-            format_bytes(row.nbytes_per_seed),
-            format_percent(row.share),
-            *([format_bytes(row.retransmitted_bytes_per_seed)] if retransmitted else []),
-        ]
-        for row in table.itertuples(index=False)
-    ]
-    headers = ["variant", "rank", "link", "messages (all seeds)", "bytes / seed", "share"]
-    align = ["left", "right", "left", "right", "right", "right"]
+    rows = []
+    for row in table.itertuples(index=False):
+        cells = [row.variant, str(row.rank), _link_name(run, row.u, row.v)]
+        if timed:
+            cells += [
+                _format_capacity(row.capacity_bps),
+                _format_optional_seconds(row.latency_s),
+                "both"
+                if row.balanced
+                else _link_name(run, row.bottleneck_src, row.bottleneck_dst, arrow=True),
+                _format_optional_seconds(row.busy_s_per_step),
+                _format_fraction(row.utilisation),
+            ]
+        cells += [f"{row.messages:,}", format_bytes(row.nbytes_per_seed), format_percent(row.share)]
+        if retransmitted:
+            cells.append(format_bytes(row.retransmitted_bytes_per_seed))
+        rows.append(cells)
+    headers = ["variant", "rank", "link"]
+    align = ["left", "right", "left"]
+    if timed:
+        headers += ["capacity", "latency", "busier direction", "busy / step", "utilisation"]
+        align += ["right", "right", "left", "right", "right"]
+    headers += ["messages (all seeds)", "bytes / seed", "share"]
+    align += ["right", "right", "right"]
     if retransmitted:
         headers.append("retransmitted / seed")
         align.append("right")
-    intro = (
-        "Training traffic per undirected link (forward latents and backward gradients, "
-        f"both directions), the {_TOP_LINKS} busiest per variant:\n\n"
+    if timed:
+        intro = (
+            "Training traffic per undirected link (forward latents and backward gradients), "
+            f"the {_TOP_LINKS} with the highest utilisation per variant: the bottlenecks first. "
+            "Each direction of a link transmits on its own; *busy / step* is the transmission "
+            "time of its busier direction (*both*: the two are equally busy) per training "
+            "step (8 × bytes / capacity for every copy sent, summed over the step's messages, "
+            "mean over steps and seeds), and "
+            "*utilisation* is that busy time divided by the variant's simulated training time "
+            "per step. Bytes and share count both directions. `links.csv` has every link "
+            "direction.\n\n"
+        )
+    else:
+        intro = (
+            "Training traffic per undirected link (forward latents and backward gradients, "
+            f"both directions), the {_TOP_LINKS} busiest per variant:\n\n"
+        )
+    return (
+        intro
+        + markdown_table(headers, rows, align)
+        + "\n\n"
+        + _link_totals_lines(run, link_totals, timed)
     )
-    return intro + markdown_table(headers, rows, align) + "\n\n" + _link_totals_lines(link_totals)
 
 
-def _link_totals_lines(link_totals: pd.DataFrame) -> str:
-    """One line per variant: links used, their bytes, the share of the busiest ones."""
+def _link_totals_lines(run: RunData, link_totals: pd.DataFrame, timed: bool) -> str:
+    """One line per variant: links used, their bytes, step time and the bottleneck."""
     links = undirected_link_totals(link_totals)
     lines = []
     for variant, group in links.groupby("variant", sort=False):
@@ -250,22 +399,52 @@ def _link_totals_lines(link_totals: pd.DataFrame) -> str:
             f"{format_bytes(total)} per seed"
         )
         if len(used) > 1 and used.max() == used.min():
-            line += (
-                f"; every one of them carried {format_bytes(float(used.max()))}, so the "
-                "table shows the first ones in node order."
-            )
+            line += f"; every one of them carried {format_bytes(float(used.max()))}"
+            if not timed:
+                line += ", so the table shows the first ones in node order"
         elif len(used) > 1:
             top = float(used.nlargest(_TOP_LINKS).sum())
             line += (
                 f"; the {min(_TOP_LINKS, len(used))} busiest carried "
                 f"{format_percent(top / total if total else None)} of it, the busiest one "
                 f"{format_bytes(float(used.max()))}, the median one "
-                f"{format_bytes(float(used.median()))}."
+                f"{format_bytes(float(used.median()))}"
             )
-        else:
-            line += "."
-        lines.append(line)
+        if timed:
+            line += _bottleneck_text(run, link_totals, group, variant)
+        lines.append(line + ".")
     return "\n".join(lines)
+
+
+def _bottleneck_text(
+    run: RunData, link_totals: pd.DataFrame, group: pd.DataFrame, variant: str
+) -> str:
+    step_times = link_totals.loc[link_totals["variant"] == variant, "step_time_s"].dropna()
+    if step_times.empty or group["utilisation"].isna().all():
+        return ""
+    top = group.loc[group["utilisation"].idxmax()]
+    ties = int((group["utilisation"] >= top["utilisation"] * (1 - 1e-9)).sum())
+    link = _link_name(run, top["u"], top["v"])
+    return (
+        f"; simulated training time per step {format_seconds(float(step_times.iloc[0]))}; "
+        f"bottleneck {link} ({_format_capacity(top['capacity_bps'])}) at "
+        f"{_format_fraction(top['utilisation'])} utilisation"
+        + (f", as busy as {ties - 1} other link{'s' if ties > 2 else ''}" if ties > 1 else "")
+    )
+
+
+def _format_capacity(bits_per_second: float | None) -> str:
+    if bits_per_second is None or pd.isna(bits_per_second):
+        return MISSING
+    return format_bitrate(float(bits_per_second), 3)
+
+
+def _format_optional_seconds(seconds: float | None) -> str:
+    return MISSING if seconds is None or pd.isna(seconds) else format_seconds(float(seconds))
+
+
+def _format_fraction(fraction: float | None) -> str:
+    return MISSING if fraction is None or pd.isna(fraction) else format_percent(float(fraction))
 
 
 def _retransmitted(summary: dict[str, Any]) -> bool:
@@ -325,11 +504,11 @@ def _edge_loss(run: RunData, u: str, v: str) -> float | None:
     return float(graph.edges[u, v].get("loss") or 0.0) if graph.has_edge(u, v) else None
 
 
-def _link_name(run: RunData, u: str, v: str) -> str:
+def _link_name(run: RunData, u: str, v: str, arrow: bool = False) -> str:
     def label(node: str) -> str:
         return run.topology.label(node) if node in run.topology.graph else node
 
-    return f"{label(u)} – {label(v)}"
+    return f"{label(u)} {'→' if arrow else '–'} {label(v)}"
 
 
 def _figures(summary: dict[str, Any], figures: list[tuple[str, str]]) -> str:

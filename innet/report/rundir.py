@@ -57,7 +57,7 @@ from innet.records import (
 from innet.report.figures import draw_figures
 from innet.report.markdown import render_report
 from innet.report.summary import build_summary, to_plain
-from innet.report.tables import link_totals
+from innet.report.tables import link_table
 from innet.timing import NODE_COLUMNS, RunTiming, epoch_columns
 from innet.topology.model import Topology
 
@@ -224,7 +224,7 @@ def write_report(run_dir: str | Path) -> dict[str, Any]:
     are left out when the scenario says ``report: {figures: false}``.
     """
     run = load_run(run_dir)
-    totals = link_totals(run.exchanges)
+    totals = link_table(run)
     summary = build_summary(run)
     totals.to_csv(run.run_dir / LINKS_FILE, index=False)
     (run.run_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")

@@ -10,6 +10,23 @@ exchange(a)``. The scenario's family adds its own fields to both (the ``inl``
 family: accuracy, latent rate and their comparisons; see
 :mod:`innet.families.inl.report`).
 
+Time, per variant: ``sim_time_s_per_seed`` (the simulated training time of
+each seed) and the *time to target*: with the family's primary metric (the
+``inl`` family: accuracy; higher is better), the target is
+:data:`TARGET_FRACTION` (90%) of the best final mean over seeds among the
+variants (``time_to_target`` at the top level says which). The metric is
+measured after each epoch, so a variant's time to target is the cumulative
+simulated training time at the end of the first epoch whose metric, mean over
+seeds, reaches the target (``time_to_target_s``; the cumulative time is also
+the mean over seeds), per seed in ``time_to_target_s_per_seed``; ``None``
+where it is never reached.
+
+Seeds are paired across variants (:mod:`innet.report.stats`): per
+comparison, ``sim_time_ratio`` is the mean over seeds of ``time(b) / time(a)``,
+and ``sim_time_paired_delta_s`` and ``train_exchange_paired_delta_bytes`` the
+mean paired difference ``b - a`` with its 95% Student t interval
+(:meth:`~innet.report.stats.PairedDifference.to_json`).
+
 A reduction is ``None`` (``null`` in JSON) when ``a``'s value is 0. All
 values are plain Python types (no numpy scalars, no NaN), so
 ``json.dump(summary, ..., allow_nan=False)`` works.
@@ -27,6 +44,7 @@ import numpy as np
 import pandas as pd
 
 from innet.errors import InnetError
+from innet.report.stats import first_reach, mean_ratio, paired_difference
 from innet.report.tables import links_used, retransmitted_bytes, training_exchange
 
 if TYPE_CHECKING:
@@ -34,7 +52,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SCHEMA_VERSION",
+    "TARGET_FRACTION",
     "build_summary",
+    "time_to_target",
     "comparison_pairs",
     "reduction",
     "to_plain",
@@ -46,6 +66,9 @@ __all__ = [
 
 SCHEMA_VERSION = 1
 """Version of ``summary.json``'s layout; raised whenever a key changes meaning or goes away."""
+
+TARGET_FRACTION = 0.9
+"""Time to target: the target is this fraction of the best final mean of the primary metric."""
 
 
 def build_summary(run: RunData) -> dict[str, Any]:
@@ -62,6 +85,11 @@ def build_summary(run: RunData) -> dict[str, Any]:
         }
         for variant in run.variants
     }
+    target, times = time_to_target(run.metrics, family.primary_metric, list(variants), seeds)
+    for variant, entry in variants.items():
+        entry["time_to_target_s"], entry["time_to_target_s_per_seed"] = times.get(
+            variant, (None, [None] * len(seeds))
+        )
     comparisons = [
         {
             "a": a,
@@ -69,6 +97,7 @@ def build_summary(run: RunData) -> dict[str, Any]:
             "exchange_reduction": reduction(
                 variants[a]["train_exchange_bytes"], variants[b]["train_exchange_bytes"]
             ),
+            **_paired_core(variants[a], variants[b]),
             **family.comparison(a, b, variants[a], variants[b]),
         }
         for a, b in comparison_pairs(run.config, list(variants))
@@ -80,10 +109,80 @@ def build_summary(run: RunData) -> dict[str, Any]:
             "family": run.config.get("family", "inl"),
             "topology": run.topology.name,
             "seeds": seeds,
+            "time_to_target": target,
             "variants": variants,
             "comparisons": comparisons,
         }
     )
+
+
+def _paired_core(summary_a: dict[str, Any], summary_b: dict[str, Any]) -> dict[str, Any]:
+    """Simulated-time ratio and paired differences of time and training exchange (b - a)."""
+    time_a, time_b = summary_a["sim_time_s_per_seed"], summary_b["sim_time_s_per_seed"]
+    exchange = paired_difference(
+        summary_a["train_exchange_bytes_per_seed"], summary_b["train_exchange_bytes_per_seed"]
+    )
+    return {
+        "sim_time_ratio": mean_ratio(time_a, time_b),
+        "sim_time_paired_delta_s": paired_difference(time_a, time_b).to_json(),
+        "train_exchange_paired_delta_bytes": exchange.to_json(),
+    }
+
+
+def time_to_target(
+    metrics: pd.DataFrame,
+    metric: str | None,
+    variants: Sequence[str],
+    seeds: Sequence[int],
+    fraction: float = TARGET_FRACTION,
+) -> tuple[dict[str, Any] | None, dict[str, tuple[float | None, list[float | None]]]]:
+    """The target and each variant's simulated training time until it reaches it.
+
+    Returns ``(target, times)``: ``target`` is ``{"metric", "fraction_of_best",
+    "best_variant", "best_final_mean", "target"}`` (None when ``metric`` is None
+    or not in ``metrics``), ``times[variant]`` is ``(time on the mean curve,
+    [time per seed])`` (see the module docstring; None where never reached).
+
+    >>> metrics = pd.DataFrame({"variant": ["a", "a", "b", "b"], "seed": [0] * 4,
+    ...     "epoch": [0, 1, 0, 1], "accuracy": [0.5, 0.8, 0.7, 0.75],
+    ...     "sim_time_cum_s": [1.0, 2.0, 0.1, 0.2]})
+    >>> target, times = time_to_target(metrics, "accuracy", ["a", "b"], [0])
+    >>> round(target["target"], 6), target["best_variant"]
+    (0.72, 'a')
+    >>> times["a"], times["b"]
+    ((2.0, [2.0]), (0.2, [0.2]))
+    """
+    if metric is None or metric not in metrics.columns:
+        return None, {}
+    finals = {}
+    for variant in variants:
+        final = final_epoch_metrics(metrics, variant, list(seeds))[metric]
+        finals[variant] = mean_or_none(final.tolist())
+    known = {variant: value for variant, value in finals.items() if value is not None}
+    if not known:
+        return None, {}
+    best = max(known, key=lambda variant: known[variant])  # the first of equals
+    target = fraction * known[best]
+    times = {}
+    for variant in variants:
+        rows = metrics[metrics["variant"] == variant].sort_values(["seed", "epoch"])
+        per_seed = []
+        for seed in seeds:
+            mine = rows[rows["seed"] == seed]
+            per_seed.append(first_reach(mine["sim_time_cum_s"], mine[metric], target))
+        curve = rows[rows["seed"].isin(list(seeds))].groupby("epoch")[[metric, "sim_time_cum_s"]]
+        mean_curve = curve.mean().sort_index()
+        times[variant] = (
+            first_reach(mean_curve["sim_time_cum_s"], mean_curve[metric], target),
+            per_seed,
+        )
+    return {
+        "metric": metric,
+        "fraction_of_best": fraction,
+        "best_variant": best,
+        "best_final_mean": known[best],
+        "target": target,
+    }, times
 
 
 def comparison_pairs(config: dict[str, Any], variants: Sequence[str]) -> list[tuple[str, str]]:
@@ -147,6 +246,8 @@ def _variant_summary(
     retransmitted_per_seed = [int(retransmitted.get((variant, seed), 0)) for seed in seeds]
     metrics = run.metrics[run.metrics["variant"] == variant]
     plan = run.plans.get(variant, {})
+    sim_time = metrics.groupby("seed")["sim_time_s"].sum(min_count=1).reindex(seeds).tolist()
+    sim_time_per_seed = [plain_float(value) for value in sim_time]
     return {
         "routing": run.variant_config(variant).get("routing") or plan.get("routing"),
         "epochs": int(metrics["epoch"].nunique()),
@@ -155,9 +256,8 @@ def _variant_summary(
         "retransmitted_bytes": _exact_mean(retransmitted_per_seed),
         "retransmitted_bytes_per_seed": retransmitted_per_seed,
         "sim_time_s_per_epoch": mean_or_none(metrics["sim_time_s"].tolist()),
-        "sim_time_s_total": mean_or_none(
-            metrics.groupby("seed")["sim_time_s"].sum().reindex(seeds).tolist()
-        ),
+        "sim_time_s_total": mean_or_none(sim_time),
+        "sim_time_s_per_seed": sim_time_per_seed,
         "links_used": max((int(links.get((variant, seed), 0)) for seed in seeds), default=0),
         "links_in_plan": len(plan.get("edges", [])),
     }

@@ -12,7 +12,21 @@ they return can be checked against the raw table by hand:
   (column ``attempts``; 1 when the column is absent, as in runs made before
   lossy links existed), so ``(attempts - 1) * nbytes`` bytes went over the link
   again. They are reported next to the training exchange, never in it: the
-  exchange counts what the nodes sent, retransmissions what the links lost.
+  exchange counts what the nodes sent, retransmissions what the links lost;
+- *busy time* of a link direction: its transmission time, ``8 × nbytes /
+  capacity`` for every copy of every training record it carried (copies sent
+  again on a lossy link count, messages lost into a failed link do not: they
+  take no network time), per training step (summed over seeds and steps, then
+  divided by the number of training steps of all seeds);
+- *step time*: the variant's simulated training time per training step
+  (``sim_time_s`` of ``metrics.csv`` summed over epochs and seeds, divided by
+  the same number of steps);
+- *utilisation*: busy time per step / step time, the fraction of the training
+  time that direction spent transmitting. A link's utilisation is that of its
+  busier direction (each direction transmits on its own); the link with the
+  highest one is the bottleneck, which is how :func:`busiest_links` ranks them.
+  Capacities are the topology's (``topology.json``): a capacity changed by an
+  event is not taken into account.
 
 >>> import pandas as pd
 >>> exchanges = pd.DataFrame({"variant": ["v", "v"], "seed": [0, 0], "epoch": [0, 0],
@@ -26,14 +40,23 @@ they return can be checked against the raw table by hand:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 
-from innet.topology.model import node_key
+from innet.records import STEPS_FILE
+from innet.topology.model import Topology, node_key
+
+if TYPE_CHECKING:
+    from innet.report.rundir import RunData
 
 __all__ = [
     "TRAINING_PHASES",
+    "TIME_COLUMNS",
     "link_totals",
+    "link_table",
+    "training_steps",
     "training_exchange",
     "training_exchange_per_epoch",
     "retransmitted_bytes",
@@ -46,9 +69,17 @@ TRAINING_PHASES = ("forward", "backward")
 
 _SUMMED = ["messages", "nbytes", "nbytes_per_seed", "retransmissions", "retransmitted_bytes",
            "retransmitted_bytes_per_seed"]  # fmt: skip
+TIME_COLUMNS = ["capacity_bps", "latency_s", "busy_s_per_step", "step_time_s", "utilisation"]
+"""Columns :func:`link_totals` adds when it is given the topology (see the module docstring)."""
 
 
-def link_totals(exchanges: pd.DataFrame) -> pd.DataFrame:
+def link_totals(
+    exchanges: pd.DataFrame,
+    topology: Topology | None = None,
+    *,
+    train_time_s: pd.Series | None = None,
+    train_steps: pd.Series | None = None,
+) -> pd.DataFrame:
     """Messages and bytes per variant, directed link, phase and payload.
 
     Columns: ``variant, src, dst, phase, payload, messages, nbytes,
@@ -58,11 +89,31 @@ def link_totals(exchanges: pd.DataFrame) -> pd.DataFrame:
     ``_per_seed`` columns divide by the number of seeds of that variant found in
     the table. Rows are sorted by variant, then link (node order), phase and
     payload.
+
+    With the ``topology``, the :data:`TIME_COLUMNS` follow: the link's
+    ``capacity_bps`` and ``latency_s``, and for training rows the busy time per
+    training step of that row's messages, the variant's step time and the
+    utilisation (see the module docstring; empty for evaluation rows).
+    ``train_time_s``: the simulated training time of each variant, summed over
+    its seeds (without it, no step time and no utilisation); ``train_steps``:
+    its training steps, summed over seeds (default: the distinct training steps
+    found in ``exchanges``). :func:`link_table` fills both from a run.
+
+    >>> import networkx as nx
+    >>> graph = nx.Graph([("s", "f")])
+    >>> graph.add_edge("s", "f", capacity=1e6, latency=1e-3)
+    >>> exchanges = pd.DataFrame({"variant": ["v", "v"], "seed": [0, 0], "epoch": [0, 0],
+    ...     "step": [0, 1], "phase": ["forward", "forward"], "src": ["s", "s"],
+    ...     "dst": ["f", "f"], "payload": ["latent", "latent"], "nbytes": [250, 250]})
+    >>> row = link_totals(exchanges, Topology("t", graph),
+    ...                   train_time_s=pd.Series({"v": 0.008})).iloc[0]
+    >>> float(row.busy_s_per_step), float(row.step_time_s), float(row.utilisation)
+    (0.002, 0.004, 0.5)
     """
     keys = ["variant", "src", "dst", "phase", "payload"]
     columns = [*keys, *_SUMMED]
     if exchanges.empty:
-        return pd.DataFrame(columns=columns)
+        return pd.DataFrame(columns=columns + (TIME_COLUMNS if topology is not None else []))
     extra = _extra_copies(exchanges)
     totals = (
         exchanges.assign(_extra=extra, _extra_bytes=extra * exchanges["nbytes"])
@@ -84,7 +135,111 @@ def link_totals(exchanges: pd.DataFrame) -> pd.DataFrame:
     order = totals.assign(_src=totals["src"].map(rank), _dst=totals["dst"].map(rank)).sort_values(
         ["variant", "_src", "_dst", "phase", "payload"]
     )
-    return order[columns].reset_index(drop=True)
+    totals = order[columns].reset_index(drop=True)
+    if topology is None:
+        return totals
+    return _with_time(totals, exchanges, topology, train_time_s, train_steps)
+
+
+def link_table(run: RunData) -> pd.DataFrame:
+    """:func:`link_totals` of a run with its time columns: what ``links.csv`` holds.
+
+    Training time per variant from ``metrics.csv`` (``sim_time_s`` over epochs
+    and seeds), training steps from ``steps.csv`` (:func:`training_steps`).
+    """
+    metrics = run.metrics
+    train_time = metrics.groupby("variant")["sim_time_s"].sum(min_count=1)
+    steps_path = run.run_dir / STEPS_FILE
+    steps = pd.read_csv(steps_path, dtype={"variant": str}) if steps_path.is_file() else None
+    return link_totals(
+        run.exchanges,
+        run.topology,
+        train_time_s=train_time,
+        train_steps=training_steps(run.exchanges, steps),
+    )
+
+
+def training_steps(exchanges: pd.DataFrame, steps: pd.DataFrame | None = None) -> pd.Series:
+    """Training steps per variant, summed over its seeds.
+
+    From ``steps`` (the rows of ``steps.csv``, ``kind == "train"``) when given,
+    else the distinct ``(seed, step)`` of the training records.
+
+    >>> steps = pd.DataFrame({"variant": ["v"] * 3, "seed": [0, 0, 1],
+    ...     "kind": ["train", "eval", "train"], "epoch": [0, 0, 0], "step": [0, 0, 0]})
+    >>> int(training_steps(pd.DataFrame(), steps)["v"])
+    2
+    """
+    if steps is not None and {"variant", "kind"} <= set(steps.columns):
+        train = steps[steps["kind"] == "train"]
+        return train.groupby("variant").size().astype("int64")
+    training = _training_rows(exchanges)
+    if training.empty:
+        return pd.Series(dtype="int64")
+    distinct = training[["variant", "seed", "step"]].drop_duplicates()
+    return distinct.groupby("variant").size().astype("int64")
+
+
+def _with_time(
+    totals: pd.DataFrame,
+    exchanges: pd.DataFrame,
+    topology: Topology,
+    train_time_s: pd.Series | None,
+    train_steps: pd.Series | None,
+) -> pd.DataFrame:
+    """``totals`` with the :data:`TIME_COLUMNS` (see :func:`link_totals`)."""
+    graph = topology.graph
+
+    def attribute(name: str) -> dict[tuple[str, str], float]:
+        pairs = totals[["src", "dst"]].drop_duplicates().itertuples(index=False)
+        return {
+            (src, dst): float(graph.edges[src, dst].get(name) or 0.0)
+            if graph.has_edge(src, dst)
+            else np.nan
+            for src, dst in pairs
+        }
+
+    links = list(zip(totals["src"], totals["dst"], strict=True))
+    capacity = attribute("capacity")
+    latency = attribute("latency")
+    totals = totals.assign(
+        capacity_bps=[capacity[link] for link in links],
+        latency_s=[latency[link] for link in links],
+    )
+    training = _training_rows(exchanges)
+    if "lost" in training:
+        training = training[~training["lost"].astype(bool)]
+    keys = ["variant", "src", "dst", "phase", "payload"]
+    link_capacity = pd.Series(
+        [capacity.get((src, dst), np.nan) for src, dst in zip(training["src"], training["dst"],
+                                                               strict=True)],
+        index=training.index,
+        dtype=float,
+    )  # fmt: skip
+    copies = _extra_copies(training) + 1
+    seconds = training.assign(
+        _busy=8.0 * training["nbytes"] * copies / link_capacity.where(link_capacity > 0)
+    )
+    busy = seconds.groupby(keys)["_busy"].sum(min_count=1)
+    if train_steps is None:
+        train_steps = training_steps(exchanges)
+    steps = totals["variant"].map(train_steps).astype(float)
+    steps = steps.where(steps > 0)
+    row_busy = pd.Series(
+        busy.reindex(pd.MultiIndex.from_frame(totals[keys])).to_numpy(), index=totals.index
+    )
+    is_training = totals["phase"].isin(TRAINING_PHASES)
+    busy_per_step = (row_busy / steps).where(is_training)
+    if train_time_s is None:
+        step_time = pd.Series(np.nan, index=totals.index)
+    else:
+        step_time = totals["variant"].map(train_time_s).astype(float) / steps
+    utilisation = busy_per_step / step_time.where(step_time > 0)
+    return totals.assign(
+        busy_s_per_step=busy_per_step.astype(float),
+        step_time_s=step_time.astype(float),
+        utilisation=utilisation.astype(float),
+    )
 
 
 def training_exchange(exchanges: pd.DataFrame) -> pd.Series:
@@ -149,8 +304,18 @@ def undirected_link_totals(link_totals: pd.DataFrame) -> pd.DataFrame:
     retransmissions, retransmitted_bytes, retransmitted_bytes_per_seed`` where
     ``u`` precedes ``v`` in node order (the retransmission columns are 0 when
     ``link_totals`` lacks them).
+
+    When ``link_totals`` has the :data:`TIME_COLUMNS`, these follow:
+    ``capacity_bps, latency_s``, then ``busy_s_per_step`` and ``utilisation`` of
+    the link's busier direction (each direction's rows summed), that direction,
+    ``bottleneck_src, bottleneck_dst``, and ``balanced``: whether both
+    directions are equally busy (then the bottleneck direction is the one that
+    carries forward traffic, or the first in node order).
     """
-    columns = ["variant", "u", "v", *_SUMMED]
+    timed = "utilisation" in link_totals.columns
+    time_columns = ["capacity_bps", "latency_s", "busy_s_per_step", "utilisation",
+                    "bottleneck_src", "bottleneck_dst", "balanced"]  # fmt: skip
+    columns = ["variant", "u", "v", *_SUMMED, *(time_columns if timed else [])]
     training = link_totals[link_totals["phase"].isin(TRAINING_PHASES)]
     if training.empty:
         return pd.DataFrame(columns=columns)
@@ -159,34 +324,80 @@ def undirected_link_totals(link_totals: pd.DataFrame) -> pd.DataFrame:
     for column in _SUMMED:
         if column not in training:
             training[column] = 0
-    return training.groupby(["variant", "u", "v"], sort=False)[_SUMMED].sum().reset_index()[columns]
+    links = training.groupby(["variant", "u", "v"], sort=False)[_SUMMED].sum().reset_index()
+    if not timed:
+        return links[columns]
+    directions = (
+        training.groupby(["variant", "u", "v", "src", "dst"], sort=False)
+        .agg(
+            capacity_bps=("capacity_bps", "first"),
+            latency_s=("latency_s", "first"),
+            busy_s_per_step=("busy_s_per_step", lambda x: x.sum(min_count=1)),
+            utilisation=("utilisation", lambda x: x.sum(min_count=1)),
+            forward=("phase", lambda x: bool((x == "forward").any())),
+        )
+        .reset_index()
+    )
+    # the busier direction: highest busy time (so utilisation), forward traffic on ties
+    directions["_busy"] = directions["busy_s_per_step"].fillna(-1.0)
+    directions["_busy"] = directions.groupby(["variant", "u", "v"])["_busy"].transform(
+        lambda x: np.where(np.isclose(x, x.max(), rtol=1e-9, atol=0.0), x.max(), x)
+    )
+    directions["_first"] = directions["src"] == directions["u"]
+    busier = directions.sort_values(
+        ["_busy", "forward", "_first"], ascending=False, kind="stable"
+    ).drop_duplicates(["variant", "u", "v"])
+    counts = directions.groupby(["variant", "u", "v"])["_busy"].agg(["size", "nunique"])
+    balanced = (counts["size"] == 2) & (counts["nunique"] == 1)
+    busier = busier.assign(
+        balanced=[
+            bool(balanced.get((variant, u, v), False))
+            for variant, u, v in zip(busier["variant"], busier["u"], busier["v"], strict=True)
+        ]
+    )
+    busier = busier.rename(columns={"src": "bottleneck_src", "dst": "bottleneck_dst"})
+    merged = links.merge(
+        busier[["variant", "u", "v", *time_columns]], on=["variant", "u", "v"], how="left"
+    )
+    return merged[columns]
 
 
-def busiest_links(
-    link_totals: pd.DataFrame, n: int = 10, by: str = "nbytes_per_seed"
-) -> pd.DataFrame:
-    """The ``n`` links with most training bytes per seed (or most ``by``), for each variant.
+def busiest_links(link_totals: pd.DataFrame, n: int = 10, by: str | None = None) -> pd.DataFrame:
+    """The ``n`` busiest links of each variant, by utilisation (or by bytes, or by ``by``).
 
     Columns: ``variant, rank, u, v, messages, nbytes_per_seed, share,
     retransmitted_bytes_per_seed`` where ``share`` is the link's fraction of that
-    variant's training exchange. ``by`` is any column of
-    :func:`undirected_link_totals` (``retransmitted_bytes_per_seed``: the links
-    that lost the most). Ties are broken by node order, so the table is
-    deterministic.
+    variant's training exchange, then the time columns of
+    :func:`undirected_link_totals` when ``link_totals`` has them.
+
+    ``by`` is any column of :func:`undirected_link_totals`. By default the
+    ``utilisation`` of the link's busier direction when ``link_totals`` has it
+    (the bottleneck first; ties by bytes), else ``nbytes_per_seed``;
+    ``retransmitted_bytes_per_seed`` gives the links that lost the most. Ties
+    are broken by node order, so the table is deterministic.
     """
     columns = ["variant", "rank", "u", "v", "messages", "nbytes_per_seed", "share",
                "retransmitted_bytes_per_seed"]  # fmt: skip
     links = undirected_link_totals(link_totals)
+    if "utilisation" in links.columns:
+        columns += ["capacity_bps", "latency_s", "busy_s_per_step", "utilisation",
+                    "bottleneck_src", "bottleneck_dst", "balanced"]  # fmt: skip
     if links.empty:
         return pd.DataFrame(columns=columns)
+    if by is None:
+        timed = "utilisation" in links.columns and links["utilisation"].notna().any()
+        by = "utilisation" if timed else "nbytes_per_seed"
     rank = _node_ranks(links["u"], links["v"])
     links = links.assign(
-        _key=-links[by].astype(float), _u=links["u"].map(rank), _v=links["v"].map(rank)
+        _key=-links[by].astype(float).fillna(-np.inf),
+        _bytes=-links["nbytes_per_seed"].astype(float),
+        _u=links["u"].map(rank),
+        _v=links["v"].map(rank),
     )
     parts = []
     for _variant, group in links.groupby("variant", sort=False):
         total = group["nbytes_per_seed"].sum()
-        top = group.sort_values(["_key", "_u", "_v"]).head(n)
+        top = group.sort_values(["_key", "_bytes", "_u", "_v"]).head(n)
         parts.append(
             top.assign(
                 rank=np.arange(1, len(top) + 1),

@@ -8,19 +8,28 @@ training loop in :mod:`~innet.families.inl.trainer` and its report additions
 in :mod:`~innet.families.inl.report`.
 """
 
-from innet.families import Family, register_family
+from innet.families import Family, Trainer, register_family
 from innet.families.inl.config import InlScenario, resolve_variants, tidy_config
 from innet.families.inl.report import INL_REPORT
-from innet.families.inl.trainer import InlTrainer
+from innet.scenario import LoadedScenario
+from innet.topology.model import Topology
 
 __all__ = ["INL"]
+
+
+def _prepare(loaded: LoadedScenario, topology: Topology) -> Trainer:
+    """The trainer, imported only when a run starts (validating a scenario needs no torch)."""
+    from innet.families.inl.trainer import InlTrainer
+
+    return InlTrainer(loaded, topology)
+
 
 INL = register_family(
     Family(
         name="inl",
         scenario_model=InlScenario,
         resolve_variants=resolve_variants,
-        prepare=InlTrainer,
+        prepare=_prepare,
         report=INL_REPORT,
         tidy_config=tidy_config,
     )

@@ -2,16 +2,18 @@
 
 An INL scenario adds to the blocks every scenario has (:mod:`innet.scenario`)
 the dataset and how sensors see it (``data``), the node modules (``model``),
-the gate every sending node passes its latent through (``gate``) and the
-training settings (``training``). A variant names a routing and may override
-``model``, ``gate`` and ``training``; :func:`resolve_variants` merges those
-overrides into the scenario's blocks. Every choice among names (dataset,
+the gate every sending node passes its latent through (``gate``), the wire
+formats of its messages (``wire``, :mod:`innet.wire`) and the training
+settings (``training``). A variant names a routing and may override
+``model``, ``gate``, ``wire`` and ``training``; :func:`resolve_variants`
+merges those overrides into the scenario's blocks. Every choice among names (dataset,
 views, aggregator, gate kind, optimiser) is checked against the registry of
 the code that implements it.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -25,6 +27,7 @@ __all__ = [
     "DataConfig",
     "ModelConfig",
     "GateConfig",
+    "WireConfig",
     "TrainingConfig",
     "InlVariant",
     "InlScenario",
@@ -68,6 +71,18 @@ class GateConfig(_Strict):
     beta: float = Field(0.0, ge=0)
     codewords: int = Field(16, ge=2)
     tau: float = Field(1.0, gt=0)
+    # Gaussian gate: inputs of the seeded subsample the pairwise (Kolchinsky-Tracey) bracket
+    # is computed on after the final epoch; 0: no bracket
+    bracket_samples: int = Field(256, ge=0)
+
+
+class WireConfig(_Strict):
+    forward: Annotated[
+        str, AfterValidator(registered("forward wire format", "innet.wire", "FORWARD_FORMATS"))
+    ] = "float32"
+    backward: Annotated[
+        str, AfterValidator(registered("backward wire format", "innet.wire", "BACKWARD_FORMATS"))
+    ] = "float32"
 
 
 class TrainingConfig(_Strict):
@@ -82,6 +97,7 @@ class TrainingConfig(_Strict):
 
 class InlVariant(VariantBase):
     gate: dict[str, Any] = Field(default_factory=dict)
+    wire: dict[str, Any] = Field(default_factory=dict)
     model: dict[str, Any] = Field(default_factory=dict)
     training: dict[str, Any] = Field(default_factory=dict)
 
@@ -90,6 +106,7 @@ class InlScenario(ScenarioBase):
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     gate: GateConfig = Field(default_factory=GateConfig)
+    wire: WireConfig = Field(default_factory=WireConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     variants: dict[str, InlVariant]
 
@@ -102,13 +119,33 @@ class ResolvedVariant(BaseModel):
     model: ModelConfig
     gate: GateConfig
     training: TrainingConfig
+    wire: WireConfig = Field(default_factory=WireConfig)
 
     def forward_message_bits(self, header_bytes: int = 0) -> int:
-        """Bits of one training forward message (float32 latents of a full batch)."""
-        return 8 * (self.training.batch_size * self.model.latent_dim * 4 + header_bytes)
+        """Bits of one training forward message of a full batch in the forward wire format.
+
+        ``float32``: ``batch × latent_dim × 32``; half precision 16 bits a
+        value; ``int8`` 8 bits a value plus the 32-bit scale; ``index``
+        ``ceil(batch × ceil(log2 K) / 8)`` bytes; ``entropy`` (whose size
+        only the coder knows) is counted as the symbols it codes.
+        """
+        from innet.wire import message_bits_per_sample
+
+        batch = self.training.batch_size
+        codewords = self.gate.codewords if self.gate.kind == "discrete" else None
+        per_sample = message_bits_per_sample(self.wire.forward, self.model.latent_dim, codewords)
+        payload = math.ceil(batch * per_sample / 8)
+        if self.wire.forward == "int8" or (self.wire.forward == "entropy" and codewords is None):
+            payload += 4  # the scale
+        return 8 * (payload + header_bytes)
 
 
-_OVERRIDABLE = (("model", ModelConfig), ("gate", GateConfig), ("training", TrainingConfig))
+_OVERRIDABLE = (
+    ("model", ModelConfig),
+    ("gate", GateConfig),
+    ("wire", WireConfig),
+    ("training", TrainingConfig),
+)
 
 
 def resolve_variants(
@@ -135,6 +172,15 @@ def resolve_variants(
                     field=f"variants.{name}.{block}.{inner.field}",
                     line=inner.line,
                 ) from None
+        if blocks["wire"].forward == "index" and blocks["gate"].kind != "discrete":
+            where = "wire" if "forward" in variant.wire else "gate"
+            raise ConfigError(
+                f"the 'index' wire format sends codeword indices: it needs gate kind "
+                f"'discrete', not {blocks['gate'].kind!r}",
+                file=source,
+                field=f"variants.{name}.{where}",
+                line=lines.line(("variants", name)) if lines else None,
+            )
         resolved.append(ResolvedVariant(name=name, routing=variant.routing, **blocks))
     return resolved
 
@@ -147,7 +193,7 @@ _DATA_FIELDS = {  # the data fields each choice uses; the others are left out of
     },
     "views": {"split": (), "noisy": ("snr_db",)},
 }
-_GATE_FIELDS = {"discrete": ("codewords", "tau")}
+_GATE_FIELDS = {"discrete": ("codewords", "tau"), "gaussian": ("bracket_samples",)}
 
 
 def tidy_config(config: dict[str, Any]) -> dict[str, Any]:

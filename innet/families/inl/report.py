@@ -2,9 +2,15 @@
 
 Added to the core report (bytes, simulated time, links, events, placement):
 
-- per variant: the gate and its ``beta``, the final test accuracy (mean and
-  sample standard deviation over seeds), the latent rate (bits per sample,
-  summed over sending nodes) and the rate of each node;
+- per variant: the gate and its ``beta``, the wire formats, the final test
+  accuracy (mean and sample standard deviation over seeds), the latent rate
+  (bits per sample, summed over sending nodes: the Gaussian gate's
+  moment-matched upper bound on ``I(Z;T)``, the discrete gate's mutual
+  information over the evaluation set, the ``none`` gate's ceiling), the rate
+  of each node, and beside them the VIB KL penalty (``vib_kl_bits``, the
+  Gaussian gate's training term, not a rate), the bits the messages carry per
+  sample (the ceiling every node's rate is capped at) and the pairwise
+  bracket;
 - per comparison ``(a, b)``: ``rate_reduction = 1 - rate(b) / rate(a)``,
   ``accuracy_delta = accuracy(b) - accuracy(a)`` and whether it lies within one
   standard deviation of ``a``'s accuracy;
@@ -26,8 +32,23 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from innet.families import FamilyReport, FamilyTable, HeadlineColumn
-from innet.report.figures import LABELLED_NODES_MAX, event_marks, save_figure
-from innet.report.markdown import MISSING, format_bytes, format_percent
+from innet.records import METRICS_FILE
+from innet.report.figures import (
+    LABELLED_NODES_MAX,
+    event_marks,
+    metric_time_figure,
+    save_figure,
+)
+from innet.report.markdown import (
+    MISSING,
+    comparisons_preamble,
+    format_bytes,
+    format_mean_std,
+    format_paired,
+    format_percent,
+    time_comparison_lines,
+)
+from innet.report.stats import paired_difference
 from innet.report.summary import final_epoch_metrics, mean_or_none, plain_float, reduction
 from innet.report.tables import training_exchange_per_epoch
 from innet.topology.model import node_key
@@ -38,6 +59,7 @@ if TYPE_CHECKING:
 __all__ = ["INL_REPORT", "ACCURACY_FIGURE", "RATE_FIGURE"]
 
 ACCURACY_FIGURE = "accuracy_vs_bytes.png"
+ACCURACY_TIME_FIGURE = "accuracy_vs_time.png"
 RATE_FIGURE = "latent_rate_per_node.png"
 
 
@@ -46,17 +68,60 @@ def variant_summary(run: RunData, variant: str, seeds: list[int]) -> dict[str, A
     final = final_epoch_metrics(run.metrics, variant, seeds)
     accuracy = [float(value) for value in final["accuracy"]]
     rates = [float(value) for value in final["latent_rate_bits"]]
-    gate = run.variant_config(variant).get("gate")
+    config = run.variant_config(variant)
+    gate = config.get("gate")
+    wire = config.get("wire") if isinstance(config.get("wire"), dict) else {}
     return {
         "gate": gate.get("kind") if isinstance(gate, dict) else gate,
         "beta": float(gate.get("beta", 0.0)) if isinstance(gate, dict) else None,
+        "wire_forward": wire.get("forward", "float32"),
+        "wire_backward": wire.get("backward", "float32"),
         "accuracy_mean": statistics.fmean(accuracy),
-        "accuracy_std": statistics.stdev(accuracy) if len(accuracy) > 1 else 0.0,
+        "accuracy_std": statistics.stdev(accuracy) if len(accuracy) > 1 else None,
         "accuracy_per_seed": accuracy,
         "latent_rate_bits": mean_or_none(rates),
         "latent_rate_bits_per_seed": rates,
         "node_rates_bits": _node_rates(run.tables["node_rates"], variant),
+        **_rate_extras(run, variant, seeds),
     }
+
+
+RATE_EXTRAS = (
+    "vib_kl_bits",
+    "rate_ceiling_bits",
+    "rate_capped_nodes",
+    "rate_bracket_lower_bits",
+    "rate_bracket_upper_bits",
+    "rate_bracket_n",
+    "rate_bracket_saturated_nodes",
+)
+"""Rate columns of ``metrics.csv`` beside ``latent_rate_bits`` (final epoch, mean over seeds)."""
+
+
+def _rate_extras(run: RunData, variant: str, seeds: list[int]) -> dict[str, Any]:
+    """The final epoch's :data:`RATE_EXTRAS`, mean over seeds; None where absent or empty.
+
+    They are read from the run's ``metrics.csv`` itself: runs written before
+    these columns existed have none of them, and the run-directory reader
+    keeps only the columns every run has.
+    """
+    path = run.run_dir / METRICS_FILE
+    try:
+        table = pd.read_csv(path) if path.is_file() else pd.DataFrame()
+    except (OSError, ValueError, pd.errors.ParserError):
+        table = pd.DataFrame()
+    extras: dict[str, Any] = dict.fromkeys(RATE_EXTRAS)
+    if table.empty or not {"variant", "seed", "epoch"} <= set(table.columns):
+        return extras
+    rows = table[(table["variant"].astype(str) == variant) & table["seed"].isin(seeds)]
+    if rows.empty:
+        return extras
+    final = rows[rows["epoch"] == rows.groupby("seed")["epoch"].transform("max")]
+    for column in RATE_EXTRAS:
+        if column in final.columns:
+            values = [float(v) for v in final[column] if pd.notna(v)]
+            extras[column] = mean_or_none(values) if values else None
+    return extras
 
 
 def _node_rates(node_rates: pd.DataFrame, variant: str) -> dict[str, float | None]:
@@ -66,13 +131,22 @@ def _node_rates(node_rates: pd.DataFrame, variant: str) -> dict[str, float | Non
 
 
 def comparison(a: str, b: str, summary_a: dict, summary_b: dict) -> dict[str, Any]:
-    """Rate reduction and accuracy difference of ``b`` against ``a``."""
+    """Rate reduction and accuracy difference of ``b`` against ``a``, paired over seeds.
+
+    ``accuracy_paired_delta``: the mean of ``b - a`` per seed with its 95% t
+    interval (:mod:`innet.report.stats`). ``accuracy_within_one_std`` is the
+    letter's criterion, ``|delta| <= std(a)``; None with one seed (no std).
+    """
     delta = summary_b["accuracy_mean"] - summary_a["accuracy_mean"]
+    per_seed_a, per_seed_b = summary_a["accuracy_per_seed"], summary_b["accuracy_per_seed"]
     return {
         "rate_reduction": reduction(summary_a["latent_rate_bits"], summary_b["latent_rate_bits"]),
         "accuracy_delta": delta,
+        "accuracy_paired_delta": paired_difference(per_seed_a, per_seed_b).to_json(),
         "accuracy_std_a": summary_a["accuracy_std"],
-        "accuracy_within_one_std": abs(delta) <= summary_a["accuracy_std"],
+        "accuracy_within_one_std": (
+            abs(delta) <= summary_a["accuracy_std"] if len(per_seed_a) > 1 else None
+        ),
     }
 
 
@@ -98,15 +172,27 @@ def _comparison_sentences(summary: dict[str, Any]) -> str:
             f"{_format_rate(va['latent_rate_bits'])} bits/sample",
             f"{a}'s latent rate is 0 or unknown",
         )
-        within = "within" if comparison["accuracy_within_one_std"] else "not within"
-        lines.append(
-            f"- **{b}** against **{a}**: {exchange}; {rate}; accuracy "
-            f"{vb['accuracy_mean']:.3f} vs {va['accuracy_mean']:.3f} "
-            f"(difference {comparison['accuracy_delta']:+.3f}), {within} one standard "
-            f"deviation of {a}'s accuracy (sample standard deviation over {n_seeds} "
-            f"seed{'s' if n_seeds != 1 else ''}: {va['accuracy_std']:.3f})."
+        within = comparison["accuracy_within_one_std"]
+        criterion = (
+            f"The letter's criterion (within one standard deviation of {a}'s accuracy): "
+            f"{MISSING} with one seed."
+            if within is None
+            else f"The letter's criterion: {'within' if within else 'not within'} one standard "
+            f"deviation of {a}'s accuracy (sample standard deviation over {n_seeds} seeds: "
+            f"{va['accuracy_std']:.3f})."
         )
+        lines.append(
+            f"- **{b}** against **{a}**: {exchange}; {rate}.\n"
+            f"  - accuracy {vb['accuracy_mean']:.3f} vs {va['accuracy_mean']:.3f}; paired "
+            f"difference {format_paired(comparison['accuracy_paired_delta'], _signed3)}. "
+            + criterion
+        )
+        lines.extend(f"  - {line}" for line in time_comparison_lines(summary, comparison))
     return "\n".join(lines)
+
+
+def _signed3(value: float) -> str:
+    return f"{value:+.3f}"
 
 
 def _change_phrase(quantity: str, fraction: float | None, values: str, undefined: str) -> str:
@@ -131,17 +217,25 @@ def _reading_guide(lossy: bool = False) -> str:
     return "\n".join(
         [
             "- **Training exchange**: the bytes actually sent over the links during training, "
-            "per seed: the sum of `nbytes` (size of the real tensor sent, plus any header) over "
-            "all forward latents and backward gradients of all training steps; evaluation "
-            "traffic is not counted.",
+            "per seed: the sum of `nbytes` (size of the encoded message sent in its wire "
+            "format, plus any header) over all forward latents and backward gradients of all "
+            "training steps; evaluation traffic is not counted.",
             "- **Exchange reduction** of B against A: `1 - exchange(B) / exchange(A)`.",
-            "- **Latent rate**: the gate's estimate of `I(Z;T)` in bits per sample, averaged "
-            "over the evaluation samples of the final epoch and summed over the nodes that "
-            "send; rate reduction is `1 - rate(B) / rate(A)`.",
+            "- **Latent rate**: an estimate of `I(Z;T)` in bits per sample over the evaluation "
+            "samples of the final epoch, summed over the nodes that send. Gaussian gate: the "
+            "moment-matched Gaussian upper bound of its noisy channel (the Kolchinsky–Tracey "
+            "pairwise bracket on a seeded subsample is in `summary.json`); discrete gate: the "
+            "exact mutual information `H(mean p) - mean H(p)` over the whole evaluation set; "
+            "`none` gate: not finite, so the ceiling is reported. No node's rate exceeds the "
+            "bits its message carries per sample (the ceiling): it is capped there. Rate "
+            "reduction is `1 - rate(B) / rate(A)`.",
+            "- **VIB KL**: the Gaussian gate's training penalty, `KL(N(mu, sigma²) || N(0, I))` "
+            "in bits, the variational information bottleneck (VIB) bound. It also grows with "
+            "the scale and offset of `mu`, which carry no information: it is not the rate.",
             "- **Simulated time**: seconds of network time from the SimPy link model "
             "(capacity, latency, queueing), never the wall-clock time of this machine.",
             "- **Accuracy**: test accuracy after the final epoch; ± is the sample standard "
-            "deviation (ddof=1) over seeds.",
+            "deviation (ddof=1) over seeds (n/a with one seed).",
             "- **Links used**: distinct undirected links that carried training traffic.",
             *retransmissions,
         ]
@@ -161,8 +255,56 @@ def _format_rate(bits: float | None) -> str:
     return MISSING if bits is None else f"{bits:,.2f}"
 
 
+def _format_wire(summary: dict[str, Any]) -> str:
+    return f"{summary.get('wire_forward', 'float32')}/{summary.get('wire_backward', 'float32')}"
+
+
 def _comparisons_section(run: RunData, summary: dict[str, Any]) -> str:
-    return "## Comparisons\n\n" + _comparison_sentences(summary)
+    return (
+        "## Comparisons\n\n"
+        + (comparisons_preamble(summary) + "\n\n" if summary["comparisons"] else "")
+        + _comparison_sentences(summary)
+    )
+
+
+def _rates_section(run: RunData, summary: dict[str, Any]) -> str:
+    """Per variant: the reported rate and every estimator beside it (final epoch)."""
+    header = (
+        "| variant | gate | wire (fwd/bwd) | latent rate | VIB KL | pairwise bracket "
+        "[lower, upper] (n) | message bits/sample | capped nodes |"
+    )
+    lines = [header, "|---|---|---|---:|---:|---|---:|---:|"]
+    for name, v in summary["variants"].items():
+        if v.get("rate_bracket_n") is not None:
+            saturated = v.get("rate_bracket_saturated_nodes") or 0
+            bracket = (
+                f"[{_format_rate(v.get('rate_bracket_lower_bits'))}, "
+                f"{_format_rate(v.get('rate_bracket_upper_bits'))}] "
+                f"(n = {int(v['rate_bracket_n'])}"
+                + (f"; saturated at {saturated:g} node(s)" if saturated else "")
+                + ")"
+            )
+        else:
+            bracket = MISSING
+        capped = v.get("rate_capped_nodes")
+        lines.append(
+            f"| {name} | {v.get('gate')} | {_format_wire(v)} | "
+            f"{_format_rate(v.get('latent_rate_bits'))} | {_format_rate(v.get('vib_kl_bits'))} | "
+            f"{bracket} | {_format_rate(v.get('rate_ceiling_bits'))} | "
+            f"{MISSING if capped is None else f'{capped:g}'} |"
+        )
+    return (
+        "## Rates\n\n"
+        "Bits per sample, summed over the sending nodes, final epoch, mean over seeds. "
+        "Latent rate: Gaussian gate, the moment-matched Gaussian upper bound on `I(Z;T)`; "
+        "discrete gate, the exact mutual information over the evaluation set; `none` gate, "
+        "the message's bits per sample (its `I(Z;T)` is not finite). Each node's rate is "
+        "capped at the bits its message carries per sample (message bits/sample, summed); "
+        "capped nodes are those at that ceiling. The VIB KL is the Gaussian gate's training "
+        "penalty, not a rate. The pairwise (Kolchinsky–Tracey) bracket is computed on a "
+        "seeded subsample of n test inputs and cannot exceed log2 n per node.\n\n"
+        + "\n".join(lines)
+    )
 
 
 def _reading_section(run: RunData, summary: dict[str, Any]) -> str:
@@ -173,9 +315,12 @@ def _reading_section(run: RunData, summary: dict[str, Any]) -> str:
 def _figures(run: RunData, out_dir: Path) -> list[tuple[str, str]]:
     variants = run.variants
     save_figure(_accuracy_figure(run, variants), out_dir / ACCURACY_FIGURE)
+    time_figure = metric_time_figure(run, "accuracy", "test accuracy", variants)
+    save_figure(time_figure, out_dir / ACCURACY_TIME_FIGURE)
     save_figure(_rate_figure(run, variants), out_dir / RATE_FIGURE)
     return [
         (ACCURACY_FIGURE, "Test accuracy against training bytes"),
+        (ACCURACY_TIME_FIGURE, "Test accuracy against simulated training time"),
         (RATE_FIGURE, "Latent rate per node"),
     ]
 
@@ -261,7 +406,7 @@ def _rate_figure(run: RunData, variants: list[str]) -> Figure:
     ax.set_xticks(positions, labels, rotation=90 if len(nodes) > 12 else 0)
     ax.tick_params(axis="x", labelsize=8)
     ax.set_xlim(-0.6, len(nodes) - 0.4)
-    ax.set_ylabel("latent rate (bits/sample)")
+    ax.set_ylabel("latent rate (bits/sample; Gaussian: upper bound)")
     ax.set_title(
         f"Latent rate per sending node (final evaluation, mean{' ± std' if spread else ''} "
         "over seeds)"
@@ -297,15 +442,21 @@ INL_REPORT = FamilyReport(
     headline=(
         HeadlineColumn(
             "accuracy (mean ± std)",
-            lambda v, name, s: f"{v['accuracy_mean']:.3f} ± {v['accuracy_std']:.3f}",
+            lambda v, name, s: format_mean_std(
+                v["accuracy_mean"], v["accuracy_std"], len(s["seeds"])
+            ),
             before_exchange=True,
         ),
         HeadlineColumn(
             "latent rate (bits/sample)", lambda v, name, s: _format_rate(v.get("latent_rate_bits"))
         ),
+        HeadlineColumn(
+            "VIB KL (bits/sample)", lambda v, name, s: _format_rate(v.get("vib_kl_bits"))
+        ),
+        HeadlineColumn("wire (fwd/bwd)", lambda v, name, s: _format_wire(v), align="left"),
         HeadlineColumn("rate reduction", lambda v, name, s: _rate_reductions(s, name)),
     ),
-    sections=(_comparisons_section, _reading_section),
+    sections=(_comparisons_section, _rates_section, _reading_section),
     figures=_figures,
     tables={"node_rates": FamilyTable("node_rates.csv", ("variant", "seed", "node", "rate_bits"))},
     metric_names=("train_loss", "test_loss", "accuracy", "latent_rate_bits"),

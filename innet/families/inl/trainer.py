@@ -9,6 +9,16 @@ network as it is at the end of the epoch. Every message goes through the
 recording transport, which writes the exchange log; each process's results
 are merged on the leader.
 
+Rates (per epoch, on the evaluation set; see :class:`~innet.gates.RateStats`):
+``latent_rate_bits`` is the sum over sending nodes of each node's reported
+rate (the Gaussian gate's moment-matched upper bound on ``I(Z;T)``, the
+discrete gate's mutual information over the set, the ``none`` gate's
+ceiling), each capped at the bits its message carries per sample;
+``vib_kl_bits`` the sum of the Gaussian gates' VIB penalties (the training
+term, not a rate); ``rate_ceiling_bits`` the sum of the ceilings;
+``rate_capped_nodes`` how many nodes were capped. After the final epoch the
+pairwise bracket of each Gaussian gate is added (``rate_bracket_*``).
+
 :class:`InlTrainer` is what the ``inl`` family gives the runner: the plans of
 each variant over the run, and :meth:`InlTrainer.train` for one (variant, seed).
 """
@@ -29,6 +39,7 @@ from innet.executors import EvalSums, Executor
 from innet.executors.per_node import PerNodeExecutor
 from innet.families import TrainResult
 from innet.families.inl.config import InlScenario, ResolvedVariant, TrainingConfig
+from innet.gates import RateEstimate
 from innet.group import Group
 from innet.inputs import NodeInputs, load_inputs
 from innet.modules import ModuleSpec
@@ -50,6 +61,7 @@ class FitResult:
     metrics: list[dict[str, Any]]
     node_rates: dict[str, float]  # bits per sample of each sending node, final evaluation
     log: ExchangeLog
+    node_estimates: dict[str, RateEstimate] | None = None  # the same, with every estimator
 
 
 def fit(
@@ -70,6 +82,7 @@ def fit(
     n_train, n_test = inputs.n_train, len(inputs.labels[1])
     metrics: list[dict[str, Any]] = []
     evaluation = EvalSums()
+    estimates: dict[str, RateEstimate] = {}
     step = 0
     for epoch in range(training.epochs):
         order = np.random.default_rng([seed, epoch]).permutation(n_train)
@@ -97,17 +110,18 @@ def fit(
         if gathered is not None:
             all_losses = [value for part, _ in gathered for value in part]
             evaluation = EvalSums.merge(part for _, part in gathered)
-            evaluation.rate_sums = {  # in plan order, whichever process measured them
-                node: evaluation.rate_sums[node]
+            final = epoch == training.epochs - 1
+            estimates = {  # in plan order, whichever process measured them
+                node: evaluation.rate_stats[node].estimate(bracket=final)
                 for node in executor.plan.forward_order()
-                if node in evaluation.rate_sums
+                if node in evaluation.rate_stats
             }
             metrics.append(
                 {
                     "epoch": epoch,
                     "train_loss": float(np.mean(all_losses)) if all_losses else float("nan"),
                     **task.metrics(evaluation.metric_sums, evaluation.samples),
-                    "latent_rate_bits": sum(evaluation.rate_sums.values()) / evaluation.samples,
+                    **rate_metrics(estimates, bracket=final),
                 }
             )
         if on_epoch is not None:
@@ -115,8 +129,49 @@ def fit(
     logs = group.gather(log)
     if logs is None:
         return None
-    rates = {node: value / evaluation.samples for node, value in evaluation.rate_sums.items()}
-    return FitResult(metrics=metrics, node_rates=rates, log=ExchangeLog.merge(logs))
+    rates = {node: estimate.rate_bits for node, estimate in estimates.items()}
+    return FitResult(
+        metrics=metrics, node_rates=rates, log=ExchangeLog.merge(logs), node_estimates=estimates
+    )
+
+
+RATE_METRICS = ("latent_rate_bits", "vib_kl_bits", "rate_ceiling_bits", "rate_capped_nodes")
+"""Rate columns of every epoch's metrics row (see the module docstring)."""
+BRACKET_METRICS = (
+    "rate_bracket_lower_bits",
+    "rate_bracket_upper_bits",
+    "rate_bracket_n",
+    "rate_bracket_saturated_nodes",
+)
+"""Columns of the final epoch's row: the pairwise bracket, summed over Gaussian gates."""
+
+
+def rate_metrics(estimates: dict[str, RateEstimate], *, bracket: bool) -> dict[str, Any]:
+    """One epoch's rate columns from each sending node's estimate (sums over senders).
+
+    ``vib_kl_bits`` and the bracket are None (empty in ``metrics.csv``) when no
+    sender has a Gaussian gate (the bracket also on every epoch but the final
+    one); ``rate_bracket_n`` is the smallest subsample of any node.
+    """
+    vib = [e.vib_kl_bits for e in estimates.values() if e.vib_kl_bits is not None]
+    row: dict[str, Any] = {
+        "latent_rate_bits": sum(e.rate_bits for e in estimates.values()),
+        "vib_kl_bits": sum(vib) if vib else None,
+        "rate_ceiling_bits": sum(e.ceiling_bits for e in estimates.values()),
+        "rate_capped_nodes": sum(e.capped for e in estimates.values()),
+    }
+    brackets = [e for e in estimates.values() if e.bracket_n is not None]
+    row.update(
+        {
+            "rate_bracket_lower_bits": sum(e.bracket_lower_bits or 0.0 for e in brackets),
+            "rate_bracket_upper_bits": sum(e.bracket_upper_bits or 0.0 for e in brackets),
+            "rate_bracket_n": min(e.bracket_n or 0 for e in brackets),
+            "rate_bracket_saturated_nodes": sum(bool(e.bracket_saturated) for e in brackets),
+        }
+        if bracket and brackets
+        else dict.fromkeys(BRACKET_METRICS)
+    )
+    return row
 
 
 def _follow(executor: Executor, timeline: Timeline, step: int) -> None:
@@ -152,6 +207,8 @@ def module_specs(
             n_classes=inputs.n_classes,
             codewords=variant.gate.codewords,
             tau=variant.gate.tau,
+            # codeword indices on the wire: receivers hold the start-up codebook (innet.wire)
+            train_codebook=variant.wire.forward not in ("index", "entropy"),
         )
         for node, count in received.items()
     }
@@ -233,6 +290,9 @@ class InlTrainer:
             optimizer=config.training.optimizer,
             beta=config.gate.beta,
             device=device,
+            wire_forward=config.wire.forward,
+            wire_backward=config.wire.backward,
+            bracket_samples=config.gate.bracket_samples if config.gate.kind == "gaussian" else 0,
         )
         result = fit(executor, transport, timeline, inputs, config.training, seed=seed,
                      group=group, on_epoch=on_epoch)  # fmt: skip
