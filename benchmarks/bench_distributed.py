@@ -101,7 +101,9 @@ def timed_run(world_size: int, epochs: int, scratch: Path) -> tuple[float, int]:
     seconds = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(f"run failed (exit {proc.returncode}):\n{proc.stderr[-2000:]}")
-    records = pd.read_csv(out / "exchanges.csv", usecols=["variant", "seed", "step", "phase"])
+    records = pd.read_parquet(
+        out / "exchanges.parquet", columns=["variant", "seed", "step", "phase"]
+    )
     steps = records[records["phase"] == "forward"].drop_duplicates(["variant", "seed", "step"])
     return seconds, len(steps)
 
