@@ -373,9 +373,8 @@ class ExchangeLog:
         sizes = self.step_sizes()
 
         def column(name: str) -> np.ndarray:
-            if not index:
-                return np.array([], dtype=getattr(self.blocks[0], name).dtype if self.blocks
-                                else np.int64)  # fmt: skip
+            if not index:  # a log without steps: an empty table with the usual columns
+                return np.array([], dtype=bool if name == "lost" else np.int64)
             return np.concatenate([getattr(self.blocks[i], name) for i in index])
 
         names = np.array(phase_names(), dtype=object)
