@@ -4,6 +4,30 @@ Neural modules sit on the nodes of a network; sensors encode views of the
 input, relays combine latents, the fusion node decodes the class. Training
 exchanges latents forward and gradients backward over the links, and innet
 accounts every byte and every second of network time that this costs.
+
+From Python: :func:`innet.run` runs a scenario and returns its tables as
+pandas DataFrames (:class:`innet.Results`); :func:`innet.load` reads a
+finished run directory (see :mod:`innet.api`). They are imported on first
+use, so ``import innet`` stays fast.
 """
 
+from typing import Any
+
 __version__ = "0.1.0"
+
+__all__ = ["__version__", "run", "load", "Results"]
+
+_API = ("run", "load", "Results")
+
+
+def __getattr__(name: str) -> Any:
+    """``run``, ``load`` and ``Results``, imported lazily from :mod:`innet.api`."""
+    if name in _API:
+        from innet import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'innet' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_API})

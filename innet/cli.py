@@ -93,17 +93,33 @@ def _validate_parser() -> argparse.ArgumentParser:
 
 def _plan_parser() -> argparse.ArgumentParser:
     parser = _OneLineParser(
-        prog="run_sim.py plan", description="Print who sends to whom under a routing."
+        prog="run_sim.py plan",
+        description="Print who sends to whom under a routing, the links that carry traffic "
+        "in training, the predicted exchange reduction against dense and the predicted "
+        "simulated time of a training step.",
     )
     parser.add_argument("topology", type=Path)
     parser.add_argument("--routing", default="dijkstra", help="dense | dijkstra | hop | maxcap")
     parser.add_argument(
         "--message-bits",
         type=float,
-        help="forward message size used as Dijkstra weight "
+        help="forward message size used as Dijkstra weight and for the predictions "
         "(default: the default scenario's forward message)",
     )
-    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument(
+        "--hop-cost",
+        default="0",
+        metavar="SECONDS",
+        help="dijkstra only: a price per hop added to every link's weight, in seconds or "
+        "with a unit (1ms); 0 (default) is the capacity-aware tree, a large one the BFS tree",
+    )
+    parser.add_argument("--json", action="store_true", help="print the plan as JSON")
+    parser.add_argument(
+        "--predict",
+        action="store_true",
+        help="with --json: add the active and silent links, the predicted exchange reduction "
+        "and the predicted step time (the text output always shows them)",
+    )
     return parser
 
 
@@ -167,7 +183,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     from innet.distributed import init_distributed, is_torchrun, shutdown
     from innet.report import headline_table
-    from innet.runner import run_scenario
+    from innet.runner import local_device, run_scenario
 
     ctx = None
     processes = None
@@ -185,7 +201,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             out=args.out,
             progress=not args.no_progress,
             processes=processes,
-            device=ctx.device if ctx is not None else _local_device(args.device),
+            device=ctx.device if ctx is not None else local_device(args.device),
         )
         finished = True
     finally:
@@ -204,17 +220,6 @@ def _distributed_processes(ctx, loaded, strategy: str | None):  # noqa: ANN001, 
     return lambda topology, plans: DistributedProcesses(
         ctx, topology, plans, strategy or config.placement, config.map, loaded.path
     )
-
-
-def _local_device(choice: str) -> str:
-    """The device of a one-process run."""
-    import torch
-
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise InnetError("--device cuda: no CUDA device is available")
-    if choice == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return choice
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -255,21 +260,83 @@ def default_message_bits() -> int:
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
-    from innet.plans import build_plan
+    """The plan, its active part, and what it predicts for training.
+
+    Predictions assume every forward and backward message of a step has the
+    same size, ``message_bits`` (float32 both ways with the same batch), so the
+    exchange reduction against dense is ``1 - active links / dense active links``
+    and a step sends one forward and one backward message per active link. The
+    step time is the network model's (no node compute, the topology's own
+    ``tx_ports``): a run adds compute time on nodes with a ``compute`` attribute.
+    """
+    from innet.netsim import Message, NetworkModel
+    from innet.plans import build_plan, dense_plan
     from innet.topology import load_topology
+    from innet.transport import phase_messages
+    from innet.units import format_duration, parse_duration
 
     topology = load_topology(args.topology)
     bits = args.message_bits if args.message_bits is not None else default_message_bits()
     if not (math.isfinite(bits) and bits > 0):
         raise InnetError(f"--message-bits must be a positive number, got {bits}")
-    plan = build_plan(topology, args.routing, bits)
+    try:
+        hop_cost = parse_duration(args.hop_cost)
+    except ValueError as error:
+        raise InnetError(f"--hop-cost: {error}") from None
+    if not (math.isfinite(hop_cost) and hop_cost >= 0):
+        raise InnetError(f"--hop-cost must be a duration >= 0, got {args.hop_cost}")
+    if hop_cost and args.routing != "dijkstra":
+        raise InnetError(f"--hop-cost applies to the dijkstra routing only, not {args.routing!r}")
+    plan = build_plan(topology, args.routing, bits, hop_cost_s=hop_cost)
+    sensors = topology.sensors
+    active = plan.active(sensors)
+    carrying = set(active.edges)
+    silent = [edge for edge in plan.edges if edge not in carrying]
+    dense_links = len({frozenset(edge) for edge in dense_plan(topology).active(sensors).edges})
+    links = len({frozenset(edge) for edge in active.edges})
+    reduction = 1 - links / dense_links if dense_links else 0.0
+    nbytes = math.ceil(bits / 8)
+    ones = dict.fromkeys(active.forward_order(), 1)
+    messages = [
+        Message(m.phase, m.src, m.dst, nbytes)
+        for phase in ("forward", "backward")
+        for m in phase_messages(active, phase, 1, ones)
+    ]
+    step_s = NetworkModel(topology).simulate_step(messages).duration_s if messages else 0.0
     if args.json:
-        print(json.dumps(plan.to_json()))
-    else:
-        print(f"{plan.routing} plan of {topology.name!r} towards {plan.fusion}:")
-        print(f"  {len(plan.edges)} of {topology.graph.number_of_edges()} links used")
-        for sender, receiver in plan.edges:
-            print(f"  {sender} -> {receiver}")
+        document = plan.to_json()
+        if not args.predict:  # the plan alone, as before
+            print(json.dumps(document))
+            return 0
+        document.update(
+            message_bits=bits,
+            hop_cost_s=hop_cost,
+            links=topology.graph.number_of_edges(),
+            active_edges=[list(edge) for edge in active.edges],
+            silent_edges=[list(edge) for edge in silent],
+            active_links=links,
+            dense_active_links=dense_links,
+            exchange_reduction=reduction,
+            messages_per_step=len(messages),
+            message_bytes=nbytes,
+            step_time_s=step_s,
+        )
+        print(json.dumps(document))
+        return 0
+    print(f"{plan.routing} plan of {topology.name!r} towards {plan.fusion} "
+          f"(message {bits:g} bits, hop cost {format_duration(hop_cost)}):")  # fmt: skip
+    print(f"  {len(plan.edges)} of {topology.graph.number_of_edges()} links used by the plan; "
+          f"{links} carry traffic in training, {len(silent)} silent "
+          "(no sensor upstream: nothing to send)")  # fmt: skip
+    print(f"  predicted exchange reduction against dense: {reduction:.1%} ({links} of "
+          f"{dense_links} active links, forward + backward; assumes every message has the "
+          "same size)")  # fmt: skip
+    print(f"  predicted simulated time per training step: {format_duration(step_s)} "
+          f"({len(messages)} messages of {nbytes} bytes, one forward and one backward per "
+          "active link; network only, no node compute)")  # fmt: skip
+    for sender, receiver in plan.edges:
+        note = "" if (sender, receiver) in carrying else "  (silent)"
+        print(f"  {sender} -> {receiver}{note}")
     return 0
 
 

@@ -183,6 +183,7 @@ def build_timeline(
     *,
     steps_per_epoch: int,
     epochs: int,
+    hop_cost_s: float = 0.0,
 ) -> Timeline:
     """Apply ``events`` in order of time and build the plan of every stretch between them.
 
@@ -193,7 +194,7 @@ def build_timeline(
 
     def plan_of(current: Topology) -> Plan:
         sensors = [s for s in topology.sensors if s in current.graph]
-        return build_plan(current, routing, message_bits).active(sensors)
+        return build_plan(current, routing, message_bits, hop_cost_s=hop_cost_s).active(sensors)
 
     first = network.snapshot()
     timeline = Timeline(segments=[Segment(0, first, plan_of(first))],

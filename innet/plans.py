@@ -16,6 +16,10 @@ Four routings are built here (docs/science.md):
   the weight of a link is the time to deliver one forward message over it,
   ``latency + message_bits / capacity`` (:func:`link_weight`). Each node has
   exactly one parent; among equally short routes the lowest parent id wins.
+  An optional per-hop cost ``hop_cost_s`` is added to every link's weight:
+  ``0`` (the default) is the capacity-aware tree, a cost far above any route's
+  delivery time gives a breadth-first tree (every node at its hop distance),
+  and costs in between trade link speed against depth.
 - ``hop``: a breadth-first tree; the parent is the lowest-id neighbour one hop
   closer to the fusion node. It ignores capacities and latencies.
 - ``maxcap``: a maximum-capacity spanning tree, oriented towards the fusion
@@ -184,13 +188,20 @@ class Plan:
         }
 
 
-def link_weight(capacity: float, latency: float, message_bits: float) -> float:
+def link_weight(
+    capacity: float, latency: float, message_bits: float, hop_cost_s: float = 0.0
+) -> float:
     """Seconds to deliver one forward message over a link: ``latency + message_bits / capacity``.
+
+    ``hop_cost_s`` is added as a fixed price per hop (``0``: none, exactly the
+    delivery time).
 
     >>> link_weight(capacity=1e6, latency=0.002, message_bits=8000)  # 1 Mbps, 2 ms, 1 kB
     0.01
+    >>> link_weight(capacity=1e6, latency=0.002, message_bits=8000, hop_cost_s=0.5)
+    0.51
     """
-    return latency + message_bits / capacity
+    return latency + message_bits / capacity + hop_cost_s
 
 
 def _fusion_component(topology: Topology) -> nx.Graph:
@@ -259,30 +270,37 @@ def max_capacity_plan(topology: Topology) -> Plan:
     return _tree_plan("maxcap", topology.fusion, parent)
 
 
-def dijkstra_plan(topology: Topology, message_bits: float) -> Plan:
+def dijkstra_plan(topology: Topology, message_bits: float, hop_cost_s: float = 0.0) -> Plan:
     """Shortest-path tree to the fusion node under ``link_weight(capacity, latency, message_bits)``.
 
     Each node's parent is its next hop on a fastest route to the fusion node;
     among routes of exactly equal length (as floats) the lowest parent id wins.
+    ``hop_cost_s`` (seconds, ``>= 0``) is added to every link's weight; ``0``
+    gives exactly the capacity-aware tree, and a cost larger than any route's
+    delivery time puts every node at its hop distance (the ``hop`` tree's depths).
     Graphs with more than :data:`SCIPY_THRESHOLD` nodes use
     ``scipy.sparse.csgraph.dijkstra``; the tie rule is the same there, except
-    around zero-weight links (``latency == 0`` and ``message_bits == 0``), where
-    scipy's own predecessor may be kept to avoid a cycle.
+    around zero-weight links (``latency == 0``, ``message_bits == 0`` and
+    ``hop_cost_s == 0``), where scipy's own predecessor may be kept to avoid a cycle.
     """
     if not (math.isfinite(message_bits) and message_bits >= 0):
         raise InnetError(f"message_bits must be a finite number >= 0, got {message_bits}")
+    if not (math.isfinite(hop_cost_s) and hop_cost_s >= 0):
+        raise InnetError(f"hop_cost_s must be a finite number >= 0, got {hop_cost_s}")
     if topology.graph.number_of_nodes() > SCIPY_THRESHOLD:
         table, fusion = topology.links, topology.fusion
-        slots = _dijkstra_slots_scipy(table, table.index[fusion], message_bits)
+        slots = _dijkstra_slots_scipy(table, table.index[fusion], message_bits, hop_cost_s)
         # One edge per child, children in node order, never the fusion node: a sorted, valid plan.
         return Plan._from_sorted("dijkstra", fusion, tuple(table.pairs[slots].tolist()))
-    parent = _dijkstra_parents_networkx(topology, message_bits)
+    parent = _dijkstra_parents_networkx(topology, message_bits, hop_cost_s)
     return _tree_plan("dijkstra", topology.fusion, parent)
 
 
-def _dijkstra_parents_networkx(topology: Topology, message_bits: float) -> dict[str, str]:
+def _dijkstra_parents_networkx(
+    topology: Topology, message_bits: float, hop_cost_s: float = 0.0
+) -> dict[str, str]:
     def weight(u: str, v: str, link: dict) -> float:
-        return link_weight(link["capacity"], link["latency"], message_bits)
+        return link_weight(link["capacity"], link["latency"], message_bits, hop_cost_s)
 
     fusion = topology.fusion  # scans every node: look it up once
     predecessors, distance = nx.dijkstra_predecessor_and_distance(
@@ -298,14 +316,18 @@ def _dijkstra_parents_networkx(topology: Topology, message_bits: float) -> dict[
     }
 
 
-def _dijkstra_parents_scipy(topology: Topology, message_bits: float) -> dict[str, str]:
+def _dijkstra_parents_scipy(
+    topology: Topology, message_bits: float, hop_cost_s: float = 0.0
+) -> dict[str, str]:
     """:func:`_dijkstra_slots_scipy` as ``{child id: parent id}``."""
     table = topology.links
-    slots = _dijkstra_slots_scipy(table, table.index[topology.fusion], message_bits)
+    slots = _dijkstra_slots_scipy(table, table.index[topology.fusion], message_bits, hop_cost_s)
     return dict(table.pairs[slots].tolist())
 
 
-def _dijkstra_slots_scipy(table: LinkTable, fusion: int, message_bits: float) -> np.ndarray:
+def _dijkstra_slots_scipy(
+    table: LinkTable, fusion: int, message_bits: float, hop_cost_s: float = 0.0
+) -> np.ndarray:
     """The shortest-path tree as CSR slots of ``table``: one ``child -> parent`` per reached node.
 
     Runs ``scipy.sparse.csgraph.dijkstra`` on the topology's link arrays
@@ -314,7 +336,7 @@ def _dijkstra_slots_scipy(table: LinkTable, fusion: int, message_bits: float) ->
     of a row that lies on a shortest route holds the lowest-id parent, and
     the slots come out sorted as a plan's edges are.
     """
-    link_weights = table.latency + message_bits / table.capacity  # link_weight, elementwise
+    link_weights = table.latency + message_bits / table.capacity + hop_cost_s  # link_weight
     distance, scipy_parent = scipy.sparse.csgraph.dijkstra(
         table.matrix(link_weights), directed=True, indices=fusion, return_predecessors=True
     )
@@ -340,22 +362,24 @@ def _dijkstra_slots_scipy(table: LinkTable, fusion: int, message_bits: float) ->
     return slot[reached[reached != fusion]]
 
 
-_BUILDERS: dict[str, Callable[[Topology, float], Plan]] = {
-    "dense": lambda topology, message_bits: dense_plan(topology),
+_BUILDERS: dict[str, Callable[[Topology, float, float], Plan]] = {
+    "dense": lambda topology, message_bits, hop_cost_s: dense_plan(topology),
     "dijkstra": dijkstra_plan,
-    "hop": lambda topology, message_bits: hop_plan(topology),
-    "maxcap": lambda topology, message_bits: max_capacity_plan(topology),
+    "hop": lambda topology, message_bits, hop_cost_s: hop_plan(topology),
+    "maxcap": lambda topology, message_bits, hop_cost_s: max_capacity_plan(topology),
 }
 
 ROUTINGS: tuple[str, ...] = tuple(_BUILDERS)
 """Names accepted by :func:`build_plan`."""
 
 
-def build_plan(topology: Topology, routing: str, message_bits: float) -> Plan:
+def build_plan(
+    topology: Topology, routing: str, message_bits: float, *, hop_cost_s: float = 0.0
+) -> Plan:
     """The plan called ``routing`` (one of :data:`ROUTINGS`) for ``topology``.
 
-    ``message_bits`` is the size of one forward message; only ``dijkstra``
-    uses it.
+    ``message_bits`` is the size of one forward message and ``hop_cost_s`` a
+    price in seconds added to every link's weight; only ``dijkstra`` uses them.
 
     >>> build_plan(Topology("x", nx.Graph()), "ring", 8.0)
     Traceback (most recent call last):
@@ -368,4 +392,4 @@ def build_plan(topology: Topology, routing: str, message_bits: float) -> Plan:
         raise InnetError(
             f"unknown routing {routing!r} (expected one of: {', '.join(ROUTINGS)})"
         ) from None
-    return builder(topology, message_bits)
+    return builder(topology, message_bits, hop_cost_s)

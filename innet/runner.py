@@ -38,10 +38,19 @@ from innet.topology.model import Topology
 from innet.transport import RecordingTransport
 from innet.yamlio import FieldError
 
-__all__ = ["run_scenario", "ProcessesFactory"]
+__all__ = ["run_scenario", "local_device", "ProcessesFactory"]
 
 ProcessesFactory = Callable[[Topology, Mapping[str, Plan]], Processes]
 """Builds the processes of a run once the topology and each variant's first plan are known."""
+
+
+def local_device(choice: str = "auto") -> str:
+    """The device of a one-process run: ``auto`` (CUDA when there is a GPU), ``cpu``, ``cuda``."""
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise InnetError("--device cuda: no CUDA device is available")
+    if choice == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return choice
 
 
 def run_scenario(
@@ -109,14 +118,16 @@ def _train_all(
     device: torch.device | str,
 ) -> RunTables:
     """Train and time every (variant, seed): the variant × seed loop."""
-    from tqdm import tqdm
+    from tqdm.auto import tqdm
 
     scenario, group = loaded.scenario, where.group
     names = list(trainer.timelines)
     tables = RunTables()
     total = sum(trainer.epochs(name) for name in names) * len(scenario.seed_list)
     shown = progress and group.is_leader
-    live = shown and sys.stderr.isatty()  # a bar on a terminal; one line per run in a log
+    # a bar on a terminal or in a notebook (tqdm.auto draws a widget there); in a log, one
+    # line per finished (variant, seed)
+    live = shown and (sys.stderr.isatty() or "ipykernel" in sys.modules)
     runs = len(names) * len(scenario.seed_list)
     with tqdm(total=total, unit="epoch", disable=not live, dynamic_ncols=True) as bar:
         for seed in scenario.seed_list:

@@ -23,6 +23,7 @@ import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -32,7 +33,7 @@ from pydantic import (
 
 from innet.errors import ConfigError, InnetError
 from innet.topology.order import node_key
-from innet.units import parse_flops
+from innet.units import parse_duration, parse_flops
 from innet.yamlio import FieldError, LineMap, config_error_from_validation, read_yaml
 
 if TYPE_CHECKING:
@@ -145,6 +146,14 @@ class VariantBase(_Strict):
     """
 
     routing: Annotated[str, AfterValidator(registered("routing", "innet.plans", "ROUTINGS"))]
+    # a per-hop term in the capacity-aware tree's link weight, in seconds (or "1ms")
+    hop_cost_s: Annotated[float, BeforeValidator(parse_duration)] = Field(0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _hop_cost_for_dijkstra(self) -> VariantBase:
+        if self.hop_cost_s and self.routing != "dijkstra":
+            raise ValueError(f"hop_cost_s applies to the dijkstra routing, not {self.routing!r}")
+        return self
 
 
 EVENT_ACTIONS = ("link_down", "link_up", "node_down", "node_up", "link")

@@ -235,3 +235,27 @@ def test_the_smoke_scenario_learns(tmp_path):
     accuracy = {name: v["accuracy_mean"] for name, v in summary["variants"].items()}
     assert accuracy["dense"] >= 0.8, accuracy
     assert min(accuracy.values()) >= 0.5, accuracy
+
+
+def test_a_variant_sets_the_hop_cost_of_its_tree():
+    from innet.errors import ConfigError
+    from innet.families.inl.trainer import variant_timeline
+    from innet.scenario import find_scenario, load_scenario
+    from innet.topology import load_topology
+
+    loaded = load_scenario(
+        find_scenario("dense_vs_dijkstra"), ["variants.dijkstra_rate.hop_cost_s=1s"]
+    )
+    variants = {variant.name: variant for variant in loaded.variants}
+    assert variants["dijkstra_rate"].hop_cost_s == 1.0 and variants["dijkstra"].hop_cost_s == 0
+    topology = load_topology(loaded.topology_path)
+    plans = {
+        name: variant_timeline(loaded.scenario, variant, topology, 1437).segments[0].plan
+        for name, variant in variants.items()
+    }
+    bits = variants["dijkstra"].forward_message_bits()
+    tree = build_plan(topology, "dijkstra", bits, hop_cost_s=1.0).active(topology.sensors)
+    assert plans["dijkstra_rate"] == tree
+    assert plans["dijkstra_rate"].edges != plans["dijkstra"].edges  # mesh14: a shallower tree
+    with pytest.raises(ConfigError, match="applies to the dijkstra routing"):
+        load_scenario(find_scenario("smoke"), ["variants.dense.hop_cost_s=1ms"])

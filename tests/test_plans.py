@@ -248,6 +248,140 @@ def test_large_graphs_use_scipy(monkeypatch: pytest.MonkeyPatch) -> None:
         )
 
 
+# --- hop cost: trees between capacity-aware and breadth-first ---------------------------------
+
+HOP_COSTS = (0.0, 1e-5, 1e-4, 1e-3, 1e-2, 0.1, 1.0, 10.0, 1e3, 1e6)
+"""A ladder of per-hop costs (seconds); the last is far above any route of the generated graphs."""
+
+BFS_HOP_COST = 1e6
+"""Far above any route's delivery time in :func:`topologies` (30 links of at most 10 s each)."""
+
+
+def todays_dijkstra_parents(topology: Topology, message_bits: float) -> dict[str, str]:
+    """The capacity-aware tree as built before hop costs existed (weight without a hop term)."""
+
+    def weight(u: str, v: str, link: dict) -> float:
+        return link["latency"] + message_bits / link["capacity"]
+
+    predecessors, distance = nx.dijkstra_predecessor_and_distance(
+        topology.graph, topology.fusion, weight=weight
+    )
+    settled = {node: rank for rank, node in enumerate(distance)}
+    return {
+        node: min((p for p in preds if settled[p] < settled[node]), key=node_key)
+        for node, preds in predecessors.items()
+        if node != topology.fusion
+    }
+
+
+def depths(plan: Plan) -> dict[str, int]:
+    """Hops from each node of ``plan`` to its fusion node along the plan's (tree) edges."""
+    parent = parent_map(plan)
+    result = {plan.fusion: 0}
+    for node in parent:
+        chain = []
+        while node not in result:
+            chain.append(node)
+            node = parent[node]
+        for hops, walker in enumerate(reversed(chain), start=result[node] + 1):
+            result[walker] = hops
+    return result
+
+
+def dijkstra_both_paths(topology: Topology, message_bits: float, hop_cost_s: float) -> Plan:
+    """The networkx plan, checked equal to the plan of the scipy path."""
+    plan = dijkstra_plan(topology, message_bits, hop_cost_s)
+    with mock.patch.object(innet.plans, "SCIPY_THRESHOLD", 0):
+        on_arrays = dijkstra_plan(Topology(topology.name, topology.graph), message_bits, hop_cost_s)
+    assert on_arrays == plan
+    return plan
+
+
+@PROPERTY
+@given(topologies(), message_sizes)
+def test_zero_hop_cost_is_todays_dijkstra_tree(topology: Topology, message_bits: float) -> None:
+    expected = todays_dijkstra_parents(topology, message_bits)
+    assert innet.plans._dijkstra_parents_networkx(topology, message_bits, 0.0) == expected
+    assert innet.plans._dijkstra_parents_scipy(topology, message_bits, 0.0) == expected
+    plan = dijkstra_both_paths(topology, message_bits, 0.0)
+    assert parent_map(plan) == expected
+    assert plan == dijkstra_plan(topology, message_bits)
+    assert build_plan(topology, "dijkstra", message_bits, hop_cost_s=0.0) == plan
+
+
+@PROPERTY
+@given(topologies(), message_sizes)
+def test_huge_hop_cost_puts_every_node_at_its_hop_distance(
+    topology: Topology, message_bits: float
+) -> None:
+    plan = dijkstra_both_paths(topology, message_bits, BFS_HOP_COST)
+    assert_tree_to_fusion(plan, topology)
+    assert depths(plan) == depths(hop_plan(topology))
+    assert depths(plan) == nx.single_source_shortest_path_length(topology.graph, topology.fusion)
+    # Where each node has a single neighbour one hop closer, no tie rule can tell them apart.
+    distance = nx.single_source_shortest_path_length(topology.graph, topology.fusion)
+    unique = all(
+        sum(distance[nb] == distance[node] - 1 for nb in topology.graph[node]) == 1
+        for node in topology.nodes
+        if node != topology.fusion
+    )
+    if unique:
+        assert plan.edges == hop_plan(topology).edges
+
+
+@PROPERTY
+@given(topologies(), message_sizes, st.sampled_from(HOP_COSTS[1:]))
+def test_hop_cost_on_equal_links_is_the_hop_tree(
+    topology: Topology, message_bits: float, hop_cost_s: float
+) -> None:
+    # Every link alike: routes tie exactly by hop count, and both trees take the lowest id.
+    for _, _, link in topology.graph.edges(data=True):
+        link.update(capacity=1e6, latency=1e-3)
+    assert dijkstra_both_paths(topology, message_bits, hop_cost_s).edges == hop_plan(topology).edges
+
+
+@PROPERTY
+@given(topologies(), message_sizes)
+def test_depth_does_not_grow_with_hop_cost(topology: Topology, message_bits: float) -> None:
+    previous: dict[str, int] | None = None
+    for hop_cost_s in HOP_COSTS:
+        plan = dijkstra_both_paths(topology, message_bits, hop_cost_s)
+        assert_tree_to_fusion(plan, topology)
+        depth = depths(plan)
+        if previous is not None:
+            # Each node's route is shortest at both costs, so it has no more hops (mean too).
+            assert all(depth[node] <= previous[node] for node in depth)
+            assert sum(depth.values()) / len(depth) <= sum(previous.values()) / len(previous)
+        previous = depth
+
+
+def test_hop_cost_trades_a_fast_detour_for_fewer_hops() -> None:
+    # s: slow direct link to f (9.192 ms for 8192 bits) or two fast hops via r (0.216 ms).
+    topology = make_topology(
+        [("s", "f", 1e6, 1e-3), ("s", "r", 1e9, 1e-4), ("r", "f", 1e9, 1e-4)],
+        fusion="f",
+        sensors=["s"],
+    )
+    assert parent_map(dijkstra_plan(topology, 8192.0, hop_cost_s=0.0))["s"] == "r"
+    assert parent_map(dijkstra_plan(topology, 8192.0, hop_cost_s=8e-3))["s"] == "r"
+    assert parent_map(dijkstra_plan(topology, 8192.0, hop_cost_s=10e-3))["s"] == "f"
+    assert parent_map(build_plan(topology, "dijkstra", 8192.0, hop_cost_s=10e-3))["s"] == "f"
+    # The other routings take no hop cost into account.
+    assert build_plan(topology, "hop", 8192.0, hop_cost_s=10e-3) == hop_plan(topology)
+
+
+def test_link_weight_adds_the_hop_cost() -> None:
+    assert link_weight(1e6, 1e-3, 8000.0, 0.0) == link_weight(1e6, 1e-3, 8000.0) == 1e-3 + 8e-3
+    assert link_weight(1e6, 1e-3, 8000.0, hop_cost_s=0.25) == pytest.approx(0.259)
+
+
+@pytest.mark.parametrize("hop_cost_s", [-1e-3, float("nan"), float("inf")])
+def test_dijkstra_rejects_bad_hop_cost(hop_cost_s: float) -> None:
+    topology = make_topology([("s", "f", 1e6, 0.0)], fusion="f", sensors=["s"])
+    with pytest.raises(InnetError, match="hop_cost_s"):
+        dijkstra_plan(topology, 8.0, hop_cost_s)
+
+
 # --- trees in general -------------------------------------------------------------------------
 
 

@@ -70,6 +70,7 @@ __all__ = [
     "RunData",
     "RunTables",
     "load_run",
+    "read_json",
     "resolved_config",
     "save_topology_json",
     "load_topology_json",
@@ -163,9 +164,9 @@ def load_run(run_dir: str | Path) -> RunData:
         plans=_read_plans(run_dir / PLANS_FILE),
         exchanges=_read_table(exchanges_path, REQUIRED_EXCHANGE_COLUMNS, OPTIONAL_EXCHANGE_COLUMNS),
         metrics=pd.DataFrame(),
-        events=_read_json(run_dir / EVENTS_FILE) if (run_dir / EVENTS_FILE).is_file() else {},
+        events=read_json(run_dir / EVENTS_FILE) if (run_dir / EVENTS_FILE).is_file() else {},
         placement=(
-            _read_json(run_dir / PLACEMENT_FILE) if (run_dir / PLACEMENT_FILE).is_file() else None
+            read_json(run_dir / PLACEMENT_FILE) if (run_dir / PLACEMENT_FILE).is_file() else None
         ),
         nodes=pd.read_csv(run_dir / NODES_FILE) if (run_dir / NODES_FILE).is_file() else None,
     )
@@ -197,7 +198,7 @@ def save_topology_json(topology: Topology, path: str | Path) -> None:
 def load_topology_json(path: str | Path) -> Topology:
     """Rebuild the :class:`Topology` that :func:`save_topology_json` wrote."""
     path = Path(path)
-    data = _read_json(path)
+    data = read_json(path)
     if not isinstance(data, dict):
         raise InnetError(f"{path}: expected a node-link JSON object")
     try:
@@ -329,13 +330,14 @@ def _read_config(path: Path) -> dict[str, Any]:
 
 
 def _read_plans(path: Path) -> dict[str, dict[str, Any]]:
-    plans = _read_json(path)
+    plans = read_json(path)
     if not isinstance(plans, dict) or not all(isinstance(p, dict) for p in plans.values()):
         raise InnetError(f"{path}: expected {{variant: {{routing, fusion, edges}}}}")
     return {str(variant): plan for variant, plan in plans.items()}
 
 
-def _read_json(path: Path) -> Any:
+def read_json(path: Path) -> Any:
+    """A JSON file's content; an :class:`~innet.errors.InnetError` naming it if unreadable."""
     try:
         return json.loads(path.read_text())
     except FileNotFoundError as error:

@@ -116,6 +116,7 @@ class ResolvedVariant(BaseModel):
 
     name: str
     routing: str
+    hop_cost_s: float = 0.0
     model: ModelConfig
     gate: GateConfig
     training: TrainingConfig
@@ -181,7 +182,11 @@ def resolve_variants(
                 field=f"variants.{name}.{where}",
                 line=lines.line(("variants", name)) if lines else None,
             )
-        resolved.append(ResolvedVariant(name=name, routing=variant.routing, **blocks))
+        resolved.append(
+            ResolvedVariant(
+                name=name, routing=variant.routing, hop_cost_s=variant.hop_cost_s, **blocks
+            )
+        )
     return resolved
 
 

@@ -229,6 +229,7 @@ def variant_timeline(
         scenario.events,
         steps_per_epoch=math.ceil(n_train / variant.training.batch_size),
         epochs=variant.training.epochs,
+        hop_cost_s=variant.hop_cost_s,
     )
 
 
