@@ -22,7 +22,7 @@ import torch
 
 from innet.events import StepPlan, step_plan
 from innet.executors.per_node import PerNodeExecutor
-from innet.families.inl.trainer import module_specs, variant_timeline
+from innet.families.inl.trainer import make_executor, variant_timeline
 from innet.inputs import load_inputs
 from innet.records import ExchangeLog
 from innet.reference import monolithic_objective
@@ -35,17 +35,7 @@ def build_executor(scenario, variant, plan, inputs, topology, seed: int) -> PerN
     """An executor whose messages go through a recording in-process transport, as in a run."""
     recorder = RecordingTransport(InProcessTransport(), ExchangeLog(topology.graph.nodes),
                                   scenario.network.header_bytes)  # fmt: skip
-    return PerNodeExecutor(
-        plan=plan,
-        specs=module_specs([plan], variant, inputs),
-        seed=seed,
-        transport=recorder,
-        views=inputs.views,
-        labels=inputs.labels,
-        lr=variant.training.lr,
-        optimizer=variant.training.optimizer,
-        beta=variant.gate.beta,
-    )
+    return make_executor(variant, [plan], inputs, seed, recorder)
 
 
 def executor_step(executor: PerNodeExecutor, step: StepPlan, number: int, index: np.ndarray):

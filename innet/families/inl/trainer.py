@@ -48,10 +48,10 @@ from innet.records import ExchangeLog
 from innet.scenario import LoadedScenario
 from innet.tasks import Classification, Task
 from innet.topology.model import Topology
-from innet.transport import RecordingTransport
+from innet.transport import RecordingTransport, Transport
 from innet.yamlio import FieldError
 
-__all__ = ["FitResult", "fit", "module_specs", "variant_timeline", "InlTrainer"]
+__all__ = ["FitResult", "fit", "make_executor", "module_specs", "variant_timeline", "InlTrainer"]
 
 
 @dataclass
@@ -214,6 +214,32 @@ def module_specs(
     }
 
 
+def make_executor(
+    variant: ResolvedVariant,
+    plans: Sequence[Plan],
+    inputs: NodeInputs,
+    seed: int,
+    transport: Transport,
+    device: torch.device | str = "cpu",
+) -> PerNodeExecutor:
+    """The executor of one (variant, seed), starting on ``plans[0]``, able to serve every plan."""
+    return PerNodeExecutor(
+        plan=plans[0],
+        specs=module_specs(plans, variant, inputs),
+        seed=seed,
+        transport=transport,
+        views=inputs.views,
+        labels=inputs.labels,
+        lr=variant.training.lr,
+        optimizer=variant.training.optimizer,
+        beta=variant.gate.beta,
+        device=device,
+        wire_forward=variant.wire.forward,
+        wire_backward=variant.wire.backward,
+        bracket_samples=variant.gate.bracket_samples if variant.gate.kind == "gaussian" else 0,
+    )
+
+
 def _inputs_of(plan: Plan) -> frozenset[tuple[str, int]]:
     return frozenset((node, len(plan.children(node))) for node in plan.forward_order())
 
@@ -280,21 +306,7 @@ class InlTrainer:
         config = self.variants[variant]
         inputs = self.inputs(seed)
         timeline = self.timelines[variant]
-        executor = PerNodeExecutor(
-            plan=timeline.segments[0].plan,
-            specs=module_specs(timeline.plans, config, inputs),
-            seed=seed,
-            transport=transport,
-            views=inputs.views,
-            labels=inputs.labels,
-            lr=config.training.lr,
-            optimizer=config.training.optimizer,
-            beta=config.gate.beta,
-            device=device,
-            wire_forward=config.wire.forward,
-            wire_backward=config.wire.backward,
-            bracket_samples=config.gate.bracket_samples if config.gate.kind == "gaussian" else 0,
-        )
+        executor = make_executor(config, timeline.plans, inputs, seed, transport, device)
         result = fit(executor, transport, timeline, inputs, config.training, seed=seed,
                      group=group, on_epoch=on_epoch)  # fmt: skip
         flops = group.gather(executor.flops())
