@@ -1,13 +1,15 @@
-"""Benchmark (a): step time of the in-process executor against one monolithic torch module.
+"""Benchmark (a): step time of the in-process executors against one monolithic torch module.
 
-Both sides train the same node modules (same seed, same initial weights) on the
+All sides train the same node modules (same seed, same initial weights) on the
 same batches of the default scenario. The per-node executor sends every latent
 and gradient through the in-process transport, wrapped in the recording
 transport that writes each exchange to the exchange log, and runs one backward
-pass and one optimiser per node. The baseline wires the very same modules into
-a single autograd graph (:func:`innet.reference.monolithic_objective`) with a
-single Adam optimiser. The ratio executor / monolithic is the overhead of
-simulating the network in one process.
+pass and one optimiser per node; the batched executor stacks the nodes of the
+same shape (:mod:`innet.executors.batched`) and records the same exchanges. The
+baseline wires the very same modules into a single autograd graph
+(:func:`innet.reference.monolithic_objective`) with a single Adam optimiser.
+The ratios executor / monolithic are the overhead of simulating the network in
+one process.
 
     python benchmarks/bench_engine.py [--scenario dense_vs_dijkstra] [--steps 300]
 """
@@ -31,14 +33,16 @@ from innet.topology import load_topology
 from innet.transport import InProcessTransport, RecordingTransport
 
 
-def build_executor(scenario, variant, plan, inputs, topology, seed: int) -> PerNodeExecutor:
-    """An executor whose messages go through a recording in-process transport, as in a run."""
+def build_executor(scenario, variant, plan, inputs, topology, seed: int, kind: str = "per_node"):
+    """An executor (``kind``: per_node or batched) recording through an in-process transport."""
     recorder = RecordingTransport(InProcessTransport(), ExchangeLog(topology.graph.nodes),
                                   scenario.network.header_bytes)  # fmt: skip
-    return make_executor(variant, [plan], inputs, seed, recorder)
+    training = variant.training.model_copy(update={"executor": kind})
+    return make_executor(variant.model_copy(update={"training": training}), [plan], inputs, seed,
+                         recorder)  # fmt: skip
 
 
-def executor_step(executor: PerNodeExecutor, step: StepPlan, number: int, index: np.ndarray):
+def executor_step(executor, step: StepPlan, number: int, index: np.ndarray):
     """One recorded training step, as the training loop runs it."""
     log = executor.transport.log
     log.begin("train", 0, number, len(index))
@@ -75,21 +79,23 @@ def main() -> None:
     }
     print(f"scenario {scenario.name}, topology {topology.name}, {args.steps} steps, best of "
           f"{args.repeats}")  # fmt: skip
-    print(f"{'variant':16s} {'links':>5s} {'executor ms/step':>17s} {'monolithic ms/step':>19s} "
-          f"{'ratio':>6s}")  # fmt: skip
+    print(f"{'variant':16s} {'links':>5s} {'per-node ms':>12s} {'batched ms':>11s} "
+          f"{'monolithic ms':>14s} {'per-node/mono':>14s} {'batched/mono':>13s}")  # fmt: skip
     for variant in variants:
         plan = plans[variant.name]
         batch = variant.training.batch_size
         rng = np.random.default_rng(0)
         batches = [rng.choice(inputs.n_train, batch, replace=False) for _ in range(args.steps)]
         step = step_plan(plan, frozenset(), topology.sensors)  # no failures
-        executor_times, mono_times = [], []
+        times: dict[str, list[float]] = {"per_node": [], "batched": []}
+        mono_times = []
         for _ in range(args.repeats):
-            executor = build_executor(scenario, variant, plan, inputs, topology, seed=0)
-            start = time.perf_counter()
-            for number, index in enumerate(batches):
-                executor_step(executor, step, number, index)
-            executor_times.append(time.perf_counter() - start)
+            for kind, kind_times in times.items():
+                executor = build_executor(scenario, variant, plan, inputs, topology, 0, kind)
+                start = time.perf_counter()
+                for number, index in enumerate(batches):
+                    executor_step(executor, step, number, index)
+                kind_times.append(time.perf_counter() - start)
 
             mono = build_executor(scenario, variant, plan, inputs, topology, seed=0)
             params = [p for module in mono.modules.values() for p in module.parameters()]
@@ -98,10 +104,11 @@ def main() -> None:
             for index in batches:
                 monolithic_step(mono, optimizer, index)
             mono_times.append(time.perf_counter() - start)
-        executor_ms = 1e3 * min(executor_times) / args.steps
+        per_node_ms, batched_ms = (1e3 * min(t) / args.steps for t in times.values())
         mono_ms = 1e3 * min(mono_times) / args.steps
-        print(f"{variant.name:16s} {len(plan.edges):5d} {executor_ms:17.3f} {mono_ms:19.3f} "
-              f"{executor_ms / mono_ms:6.2f}")  # fmt: skip
+        ratios = f"{per_node_ms / mono_ms:14.2f} {batched_ms / mono_ms:13.2f}"
+        print(f"{variant.name:16s} {len(plan.edges):5d} {per_node_ms:12.3f} {batched_ms:11.3f} "
+              f"{mono_ms:14.3f} {ratios}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -6,8 +6,9 @@ exchanges latents forward and gradients backward over the links, and innet
 accounts every byte and every second of network time that this costs.
 
 From Python: :func:`innet.run` runs a scenario and returns its tables as
-pandas DataFrames (:class:`innet.Results`); :func:`innet.load` reads a
-finished run directory (see :mod:`innet.api`). They are imported on first
+pandas DataFrames (:class:`innet.Results`); :func:`innet.sweep` runs it at
+every point of a grid of settings; :func:`innet.load` reads a finished run
+(or sweep) directory (see :mod:`innet.api`). They are imported on first
 use, so ``import innet`` stays fast.
 """
 
@@ -15,13 +16,13 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "run", "load", "Results"]
+__all__ = ["__version__", "run", "sweep", "load", "Results"]
 
-_API = ("run", "load", "Results")
+_API = ("run", "sweep", "load", "Results")
 
 
 def __getattr__(name: str) -> Any:
-    """``run``, ``load`` and ``Results``, imported lazily from :mod:`innet.api`."""
+    """``run``, ``sweep``, ``load`` and ``Results``, imported lazily from :mod:`innet.api`."""
     if name in _API:
         from innet import api
 

@@ -2,8 +2,10 @@
 
 :func:`run` takes a shipped scenario's name, a YAML path or a dict with the
 content of a scenario file, runs it through the same code as ``python
-run_sim.py --scenario ...`` and returns a :class:`Results`; :func:`load` reads
-a finished run directory into the same object.
+run_sim.py --scenario ...`` and returns a :class:`Results`; :func:`sweep`
+runs it at every point of a grid of settings (``--sweep``) and returns the
+same object with every point's rows and the aggregated table; :func:`load`
+reads a finished run or sweep directory into it.
 
 >>> import innet
 >>> results = innet.run("smoke", {"training.epochs": 1}, seeds=1, progress=False)
@@ -34,7 +36,7 @@ if TYPE_CHECKING:
     from innet.scenario import LoadedScenario
     from innet.topology.model import Topology
 
-__all__ = ["run", "load", "Results"]
+__all__ = ["run", "sweep", "load", "Results"]
 
 DICT_SOURCE = "<scenario dict>"
 """How errors name a scenario given as a dict (it has no file or lines)."""
@@ -57,6 +59,16 @@ class Results:
         config: the resolved scenario (``config.yaml``), every default filled in.
         topology, plans, events: the graph, each variant's plan and plan changes.
         run_dir: the run directory, or ``None`` when the run was not kept.
+        points: a sweep's points by name (``p00``...), each the :class:`Results`
+            of that point's run; ``None`` for a plain run.
+
+    A sweep's results (:func:`sweep`) hold every point's rows: ``metrics``,
+    ``exchanges``, ``links``, ``nodes`` and the family's tables get a
+    ``point`` column and one column per swept key; ``results.sweep`` is
+    ``sweep.csv`` (per point and variant: means over seeds with their 95%
+    t intervals), ``results.runs`` is ``runs.csv`` (one row per point,
+    variant and seed), ``summary`` is ``sweep.json``; ``config``,
+    ``topology``, ``plans`` and ``events`` are the first point's.
 
     The DataFrames are those :func:`innet.report.load_run` reads from the run
     directory, so they are exactly what the directory holds.
@@ -76,6 +88,7 @@ class Results:
         plans: dict[str, dict[str, Any]],
         events: dict[str, list[dict[str, Any]]],
         run_dir: Path | None,
+        points: dict[str, Results] | None = None,
     ) -> None:
         self.summary = summary
         self.metrics = metrics
@@ -88,6 +101,7 @@ class Results:
         self.plans = plans
         self.events = events
         self.run_dir = run_dir
+        self.points = points
 
     @classmethod
     def from_run_dir(cls, run_dir: str | Path, *, keep: bool = True) -> Results:
@@ -102,7 +116,10 @@ class Results:
         from innet.records import LINKS_FILE, SUMMARY_FILE
         from innet.report import load_run
         from innet.report.rundir import read_json
+        from innet.report.sweep import SWEEP_JSON
 
+        if (Path(run_dir) / SWEEP_JSON).is_file():
+            return cls._from_sweep_dir(Path(run_dir), keep=keep)
         run = load_run(run_dir)
         links_path = run.run_dir / LINKS_FILE
         links = None
@@ -125,6 +142,55 @@ class Results:
             plans=run.plans,
             events=run.events,
             run_dir=run.run_dir if keep else None,
+        )
+
+    @classmethod
+    def _from_sweep_dir(cls, run_dir: Path, *, keep: bool) -> Results:
+        """A sweep's run directory: every point's tables, tagged with the point's values."""
+        import pandas as pd
+
+        from innet.report.rundir import read_json
+        from innet.report.sweep import RUNS_FILE, SWEEP_FILE, SWEEP_JSON
+        from innet.sweeps import POINTS_DIR
+
+        record = read_json(run_dir / SWEEP_JSON)
+        keys = list(record["keys"])
+        values = {entry["point"]: entry for entry in record["points"]}
+        points = {name: cls.from_run_dir(run_dir / POINTS_DIR / name, keep=keep) for name in values}
+
+        def tagged(tables: dict[str, pd.DataFrame | None]) -> pd.DataFrame | None:
+            present = {name: table for name, table in tables.items() if table is not None}
+            if not present:
+                return None
+            frames = [
+                table.assign(**{column: values[name][column] for column in ["point", *keys]})
+                for name, table in present.items()
+            ]
+            joined = pd.concat(frames, ignore_index=True)
+            front = ["point", *keys]
+            return joined[front + [c for c in joined.columns if c not in front]]
+
+        first = next(iter(points.values()))
+        tables = {
+            name: tagged({point: results.tables[name] for point, results in points.items()})
+            for name in first.tables
+        }
+        text = {"variant": str, "point": str}
+        tables["sweep"] = pd.read_csv(run_dir / SWEEP_FILE, dtype=text)
+        tables["runs"] = pd.read_csv(run_dir / RUNS_FILE, dtype=text)
+        return cls(
+            summary=record,
+            metrics=tagged({name: results.metrics for name, results in points.items()}),
+            exchanges=tagged({name: results.exchanges for name, results in points.items()}),
+            links=tagged({name: results.links for name, results in points.items()}),
+            nodes=tagged({name: results.nodes for name, results in points.items()}),
+            tables=tables,
+            config=first.config,
+            topology=first.topology,
+            plans=first.plans,
+            events=first.events,
+            run_dir=run_dir if keep else None,
+            points=points,
         )
 
     @property
@@ -209,16 +275,11 @@ def run(
     >>> results = innet.run("smoke", ["training.epochs=1"], seeds=1, progress=False)
     >>> sorted(results.summary["variants"])
     ['dense', 'dijkstra', 'dijkstra_rate']
-    >>> list(results.node_rates.columns)
-    ['variant', 'seed', 'node', 'rate_bits']
+    >>> list(results.node_rates.columns)[:5]  # then how each rate was estimated
+    ['variant', 'seed', 'node', 'rate_bits', 'estimate_bits']
     """
-    from innet.errors import InnetError
 
-    items = _override_strings(overrides)
-    if seeds is not None:
-        if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
-            raise InnetError(f"seeds must be a positive integer, got {seeds!r}")
-        items.append(f"seeds={seeds}")
+    items = _seeded(_override_strings(overrides), seeds)
     loaded = _load(scenario, items, None if topology is None else os.fspath(topology))
     with _global_state_kept():
         from innet.runner import local_device, run_scenario
@@ -233,6 +294,88 @@ def run(
             return Results.from_run_dir(run_dir, keep=False)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+def sweep(
+    scenario: str | os.PathLike[str] | Mapping[str, Any],
+    sweep: Mapping[str, Sequence[Any]] | None = None,
+    overrides: Sequence[str] | Mapping[str, Any] | None = None,
+    *,
+    seeds: int | None = None,
+    topology: str | os.PathLike[str] | None = None,
+    out: str | os.PathLike[str] | None = None,
+    jobs: int = 1,
+    progress: bool = True,
+) -> Results:
+    """Run a scenario at every point of a sweep and return its :class:`Results`.
+
+    This is ``python run_sim.py --scenario SCENARIO --sweep KEY=v1,v2 ...
+    [--jobs N]`` from Python (:mod:`innet.sweeps`): ``sweep`` maps dotted keys
+    (as in ``overrides``) to their values, the cartesian product of them all,
+    joining the scenario's own ``sweep:`` block. ``jobs`` runs up to that many
+    points at once in separate processes; the results are the same. The other
+    arguments are :func:`run`'s. ``results.sweep`` is the aggregated table
+    (per point and variant: means over seeds and 95% t intervals),
+    ``results.points`` each point's own results.
+
+    >>> import innet
+    >>> results = innet.sweep("smoke", {"gate.beta": [0.0, 0.01]}, {"training.epochs": 1},
+    ...                       seeds=2, progress=False)
+    >>> results.sweep[["point", "gate.beta", "variant", "seeds"]].head(3)
+      point  gate.beta        variant  seeds
+    0   p00        0.0          dense      2
+    1   p00        0.0       dijkstra      2
+    2   p00        0.0  dijkstra_rate      2
+    >>> len(results.runs)  # 2 points x 3 variants x 2 seeds
+    12
+    >>> sorted(results.points)
+    ['p00', 'p01']
+    """
+    from innet.errors import InnetError
+    from innet.scenario import find_scenario
+    from innet.sweeps import run_sweep
+
+    items = _seeded(_override_strings(overrides), seeds)
+    axes = {str(key): _plain(list(values)) if isinstance(values, (list, tuple)) else values
+            for key, values in (sweep or {}).items()}  # fmt: skip
+    where = None if topology is None else os.fspath(topology)
+
+    def go(path: Path, scratch: Path) -> Results:
+        target = Path(out) if out is not None else scratch / "sweep"
+        with _global_state_kept():
+            from innet.runner import local_device
+
+            run_dir = run_sweep(path, items, where, axes, out=target, jobs=jobs,
+                                progress=progress, device=local_device("auto"))  # fmt: skip
+        return Results.from_run_dir(run_dir, keep=out is not None)
+
+    scratch = Path(tempfile.mkdtemp(prefix="innet-sweep-"))
+    try:
+        if isinstance(scenario, Mapping):
+            with _scenario_file(scenario) as path:
+                try:
+                    return go(path, scratch)
+                except InnetError as error:
+                    raise _renamed(error, path) from None
+        if isinstance(scenario, (str, os.PathLike)):
+            try:
+                return go(find_scenario(os.fspath(scenario)), scratch)
+            except InnetError as error:
+                raise _renamed(error, None) from None
+        raise TypeError(f"scenario must be a name, a path or a dict, not {type(scenario).__name__}")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _seeded(items: list[str], seeds: int | None) -> list[str]:
+    """The overrides with ``seeds=N`` added when ``seeds`` is given (checked)."""
+    from innet.errors import InnetError
+
+    if seeds is not None:
+        if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+            raise InnetError(f"seeds must be a positive integer, got {seeds!r}")
+        items.append(f"seeds={seeds}")
+    return items
 
 
 def _override_strings(overrides: Sequence[str] | Mapping[str, Any] | None) -> list[str]:

@@ -17,10 +17,13 @@ import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from innet.distributed.placement import STRATEGIES
 from innet.errors import InnetError
+
+if TYPE_CHECKING:
+    from innet.topology.model import Topology
 
 __all__ = ["main"]
 
@@ -57,6 +60,23 @@ def _run_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="KEY=VALUE",
         help="override a scenario field, e.g. --set training.epochs=3 (repeatable)",
+    )
+    parser.add_argument(
+        "--sweep",
+        dest="sweeps",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2,...",
+        help="run the scenario at each value of KEY (dotted as --set), e.g. "
+        "--sweep gate.beta=0,0.001,0.01; repeatable (the cartesian product); joins the "
+        "scenario's sweep: block. One run directory for the whole sweep",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="sweeps: run up to N points at once in separate processes (default 1)",
     )
     parser.add_argument("--out", type=Path, help="run directory (default runs/<scenario>-<time>)")
     parser.add_argument("--list", action="store_true", help="list the known scenarios and exit")
@@ -126,7 +146,8 @@ def _plan_parser() -> argparse.ArgumentParser:
 def _report_parser() -> argparse.ArgumentParser:
     parser = _OneLineParser(
         prog="run_sim.py report",
-        description="Rebuild summary, report and figures of a run directory from its tables.",
+        description="Rebuild summary, report and figures of a run (or sweep) directory from "
+        "its tables.",
     )
     parser.add_argument("run_dir", type=Path)
     return parser
@@ -179,7 +200,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if not (math.isfinite(args.timeout) and args.timeout > 0):
             raise InnetError(f"--timeout must be a positive number of seconds, got {args.timeout}")
         overrides.append(f"distributed.timeout_s={args.timeout}")
-    loaded = load_scenario(find_scenario(args.scenario), overrides, args.topology)
+    if args.jobs < 1:
+        raise InnetError(f"--jobs must be at least 1, got {args.jobs}")
+    path = find_scenario(args.scenario)
+    loaded = load_scenario(path, overrides, args.topology)
+    if args.sweeps or loaded.sweep:
+        return _cmd_sweep(args, path, overrides)
+    if args.jobs > 1:
+        raise InnetError("--jobs applies to sweeps (give --sweep KEY=v1,v2 or a sweep: block)")
 
     from innet.distributed import init_distributed, is_torchrun, shutdown
     from innet.report import headline_table
@@ -209,6 +237,23 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if run_dir is not None and summary is not None:
         print(headline_table(summary, loaded.family.report))
         print(f"\nrun directory: {run_dir}  (report: {run_dir / 'report.md'})")
+    return 0
+
+
+def _cmd_sweep(args: argparse.Namespace, path: Path, overrides: list[str]) -> int:
+    """A sweep (``--sweep`` or the scenario's ``sweep:`` block): one run directory."""
+    from innet.distributed import is_torchrun
+    from innet.report.sweep import SWEEP_FILE
+    from innet.runner import local_device
+    from innet.sweeps import run_sweep
+
+    if is_torchrun():
+        raise InnetError("--sweep: sweeps run without torchrun (use --jobs N for processes)")
+    run_dir = run_sweep(path, overrides, args.topology, args.sweeps, out=args.out,
+                        jobs=args.jobs, progress=not args.no_progress,
+                        device=local_device(args.device))  # fmt: skip
+    print(f"sweep table: {run_dir / SWEEP_FILE}")
+    print(f"\nrun directory: {run_dir}  (report: {run_dir / 'report.md'})")
     return 0
 
 
@@ -323,11 +368,12 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         )
         print(json.dumps(document))
         return 0
-    print(f"{plan.routing} plan of {topology.name!r} towards {plan.fusion} "
+    name = topology.label  # nodes by label where the topology has labels (imported cities)
+    print(f"{plan.routing} plan of {topology.name!r} towards {_named(topology, plan.fusion)} "
           f"(message {bits:g} bits, hop cost {format_duration(hop_cost)}):")  # fmt: skip
     print(f"  {len(plan.edges)} of {topology.graph.number_of_edges()} links used by the plan; "
-          f"{links} carry traffic in training, {len(silent)} silent "
-          "(no sensor upstream: nothing to send)")  # fmt: skip
+          f"{links} of them carry traffic in training, {len(silent)} silent"
+          f"{_idle_senders(topology, silent)}")  # fmt: skip
     print(f"  predicted exchange reduction against dense: {reduction:.1%} ({links} of "
           f"{dense_links} active links, forward + backward; assumes every message has the "
           "same size)")  # fmt: skip
@@ -336,15 +382,42 @@ def _cmd_plan(args: argparse.Namespace) -> int:
           "active link; network only, no node compute)")  # fmt: skip
     for sender, receiver in plan.edges:
         note = "" if (sender, receiver) in carrying else "  (silent)"
-        print(f"  {sender} -> {receiver}{note}")
+        print(f"  {name(sender)} -> {name(receiver)}{note}")
     return 0
+
+
+def _named(topology: Topology, node: str) -> str:
+    """``DE (node 4)`` where the topology labels its nodes, else the id."""
+    label = topology.label(node)
+    return node if label == node else f"{label} (node {node})"
+
+
+def _idle_senders(topology: Topology, silent: list[tuple[str, str]], shown: int = 8) -> str:
+    """``: r4 has nothing to forward (no sensor upstream)`` for the senders of silent links.
+
+    A run leaves these links silent too: such a node never computes, so it sends nothing
+    (:meth:`innet.plans.Plan.active`).
+    """
+    senders = list(dict.fromkeys(topology.label(sender) for sender, _ in silent))
+    if not senders:
+        return ""
+    names = ", ".join(senders[:shown]) + (
+        f" and {len(senders) - shown} more" if len(senders) > shown else ""
+    )
+    verb = "has" if len(senders) == 1 else "have"
+    return f": {names} {verb} nothing to forward (no sensor upstream)"
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from innet.report import headline_table, load_run, write_report
+    from innet.report.sweep import SWEEP_FILE, SWEEP_JSON, rebuild_sweep_report
 
     if not args.run_dir.is_dir():
         raise InnetError(f"{args.run_dir}: run directory not found")
+    if (args.run_dir / SWEEP_JSON).is_file():
+        rebuild_sweep_report(args.run_dir)
+        print(f"sweep report rebuilt: {args.run_dir / 'report.md'} ({args.run_dir / SWEEP_FILE})")
+        return 0
     summary = write_report(args.run_dir)
     print(headline_table(summary, load_run(args.run_dir).family.report))
     print(f"\nreport rebuilt: {args.run_dir / 'report.md'}")

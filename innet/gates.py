@@ -21,15 +21,20 @@ less information (docs/science.md). Three kinds:
   moment-matched Gaussian upper bound on ``I(Z;T)`` of the noisy channel over
   the evaluation set (:class:`RateStats`, :mod:`innet.info.gaussian`), with
   the Kolchinsky–Tracey pairwise bracket beside it.
-- ``discrete``: ``t`` is one of ``K`` learned codewords, chosen from
-  ``p(t|z) = softmax(logits(z) / tau)``. While training the choice is a
-  straight-through Gumbel-softmax sample (a hard one-hot choice going
-  forward, the gradient of its soft relaxation going back); at evaluation it
-  is the most likely codeword. The training penalty over a batch is
-  ``H(mean_z p(t|z)) - mean_z H(p(t|z))`` in bits, never more than
-  ``log2 K``; the reported rate is the same quantity over the whole
-  evaluation set (accumulated batch by batch: the rate of a set is not the
-  mean of its batches' rates).
+- ``discrete``: a product codebook. The latent is split into ``m``
+  groups; each is sent as one of ``K`` learned codewords of its group,
+  chosen from ``p(t_g|z) = softmax(-|z_g - c_g|^2 / tau)`` (the nearest
+  codeword the most likely), so a sample carries at most ``m log2 K`` bits.
+  While training the choice is sampled from ``p`` and the latent gets the
+  gradient of the codeword it sent (straight through); at evaluation it is
+  the nearest codeword. The codebook starts
+  from the first batch's latents, dead codewords are restarted on live
+  latents, and ``tau`` is annealed (:class:`DiscreteGate`). The training
+  penalty over a batch is ``sum_g [H(mean_z p(t_g|z)) - mean_z H(p(t_g|z))]``
+  in bits, never more than ``m log2 K``; the reported rate is the same
+  quantity over the whole evaluation set (accumulated batch by batch: the
+  rate of a set is not the mean of its batches' rates). With one group it
+  is the exact mutual information; with several, an upper bound on it.
 
 :class:`RateStats` accumulates, batch by batch and across processes, what a
 node's reported rate is computed from; no reported rate exceeds the bits the
@@ -62,6 +67,9 @@ from innet.info import RunningMoments, entropy, pairwise_bracket
 __all__ = [
     "GATE_KINDS",
     "LOGVAR_BOUND",
+    "RESTART_EVERY",
+    "EMA_DECAY",
+    "COMMITMENT",
     "GateOutput",
     "Gate",
     "IdentityGate",
@@ -79,6 +87,12 @@ GATE_KINDS = ("none", "gaussian", "discrete")
 _LN2 = math.log(2.0)
 LOGVAR_BOUND = 6.0
 """|log sigma^2| of the Gaussian gate stays below this: sigma lies in [0.05, 20]."""
+EMA_DECAY = 0.95
+"""Weight of the past in a discrete gate's running codeword means (per training batch)."""
+COMMITMENT = 0.25
+"""Weight of a fixed-codebook discrete gate's commitment loss ``|z - nearest c|^2`` (VQ-VAE's)."""
+RESTART_EVERY = 20
+"""Training batches between two dead-codeword checks of a discrete gate."""
 
 
 @dataclass
@@ -90,8 +104,10 @@ class GateOutput:
     discrete gate's batch mutual information, 0 for ``none``), differentiable
     with respect to the gate's parameters. What the reported rate is computed
     from: ``mu`` and ``sigma`` (Gaussian gate, ``[batch, wire_dim]``),
-    ``probs`` (discrete gate, ``p(t|z)``, ``[batch, K]``) and ``index`` (the
-    codeword sent for each sample, ``[batch]``, for the ``index`` wire format).
+    ``probs`` (discrete gate, ``p(t_g|z)``, ``[batch, groups, K]``) and
+    ``index`` (the codeword sent for each sample and group, ``[batch,
+    groups]``, for the ``index`` wire format). ``commitment``: a fixed-codebook
+    discrete gate's commitment loss (see :class:`DiscreteGate`), else None.
     """
 
     t: torch.Tensor
@@ -100,6 +116,7 @@ class GateOutput:
     sigma: torch.Tensor | None = None
     probs: torch.Tensor | None = None
     index: torch.Tensor | None = None
+    commitment: torch.Tensor | None = None
 
 
 class Gate(nn.Module):
@@ -157,11 +174,42 @@ class GaussianGate(Gate):
 
 
 class DiscreteGate(Gate):
-    """The ``discrete`` gate: sends one of ``codewords`` learned vectors per sample.
+    """The ``discrete`` gate: a product codebook of ``groups`` × ``codewords`` learned vectors.
 
-    ``train_codebook=False`` keeps the codebook at its initial value (it is
-    then a buffer, not a parameter): what the ``index`` wire format needs,
-    where receivers hold a copy of the codebook made at start-up.
+    The latent ``z`` (``dim`` values) is split into ``groups`` (m) slices of
+    ``dim / m`` values; slice ``g`` is sent as one of the ``K = codewords``
+    codewords ``c[g, k]`` of its own codebook, so a sample carries at most
+    ``m log2 K`` bits. The choice is vector-quantisation style: ``p(k | z_g)
+    = softmax(-|z_g - c[g, k]|^2 / tau)``, the nearest codeword being the
+    most likely. Training samples the codeword from ``p`` (Gumbel-max) and
+    sends it; the latent gets the gradient of the codeword it sent
+    (straight through), the rate penalty's gradient goes through ``p``.
+    Evaluation sends the nearest codeword.
+
+    The codebook is not trained by gradient but, as in VQ-VAE, moved towards
+    the mean of the latents that chose each codeword (running means with
+    weight :data:`EMA_DECAY` on the past: online k-means). Three more
+    things keep it in use:
+
+    - *initialisation from data*: the first training batch's latents replace
+      the random initial codewords (``K`` distinct rows of each slice, drawn
+      from the generator);
+    - *dead-codeword restarts* (the guard against collapse): every
+      :data:`RESTART_EVERY` training batches, each codeword chosen by no
+      sample since the last check is moved onto the latent of a random
+      sample of the current batch (``restarts`` counts them);
+    - *temperature annealing*: :meth:`set_progress` moves ``tau``
+      geometrically from ``tau`` (start of training) to ``tau_final`` (end).
+
+    ``train_codebook=False`` keeps the codebook at its initial value: what
+    the ``index`` wire format needs, where receivers hold a copy of the
+    codebook made at start-up; neither the running means, the data
+    initialisation nor restarts apply then (annealing still does). The
+    latents must then come to the codewords instead: the output carries a
+    *commitment* loss, :data:`COMMITMENT` ``× |z - nearest c|^2`` summed over
+    groups (VQ-VAE's), which the executor adds to the node's objective. (With
+    a trained codebook it would drag latents and codewords together into one
+    point, so it is None there.)
     """
 
     kind = "discrete"
@@ -174,36 +222,109 @@ class DiscreteGate(Gate):
         codewords: int,
         tau: float,
         train_codebook: bool = True,
+        groups: int = 1,
+        tau_final: float | None = None,
     ) -> None:
         super().__init__()
         self.wire_dim = dim
         self.generator = generator
         self.codewords = codewords
+        self.groups = groups
+        self.tau_start = tau
+        self.tau_final = tau if tau_final is None else tau_final
         self.tau = tau
-        self.logits = _linear(dim, codewords, generator)
-        codebook = torch.randn(codewords, dim, generator=generator, device=generator.device).cpu()
-        if train_codebook:
-            self.codebook = nn.Parameter(codebook)
-        else:
-            self.register_buffer("codebook", codebook)
+        self.restarts = 0
+        self.train_codebook = train_codebook
+        codebook = torch.randn(
+            groups, codewords, dim // groups, generator=generator, device=generator.device
+        ).cpu()
+        self.register_buffer("codebook", codebook)
+        # running (exponentially weighted) counts and sums of the latents each codeword was
+        # chosen for: the codebook is their ratio, online k-means (VQ-VAE's EMA update)
+        self.register_buffer("ema_count", torch.ones(groups, codewords))
+        self.register_buffer("ema_sum", codebook.clone())
+        self.register_buffer("usage", torch.zeros(groups, codewords))
+        self.register_buffer("initialised", torch.tensor(not train_codebook))
+        self._steps = 0
+
+    def set_progress(self, fraction: float) -> None:
+        """Anneal: ``tau = tau_start * (tau_final / tau_start) ** fraction``, fraction in [0, 1]."""
+        fraction = min(max(fraction, 0.0), 1.0)
+        self.tau = self.tau_start * (self.tau_final / self.tau_start) ** fraction
+
+    def scores(self, z: torch.Tensor) -> torch.Tensor:
+        """``-|z_g - c[g, k]|^2``, shape ``[batch, groups, K]`` (logits at ``tau = 1``)."""
+        slices = z.reshape(z.shape[0], self.groups, 1, -1)
+        return -(slices - self.codebook.unsqueeze(0)).square().sum(dim=-1)
 
     def forward(self, z: torch.Tensor) -> GateOutput:
-        scaled_logits = self.logits(z) / self.tau
-        probs = torch.softmax(scaled_logits, dim=-1)
+        updating = self.training and self.train_codebook and bool(self.initialised)
+        if self.training and self.train_codebook:
+            self._maintain(z.detach())
+        scores = self.scores(z)
+        scaled = scores / self.tau
+        probs = torch.softmax(scaled, dim=-1)
         rate = discrete_rate_bits(probs)
+        index = self._sample(scaled) if self.training else probs.detach().argmax(dim=-1)
+        hard = nn.functional.one_hot(index, self.codewords).to(z.dtype)
+        t = torch.einsum("bgk,gkd->bgd", hard, self.codebook).reshape(z.shape[0], -1)
+        if updating:  # not on the batch the codebook was initialised from
+            self.usage += hard.sum(dim=0)
+            self._update_codebook(z.detach(), hard)
+        commitment = None
+        if not self.train_codebook:  # a fixed codebook: the latents must come to it
+            nearest = (-scores).min(dim=-1).values  # |z_g - c_g|^2 to the nearest codeword
+            commitment = COMMITMENT * nearest.sum(dim=-1).mean()
         if self.training:
-            choice = self._straight_through_sample(scaled_logits)
-        else:
-            choice = nn.functional.one_hot(probs.argmax(dim=-1), self.codewords).to(probs.dtype)
-        return GateOutput(
-            t=choice @ self.codebook,
-            rate_bits=rate,
-            probs=probs,
-            index=choice.detach().argmax(dim=-1),
-        )
+            t = t + (z - z.detach())  # exactly the codeword; the latent gets its gradient
+        return GateOutput(t=t, rate_bits=rate, probs=probs, index=index, commitment=commitment)
 
-    def _straight_through_sample(self, scaled_logits: torch.Tensor) -> torch.Tensor:
-        """One-hot sample from ``softmax(scaled_logits)``; gradient of its Gumbel-softmax.
+    @torch.no_grad()
+    def _update_codebook(self, z: torch.Tensor, hard: torch.Tensor) -> None:
+        """Move each chosen codeword towards the mean of the latents that chose it."""
+        slices = z.reshape(z.shape[0], self.groups, -1)
+        self.ema_count.mul_(EMA_DECAY).add_(hard.sum(dim=0), alpha=1 - EMA_DECAY)
+        sums = torch.einsum("bgk,bgd->gkd", hard, slices)
+        self.ema_sum.mul_(EMA_DECAY).add_(sums, alpha=1 - EMA_DECAY)
+        used = self.ema_count > 1e-6
+        self.codebook[used] = self.ema_sum[used] / self.ema_count[used].unsqueeze(-1)
+
+    @torch.no_grad()
+    def _maintain(self, z: torch.Tensor) -> None:
+        """Initialise the codebook from ``z`` (first batch); restart dead codewords."""
+        slices = z.reshape(z.shape[0], self.groups, -1)
+        if not bool(self.initialised):
+            for group in range(self.groups):
+                rows = self._random_rows(z.shape[0], self.codewords, distinct=True)
+                self.codebook[group] = slices[rows, group].to(self.codebook.dtype)
+            self.ema_sum.copy_(self.codebook)
+            self.ema_count.fill_(1.0)
+            self.initialised.fill_(True)
+            return
+        self._steps += 1
+        if self._steps % RESTART_EVERY:
+            return
+        dead = self.usage == 0
+        for group, code in dead.nonzero().tolist():
+            row = self._random_rows(z.shape[0], 1, distinct=False)
+            self.codebook[group, code] = slices[row[0], group].to(self.codebook.dtype)
+            self.ema_sum[group, code] = self.codebook[group, code]
+            self.ema_count[group, code] = 1.0
+        self.restarts += int(dead.sum())
+        self.usage.zero_()
+
+    def _random_rows(self, batch: int, count: int, *, distinct: bool) -> torch.Tensor:
+        """``count`` row numbers below ``batch`` from the generator (distinct when possible)."""
+        if distinct and count <= batch:
+            order = torch.randperm(batch, generator=self.generator, device=self.generator.device)
+            return order[:count].cpu()
+        draws = torch.randint(
+            batch, (count,), generator=self.generator, device=self.generator.device
+        )
+        return draws.cpu()
+
+    def _sample(self, scaled_logits: torch.Tensor) -> torch.Tensor:
+        """Indices drawn from ``softmax(scaled_logits)`` (Gumbel-max), shape ``[batch, groups]``.
 
         ``argmax(scaled_logits + g)`` with Gumbel noise ``g`` is distributed as
         ``softmax(scaled_logits)``, the very ``p(t|z)`` whose rate is reported.
@@ -216,9 +337,7 @@ class DiscreteGate(Gate):
         ).to(scaled_logits.device)
         tiny = torch.finfo(uniform.dtype).tiny
         gumbel = -torch.log(-torch.log(uniform.clamp_min(tiny)))
-        soft = torch.softmax(scaled_logits + gumbel, dim=-1)
-        hard = nn.functional.one_hot(soft.argmax(dim=-1), self.codewords).to(soft.dtype)
-        return hard + (soft - soft.detach())  # exactly one-hot going forward
+        return (scaled_logits.detach() + gumbel).argmax(dim=-1)
 
 
 def make_gate(
@@ -229,11 +348,15 @@ def make_gate(
     codewords: int = 16,
     tau: float = 1.0,
     train_codebook: bool = True,
+    groups: int = 1,
+    tau_final: float | None = None,
 ) -> Gate:
     """A gate of ``kind`` (``none``, ``gaussian`` or ``discrete``) for latents of size ``dim``.
 
-    ``codewords`` (K), ``tau`` (the temperature of ``p(t|z)``) and
-    ``train_codebook`` apply to the discrete gate. Parameters are initialised from ``generator`` (as
+    ``codewords`` (K per group), ``tau`` (the temperature of ``p(t|z)`` at the
+    start of training), ``tau_final`` (at its end; default ``tau``: no
+    annealing), ``groups`` (m, dividing ``dim``) and ``train_codebook`` apply
+    to the discrete gate. Parameters are initialised from ``generator`` (as
     ``nn.Linear`` would, but reproducibly), and the gate keeps ``generator``
     to draw its noise.
     """
@@ -247,10 +370,18 @@ def make_gate(
         return GaussianGate(dim, generator=generator)
     if codewords < 2:
         raise InnetError(f"a discrete gate needs at least 2 codewords, got {codewords}")
-    if not tau > 0:
-        raise InnetError(f"gate temperature tau must be positive, got {tau}")
+    if not tau > 0 or not (tau_final is None or tau_final > 0):
+        raise InnetError(f"gate temperature tau must be positive, got {tau} (final {tau_final})")
+    if groups < 1 or dim % groups:
+        raise InnetError(f"gate groups must divide the latent dimension {dim}, got {groups}")
     return DiscreteGate(
-        dim, generator=generator, codewords=codewords, tau=tau, train_codebook=train_codebook
+        dim,
+        generator=generator,
+        codewords=codewords,
+        tau=tau,
+        train_codebook=train_codebook,
+        groups=groups,
+        tau_final=tau_final,
     )
 
 
@@ -267,16 +398,25 @@ def gaussian_kl_bits(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 
 
 def discrete_rate_bits(probs: torch.Tensor) -> torch.Tensor:
-    """``H(mean p) - mean H(p)`` in bits for ``probs`` of shape ``[batch, K]``.
+    """``sum_g [H(mean p_g) - mean H(p_g)]`` in bits, ``probs`` ``[batch, (m,) K]``.
 
-    The mutual information between a sample index drawn uniformly from the
-    batch and the codeword drawn from its row of ``probs``; between 0 and
-    ``log2 K``.
+    For one group: the mutual information between a sample index drawn
+    uniformly from the batch and the codeword drawn from its row of
+    ``probs``, between 0 and ``log2 K``. For m groups drawn independently
+    given the sample, the sum of the groups' informations, an upper bound on
+    the joint one (``H(T) <= sum H(T_g)``, ``H(T|Z) = sum H(T_g|Z)``), at most
+    ``m log2 K``.
 
     >>> float(discrete_rate_bits(torch.eye(4)))
     2.0
+    >>> twins = torch.eye(4).repeat(1, 2).reshape(4, 2, 4)  # two identical groups
+    >>> float(discrete_rate_bits(twins))  # the joint information is 2 bits
+    4.0
     """
-    return _entropy_bits(probs.mean(dim=0)) - _entropy_bits(probs).mean()
+    if probs.dim() == 2:
+        probs = probs.unsqueeze(1)
+    per_group = _entropy_bits(probs.mean(dim=0)) - _entropy_bits(probs).mean(dim=0)
+    return per_group.sum()
 
 
 def _entropy_bits(probs: torch.Tensor) -> torch.Tensor:
@@ -318,7 +458,9 @@ class RateEstimate:
     finite); ``capped``: the estimate was above the ceiling (or there is no
     finite estimate) and ``rate_bits`` is the ceiling. ``estimator``:
     ``gaussian_upper_bound`` (moment-matched Gaussian), ``batch_mi`` (the
-    discrete gate's exact mutual information over the set) or ``ceiling``.
+    discrete gate's exact mutual information over the set),
+    ``batch_mi_group_sum`` (a product codebook's sum over groups: an upper
+    bound on the joint one) or ``ceiling``.
     ``vib_kl_bits``: the Gaussian gate's VIB penalty averaged over the set.
     ``bracket_*``: the Kolchinsky–Tracey bracket on a seeded subsample of
     ``bracket_n`` inputs (Gaussian gate; ``saturated`` when the lower end
@@ -349,8 +491,10 @@ class RateStats:
       (the moment-matched Gaussian upper bound on ``I(Z;T)`` of the noisy
       channel ``T = mu + sigma * eps``, streamed), the VIB KL summed over
       samples, and the rows of a seeded subsample for the pairwise bracket;
-    - ``discrete``: the sum of ``p(t|z)`` and of ``H(p(t|z))`` over samples, so
-      that ``H(mean p) - mean H(p)`` is the rate of the whole set;
+    - ``discrete``: the sum of ``p(t_g|z)`` and of ``H(p(t_g|z))`` over samples
+      (per group ``g``), so that ``sum_g [H(mean p_g) - mean H(p_g)]`` is the
+      rate of the whole set: exact for one group, an upper bound on the joint
+      ``I(Z;T)`` for several (see :func:`discrete_rate_bits`);
     - ``none``: nothing (its rate is the ceiling).
 
     ``ceiling_bits``: the bits the node's message carries per sample (see
@@ -383,9 +527,10 @@ class RateStats:
         elif self.kind == "discrete":
             assert out.probs is not None
             probs = out.probs.detach().double().cpu().numpy()
-            probs = probs / probs.sum(axis=1, keepdims=True)
+            probs = probs.reshape(batch, -1, probs.shape[-1])  # [batch, groups, K]
+            probs = probs / probs.sum(axis=-1, keepdims=True)
             self.prob_sum = probs.sum(axis=0) + (0.0 if self.prob_sum is None else self.prob_sum)
-            self.entropy_sum += float(np.sum(entropy(probs)))
+            self.entropy_sum += float(np.sum(entropy(probs.reshape(-1, probs.shape[-1]))))
         return self
 
     def merge(self, other: RateStats) -> RateStats:
@@ -425,9 +570,10 @@ class RateStats:
                 )
         else:
             assert self.prob_sum is not None
-            mean = self.prob_sum / self.samples
-            value = max(float(entropy(mean / mean.sum())) - self.entropy_sum / self.samples, 0.0)
-            estimator = "batch_mi"
+            mean = self.prob_sum / self.samples  # [groups, K]
+            marginal = float(np.sum(entropy(mean / mean.sum(axis=-1, keepdims=True))))
+            value = max(marginal - self.entropy_sum / self.samples, 0.0)
+            estimator = "batch_mi" if len(mean) == 1 else "batch_mi_group_sum"
         return RateEstimate(
             rate_bits=min(value, ceiling),
             estimate_bits=value,

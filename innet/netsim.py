@@ -34,6 +34,17 @@ name its dependencies (``Message.after``: the messages that must have arrived
 before it leaves, no compute time added), which is how traffic of other kinds
 (e.g. tokens dispatched to experts and their results) is timed.
 
+**Routed messages.** A message of a phase registered with ``routed=True``
+may join two nodes that share no link (e.g. a token sent from its source to an
+expert's node). It travels the capacity-aware shortest path (link weight
+``latency + 8 * nbytes / capacity``, networkx's Dijkstra), store and forward:
+each hop is one link transmission, taking the hop sender's radio and the
+link's transmitter, and the next hop leaves when the previous one has arrived.
+Only its arrival at the last node counts as an input of that node. Its timing
+is the journey's: ``t_start`` of the first hop, ``t_end`` of the last, the sum
+of the hops' queueing, and the copies sent on every hop (``attempts`` is one
+plus the retransmissions along the path).
+
 **Lossy links.** A link may lose messages: its ``loss`` attribute (default 0)
 is the probability that one transmission of a message over it is lost, in
 either direction, independently of every other transmission. The sender keeps
@@ -96,6 +107,7 @@ from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 
+import networkx as nx
 import numpy as np
 import simpy
 from simpy.resources.resource import Request
@@ -158,6 +170,34 @@ ComputeTimes = Mapping[str, tuple[float, float]]
 """Per node: (forward compute seconds, backward compute seconds)."""
 
 
+@dataclass(frozen=True)
+class _Hop(Message):
+    """One hop of a routed message; a ``relay`` hop's arrival is no input of its receiver."""
+
+    relay: bool = False
+
+
+def _routed(phase: str) -> bool:
+    return get_phase(phase).routed
+
+
+def _journeys(timing: StepTiming, last_hop: list[int]) -> StepTiming:
+    """Fold the timings of hops back into one timing per routed message."""
+    out, first = [], 0
+    for last in last_hop:
+        hops = timing.messages[first : last + 1]
+        out.append(
+            MessageTiming(
+                t_start=hops[0].t_start,
+                t_end=hops[-1].t_end,
+                queue_s=sum(h.queue_s for h in hops),
+                attempts=1 + sum(h.attempts - 1 for h in hops),
+            )
+        )
+        first = last + 1
+    return StepTiming(messages=tuple(out), duration_s=timing.duration_s)
+
+
 class NetworkModel:
     """The links and radios of a topology, able to time the messages of a step.
 
@@ -193,6 +233,7 @@ class NetworkModel:
             if ports is not None:
                 self._radios[node] = int(ports)
         self._cache: dict[Hashable, StepTiming] = {}
+        self._routes: dict[tuple[str, str, int], list[str]] = {}
         self._lossy_steps = 0
         self.unique_steps_simulated = 0
         self.cache_hits = 0
@@ -220,11 +261,16 @@ class NetworkModel:
         matters only when a message crosses a lossy link (see the module
         docstring). ``unique_steps_simulated`` counts the simulations run,
         ``cache_hits`` the steps answered from the cache. Raises ``ValueError`` for a
-        message between nodes that are not linked, an unknown phase, a negative
+        message between nodes that are not linked (and, in a routed phase, not
+        connected), an unknown phase, a negative
         size or compute time, or messages that wait for each other in a cycle.
         """
         step = tuple(messages)
         compute = _compute_signature(compute_s)
+        hops, last_hop = self._hops(step)
+        if hops is not step:
+            timing = self.simulate_step(hops, compute_s, step_key=step_key)
+            return _journeys(timing, last_hop)
         attempts = self._draw_attempts(step, step_key)
         key = (step, compute)
         timing = self._cache.get(key) if attempts is None else None
@@ -236,6 +282,56 @@ class NetworkModel:
         if attempts is None:
             self._cache[key] = timing
         return timing
+
+    def route(self, src: str, dst: str, nbytes: int) -> list[str]:
+        """The nodes a routed message of ``nbytes`` bytes passes, ``src`` to ``dst``.
+
+        The capacity-aware shortest path: link weight ``latency + 8 * nbytes / capacity``.
+        """
+        key = (src, dst, nbytes)
+        path = self._routes.get(key)
+        if path is None:
+            links = self._links
+            path = nx.shortest_path(
+                self.topology.graph,
+                src,
+                dst,
+                weight=lambda u, v, _attrs: links[(u, v)][1] + 8 * nbytes / links[(u, v)][0],
+            )
+            self._routes[key] = path
+        return path
+
+    def _hops(self, step: tuple[Message, ...]) -> tuple[tuple[Message, ...], list[int]]:
+        """``step`` with every routed message between unlinked nodes split into hops.
+
+        Returns the hop messages and, per message of ``step``, the index of its
+        last hop; ``step`` itself (and identity indices) when nothing is split.
+        """
+        routed = {phase for phase in {m.phase for m in step} if _routed(phase)}
+        if not routed or all(m.phase not in routed or (m.src, m.dst) in self._links for m in step):
+            return step, list(range(len(step)))
+        graph = self.topology.graph
+        paths = []
+        for index, m in enumerate(step):
+            if m.phase in routed and (m.src, m.dst) not in self._links:
+                if m.src not in graph or m.dst not in graph or not nx.has_path(graph, m.src, m.dst):
+                    raise ValueError(
+                        f"message {index}: no path between {m.src!r} and {m.dst!r} "
+                        f"in topology {self.topology.name!r}"
+                    )
+                paths.append(self.route(m.src, m.dst, m.nbytes))
+            else:
+                paths.append([m.src, m.dst])
+        last_hop = list(np.cumsum([len(path) - 1 for path in paths]) - 1)
+        hops: list[Message] = []
+        for m, path in zip(step, paths, strict=True):
+            after = None if m.after is None else tuple(int(last_hop[i]) for i in m.after)
+            first = len(hops)
+            for h, (u, v) in enumerate(zip(path, path[1:], strict=False)):
+                final = h == len(path) - 2
+                hop_after = after if h == 0 else (first + h - 1,)
+                hops.append(_Hop(m.phase, u, v, m.nbytes, hop_after, relay=not final))
+        return tuple(hops), [int(i) for i in last_hop]
 
     def _draw_attempts(
         self, messages: tuple[Message, ...], step_key: Hashable | None
@@ -405,7 +501,8 @@ class _StepSimulation:
         flows = {phase: get_phase(phase).flow for phase in {m.phase for m in messages}}
         for index, message in enumerate(messages):
             flow = flows[message.phase]
-            group = (message.dst, flow == "forward") if flow is not None else None
+            relay = getattr(message, "relay", False)
+            group = (message.dst, flow == "forward") if flow is not None and not relay else None
             self.groups.append(group)
             if group is not None:
                 self.waiting[group] = self.waiting.get(group, 0) + 1

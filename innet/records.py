@@ -83,19 +83,24 @@ Flow = Literal["forward", "backward"]
 
 @dataclass(frozen=True)
 class Phase:
-    """A kind of traffic: whether it is training traffic and how it flows through a node."""
+    """A kind of traffic: whether it is training traffic and how it flows through a node.
+
+    ``routed``: its messages may join nodes that share no link; the network model
+    carries them hop by hop over the capacity-aware shortest path.
+    """
 
     name: str
     training: bool
     flow: Flow | None
+    routed: bool = False
 
 
 _PHASES: dict[str, Phase] = {}
 
 
-def register_phase(name: str, *, training: bool, flow: Flow | None) -> Phase:
+def register_phase(name: str, *, training: bool, flow: Flow | None, routed: bool = False) -> Phase:
     """Add a phase to the vocabulary (idempotent for an identical definition)."""
-    phase = Phase(name, training, flow)
+    phase = Phase(name, training, flow, routed)
     known = _PHASES.get(name)
     if known is not None and known != phase:
         raise ValueError(f"phase {name!r} is already registered as {known}")
@@ -213,6 +218,7 @@ class _Pending:
     step: int
     batch: int
     rows: list[tuple[int, int, int, int, int, bool]] = field(default_factory=list)
+    columns: list[tuple[np.ndarray, ...]] = field(default_factory=list)  # from add_many
 
 
 class ExchangeLog:
@@ -273,20 +279,43 @@ class ExchangeLog:
             )
         )
 
+    def add_many(
+        self, phase: str, src: Sequence[str], dst: Sequence[str], payload: str,
+        nbytes: np.ndarray, lost: np.ndarray,
+    ) -> None:  # fmt: skip
+        """Record several messages of one phase and payload at once (as :meth:`add` does each)."""
+        if self._pending is None:
+            raise RuntimeError("add_many() outside a step: call begin() first")
+        count = len(src)
+        phase_code = self._phase_code.get(phase)
+        if phase_code is None:
+            get_phase(phase)  # raises, naming the known phases
+            self._phase_code = {name: code for code, name in enumerate(phase_names())}
+            phase_code = self._phase_code[phase]
+        code = self._node_code
+        self._pending.columns.append(
+            (
+                np.full(count, phase_code, dtype=np.int16),
+                np.fromiter((code[node] for node in src), dtype=np.int32, count=count),
+                np.fromiter((code[node] for node in dst), dtype=np.int32, count=count),
+                np.full(count, self._code_payload(payload), dtype=np.int16),
+                np.asarray(nbytes, dtype=np.int64),
+                np.asarray(lost, dtype=bool),
+            )
+        )
+
     def end(self) -> None:
         """Finish the current step: intern its records and append it to ``steps``."""
         pending, self._pending = self._pending, None
         if pending is None:
             raise RuntimeError("end() without begin()")
         rows = pending.rows
-        block = StepRecords._sorted(
-            np.array([r[0] for r in rows], dtype=np.int16),
-            np.array([r[1] for r in rows], dtype=np.int32),
-            np.array([r[2] for r in rows], dtype=np.int32),
-            np.array([r[3] for r in rows], dtype=np.int16),
-            np.array([r[4] for r in rows], dtype=np.int64),
-            np.array([r[5] for r in rows], dtype=bool),
-        )
+        columns = [
+            np.concatenate([np.array([r[i] for r in rows], dtype=dtype)]
+                           + [part[i] for part in pending.columns])
+            for i, dtype in enumerate((np.int16, np.int32, np.int32, np.int16, np.int64, bool))
+        ]  # fmt: skip
+        block = StepRecords._sorted(*columns)
         self.steps.append((pending.kind, pending.epoch, pending.step, pending.batch,
                            self._intern(block)))  # fmt: skip
 

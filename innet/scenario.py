@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import importlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -255,6 +255,31 @@ class ScenarioBase(_Strict):
         return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
 
 
+def merge_variant_block(
+    model: type[BaseModel], base: BaseModel, overrides: dict[str, Any], *, variant: str,
+    block: str, source: Path | None = None, lines: LineMap | None = None,
+) -> Any:  # fmt: skip
+    """A scenario block (``base``) with one variant's ``overrides`` of it, validated.
+
+    Errors name ``variants.VARIANT.BLOCK.FIELD`` and the variant's line in ``source``.
+    """
+    try:
+        return model(**{**base.model_dump(by_alias=True), **overrides})
+    except ValidationError as error:
+        inner = config_error_from_validation(
+            error,
+            model=model,
+            file=source,
+            lines=lines.within("variants", variant, block) if lines else None,
+        )
+        raise ConfigError(
+            inner.message,
+            file=source,
+            field=f"variants.{variant}.{block}.{inner.field}",
+            line=inner.line,
+        ) from None
+
+
 def check_comparisons(
     scenario: ScenarioBase, source: Path | None = None, lines: LineMap | None = None
 ) -> None:
@@ -360,6 +385,8 @@ class LoadedScenario:
     topology_path: Path
     variants: list[Any]
     lines: LineMap | None = None
+    sweep: dict[str, list[Any]] = field(default_factory=dict)
+    """The file's ``sweep:`` block, ``{dotted key: [values]}`` (see :mod:`innet.sweeps`)."""
 
     @property
     def family(self) -> Family:
@@ -387,6 +414,7 @@ def load_scenario(
     raw, lines = read_yaml(path)
     if not isinstance(raw, dict):
         raise ConfigError("a scenario must be a mapping", file=path, line=1)
+    sweep = _sweep_block(raw.pop("sweep", None), path, lines)
     raw = apply_overrides(raw, overrides or [])
     if topology is not None:
         raw["topology"] = str(find_topology(topology))
@@ -410,4 +438,29 @@ def load_scenario(
     topology_path = Path(scenario.topology)
     if not topology_path.is_absolute():
         topology_path = (path.parent / topology_path).resolve()
-    return LoadedScenario(scenario, path, topology_path, list(variants), lines)
+    return LoadedScenario(scenario, path, topology_path, list(variants), lines, sweep)
+
+
+def _sweep_block(block: Any, path: Path, lines: LineMap) -> dict[str, list[Any]]:
+    """A scenario's ``sweep:`` block checked for shape: ``{dotted key: [values...]}``.
+
+    Whether each key and value is valid is checked by loading every point
+    (:func:`innet.sweeps.prepare_sweep`).
+    """
+    if block is None:
+        return {}
+    if not isinstance(block, dict) or not block:
+        raise FieldError(
+            ("sweep",), "expected a mapping {KEY: [v1, v2, ...]}, e.g. {gate.beta: [0, 0.01]}"
+        ).located(file=path, lines=lines)
+    for key, values in block.items():
+        if not isinstance(key, str) or not key.strip() or "=" in key:
+            raise FieldError(("sweep", str(key)), "expected a dotted key such as gate.beta"
+                             ).located(file=path, lines=lines)  # fmt: skip
+        if not isinstance(values, list) or not values:
+            raise FieldError(("sweep", key), "expected a non-empty list of values"
+                             ).located(file=path, lines=lines)  # fmt: skip
+        if len({repr(value) for value in values}) != len(values):
+            raise FieldError(("sweep", key), "a value is listed twice"
+                             ).located(file=path, lines=lines)  # fmt: skip
+    return {key: list(values) for key, values in block.items()}

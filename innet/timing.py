@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from innet.netsim import ComputeTimes, Message, NetworkModel
-from innet.records import ExchangeLog, phase_names
+from innet.records import ExchangeLog, get_phase, phase_names
 from innet.topology.model import Topology, node_key
 from innet.units import parse_flops
 from innet.yamlio import FieldError
@@ -235,10 +235,14 @@ def time_run(
 
 
 def _messages(log: ExchangeLog, block_index: int) -> tuple[tuple[Message, ...], np.ndarray]:
-    """The network-model messages of one block (lost ones left out) and their positions."""
+    """The network-model messages of one block (lost ones left out) and their positions.
+
+    A message of a phase without a flow leaves when its step starts (``after=()``).
+    """
     block = log.blocks[block_index]
     delivered = np.flatnonzero(~block.lost)
     names = phase_names()
+    starts = {i for i, name in enumerate(names) if get_phase(name).flow is None}
     return (
         tuple(
             Message(
@@ -246,6 +250,7 @@ def _messages(log: ExchangeLog, block_index: int) -> tuple[tuple[Message, ...], 
                 src=log.nodes[block.src[i]],
                 dst=log.nodes[block.dst[i]],
                 nbytes=int(block.nbytes[i]),
+                after=() if block.phase[i] in starts else None,
             )
             for i in delivered.tolist()
         ),

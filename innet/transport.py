@@ -38,6 +38,7 @@ from collections import defaultdict, deque
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
+import numpy as np
 import torch
 
 if TYPE_CHECKING:
@@ -230,11 +231,35 @@ class RecordingTransport(Transport):
 
     def send(self, tensor: torch.Tensor, *, src: str, dst: str, phase: str, payload: str) -> None:
         wire = tensor.detach()
-        lost = (src, dst) in self._dropped
-        nbytes = wire.numel() * wire.element_size() + self.header_bytes
-        self.log.add(phase, src, dst, payload, nbytes, lost)
-        if not lost:
+        if self.record(wire, src=src, dst=dst, phase=phase, payload=payload):
             self.inner.send(wire, src=src, dst=dst, phase=phase, payload=payload)
+
+    def record(self, tensor: torch.Tensor, *, src: str, dst: str, phase: str, payload: str) -> bool:
+        """Record a message without handing it to ``inner``; whether it arrives.
+
+        For executors that keep the sent values in one process themselves (the
+        batched executor's tensors never leave its autograd graph): the record
+        is the same as :meth:`send` would make, from the tensor actually sent.
+        """
+        lost = (src, dst) in self._dropped
+        nbytes = tensor.numel() * tensor.element_size() + self.header_bytes
+        self.log.add(phase, src, dst, payload, nbytes, lost)
+        return not lost
+
+    def record_many(
+        self, nbytes: np.ndarray, *, src: Sequence[str], dst: Sequence[str], phase: str,
+        payload: str,
+    ) -> None:  # fmt: skip
+        """:meth:`record` for many messages: ``nbytes[i]`` from ``src[i]`` to ``dst[i]``.
+
+        The caller measures each size from the tensor it sent (``numel *
+        element_size``); the header and losses are added here, as for one.
+        """
+        lost = np.fromiter(
+            ((s, d) in self._dropped for s, d in zip(src, dst, strict=True)), dtype=bool,
+            count=len(src),
+        ) if self._dropped else np.zeros(len(src), dtype=bool)  # fmt: skip
+        self.log.add_many(phase, src, dst, payload, np.asarray(nbytes) + self.header_bytes, lost)
 
     def recv(
         self,

@@ -19,18 +19,20 @@ gradients (``wire.backward``):
   ``(seed, node, step)`` so runs are reproducible. ``4 + numel`` bytes; the
   receiver decodes ``q × s``.
 - ``index`` (forward only, discrete gate only): the index of the codeword
-  each sample sent, packed at ``ceil(log2 K)`` bits per sample,
-  ``ceil(batch × ceil(log2 K) / 8)`` bytes. The receiver looks the codewords
-  up in its copy of the sender's codebook. That copy is made at start-up
-  (both ends derive the initial codebook from the run's seed, the same as one
-  ``K × D`` float32 transfer before training, which is not counted), and the
-  sender's codebook then stays fixed: with a fixed codebook the ``K``
-  codewords are just ``K`` distinct vectors the receiver's first layer learns
-  to read, while the sender's choice of codeword still learns through the
-  straight-through estimator from the gradient it receives (the backward
+  each sample sent in each of the gate's ``m`` groups, packed at
+  ``ceil(log2 K)`` bits each, ``ceil(batch × m × ceil(log2 K) / 8)`` bytes.
+  The receiver looks the codewords up in its copy of the sender's codebook.
+  That copy is made at start-up (both ends derive the initial codebook from
+  the run's seed, the same as one ``m × K × D / m`` float32 transfer before
+  training, which is not counted), and the sender's codebook then stays
+  fixed (no data initialisation, running means or restarts,
+  :class:`~innet.gates.DiscreteGate`): the ``K`` codewords are just ``K``
+  distinct vectors the receiver's first layer learns to read, while the
+  sender's latent still learns, straight through, from the gradient it
+  receives (the backward
   message is the gradient with respect to the decoded codeword).
 - ``entropy`` (forward only): the message is quantised (the codeword
-  indices of a discrete gate, one byte per sample, two above 256 codewords; otherwise ``int8``
+  indices of a discrete gate, one byte per index, two above 256 codewords; otherwise ``int8``
   symbols with their float32 scale in front) and the symbols are coded by
   Zstandard (``zstandard``, level 19: Huffman/FSE entropy coding of the
   symbols behind an LZ stage, a self-describing frame, so the receiver needs
@@ -92,7 +94,8 @@ class Codec:
     ``decode(message, batch)`` the float32 ``[batch, dim]`` tensor the
     receiver uses, and ``announce(batch)`` the ``(shape, dtype)`` the
     receiver expects (``ANY`` where only the sender knows the size).
-    ``codebook`` (``K × dim``): the codewords, for formats that send indices.
+    ``codebook`` (``m × K × dim / m``, or ``K × dim`` for one group): the
+    codewords, for formats that send indices.
     """
 
     def __init__(
@@ -100,12 +103,15 @@ class Codec:
     ) -> None:
         self.name = name
         self.dim = dim
+        if codebook is not None and codebook.dim() == 2:
+            codebook = codebook.unsqueeze(0)  # one group
         self.codebook = None if codebook is None else codebook.detach().float()
         self.level = level
         self.sends_indices = name in INDEX_FORMATS or (name == "entropy" and codebook is not None)
         if name in INDEX_FORMATS and codebook is None:
             raise InnetError(f"the {name!r} wire format needs a discrete gate (a codebook)")
-        self.codewords = None if self.codebook is None else int(self.codebook.shape[0])
+        self.groups = 1 if self.codebook is None else int(self.codebook.shape[0])
+        self.codewords = None if self.codebook is None else int(self.codebook.shape[1])
         # entropy-coded indices: one byte per symbol (two above 256 codewords)
         self._symbol_dtype = np.uint8 if (self.codewords or 0) <= 256 else np.dtype("<u2")
 
@@ -124,7 +130,8 @@ class Codec:
             return (_SCALE_BYTES + batch * self.dim,), torch.uint8
         if self.name == "index":
             assert self.codewords is not None
-            return (math.ceil(batch * index_bits(self.codewords) / 8),), torch.uint8
+            bits = batch * self.groups * index_bits(self.codewords)
+            return (math.ceil(bits / 8),), torch.uint8
         return (ANY,), torch.uint8  # entropy: the coder decides
 
     def encode(
@@ -175,13 +182,18 @@ class Codec:
             raw = message.cpu().numpy().tobytes()
             if self.name == "index":
                 symbols = unpack_indices(
-                    np.frombuffer(raw, dtype=np.uint8), index_bits(self.codewords), batch
+                    np.frombuffer(raw, dtype=np.uint8),
+                    index_bits(self.codewords),
+                    batch * self.groups,
                 )
             else:
                 decoded = _zstd_decompress(raw)
                 symbols = np.frombuffer(decoded, dtype=self._symbol_dtype).astype(np.int64)
-            index = torch.from_numpy(np.ascontiguousarray(symbols[:batch]))
-            return self.codebook[index].to(device)
+            index = torch.from_numpy(np.ascontiguousarray(symbols[: batch * self.groups])).reshape(
+                batch, self.groups
+            )
+            rows = self.codebook[torch.arange(self.groups), index]  # [batch, groups, dim / m]
+            return rows.reshape(batch, self.dim).to(device)
         raw_message = message.cpu()
         scale = float(raw_message[:_SCALE_BYTES].clone().view(torch.float32)[0])
         if self.name == "int8":
@@ -210,19 +222,23 @@ def index_bits(codewords: int) -> int:
     return max(1, math.ceil(math.log2(codewords)))
 
 
-def message_bits_per_sample(name: str, dim: int, codewords: int | None = None) -> float:
+def message_bits_per_sample(
+    name: str, dim: int, codewords: int | None = None, groups: int = 1
+) -> float:
     """The bits a message of format ``name`` carries per sample: the ceiling of any rate.
 
     Float formats: ``dim ×`` bits per element (32, 16, 16, 8; the int8
-    message's scale is not counted per sample). ``index``: ``ceil(log2 K)``.
-    ``entropy``: the bits of the symbols it codes (``ceil(log2 K)`` with
-    codeword indices, else ``8 × dim``); a coder cannot carry more.
+    message's scale is not counted per sample). ``index``: ``groups ×
+    ceil(log2 K)``. ``entropy``: the bits of the symbols it codes (the same
+    with codeword indices, else ``8 × dim``); a coder cannot carry more.
 
     >>> message_bits_per_sample("float32", 16), message_bits_per_sample("index", 16, 16)
     (512.0, 4.0)
+    >>> message_bits_per_sample("index", 16, 16, groups=4)
+    16.0
     """
     if name in ("index", "entropy") and codewords is not None:
-        return float(index_bits(codewords))
+        return float(groups * index_bits(codewords))
     if name == "index":
         raise InnetError("the 'index' wire format needs a discrete gate (a codebook)")
     per_value = {"float32": 32, "float16": 16, "bfloat16": 16, "int8": 8, "entropy": 8}[name]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import networkx as nx
@@ -17,8 +18,10 @@ MESH14 = ROOT / "topologies" / "mesh14.yaml"
 LATENT_DIM = 16  # dense_vs_dijkstra: float32 latents of 16 values, float32 gradients
 
 
-def plan_json(capsys: pytest.CaptureFixture, *args: str) -> dict:
-    assert main(["plan", str(MESH14), "--json", "--predict", *args]) == 0
+def plan_json(capsys: pytest.CaptureFixture, *args: str, topology: Path = MESH14) -> dict:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # an import reports the links it merges
+        assert main(["plan", str(topology), "--json", "--predict", *args]) == 0
     return json.loads(capsys.readouterr().out)
 
 
@@ -67,10 +70,32 @@ def test_text_output_names_active_and_silent_links(capsys: pytest.CaptureFixture
     assert main(["plan", str(MESH14), "--hop-cost", "1s"]) == 0
     out = capsys.readouterr().out
     assert "hop cost 1 s" in out
-    assert "12 carry traffic in training, 1 silent" in out
+    assert (
+        "13 of 25 links used by the plan; 12 of them carry traffic in training, 1 silent: "
+        "r4 has nothing to forward (no sensor upstream)" in out
+    )
     assert "predicted exchange reduction against dense: 52.0%" in out
     assert "predicted simulated time per training step:" in out
     assert "r4 -> r1  (silent)" in out
+
+
+def test_text_output_names_nodes_by_label(capsys: pytest.CaptureFixture) -> None:
+    """GEANT's nodes are numbered in the file and labelled by country: the text uses labels."""
+    geant = MESH14.parent / "geant.yaml"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the import reports the links it merges
+        assert main(["plan", str(geant)]) == 0
+        topology = load_topology(geant)
+    out = capsys.readouterr().out
+    fusion = topology.fusion
+    assert f"towards {topology.label(fusion)} (node {fusion})" in out
+    document = plan_json(capsys, "--routing", "dijkstra", topology=geant)
+    for sender, receiver in document["edges"]:
+        line = f"  {topology.label(sender)} -> {topology.label(receiver)}"
+        assert line in out
+    silent = {topology.label(sender) for sender, _ in document["silent_edges"]}
+    assert f"{len(document['silent_edges'])} silent: " in out
+    assert any(name in out.split("silent: ")[1].split("\n")[0] for name in silent)
 
 
 @pytest.mark.parametrize(

@@ -397,7 +397,7 @@ def test_report_has_headline_table_and_std_sentence(run_dir: Path) -> None:
     assert "95% t interval" in report and "Seeds are paired across variants" in report
     assert "figures/accuracy_vs_time.png" in report
     assert "## How to read these numbers" in report
-    assert "`s2 → r`" in report
+    assert "`S2 → R`" in report  # plans name nodes by label (the test topology: upper case)
     assert "![Topology and training traffic of dijkstra](figures/topology_dijkstra.png)" in report
     assert "figures/accuracy_vs_bytes.png" in report
 

@@ -213,3 +213,25 @@ def test_paired_difference_edge_cases() -> None:
     assert mean_ratio([2.0, 4.0], [1.0, 1.0]) == pytest.approx(0.375)
     assert mean_ratio([0.0], [1.0]) is None
     assert mean_ratio([1.0], [None]) is None
+
+
+# --- equivalence (TOST) ----------------------------------------------------------------------
+
+
+def test_tost_p_value_is_the_larger_one_sided_t_test() -> None:
+    from scipy.stats import ttest_1samp
+
+    from innet.report.stats import equivalence_test
+
+    differences = [0.012, -0.004, 0.007, 0.001, -0.009, 0.015, 0.003, 0.0, -0.002, 0.006]
+    margin = 0.02
+    lower = ttest_1samp(differences, -margin, alternative="greater").pvalue
+    upper = ttest_1samp(differences, margin, alternative="less").pvalue
+    test = equivalence_test(differences, margin)
+    assert test.p_value == pytest.approx(max(lower, upper), rel=1e-9)
+    assert test.verdict == "equivalent"
+    low, high = test.interval
+    assert -margin < low < high < margin  # the 90% interval inside the margin, the same verdict
+    shifted = equivalence_test([d + 0.015 for d in differences], margin)
+    assert shifted.verdict == "not shown equivalent" and shifted.interval[1] > margin
+    assert equivalence_test([0.01, None], margin).verdict is None

@@ -21,6 +21,11 @@ Stochastic rounding draws from a generator seeded by ``(seed, node, step,
 phase)``. With ``float32`` both ways (the default) the message is the
 tensor itself.
 
+Discrete gates are built here with the scenario's product-codebook groups
+and temperature schedule (:meth:`PerNodeExecutor.set_progress` anneals them);
+receivers of codeword indices derive the sender's fixed codebook from
+``(seed, node)``.
+
 Evaluation also feeds each sending node's :class:`~innet.gates.RateStats`,
 from which the reported rates are computed over the whole evaluation set.
 
@@ -39,8 +44,8 @@ import torch
 
 from innet.events import StepPlan
 from innet.executors import EvalSums, make_optimizer
-from innet.gates import GateOutput, RateStats
-from innet.modules import ModuleSpec, NodeModule, initial_codebook
+from innet.gates import DiscreteGate, GateOutput, RateStats, make_gate
+from innet.modules import ModuleSpec, NodeModule
 from innet.plans import Plan
 from innet.seeding import node_generator, node_seed
 from innet.tasks import Classification, Task
@@ -70,14 +75,17 @@ class PerNodeExecutor:
         wire_forward: str = "float32",
         wire_backward: str = "float32",
         bracket_samples: int = 0,
+        gate_groups: int = 1,
+        tau_final: float | None = None,
     ) -> None:
         self.device = torch.device(device)
         self.transport = transport
         self.beta = beta
         self.seed = seed
         self.task = task or Classification()
+        self.gate_groups, self.tau_final = gate_groups, tau_final
         self.modules = {
-            node: NodeModule(spec, seed).to(self.device)
+            node: self._with_gate(NodeModule(spec, seed), spec).to(self.device)
             for node, spec in specs.items()
             if transport.owns(node)
         }
@@ -97,7 +105,7 @@ class PerNodeExecutor:
         # one backward codec per gradient width
         self.wire_forward, self.wire_backward = wire_forward, wire_backward
         self._forward_codecs = {
-            node: make_codec(wire_forward, spec.latent_dim, _codebook_for(wire_forward, spec, seed))
+            node: make_codec(wire_forward, spec.latent_dim, self._codebook_for(spec))
             for node, spec in self.specs.items()
             if not spec.is_fusion
         }
@@ -117,6 +125,46 @@ class PerNodeExecutor:
             rows = rng.choice(n_test, size=min(bracket_samples, n_test), replace=False)
             self._bracket_keep[rows] = True
         self.set_plan(plan)
+
+    def _discrete_gate(self, spec: ModuleSpec, *, train_codebook: bool) -> DiscreteGate:
+        """``spec``'s discrete gate with the product-codebook and annealing settings.
+
+        Drawn from the same generator as :class:`~innet.modules.NodeModule`'s
+        gate, so with one group and no annealing it is that very gate.
+        """
+        gate = make_gate(
+            "discrete",
+            spec.latent_dim,
+            generator=node_generator(self.seed, spec.node, "gate"),
+            codewords=spec.codewords,
+            tau=spec.tau,
+            train_codebook=train_codebook,
+            groups=self.gate_groups,
+            tau_final=self.tau_final,
+        )
+        assert isinstance(gate, DiscreteGate)
+        return gate
+
+    def _with_gate(self, module: NodeModule, spec: ModuleSpec) -> NodeModule:
+        """``module`` with its discrete gate built with this executor's gate settings."""
+        if module.gate is not None and spec.gate_kind == "discrete":
+            module.gate = self._discrete_gate(spec, train_codebook=spec.train_codebook)
+        return module
+
+    def _codebook_for(self, spec: ModuleSpec) -> torch.Tensor | None:
+        """The receiver's copy of a sender's codebook, when its messages are codeword indices.
+
+        Both ends derive it from ``(seed, node)``: the sender's codebook stays fixed.
+        """
+        if self.wire_forward in ("index", "entropy") and spec.gate_kind == "discrete":
+            return self._discrete_gate(spec, train_codebook=False).codebook.detach().clone()
+        return None
+
+    def set_progress(self, fraction: float) -> None:
+        """Tell the gates how far training is (0 at the start, 1 at the end): anneals ``tau``."""
+        for module in self.modules.values():
+            if isinstance(module.gate, DiscreteGate):
+                module.gate.set_progress(fraction)
 
     def set_plan(self, plan: Plan) -> None:
         """Route from now on along ``plan`` (its nodes must all have a spec)."""
@@ -203,6 +251,7 @@ class PerNodeExecutor:
         in_plan = set(delivered.forward_order())
         sent: dict[str, torch.Tensor] = {}
         rates: dict[str, torch.Tensor] = {}
+        commitments: dict[str, torch.Tensor] = {}
         held: dict[str, dict[str, torch.Tensor]] = {}
         loss: torch.Tensor | None = None
         self._expect("forward", batch, delivered)
@@ -224,6 +273,8 @@ class PerNodeExecutor:
                 continue
             out = module.send_forward(self._view(node, 0, index), list(received.values()))
             sent[node], rates[node] = out.t, out.rate_bits
+            if out.commitment is not None:
+                commitments[node] = out.commitment
             self._send_latent(node, out, "forward")
 
         self._expect("backward", batch, delivered)
@@ -244,6 +295,8 @@ class PerNodeExecutor:
                 objective = (sent[node] * grad).sum()
                 if self.beta > 0:
                     objective = objective + self.beta * rates[node]
+                if node in commitments:
+                    objective = objective + commitments[node]
             optimizer = self.optimizers[node]
             optimizer.zero_grad(set_to_none=True)
             objective.backward()
@@ -291,15 +344,10 @@ class PerNodeExecutor:
         """Bits per sample of ``node``'s forward message: no reported rate of it exceeds this."""
         spec = self.specs[node]
         codewords = spec.codewords if spec.gate_kind == "discrete" else None
-        return message_bits_per_sample(self.wire_forward, spec.latent_dim, codewords)
+        return message_bits_per_sample(
+            self.wire_forward, spec.latent_dim, codewords, self.gate_groups
+        )
 
     def flops(self) -> dict[str, int]:
         """Forward FLOPs per sample of each local node's module."""
         return {node: module.flops_per_sample() for node, module in self.modules.items()}
-
-
-def _codebook_for(wire_format: str, spec: ModuleSpec, seed: int) -> torch.Tensor | None:
-    """The receiver's copy of a sender's codebook, when its messages are codeword indices."""
-    if wire_format in ("index", "entropy") and spec.gate_kind == "discrete":
-        return initial_codebook(spec, seed)
-    return None

@@ -114,10 +114,16 @@ class HeadlineColumn:
 
 @dataclass(frozen=True)
 class FamilyTable:
-    """A table a family's runs write (``FILE.csv``) with its columns."""
+    """A table a family's runs write (``FILE.csv``) with its columns.
+
+    ``optional`` columns follow ``columns`` in the file; a run directory
+    written without them (an older run, a hand-made table) reads back with
+    them empty.
+    """
 
     file: str
     columns: tuple[str, ...]
+    optional: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -136,6 +142,15 @@ class FamilyReport:
     tables: dict[str, FamilyTable] = field(default_factory=dict)
     metric_names: tuple[str, ...] = ()  # the family's columns of metrics.csv
     primary_metric: str | None = None  # shown around events
+    tradeoff_metrics: tuple[str, ...] | None = None
+    """Final-epoch metrics a sweep plots the primary metric against (the ``inl`` family's
+    latent rate: the beta curve); None: every one of ``metric_names`` but the primary."""
+
+    def tradeoffs(self) -> tuple[str, ...]:
+        """The metrics a sweep plots the primary metric against (see ``tradeoff_metrics``)."""
+        if self.tradeoff_metrics is not None:
+            return self.tradeoff_metrics
+        return tuple(name for name in self.metric_names if name != self.primary_metric)
 
 
 @dataclass(frozen=True)
@@ -152,7 +167,11 @@ class Family:
 
 
 _FAMILIES: dict[str, Family] = {}
-_BUILT_IN = ("innet.families.inl",)
+_BUILT_IN = (
+    "innet.families.inl",
+    "innet.families.finite_bank",
+    "innet.families.moe",
+)
 
 
 def register_family(family: Family) -> Family:

@@ -10,13 +10,14 @@ algorithm family), each module opening with what its concept means:
   finite-bank ``Î(S;W)``.
 - :mod:`innet.info.blahut_arimoto` — :func:`channel_capacity`,
   :func:`rate_distortion` and :func:`rate_distortion_curve`, with certified
-  convergence gaps.
+  convergence gaps, and :func:`distortion_lower_bound` (``D(R)`` from below).
 - :mod:`innet.info.gaussian` — rate estimates for a Gaussian gate
   ``T = mu + sigma * eps``: :func:`gaussian_channel_upper_bound` (streamable
   with :class:`RunningMoments`) and the Kolchinsky–Tracey
   :func:`pairwise_bracket`.
 - :mod:`innet.info.bounds` — :func:`xu_raginsky_bound`, :func:`union_bound`
-  (mutual information in nats) and :func:`gibbs_posterior`.
+  (mutual information in nats), :func:`gibbs_posterior` and
+  :func:`symmetrized_kl_information` (the Gibbs rule's exact gap).
 
 Results are in bits unless a function says otherwise. Inputs are array-likes
 converted to float64 numpy arrays; invalid ones raise ``ValueError``. Torch
@@ -32,10 +33,16 @@ from innet.info.blahut_arimoto import (
     RateDistortionCurve,
     RateDistortionPoint,
     channel_capacity,
+    distortion_lower_bound,
     rate_distortion,
     rate_distortion_curve,
 )
-from innet.info.bounds import gibbs_posterior, union_bound, xu_raginsky_bound
+from innet.info.bounds import (
+    gibbs_posterior,
+    symmetrized_kl_information,
+    union_bound,
+    xu_raginsky_bound,
+)
 from innet.info.entropy import (
     entropy,
     kl_divergence,
@@ -56,6 +63,7 @@ __all__ = [
     "RateDistortionPoint",
     "RunningMoments",
     "channel_capacity",
+    "distortion_lower_bound",
     "entropy",
     "gaussian_channel_upper_bound",
     "gibbs_posterior",
@@ -65,6 +73,7 @@ __all__ = [
     "pairwise_bracket",
     "rate_distortion",
     "rate_distortion_curve",
+    "symmetrized_kl_information",
     "union_bound",
     "xu_raginsky_bound",
 ]

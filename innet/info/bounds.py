@@ -21,6 +21,14 @@ With ``K`` hypotheses ``I(S;W) <= H(W) <= ln K``, which gives
 ``alpha``); with rows for several resampled training sets, the finite-bank
 estimate ``Î(S;W)`` is ``mixture_mutual_information`` of those rows.
 
+For the Gibbs rule the expected gap is known exactly (Aminian et al., 2021):
+``alpha * E[L_D(W) - L_S(W)] = I_SKL(S;W)``, the *symmetrised KL
+information* ``D(P_SW || P_S P_W) + D(P_S P_W || P_SW)``
+(:func:`symmetrized_kl_information`). With ``S`` uniform over ``n`` drawn
+training sets (rows ``q_i``, mean row ``q̄``, losses ``L_i``, mean loss
+``L̄``) it reads ``alpha * (q̄ · L̄ - mean_i q_i · L_i) = I_SKL`` exactly, for
+any ``n``: the population loss is then the mean of the training losses.
+
 >>> import math
 >>> round(union_bound(16, m=1000), 6)  # sqrt(ln 16 / 2000)
 0.037233
@@ -38,7 +46,7 @@ from scipy.special import logsumexp
 
 from innet.info._validate import as_float_array, as_positive_number, as_stochastic
 
-__all__ = ["xu_raginsky_bound", "union_bound", "gibbs_posterior"]
+__all__ = ["xu_raginsky_bound", "union_bound", "gibbs_posterior", "symmetrized_kl_information"]
 
 
 def xu_raginsky_bound(mutual_information_nats: float, m: int, sigma: float = 0.5) -> float:
@@ -117,3 +125,27 @@ def _as_count(value: int, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
+
+
+def symmetrized_kl_information(rows: ArrayLike, *, base: float = 2) -> float:
+    """``D(P_SW || P_S P_W) + D(P_S P_W || P_SW)`` for ``S`` uniform over the rows.
+
+    ``rows``: an ``n x K`` matrix, row ``i`` the distribution ``q(w|S_i)``.
+    Equals ``mean_i sum_w (q_i(w) - q̄(w)) log(q_i(w) / q̄(w))`` with ``q̄``
+    the mean row; ``inf`` when a row has a zero where ``q̄`` has mass. Units
+    of ``base`` (bits by default; ``math.e`` for nats).
+
+    >>> symmetrized_kl_information([[0.5, 0.5], [0.5, 0.5]])
+    0.0
+    >>> rows = gibbs_posterior([[0.0, 1.0], [1.0, 0.0]], alpha=math.log(3))  # [.75 .25], [.25 .75]
+    >>> gap = 0.5 - 0.25  # q̄ · L̄ - mean_i q_i · L_i
+    >>> round(symmetrized_kl_information(rows, base=math.e), 6), round(math.log(3) * gap, 6)
+    (0.274653, 0.274653)
+    """
+    probs = as_stochastic(rows, "rows", ndim=(2,))
+    log_base = math.log(as_positive_number(base, "base"))
+    mean = probs.mean(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = (probs - mean) * (np.log(probs) - np.log(mean))
+    terms = np.where(probs == mean, 0.0, terms)  # both zero: no contribution
+    return float(max(terms.sum(axis=1).mean(), 0.0) / log_base)

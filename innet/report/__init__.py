@@ -8,7 +8,10 @@ Everything here reads the raw tables of a run directory (see
   per link, per seed and per epoch;
 - :mod:`~innet.report.summary`: the headline numbers and the comparisons;
 - :mod:`~innet.report.markdown`: the headline table and ``report.md``;
-- :mod:`~innet.report.figures`: the topology figures;
+- :mod:`~innet.report.figures`: the topology figures, with nodes placed by
+  :mod:`~innet.report.layout` (no link drawn through a node it does not touch);
+- :mod:`~innet.report.sweep`: the tables, report and trade-off figures of a
+  sweep (:mod:`innet.sweeps`);
 - :mod:`~innet.report.rundir`: writing and reading the run directory.
 
 The scenario's family adds its own summary fields, sections, figures and

@@ -1,28 +1,35 @@
 """PNG figures of a run: where the traffic went, what it bought, and what each node sends.
 
-- ``topology_<variant>.png``: the network drawn once per variant. Each link's
-  width and colour show the training bytes per seed it carried (both
-  directions, forward latents and backward gradients); links the variant
-  left silent are thin dashed grey. Nodes are coloured by role.
+- ``topology_<variant>.png``: the network drawn once per variant
+  (:func:`topology_figure`). Links that carry training traffic are coloured by
+  the utilisation of their busier direction (busy time / step time, in %;
+  bytes per seed when the run has no time columns) and carry an arrow from
+  sender to receiver of the plan; links the variant left silent are dashed
+  grey; every link's width grows with its capacity (log scale, legend in
+  bit/s); links that failed in an event are crossed in red. Nodes are
+  coloured by role and labelled (city names for imported networks) up to 40
+  nodes; above, only the fusion node is named and, above 300 nodes, the
+  arrows are left out.
 - the scenario family's own figures (the ``inl`` family: accuracy against
   bytes, accuracy against simulated time and the latent rate per node; see
   :mod:`innet.families.inl.report`), which may use :func:`metric_time_figure`:
   a per-epoch metric against the cumulative simulated training time.
 
 Figures are drawn on :class:`matplotlib.figure.Figure` objects with the Agg
-renderer, so no window opens and no global pyplot state is touched. Large
-networks (more than 40 nodes) get small nodes and no labels; links are drawn as
-one :class:`~matplotlib.collections.LineCollection` per kind, busiest on top,
-so a network of thousands of links draws in about a second.
-
-Nodes sit at their ``pos`` when every node has one (generated grids, rings and
-geometric graphs; imported files, where ``pos`` is longitude and latitude).
-Otherwise a seeded force-directed layout places them (:func:`node_positions`).
+renderer, so no window opens and no global pyplot state is touched; the
+constrained layout and the axes' margins keep titles, labels and legends
+inside the canvas. Links are drawn as one
+:class:`~matplotlib.collections.LineCollection` per kind, busiest on top, so
+a network of thousands of links draws in about a second. Where nodes sit is
+:func:`innet.report.layout.node_positions`: their ``pos`` or a seeded
+layout, with no link drawn through a node it does not touch.
 """
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -38,11 +45,15 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter
 
 from innet.records import FIGURES_DIR
+from innet.report.layout import node_positions
 from innet.report.sections import event_steps
 from innet.report.tables import undirected_link_totals
-from innet.topology.model import Topology, node_key
+from innet.topology.model import Topology
+from innet.units import format_bitrate
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
     from innet.report.rundir import RunData
 
 __all__ = [
@@ -53,6 +64,7 @@ __all__ = [
     "metric_time_figure",
     "save_figure",
     "topology_figure_name",
+    "topology_figure",
     "node_positions",
     "draw_figures",
 ]
@@ -60,12 +72,17 @@ __all__ = [
 
 ROLE_COLOURS = {"fusion": "#d62728", "sensor": "#1f77b4", "relay": "#8c8c8c"}
 LABELLED_NODES_MAX = 40
-_SPRING_NODES_MAX = 300  # networkx's spring layout up to here, the numpy one above
-_FORCE_NODES_MAX = 3000  # the dense numpy layout needs n^2 memory; spectral above
+CROWDED_NODES_MIN = 2000
+"""From this many nodes, topology figures leave silent links out and draw idle relays as dots."""
+ARROWED_NODES_MAX = 300  # larger networks get no direction arrows (they would cover the links)
 # viridis without its palest yellow, which hardly shows on white: the busiest links stay visible
 _LINK_COLOURS = ListedColormap(mpl.colormaps["viridis"](np.linspace(0.0, 0.85, 256)), "links")
 _BYTE_SCALES = ((1e9, "GB"), (1e6, "MB"), (1e3, "kB"), (1.0, "B"))
 _DPI = 120
+_FAILED_COLOUR = "#d62728"
+_ARROW_COLOUR = "#111111"
+_LATER_ARROW_COLOUR = "#e6550d"  # links a plan takes after an event
+_SHORT_LABEL = 3  # labels up to this many characters are written inside the node
 
 
 def topology_figure_name(variant: str) -> str:
@@ -73,166 +90,251 @@ def topology_figure_name(variant: str) -> str:
     return f"topology_{re.sub(r'[^A-Za-z0-9_.-]', '_', variant)}.png"
 
 
-def node_positions(topology: Topology) -> dict[str, tuple[float, float]]:
-    """Where to draw each node: its ``pos`` when every node has one, else a seeded layout.
-
-    The layout is networkx's spring layout (seed 0) up to 300 nodes; up to
-    3,000 nodes the same Fruchterman-Reingold forces computed with dense numpy
-    arrays from a spectral start (about a second for 1,000 nodes, where networkx
-    takes several); above that the spectral layout alone. All are deterministic.
-    """
-    graph = topology.graph
-    if all(graph.nodes[node].get("pos") is not None for node in graph.nodes):
-        return {node: tuple(graph.nodes[node]["pos"]) for node in graph.nodes}
-    if graph.number_of_nodes() <= _SPRING_NODES_MAX:
-        layout = nx.spring_layout(graph, seed=0)
-    elif graph.number_of_nodes() <= _FORCE_NODES_MAX:
-        layout = _force_layout(graph)
-    else:
-        layout = nx.spectral_layout(graph)
-    return {node: (float(xy[0]), float(xy[1])) for node, xy in layout.items()}
-
-
-def _force_layout(graph: nx.Graph, iterations: int = 50) -> dict[str, np.ndarray]:
-    """Fruchterman-Reingold on dense float32 arrays, from the spectral layout plus jitter.
-
-    Each node is pushed away from every other with force ``k^2 / d`` and pulled
-    towards its neighbours with ``d^2 / k`` (``k = 1 / sqrt(n)``); each step
-    moves a node at most the current temperature, which cools linearly to 0.
-    """
-    nodes = sorted(graph.nodes, key=node_key)
-    index = {node: i for i, node in enumerate(nodes)}
-    n = len(nodes)
-    adjacency = np.zeros((n, n), dtype=np.float32)
-    for u, v in graph.edges:
-        adjacency[index[u], index[v]] = adjacency[index[v], index[u]] = 1.0
-    pos = _spectral_start(graph, nodes)
-    pos = (pos - pos.min(axis=0)) / np.maximum(np.ptp(pos, axis=0), 1e-9)
-    pos += np.random.default_rng(0).uniform(-0.02, 0.02, pos.shape).astype(np.float32)
-    k = np.float32(1.0 / np.sqrt(n))
-    temperature = 0.1
-    for _ in range(iterations):
-        dx = pos[:, 0, None] - pos[None, :, 0]
-        dy = pos[:, 1, None] - pos[None, :, 1]
-        squared = np.maximum(dx * dx + dy * dy, np.float32(1e-4))
-        # force[i, j] pushes i away from j (> 0) or pulls it closer (< 0), along pos[i] - pos[j]
-        force = k * k / squared - adjacency * np.sqrt(squared) / k
-        displacement = pos * force.sum(axis=1)[:, None] - force @ pos
-        length = np.maximum(np.linalg.norm(displacement, axis=1), np.float32(0.01))
-        pos += displacement * (np.float32(temperature) / length)[:, None]
-        temperature -= 0.1 / (iterations + 1)
-    return dict(zip(nodes, pos, strict=True))
-
-
-def _spectral_start(graph: nx.Graph, nodes: list[str]) -> np.ndarray:
-    """Spectral coordinates: the Laplacian's 2nd and 3rd eigenvectors.
-
-    networkx's sparse solver above 500 nodes; below, a dense symmetric one
-    (``spectral_layout`` would use a general, much slower, eigensolver there).
-    """
-    if len(nodes) >= 500:
-        spectral = nx.spectral_layout(graph)
-        return np.array([spectral[node] for node in nodes], dtype=np.float32)
-    laplacian = nx.laplacian_matrix(graph, nodelist=nodes).toarray().astype(float)
-    _, vectors = np.linalg.eigh(laplacian)
-    return vectors[:, 1:3].astype(np.float32)
-
-
 def draw_figures(run: RunData, link_totals: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     """Draw every figure of a run into ``out_dir`` and return the written paths."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    variants = run.variants
-    link_bytes = undirected_link_totals(link_totals)
+    link_rows = undirected_link_totals(link_totals)
     positions = node_positions(run.topology)
-    max_bytes = float(link_bytes["nbytes_per_seed"].max()) if not link_bytes.empty else 0.0
     written = []
-    for variant in variants:
-        figure = _topology_figure(run, variant, link_bytes, positions, max_bytes)
+    for variant in run.variants:  # one colour scale for every variant: comparable figures
+        figure = topology_figure(run, variant, link_rows, positions)
         written.append(save_figure(figure, out_dir / topology_figure_name(variant)))
     return written
 
 
-def _topology_figure(
+def topology_figure(
     run: RunData,
     variant: str,
-    link_bytes: pd.DataFrame,
+    link_rows: pd.DataFrame,
     positions: dict[str, tuple[float, float]],
-    max_bytes: float,
 ) -> Figure:
+    """One variant's plan on the network: who sends to whom, over what, how busy.
+
+    ``link_rows`` is :func:`~innet.report.tables.undirected_link_totals` of the
+    run's links table. Links that carry training traffic are coloured by the
+    utilisation of their busier direction (by bytes per seed when the table has
+    no time columns; one colour scale for all the run's variants), with an
+    arrow from sender to receiver of the plan; links left silent are dashed
+    grey; every link's width grows with its capacity (log scale); links that
+    failed in an event are crossed in red.
+    """
     topology = run.topology
     graph = topology.graph
     n_nodes = graph.number_of_nodes()
     large = n_nodes > LABELLED_NODES_MAX
-    rows = link_bytes[link_bytes["variant"] == variant]
-    carried: dict[tuple[str, str], float] = {}
-    for u, v, value in zip(rows["u"], rows["v"], rows["nbytes_per_seed"], strict=True):
-        carried[(u, v)] = carried[(v, u)] = float(value)
-    used = sorted(
-        (edge for edge in graph.edges if carried.get(edge, 0.0) > 0), key=lambda e: carried[e]
-    )  # the busiest links are drawn last, on top
-    unused = [edge for edge in graph.edges if carried.get(edge, 0.0) <= 0]
-    scale, unit = _byte_scale(max_bytes)
-    norm = Normalize(vmin=0.0, vmax=max(max_bytes, 1.0) / scale)
-    cmap = _LINK_COLOURS
-    # thinner lines where links are many, so that they do not cover each other
-    base_width, extra_width = (1.0, 5.0) if graph.number_of_edges() <= 200 else (0.5, 1.5)
+    rows = link_rows[link_rows["variant"] == variant]
+    timed = "utilisation" in link_rows.columns and link_rows["utilisation"].notna().any()
+    colour_column = "utilisation" if timed else "nbytes_per_seed"
+    factor = 100.0 if timed else 1.0  # utilisation in %
+    carried: dict[frozenset[str], float] = {}
+    shade: dict[frozenset[str], float] = {}
+    for row in rows.itertuples(index=False):
+        link = frozenset((row.u, row.v))
+        carried[link] = float(row.nbytes_per_seed)
+        value = getattr(row, colour_column)
+        shade[link] = float(value) * factor if pd.notna(value) else 0.0
+    highest = float(link_rows[colour_column].max(skipna=True) or 0.0) * factor  # all variants
+    used = sorted((e for e in graph.edges if carried.get(frozenset(e), 0.0) > 0),
+                  key=lambda e: shade[frozenset(e)])  # fmt: skip  # the busiest drawn last
+    silent = [e for e in graph.edges if carried.get(frozenset(e), 0.0) <= 0]
+    if timed:
+        unit_scale, label = 1.0, "utilisation of the busier direction (% of step time)"
+    else:
+        unit_scale, unit = _byte_scale(highest)
+        label = f"training traffic per seed ({unit}), both directions"
+    top = highest / unit_scale if math.isfinite(highest) else 0.0
+    norm = Normalize(vmin=0.0, vmax=top if top > 0 else 1.0)
+    width = _capacity_widths(graph, large)
 
-    figure = Figure(figsize=(7, 5.5) if not large else (9, 7) if n_nodes <= 300 else (11, 9))
+    figure = Figure(figsize=(7.5, 6.2) if not large else (9, 7.8) if n_nodes <= 300 else (11, 9.5))
     figure.set_layout_engine("constrained")
     ax = figure.add_subplot()
-    if unused:
-        ax.add_collection(
-            LineCollection(
-                [(positions[u], positions[v]) for u, v in unused],
-                linewidths=0.5 if large else 0.6,
-                linestyles="dashed",
-                colors="#c8c8c8",
-                zorder=1,
-            )
-        )
+    crowded = n_nodes >= CROWDED_NODES_MIN
+    if silent and not crowded:
+        ax.add_collection(LineCollection(
+            [(positions[u], positions[v]) for u, v in silent],
+            linewidths=[width(e) * 0.6 for e in silent], linestyles=(0, (3, 2)),
+            colors="#bdbdbd", zorder=1,
+        ))  # fmt: skip
     if used:
-        values = np.array([carried[edge] / scale for edge in used])
-        ax.add_collection(
-            LineCollection(
-                [(positions[u], positions[v]) for u, v in used],
-                linewidths=base_width + extra_width * values / norm.vmax,
-                colors=cmap(norm(values)),
-                capstyle="round",
-                zorder=2,
-            )
-        )
-    _draw_nodes(ax, topology, positions)
-    if not large:
-        for node in topology.nodes:
-            x, y = positions[node]
-            ax.text(x, y, topology.label(node), ha="center", va="center", fontsize=8, zorder=5)
-    colourbar = figure.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, shrink=0.8)
-    colourbar.set_label(f"training traffic per seed ({unit}), both directions")
-    ax.legend(handles=_role_handles(graph), loc="best", fontsize=8, framealpha=0.8)
+        values = np.array([shade[frozenset(e)] / unit_scale for e in used])
+        ax.add_collection(LineCollection(
+            [(positions[u], positions[v]) for u, v in used],
+            linewidths=[width(e) for e in used], colors=_LINK_COLOURS(norm(values)),
+            capstyle="round", zorder=2,
+        ))  # fmt: skip
+    first, later = _plan_edges(run, variant, carried)
+    arrows = n_nodes <= ARROWED_NODES_MAX and bool(first or later)
+    if arrows:
+        _draw_arrows(ax, first, positions, large, _ARROW_COLOUR)
+        _draw_arrows(ax, later, positions, large, _LATER_ARROW_COLOUR)
+    failed = _failed_links(run, variant, graph)
+    if failed:  # a third of the way along, beside the link's arrow
+        marks = np.array([np.add(np.multiply(positions[u], 2), positions[v]) / 3
+                          for u, v in failed])  # fmt: skip
+        ax.scatter(marks[:, 0], marks[:, 1], marker="X", s=90 if not large else 40,
+                   c=_FAILED_COLOUR, edgecolors="white", linewidths=0.6, zorder=6)  # fmt: skip
+    busy_nodes = {node for edge in used for node in edge} if crowded else None
+    _draw_nodes(ax, topology, positions, busy_nodes)
+    _draw_labels(ax, topology, positions, large)
+    colourbar = figure.colorbar(ScalarMappable(norm=norm, cmap=_LINK_COLOURS), ax=ax,
+                                shrink=0.75, pad=0.01)  # fmt: skip
+    colourbar.set_label(label)
+    handles = [*_role_handles(graph),
+               *_link_handles(bool(arrows and first), bool(arrows and later),
+                              bool(silent) and not crowded, bool(failed))]  # fmt: skip
+    handles += _capacity_handles(graph, width)
+    figure.legend(handles=handles, loc="outside lower center", ncols=4, fontsize=8,
+                  frameon=False)  # fmt: skip
     total = float(rows["nbytes_per_seed"].sum()) if not rows.empty else 0.0
     total_scale, total_unit = _byte_scale(total)
     routing = run.variant_config(variant).get("routing") or run.plans.get(variant, {}).get(
         "routing", ""
     )
     ax.set_title(
-        f"{topology.name}: {variant} ({routing}) — {len(used):,} of "
-        f"{graph.number_of_edges():,} links used, {total / total_scale:.3g} {total_unit} per seed"
+        f"{topology.name}: {variant} ({routing})\n{len(used):,} of {graph.number_of_edges():,} "
+        f"links carry training traffic, {total / total_scale:.3g} {total_unit} per seed"
+        + ("\n(links that carry nothing not drawn; idle nodes as small dots)" if crowded else ""),
+        fontsize=10,
     )
     ax.autoscale_view()
+    ax.margins(x=0.06 if large else 0.1, y=0.05 if large else 0.08)
     ax.set_aspect("equal", adjustable="datalim")
     ax.set_axis_off()
     return figure
 
 
-def _draw_nodes(ax, topology: Topology, positions: dict[str, tuple[float, float]]) -> None:
-    """Relays, then sensors, then the fusion node on top; smaller as the network grows."""
+def _capacity_widths(graph: nx.Graph, large: bool) -> Callable[[tuple[str, str]], float]:
+    """A link's line width (points) from its capacity, on a log scale between the extremes."""
+    capacities = [float(c) for *_, c in graph.edges(data="capacity") if c]
+    low, high = (min(capacities), max(capacities)) if capacities else (1.0, 1.0)
+    thin, thick = (0.6, 2.4) if large else (1.0, 6.0)
+
+    def width(edge: tuple[str, str]) -> float:
+        capacity = graph.edges[edge].get("capacity")
+        if not capacity or high <= low:
+            return (thin + thick) / 2
+        return thin + (thick - thin) * math.log(capacity / low) / math.log(high / low)
+
+    return width
+
+
+def _capacity_handles(graph: nx.Graph, width: Callable[[tuple[str, str]], float]) -> list[Line2D]:
+    """Legend entries for the line widths: the lowest, a middle and the highest capacity."""
+    by_capacity: dict[float, tuple[str, str]] = {}
+    for u, v, capacity in graph.edges(data="capacity"):
+        if capacity:
+            by_capacity.setdefault(float(capacity), (u, v))
+    levels = sorted(by_capacity)
+    if len(levels) > 3:
+        levels = [levels[0], levels[len(levels) // 2], levels[-1]]
+    return [
+        Line2D(
+            [],
+            [],
+            color="#555555",
+            linewidth=width(by_capacity[capacity]),
+            label=f"capacity {format_bitrate(capacity, 3)}",
+        )  # fmt: skip
+        for capacity in levels
+    ]
+
+
+def _link_handles(first: bool, later: bool, silent: bool, failed: bool) -> list[Line2D]:
+    """Legend entries for the arrows and the kinds of links drawn."""
+    handles = []
+    for shown, colour, label in ((first, _ARROW_COLOUR, "plan: sender → receiver"),
+                                 (later, _LATER_ARROW_COLOUR, "plan after an event")):  # fmt: skip
+        if shown:
+            handles.append(Line2D([], [], color=colour, marker=">", linestyle="-", linewidth=0.8,
+                                  markersize=6, label=label))  # fmt: skip
+    if silent:
+        handles.append(Line2D([], [], color="#bdbdbd", linestyle=(0, (3, 2)), linewidth=1.5,
+                              label="silent link (no traffic)"))  # fmt: skip
+    if failed:
+        handles.append(Line2D([], [], color=_FAILED_COLOUR, marker="X", linestyle="",
+                              markersize=8, label="link failed (event)"))  # fmt: skip
+    return handles
+
+
+def _plan_edges(
+    run: RunData, variant: str, carried: dict[frozenset[str], float]
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(sender, receiver) of the first plan, and of the plans after events, that carried traffic.
+
+    The plans after events add the ``added_edges`` of ``events.json`` that are
+    not in the first plan (a repaired tree's new links).
+    """
+
+    def busy(edge: tuple[str, str]) -> bool:
+        return carried.get(frozenset(edge), 0.0) > 0
+
+    first = [(str(a), str(b)) for a, b in run.plans.get(variant, {}).get("edges", [])]
+    known = set(first)
+    later = []
+    for change in run.events.get(variant, []):
+        for a, b in change.get("added_edges", []):
+            edge = (str(a), str(b))
+            if edge not in known:
+                known.add(edge)
+                later.append(edge)
+    return [e for e in first if busy(e)], [e for e in later if busy(e)]
+
+
+def _draw_arrows(
+    ax: Axes,
+    directed: list[tuple[str, str]],
+    positions: dict[str, tuple[float, float]],
+    large: bool,
+    colour: str,
+) -> None:
+    """An arrow at the middle of each plan link, pointing from sender to receiver."""
+    if not directed:
+        return
+    start = np.array([positions[sender] for sender, _ in directed], dtype=float)
+    end = np.array([positions[receiver] for _, receiver in directed], dtype=float)
+    middle, direction = (start + end) / 2, end - start
+    unit = direction / np.maximum(np.hypot(direction[:, 0], direction[:, 1]), 1e-12)[:, None]
+    ax.quiver(middle[:, 0], middle[:, 1], unit[:, 0], unit[:, 1], angles="xy", pivot="mid",
+              scale_units="inches", scale=8 if large else 4.5, width=0.003 if large else 0.004,
+              headwidth=4, headlength=4, headaxislength=3.5, color=colour,
+              edgecolor="white", linewidth=0.5, zorder=5)  # fmt: skip
+
+
+def _failed_links(run: RunData, variant: str, graph: nx.Graph) -> list[tuple[str, str]]:
+    """The links that went down in the variant's events (``events.json``), in graph order."""
+    lost = {
+        frozenset(map(str, link))
+        for change in run.events.get(variant, [])
+        for link in change.get("lost_links", [])
+    }
+    return [edge for edge in graph.edges if frozenset(edge) in lost]
+
+
+def _draw_nodes(
+    ax: Axes, topology: Topology, positions: dict[str, tuple[float, float]],
+    busy: set[str] | None = None,
+) -> None:  # fmt: skip
+    """Relays, then sensors, then the fusion node on top; smaller as the network grows.
+
+    With ``busy`` (crowded networks), relays outside it are drawn as small pale dots.
+    """
     graph = topology.graph
     n_nodes = graph.number_of_nodes()
     size = 320 if n_nodes <= LABELLED_NODES_MAX else 40 if n_nodes <= 300 else 14
+    if busy is not None:
+        idle = [
+            node for node, role in graph.nodes(data="role") if role == "relay" and node not in busy
+        ]
+        if idle:
+            xy = np.array([positions[node] for node in idle], dtype=float)
+            ax.scatter(xy[:, 0], xy[:, 1], s=0.5, c="#d0d0d0", linewidths=0, zorder=1)
     for role, colour in (("relay", ROLE_COLOURS["relay"]), ("sensor", ROLE_COLOURS["sensor"]),
                          ("fusion", ROLE_COLOURS["fusion"])):  # fmt: skip
         nodes = [node for node, node_role in graph.nodes(data="role") if node_role == role]
+        if busy is not None and role == "relay":
+            nodes = [node for node in nodes if node in busy]
         if not nodes:
             continue
         xy = np.array([positions[node] for node in nodes], dtype=float)
@@ -245,6 +347,23 @@ def _draw_nodes(ax, topology: Topology, positions: dict[str, tuple[float, float]
             linewidths=0.5,
             zorder=3 if role != "fusion" else 4,
         )
+
+
+def _draw_labels(ax: Axes, topology: Topology, positions: dict[str, tuple[float, float]],
+                 large: bool) -> None:  # fmt: skip
+    """Every node's label up to 40 nodes (short ones inside the node, longer ones beside it);
+    the fusion node's alone on larger networks."""
+    nodes = [topology.fusion] if large else topology.nodes
+    for node in nodes:
+        label = topology.label(node)
+        x, y = positions[node]
+        if not large and len(label) <= _SHORT_LABEL:
+            ax.text(x, y, label, ha="center", va="center", fontsize=8, zorder=7)
+            continue
+        ax.annotate(label, (x, y), xytext=(0, 8 if not large else 7), textcoords="offset points",
+                    ha="center", va="bottom", fontsize=7, zorder=7,
+                    bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "alpha": 0.75,
+                          "linewidth": 0})  # fmt: skip
 
 
 def event_marks(run: RunData, variant: str) -> list[tuple[float, str]]:
@@ -345,6 +464,7 @@ def metric_time_figure(
 
 
 def _role_handles(graph: nx.Graph) -> list[Line2D]:
+    """Legend entries for the node roles present."""
     present = {role for _, role in graph.nodes(data="role")}
     return [
         Line2D([], [], marker="o", linestyle="", color=colour, label=role)

@@ -317,10 +317,12 @@ def _plans(run: RunData, summary: dict[str, Any]) -> str:
         )
         header = (
             f"**{name}** ({variant.get('routing') or MISSING} routing, {gate}, fusion "
-            f"`{plan.get('fusion', run.topology.fusion)}`): {variant['links_used']:,} links "
-            f"carried training traffic; the plan has {len(edges):,} forward edges."
+            f"`{_node_name(run, plan.get('fusion', run.topology.fusion))}`): "
+            f"{variant['links_used']:,} links carried training traffic; the plan has "
+            f"{len(edges):,} forward edges."
         )
-        edge_text = ", ".join(f"`{src} → {dst}`" for src, dst in edges) or "(none)"
+        edge_text = ", ".join(f"`{_link_name(run, src, dst, arrow=True)}`" for src, dst in edges)
+        edge_text = edge_text or "(none)"
         if len(edges) > _EDGES_LISTED:
             edge_text = f"The {len(edges):,} edges are listed in `plans.json`."
         elif len(edges) > _EDGES_INLINE:
@@ -504,11 +506,13 @@ def _edge_loss(run: RunData, u: str, v: str) -> float | None:
     return float(graph.edges[u, v].get("loss") or 0.0) if graph.has_edge(u, v) else None
 
 
-def _link_name(run: RunData, u: str, v: str, arrow: bool = False) -> str:
-    def label(node: str) -> str:
-        return run.topology.label(node) if node in run.topology.graph else node
+def _node_name(run: RunData, node: str) -> str:
+    """A node by its label where the topology gives one (a city), else by its id."""
+    return run.topology.label(node) if node in run.topology.graph else node
 
-    return f"{label(u)} {'→' if arrow else '–'} {label(v)}"
+
+def _link_name(run: RunData, u: str, v: str, arrow: bool = False) -> str:
+    return f"{_node_name(run, u)} {'→' if arrow else '–'} {_node_name(run, v)}"
 
 
 def _figures(summary: dict[str, Any], figures: list[tuple[str, str]]) -> str:

@@ -177,7 +177,7 @@ def load_run(run_dir: str | Path) -> RunData:
         {"lost_messages": 0},
     )
     run.tables = {
-        name: _read_table(run_dir / table.file, table.columns)
+        name: _read_table(run_dir / table.file, table.columns, dict.fromkeys(table.optional))
         for name, table in family.tables.items()
     }
     return run
@@ -314,7 +314,8 @@ def write_tables(
     )
     for name, table in loaded.family.report.tables.items():
         rows = tables.tables.get(name, [])
-        pd.DataFrame(rows, columns=list(table.columns)).to_csv(directory / table.file, index=False)
+        columns = [*table.columns, *table.optional]
+        pd.DataFrame(rows, columns=columns).to_csv(directory / table.file, index=False)
 
 
 def _read_config(path: Path) -> dict[str, Any]:

@@ -17,6 +17,14 @@ compared seed by seed: with ``a_k`` and ``b_k`` the values of seed ``k``,
 With one seed there is no standard deviation and no interval: both are
 ``None`` (``null`` in ``summary.json``, ``n/a`` in the report).
 
+**Equivalence** within a declared margin ``δ`` is tested by two one-sided t
+tests (TOST, Schuirmann 1987): ``H0: mean(d) <= -δ`` and ``H0: mean(d) >= δ``,
+each at level ``α = 0.05``; the two are equivalent when both are rejected,
+that is when the ``1 - 2α`` (90%) t interval lies inside ``(-δ, δ)``. The
+p-value is the larger of the two one-sided ones. A difference whose 95%
+interval excludes 0 can still be equivalent (small but real), and one whose
+interval contains 0 need not be (too few seeds to tell).
+
 >>> d = paired_difference([0.80, 0.90, 0.85], [0.82, 0.93, 0.85])
 >>> d.n, round(d.mean, 6), round(d.std, 6)
 (3, 0.016667, 0.015275)
@@ -29,6 +37,9 @@ With one seed there is no standard deviation and no interval: both are
 0.375
 >>> first_reach([0.1, 0.2, 0.3], [0.5, 0.8, 0.9], target=0.75)
 0.2
+>>> test = equivalence_test([0.01, -0.005, 0.0, 0.004], margin=0.02)
+>>> test.verdict, round(test.p_value, 4)
+('equivalent', 0.0056)
 """
 
 from __future__ import annotations
@@ -46,6 +57,8 @@ __all__ = [
     "PairedDifference",
     "paired_difference",
     "t_interval",
+    "Equivalence",
+    "equivalence_test",
     "mean_ratio",
     "first_reach",
 ]
@@ -144,6 +157,67 @@ def t_interval(
         statistics.stdev(values) / math.sqrt(n)
     )
     return (mean - half, mean + half)
+
+
+EQUIVALENCE_ALPHA = 0.05
+"""Level of each one-sided test of the equivalence test (TOST)."""
+
+
+@dataclass(frozen=True)
+class Equivalence:
+    """A TOST equivalence test of paired differences against ``±margin``.
+
+    ``verdict``: ``equivalent`` (both one-sided nulls rejected), ``not shown
+    equivalent``, or None with fewer than two differences. ``interval``: the
+    ``1 - 2 alpha`` t interval the verdict amounts to.
+    """
+
+    margin: float
+    alpha: float
+    n: int
+    p_value: float | None
+    interval: tuple[float, float] | None
+    verdict: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        low, high = self.interval if self.interval is not None else (None, None)
+        return {
+            "test": "TOST",
+            "margin": self.margin,
+            "alpha": self.alpha,
+            "n": self.n,
+            "p_value": self.p_value,
+            "ci_low": low,
+            "ci_high": high,
+            "confidence": 1 - 2 * self.alpha,
+            "verdict": self.verdict,
+        }
+
+
+def equivalence_test(
+    differences: Sequence[float | None], margin: float, alpha: float = EQUIVALENCE_ALPHA
+) -> Equivalence:
+    """TOST of the mean of ``differences`` (missing ones left out) against ``±margin``.
+
+    >>> equivalence_test([0.05, 0.06, 0.04], margin=0.02).verdict  # clearly outside
+    'not shown equivalent'
+    >>> equivalence_test([0.01], margin=0.02).verdict is None
+    True
+    """
+    known = [float(value) for value in differences if not _missing(value)]
+    n = len(known)
+    if n < 2:
+        return Equivalence(margin, alpha, n, None, None, None)
+    mean, std = statistics.fmean(known), statistics.stdev(known)
+    if std == 0:
+        p_value = 0.0 if abs(mean) < margin else 1.0
+    else:
+        error = std / math.sqrt(n)
+        p_lower = float(_scipy_stats.t.sf((mean + margin) / error, n - 1))  # H0: mean <= -margin
+        p_upper = float(_scipy_stats.t.cdf((mean - margin) / error, n - 1))  # H0: mean >= margin
+        p_value = max(p_lower, p_upper)
+    verdict = "equivalent" if p_value < alpha else "not shown equivalent"
+    return Equivalence(margin, alpha, n, p_value, t_interval(known, 1 - 2 * alpha), verdict)
 
 
 def mean_ratio(a: Sequence[float | None], b: Sequence[float | None]) -> float | None:

@@ -40,19 +40,20 @@ they return can be checked against the raw table by hand:
 
 from __future__ import annotations
 
+import itertools
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from innet.records import STEPS_FILE
+from innet.netsim import NetworkModel
+from innet.records import STEPS_FILE, get_phase, training_phases
 from innet.topology.model import Topology, node_key
 
 if TYPE_CHECKING:
     from innet.report.rundir import RunData
 
 __all__ = [
-    "TRAINING_PHASES",
     "TIME_COLUMNS",
     "link_totals",
     "link_table",
@@ -64,8 +65,6 @@ __all__ = [
     "undirected_link_totals",
     "busiest_links",
 ]
-
-TRAINING_PHASES = ("forward", "backward")
 
 _SUMMED = ["messages", "nbytes", "nbytes_per_seed", "retransmissions", "retransmitted_bytes",
            "retransmitted_bytes_per_seed"]  # fmt: skip
@@ -114,6 +113,8 @@ def link_totals(
     columns = [*keys, *_SUMMED]
     if exchanges.empty:
         return pd.DataFrame(columns=columns + (TIME_COLUMNS if topology is not None else []))
+    if topology is not None:
+        exchanges = _per_hop(exchanges, topology)
     extra = _extra_copies(exchanges)
     totals = (
         exchanges.assign(_extra=extra, _extra_bytes=extra * exchanges["nbytes"])
@@ -139,6 +140,34 @@ def link_totals(
     if topology is None:
         return totals
     return _with_time(totals, exchanges, topology, train_time_s, train_steps)
+
+
+def _per_hop(exchanges: pd.DataFrame, topology: Topology) -> pd.DataFrame:
+    """``exchanges`` with each routed message between unlinked nodes as one row per hop.
+
+    A message of a routed phase (:class:`~innet.records.Phase`) may join nodes
+    that share no link; the network model carries it over the capacity-aware
+    shortest path (:meth:`~innet.netsim.NetworkModel.route`), and each link on
+    that path carries its bytes.
+    """
+    routed = [phase for phase in exchanges["phase"].unique() if get_phase(phase).routed]
+    if not routed:
+        return exchanges
+    graph = topology.graph
+    linked = [graph.has_edge(s, d) for s, d in zip(exchanges["src"], exchanges["dst"], strict=True)]
+    moving = exchanges["phase"].isin(routed).to_numpy() & ~np.array(linked, dtype=bool)
+    if not moving.any():
+        return exchanges
+    model = NetworkModel(topology)
+    relayed = exchanges[moving]
+    hops = [
+        list(itertools.pairwise(model.route(src, dst, int(nbytes))))
+        for src, dst, nbytes in zip(relayed["src"], relayed["dst"], relayed["nbytes"], strict=True)
+    ]
+    relayed = relayed.assign(_hop=hops).explode("_hop")
+    relayed["src"] = relayed["_hop"].str[0]
+    relayed["dst"] = relayed["_hop"].str[1]
+    return pd.concat([exchanges[~moving], relayed.drop(columns="_hop")], ignore_index=True)
 
 
 def link_table(run: RunData) -> pd.DataFrame:
@@ -228,7 +257,7 @@ def _with_time(
     row_busy = pd.Series(
         busy.reindex(pd.MultiIndex.from_frame(totals[keys])).to_numpy(), index=totals.index
     )
-    is_training = totals["phase"].isin(TRAINING_PHASES)
+    is_training = totals["phase"].isin(training_phases())
     busy_per_step = (row_busy / steps).where(is_training)
     if train_time_s is None:
         step_time = pd.Series(np.nan, index=totals.index)
@@ -316,7 +345,7 @@ def undirected_link_totals(link_totals: pd.DataFrame) -> pd.DataFrame:
     time_columns = ["capacity_bps", "latency_s", "busy_s_per_step", "utilisation",
                     "bottleneck_src", "bottleneck_dst", "balanced"]  # fmt: skip
     columns = ["variant", "u", "v", *_SUMMED, *(time_columns if timed else [])]
-    training = link_totals[link_totals["phase"].isin(TRAINING_PHASES)]
+    training = link_totals[link_totals["phase"].isin(training_phases())]
     if training.empty:
         return pd.DataFrame(columns=columns)
     u, v = _undirected(training["src"], training["dst"])
@@ -327,34 +356,28 @@ def undirected_link_totals(link_totals: pd.DataFrame) -> pd.DataFrame:
     links = training.groupby(["variant", "u", "v"], sort=False)[_SUMMED].sum().reset_index()
     if not timed:
         return links[columns]
-    directions = (
-        training.groupby(["variant", "u", "v", "src", "dst"], sort=False)
-        .agg(
-            capacity_bps=("capacity_bps", "first"),
-            latency_s=("latency_s", "first"),
-            busy_s_per_step=("busy_s_per_step", lambda x: x.sum(min_count=1)),
-            utilisation=("utilisation", lambda x: x.sum(min_count=1)),
-            forward=("phase", lambda x: bool((x == "forward").any())),
-        )
-        .reset_index()
+    by_direction = training.assign(forward=training["phase"] == "forward").groupby(
+        ["variant", "u", "v", "src", "dst"], sort=False
     )
+    directions = by_direction.agg(
+        capacity_bps=("capacity_bps", "first"),
+        latency_s=("latency_s", "first"),
+        forward=("forward", "any"),
+    )
+    for column in ("busy_s_per_step", "utilisation"):  # empty (not 0) where nothing is timed
+        directions[column] = by_direction[column].sum(min_count=1)
+    directions = directions.reset_index()
     # the busier direction: highest busy time (so utilisation), forward traffic on ties
-    directions["_busy"] = directions["busy_s_per_step"].fillna(-1.0)
-    directions["_busy"] = directions.groupby(["variant", "u", "v"])["_busy"].transform(
-        lambda x: np.where(np.isclose(x, x.max(), rtol=1e-9, atol=0.0), x.max(), x)
-    )
+    busy = directions["busy_s_per_step"].fillna(-1.0)
+    most = busy.groupby([directions["variant"], directions["u"], directions["v"]]).transform("max")
+    directions["_busy"] = np.where(np.isclose(busy, most, rtol=1e-9, atol=0.0), most, busy)
     directions["_first"] = directions["src"] == directions["u"]
     busier = directions.sort_values(
         ["_busy", "forward", "_first"], ascending=False, kind="stable"
     ).drop_duplicates(["variant", "u", "v"])
     counts = directions.groupby(["variant", "u", "v"])["_busy"].agg(["size", "nunique"])
-    balanced = (counts["size"] == 2) & (counts["nunique"] == 1)
-    busier = busier.assign(
-        balanced=[
-            bool(balanced.get((variant, u, v), False))
-            for variant, u, v in zip(busier["variant"], busier["u"], busier["v"], strict=True)
-        ]
-    )
+    balanced = ((counts["size"] == 2) & (counts["nunique"] == 1)).rename("balanced")
+    busier = busier.merge(balanced.reset_index(), on=["variant", "u", "v"], how="left")
     busier = busier.rename(columns={"src": "bottleneck_src", "dst": "bottleneck_dst"})
     merged = links.merge(
         busier[["variant", "u", "v", *time_columns]], on=["variant", "u", "v"], how="left"
@@ -408,7 +431,7 @@ def busiest_links(link_totals: pd.DataFrame, n: int = 10, by: str | None = None)
 
 
 def _training_rows(exchanges: pd.DataFrame) -> pd.DataFrame:
-    return exchanges[exchanges["phase"].isin(TRAINING_PHASES)]
+    return exchanges[exchanges["phase"].isin(training_phases())]
 
 
 def _per_variant_seed(totals: pd.Series, exchanges: pd.DataFrame, name: str) -> pd.Series:

@@ -43,6 +43,7 @@ from pathlib import Path
 
 import networkx as nx
 import numpy as np
+from scipy.sparse.csgraph import shortest_path
 
 from innet.topology.model import Topology, loss_attribute, node_key
 from innet.topology.rules import sensors_by_rule
@@ -176,10 +177,27 @@ def _pick_fusion(graph: nx.Graph, spec: GeneratorSpec) -> str:
         score = dict(graph.degree)
         return min(graph.nodes, key=lambda n: (-score[n], node_key(n)))
     if rule.rule == "max_closeness":
-        score = nx.closeness_centrality(graph)
+        score = _closeness(graph)
         return min(graph.nodes, key=lambda n: (-score[n], node_key(n)))
     score = nx.eccentricity(graph)
     return min(graph.nodes, key=lambda n: (score[n], node_key(n)))
+
+
+def _closeness(graph: nx.Graph, block: int = 256) -> dict[str, float]:
+    """``nx.closeness_centrality`` of a connected graph, with scipy's breadth-first searches.
+
+    ``(n - 1) / sum of hop distances``; the searches run in C, ``block`` sources
+    at a time, so a 10,000-node graph takes seconds instead of minutes.
+    """
+    nodes = list(graph.nodes)
+    if len(nodes) < 2:
+        return dict.fromkeys(nodes, 0.0)
+    adjacency = nx.to_scipy_sparse_array(graph, nodelist=nodes, weight=None, format="csr")
+    blocks = [range(start, min(start + block, len(nodes))) for start in range(0, len(nodes), block)]
+    totals = np.concatenate(
+        [shortest_path(adjacency, unweighted=True, indices=rows).sum(axis=1) for rows in blocks]
+    )
+    return {node: (len(nodes) - 1) / total for node, total in zip(nodes, totals, strict=True)}
 
 
 def _pick_sensors(graph: nx.Graph, spec: GeneratorSpec, fusion: str) -> list[str]:

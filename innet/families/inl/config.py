@@ -17,11 +17,11 @@ import math
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from innet.errors import ConfigError
-from innet.scenario import ScenarioBase, VariantBase, registered
-from innet.yamlio import LineMap, config_error_from_validation
+from innet.scenario import ScenarioBase, VariantBase, merge_variant_block, registered
+from innet.yamlio import LineMap
 
 __all__ = [
     "DataConfig",
@@ -69,8 +69,13 @@ class GateConfig(_Strict):
         "gaussian"
     )
     beta: float = Field(0.0, ge=0)
+    # discrete gate: a product codebook of `groups` groups (dividing latent_dim) of `codewords`
+    # codewords each, groups * log2(codewords) bits per sample; its temperature goes
+    # geometrically from `tau` (first epoch) to `tau_final` (last epoch; null: no annealing)
     codewords: int = Field(16, ge=2)
+    groups: int = Field(1, ge=1)
     tau: float = Field(1.0, gt=0)
+    tau_final: float | None = Field(None, gt=0)
     # Gaussian gate: inputs of the seeded subsample the pairwise (Kolchinsky-Tracey) bracket
     # is computed on after the final epoch; 0: no bracket
     bracket_samples: int = Field(256, ge=0)
@@ -93,6 +98,9 @@ class TrainingConfig(_Strict):
     optimizer: Annotated[
         str, AfterValidator(registered("optimizer", "innet.executors", "OPTIMIZERS"))
     ] = "adam"
+    executor: Annotated[
+        str, AfterValidator(registered("executor", "innet.executors", "EXECUTORS"))
+    ] = "auto"
 
 
 class InlVariant(VariantBase):
@@ -109,6 +117,9 @@ class InlScenario(ScenarioBase):
     wire: WireConfig = Field(default_factory=WireConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     variants: dict[str, InlVariant]
+    # the margin of the comparisons' equivalence tests (TOST on the paired accuracy
+    # differences, innet.report.stats), as a fraction (0.02: two points); null: no test
+    equivalence_margin: float | None = Field(None, gt=0, lt=1)
 
 
 class ResolvedVariant(BaseModel):
@@ -127,14 +138,16 @@ class ResolvedVariant(BaseModel):
 
         ``float32``: ``batch × latent_dim × 32``; half precision 16 bits a
         value; ``int8`` 8 bits a value plus the 32-bit scale; ``index``
-        ``ceil(batch × ceil(log2 K) / 8)`` bytes; ``entropy`` (whose size
+        ``ceil(batch × groups × ceil(log2 K) / 8)`` bytes; ``entropy`` (whose size
         only the coder knows) is counted as the symbols it codes.
         """
         from innet.wire import message_bits_per_sample
 
         batch = self.training.batch_size
         codewords = self.gate.codewords if self.gate.kind == "discrete" else None
-        per_sample = message_bits_per_sample(self.wire.forward, self.model.latent_dim, codewords)
+        per_sample = message_bits_per_sample(
+            self.wire.forward, self.model.latent_dim, codewords, self.gate.groups
+        )
         payload = math.ceil(batch * per_sample / 8)
         if self.wire.forward == "int8" or (self.wire.forward == "entropy" and codewords is None):
             payload += 4  # the scale
@@ -155,24 +168,26 @@ def resolve_variants(
     """Merge each variant's overrides into the scenario's model, gate and training blocks."""
     resolved = []
     for name, variant in scenario.variants.items():
-        blocks = {}
-        for block, model_type in _OVERRIDABLE:
-            merged = {**getattr(scenario, block).model_dump(), **getattr(variant, block)}
-            try:
-                blocks[block] = model_type(**merged)
-            except ValidationError as error:
-                inner = config_error_from_validation(
-                    error,
-                    model=model_type,
-                    file=source,
-                    lines=lines.within("variants", name, block) if lines else None,
-                )
-                raise ConfigError(
-                    inner.message,
-                    file=source,
-                    field=f"variants.{name}.{block}.{inner.field}",
-                    line=inner.line,
-                ) from None
+        blocks = {
+            block: merge_variant_block(
+                model_type,
+                getattr(scenario, block),
+                getattr(variant, block),
+                variant=name,
+                block=block,
+                source=source,
+                lines=lines,
+            )  # fmt: skip
+            for block, model_type in _OVERRIDABLE
+        }
+        if blocks["model"].latent_dim % blocks["gate"].groups:
+            raise ConfigError(
+                f"gate.groups ({blocks['gate'].groups}) must divide model.latent_dim "
+                f"({blocks['model'].latent_dim})",
+                file=source,
+                field=f"variants.{name}.gate.groups",
+                line=lines.line(("variants", name)) if lines else None,
+            )
         if blocks["wire"].forward == "index" and blocks["gate"].kind != "discrete":
             where = "wire" if "forward" in variant.wire else "gate"
             raise ConfigError(
@@ -198,7 +213,10 @@ _DATA_FIELDS = {  # the data fields each choice uses; the others are left out of
     },
     "views": {"split": (), "noisy": ("snr_db",)},
 }
-_GATE_FIELDS = {"discrete": ("codewords", "tau"), "gaussian": ("bracket_samples",)}
+_GATE_FIELDS = {
+    "discrete": ("codewords", "groups", "tau", "tau_final"),
+    "gaussian": ("bracket_samples",),
+}
 
 
 def tidy_config(config: dict[str, Any]) -> dict[str, Any]:

@@ -23,6 +23,7 @@ Added to the core report (bytes, simulated time, links, events, placement):
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from innet.families import FamilyReport, FamilyTable, HeadlineColumn
+from innet.gates import RateEstimate
 from innet.records import METRICS_FILE
 from innet.report.figures import (
     LABELLED_NODES_MAX,
@@ -48,9 +50,9 @@ from innet.report.markdown import (
     format_percent,
     time_comparison_lines,
 )
-from innet.report.stats import paired_difference
+from innet.report.stats import equivalence_test, paired_difference
 from innet.report.summary import final_epoch_metrics, mean_or_none, plain_float, reduction
-from innet.report.tables import training_exchange_per_epoch
+from innet.report.tables import training_exchange, training_exchange_per_epoch
 from innet.topology.model import node_key
 
 if TYPE_CHECKING:
@@ -61,6 +63,7 @@ __all__ = ["INL_REPORT", "ACCURACY_FIGURE", "RATE_FIGURE"]
 ACCURACY_FIGURE = "accuracy_vs_bytes.png"
 ACCURACY_TIME_FIGURE = "accuracy_vs_time.png"
 RATE_FIGURE = "latent_rate_per_node.png"
+RATE_COST_FIGURE = "accuracy_vs_rate_bytes_time.png"
 
 
 def variant_summary(run: RunData, variant: str, seeds: list[int]) -> dict[str, Any]:
@@ -82,6 +85,7 @@ def variant_summary(run: RunData, variant: str, seeds: list[int]) -> dict[str, A
         "latent_rate_bits": mean_or_none(rates),
         "latent_rate_bits_per_seed": rates,
         "node_rates_bits": _node_rates(run.tables["node_rates"], variant),
+        "equivalence_margin": run.config.get("equivalence_margin"),
         **_rate_extras(run, variant, seeds),
     }
 
@@ -136,13 +140,20 @@ def comparison(a: str, b: str, summary_a: dict, summary_b: dict) -> dict[str, An
     ``accuracy_paired_delta``: the mean of ``b - a`` per seed with its 95% t
     interval (:mod:`innet.report.stats`). ``accuracy_within_one_std`` is the
     letter's criterion, ``|delta| <= std(a)``; None with one seed (no std).
+    ``accuracy_equivalence``: the TOST equivalence test of the paired
+    differences against the scenario's ``equivalence_margin`` (None without one).
     """
     delta = summary_b["accuracy_mean"] - summary_a["accuracy_mean"]
     per_seed_a, per_seed_b = summary_a["accuracy_per_seed"], summary_b["accuracy_per_seed"]
+    paired = paired_difference(per_seed_a, per_seed_b)
+    margin = summary_a.get("equivalence_margin")
     return {
+        "accuracy_equivalence": (
+            equivalence_test(paired.differences, margin).to_json() if margin else None
+        ),
         "rate_reduction": reduction(summary_a["latent_rate_bits"], summary_b["latent_rate_bits"]),
         "accuracy_delta": delta,
-        "accuracy_paired_delta": paired_difference(per_seed_a, per_seed_b).to_json(),
+        "accuracy_paired_delta": paired.to_json(),
         "accuracy_std_a": summary_a["accuracy_std"],
         "accuracy_within_one_std": (
             abs(delta) <= summary_a["accuracy_std"] if len(per_seed_a) > 1 else None
@@ -187,8 +198,22 @@ def _comparison_sentences(summary: dict[str, Any]) -> str:
             f"difference {format_paired(comparison['accuracy_paired_delta'], _signed3)}. "
             + criterion
         )
+        if comparison.get("accuracy_equivalence"):
+            lines.append(f"  - {_equivalence_sentence(comparison['accuracy_equivalence'])}")
         lines.extend(f"  - {line}" for line in time_comparison_lines(summary, comparison))
     return "\n".join(lines)
+
+
+def _equivalence_sentence(test: dict[str, Any]) -> str:
+    """One line: the TOST verdict with its margin, p-value and 90% interval."""
+    margin = f"±{100 * test['margin']:.1f} points"
+    if test["verdict"] is None:
+        return f"equivalence within {margin}: {MISSING} (fewer than two seeds)."
+    return (
+        f"equivalence within {margin} (TOST, alpha {test['alpha']:g} each side): "
+        f"**{test['verdict']}** (p = {test['p_value']:.3g}; {100 * test['confidence']:.0f}% "
+        f"interval {_signed3(test['ci_low'])} to {_signed3(test['ci_high'])})."
+    )
 
 
 def _signed3(value: float) -> str:
@@ -225,7 +250,8 @@ def _reading_guide(lossy: bool = False) -> str:
             "samples of the final epoch, summed over the nodes that send. Gaussian gate: the "
             "moment-matched Gaussian upper bound of its noisy channel (the Kolchinsky–Tracey "
             "pairwise bracket on a seeded subsample is in `summary.json`); discrete gate: the "
-            "exact mutual information `H(mean p) - mean H(p)` over the whole evaluation set; "
+            "exact mutual information `H(mean p) - mean H(p)` over the whole evaluation set "
+            "(with m codebook groups, the sum over groups: an upper bound on the joint one); "
             "`none` gate: not finite, so the ceiling is reported. No node's rate exceeds the "
             "bits its message carries per sample (the ceiling): it is capped there. Rate "
             "reduction is `1 - rate(B) / rate(A)`.",
@@ -297,7 +323,8 @@ def _rates_section(run: RunData, summary: dict[str, Any]) -> str:
         "## Rates\n\n"
         "Bits per sample, summed over the sending nodes, final epoch, mean over seeds. "
         "Latent rate: Gaussian gate, the moment-matched Gaussian upper bound on `I(Z;T)`; "
-        "discrete gate, the exact mutual information over the evaluation set; `none` gate, "
+        "discrete gate, the exact mutual information over the evaluation set (with m "
+        "codebook groups, the sum of the groups' informations, an upper bound); `none` gate, "
         "the message's bits per sample (its `I(Z;T)` is not finite). Each node's rate is "
         "capped at the bits its message carries per sample (message bits/sample, summed); "
         "capped nodes are those at that ceiling. The VIB KL is the Gaussian gate's training "
@@ -318,11 +345,68 @@ def _figures(run: RunData, out_dir: Path) -> list[tuple[str, str]]:
     time_figure = metric_time_figure(run, "accuracy", "test accuracy", variants)
     save_figure(time_figure, out_dir / ACCURACY_TIME_FIGURE)
     save_figure(_rate_figure(run, variants), out_dir / RATE_FIGURE)
-    return [
+    figures = [
         (ACCURACY_FIGURE, "Test accuracy against training bytes"),
         (ACCURACY_TIME_FIGURE, "Test accuracy against simulated training time"),
         (RATE_FIGURE, "Latent rate per node"),
     ]
+    if _rate_costs(run).wire.ne("float32/float32").any():  # what finite rate buys
+        save_figure(_rate_cost_figure(run), out_dir / RATE_COST_FIGURE)
+        figures.append(
+            (RATE_COST_FIGURE, "Final accuracy against the latent rate, bytes sent and time")
+        )
+    return figures
+
+
+def _rate_costs(run: RunData) -> pd.DataFrame:
+    """Per variant: final accuracy, latent rate, training bytes and simulated time (seed means)."""
+    metrics = run.metrics
+    last = metrics[metrics["epoch"] == metrics.groupby("variant")["epoch"].transform("max")]
+    final = last.groupby("variant")[["accuracy", "latent_rate_bits"]].mean()
+    time = metrics.groupby(["variant", "seed"])["sim_time_s"].sum().groupby("variant").mean()
+    sent = training_exchange(run.exchanges).groupby("variant").mean()
+    rows = []
+    for variant in run.variants:
+        config = run.variant_config(variant)
+        wire = config.get("wire") if isinstance(config.get("wire"), dict) else {}
+        rows.append(
+            {
+                "variant": variant,
+                "wire": f"{wire.get('forward', 'float32')}/{wire.get('backward', 'float32')}",
+                "accuracy": final["accuracy"].get(variant, np.nan),
+                "rate_bits": final["latent_rate_bits"].get(variant, np.nan),
+                "megabytes": sent.get(variant, np.nan) / 1e6,
+                "time_s": time.get(variant, np.nan),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _rate_cost_figure(run: RunData) -> Figure:
+    """Final accuracy of each variant against its rate, its training bytes and its time."""
+    costs = _rate_costs(run)
+    figure = Figure(figsize=(13, 4.8), layout="constrained")
+    axes = figure.subplots(1, 3, sharey=True)
+    columns = (
+        ("rate_bits", "latent rate, sum over senders (bits/sample)"),
+        ("megabytes", "training exchange per seed (MB)"),
+        ("time_s", "simulated training time per seed (s)"),
+    )
+    markers = "osD^v<>pP*Xh"
+    for ax, (column, label) in zip(axes, columns, strict=True):
+        for number, row in enumerate(costs.itertuples()):
+            value = getattr(row, column)
+            if np.isfinite(value) and value > 0:
+                ax.scatter(value, row.accuracy, marker=markers[number % len(markers)],
+                           label=f"{row.variant} ({row.wire})")  # fmt: skip
+        ax.set_xscale("log")
+        ax.set_xlabel(label)
+        ax.grid(alpha=0.3, which="both")
+    axes[0].set_ylabel("final test accuracy (mean over seeds)")
+    handles, labels = axes[0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="outside right", fontsize=8, title="variant (wire fwd/bwd)")
+    figure.suptitle("What rate costs: accuracy against rate, bytes actually sent, simulated time")
+    return figure
 
 
 def _accuracy_figure(run: RunData, variants: list[str]) -> Figure:
@@ -389,11 +473,12 @@ def _rate_figure(run: RunData, variants: list[str]) -> Figure:
     positions = np.arange(len(nodes))
     bar_width = 0.8 / max(len(variants), 1)
     spread = rates["seed"].nunique() >= 2
+    shown: list[float] = []
     for index, variant in enumerate(variants):
         if variant not in stats.index.get_level_values("variant"):
             continue
         rows = stats.loc[variant].reindex(nodes)
-        ax.bar(
+        bars = ax.bar(
             positions + (index - (len(variants) - 1) / 2) * bar_width,
             rows["mean"].fillna(0.0),
             width=bar_width,
@@ -401,19 +486,53 @@ def _rate_figure(run: RunData, variants: list[str]) -> Figure:
             capsize=2,
             label=variant,
         )
+        bits = _wire_size_line(ax, run, variant, bars.patches[0].get_facecolor())
+        shown.extend([*rows["mean"].dropna().tolist(), *([bits] if bits else [])])
+    _log_rate_axis(ax, shown)
     graph = run.topology.graph
     labels = [run.topology.label(node) if node in graph else node for node in nodes]
     ax.set_xticks(positions, labels, rotation=90 if len(nodes) > 12 else 0)
     ax.tick_params(axis="x", labelsize=8)
     ax.set_xlim(-0.6, len(nodes) - 0.4)
-    ax.set_ylabel("latent rate (bits/sample; Gaussian: upper bound)")
+    ax.set_ylabel("latent rate (bits/sample, log scale)")
     ax.set_title(
         f"Latent rate per sending node (final evaluation, mean{' ± std' if spread else ''} "
         "over seeds)"
     )
     ax.grid(axis="y", alpha=0.3)
-    ax.legend()
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     return figure
+
+
+def _message_bits(run: RunData, variant: str) -> float | None:
+    """Bits per sample of one of ``variant``'s messages (its senders share the format).
+
+    The final epoch's ``rate_ceiling_bits`` (summed over senders, mean over
+    seeds) over the number of senders; None for runs without that column.
+    """
+    total = _rate_extras(run, variant, run.seeds)["rate_ceiling_bits"]
+    rates = run.tables["node_rates"]
+    rows = rates[rates["variant"] == variant]
+    senders = rows.groupby("seed")["node"].nunique().mean() if not rows.empty else 0
+    return float(total / senders) if total and senders else None
+
+
+def _wire_size_line(ax: Any, run: RunData, variant: str, color: Any) -> float | None:
+    """A dashed line at the bits per sample of ``variant``'s messages (no rate exceeds it)."""
+    bits = _message_bits(run, variant)
+    if bits is not None:
+        ax.axhline(bits, color=color, linestyle="--", linewidth=1.2,
+                   label=f"{variant}: message size, {bits:g} bits/sample")  # fmt: skip
+    return bits
+
+
+def _log_rate_axis(ax: Any, values: list[float]) -> None:
+    """A log rate axis from below the smallest positive value to above the largest."""
+    array = np.asarray(values, dtype=float)
+    positive = array[np.isfinite(array) & (array > 0)]
+    if positive.size:
+        ax.set_yscale("log")  # rates below a millionth of the largest are not shown
+        ax.set_ylim(max(positive.min() / 2, positive.max() * 1e-6), positive.max() * 2)
 
 
 def _sorted_rate_figure(run: RunData, variants: list[str]) -> Figure:
@@ -421,19 +540,33 @@ def _sorted_rate_figure(run: RunData, variants: list[str]) -> Figure:
     means = run.tables["node_rates"].groupby(["variant", "node"])["rate_bits"].mean()
     figure = Figure(figsize=(8, 4.5), layout="constrained")
     ax = figure.add_subplot()
+    shown: list[float] = []
     for variant in variants:
         if variant not in means.index.get_level_values("variant"):
             continue
         values = np.sort(means.loc[variant].to_numpy())[::-1]
         ranks = np.arange(1, len(values) + 1)
-        ax.plot(ranks, values, drawstyle="steps-mid", label=f"{variant} ({len(values):,} nodes)")
+        (line,) = ax.plot(
+            ranks, values, drawstyle="steps-mid", label=f"{variant} ({len(values):,} nodes)"
+        )
+        bits = _wire_size_line(ax, run, variant, line.get_color())
+        shown.extend([*values.tolist(), *([bits] if bits else [])])
+    _log_rate_axis(ax, shown)
     ax.set_xlabel("sending nodes, from the highest rate to the lowest")
-    ax.set_ylabel("latent rate (bits/sample)")
+    ax.set_ylabel("latent rate (bits/sample, log scale)")
     ax.set_title("Latent rate per sending node, sorted (final evaluation, mean over seeds)")
     ax.set_xlim(left=0.5)
     ax.grid(alpha=0.3)
     ax.legend()
     return figure
+
+
+RATE_DETAILS = tuple(
+    field.name for field in dataclasses.fields(RateEstimate) if field.name != "rate_bits"
+)
+"""``node_rates.csv``'s columns after the reported rate: how it was estimated
+(:class:`~innet.gates.RateEstimate`: estimator, estimate before the cap, ceiling,
+capped, VIB KL, the pairwise bracket and its subsample)."""
 
 
 INL_REPORT = FamilyReport(
@@ -458,7 +591,12 @@ INL_REPORT = FamilyReport(
     ),
     sections=(_comparisons_section, _rates_section, _reading_section),
     figures=_figures,
-    tables={"node_rates": FamilyTable("node_rates.csv", ("variant", "seed", "node", "rate_bits"))},
+    tables={
+        "node_rates": FamilyTable(
+            "node_rates.csv", ("variant", "seed", "node", "rate_bits"), RATE_DETAILS
+        )
+    },
     metric_names=("train_loss", "test_loss", "accuracy", "latent_rate_bits"),
     primary_metric="accuracy",
+    tradeoff_metrics=("latent_rate_bits",),
 )

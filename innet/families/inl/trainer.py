@@ -25,6 +25,7 @@ each variant over the run, and :meth:`InlTrainer.train` for one (variant, seed).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ import torch
 from innet.errors import InnetError
 from innet.events import Timeline, build_timeline
 from innet.executors import EvalSums, Executor
+from innet.executors.batched import BatchedExecutor, batched_unsupported
 from innet.executors.per_node import PerNodeExecutor
 from innet.families import TrainResult
 from innet.families.inl.config import InlScenario, ResolvedVariant, TrainingConfig
@@ -85,6 +87,8 @@ def fit(
     estimates: dict[str, RateEstimate] = {}
     step = 0
     for epoch in range(training.epochs):
+        if isinstance(executor, PerNodeExecutor):  # anneals the discrete gates' temperature
+            executor.set_progress(epoch / max(training.epochs - 1, 1))
         order = np.random.default_rng([seed, epoch]).permutation(n_train)
         losses = []
         for start in range(0, n_train, training.batch_size):
@@ -221,22 +225,37 @@ def make_executor(
     seed: int,
     transport: Transport,
     device: torch.device | str = "cpu",
-) -> PerNodeExecutor:
-    """The executor of one (variant, seed), starting on ``plans[0]``, able to serve every plan."""
-    return PerNodeExecutor(
-        plan=plans[0],
-        specs=module_specs(plans, variant, inputs),
-        seed=seed,
-        transport=transport,
-        views=inputs.views,
-        labels=inputs.labels,
-        lr=variant.training.lr,
-        optimizer=variant.training.optimizer,
-        beta=variant.gate.beta,
-        device=device,
-        wire_forward=variant.wire.forward,
-        wire_backward=variant.wire.backward,
+) -> Executor:
+    """The executor of one (variant, seed), starting on ``plans[0]``, able to serve every plan.
+
+    ``training.executor``: ``per_node``, ``batched``, or ``auto`` (batched
+    whenever it can run the variant, see :mod:`innet.executors`).
+    """
+    specs = module_specs(plans, variant, inputs)
+    training, wire = variant.training, variant.wire
+    common = dict(
+        plan=plans[0], specs=specs, seed=seed, transport=transport, views=inputs.views,
+        labels=inputs.labels, lr=training.lr, optimizer=training.optimizer,
+        beta=variant.gate.beta, device=device, wire_forward=wire.forward,
+        wire_backward=wire.backward,
         bracket_samples=variant.gate.bracket_samples if variant.gate.kind == "gaussian" else 0,
+    )  # fmt: skip
+    if training.executor != "per_node":
+        reason = batched_unsupported(
+            specs, optimizer=training.optimizer, wire_forward=wire.forward,
+            wire_backward=wire.backward, transport=transport,
+        )  # fmt: skip
+        if reason is None:
+            return BatchedExecutor(**common)
+        if training.executor == "batched":
+            raise InnetError(
+                f"variant {variant.name}: training.executor=batched cannot run {reason} "
+                "(use auto or per_node)"
+            )
+    return PerNodeExecutor(
+        **common,
+        gate_groups=variant.gate.groups if variant.gate.kind == "discrete" else 1,
+        tau_final=variant.gate.tau_final,
     )
 
 
@@ -312,10 +331,12 @@ class InlTrainer:
         flops = group.gather(executor.flops())
         if result is None or flops is None:
             return None
+        estimates = result.node_estimates or {}
         rates = [
-            {"variant": variant, "seed": seed, "node": node, "rate_bits": rate}
+            {"variant": variant, "seed": seed, "node": node, "rate_bits": rate,
+             **(dataclasses.asdict(estimates[node]) if node in estimates else {})}
             for node, rate in result.node_rates.items()
-        ]
+        ]  # fmt: skip
         return TrainResult(
             metrics=result.metrics,
             flops={node: value for part in flops for node, value in part.items()},

@@ -1,0 +1,131 @@
+"""The scenario blocks of the ``finite_bank`` family.
+
+A finite-bank scenario adds to the blocks every scenario has
+(:mod:`innet.scenario`):
+
+- ``bank``: the data set the experts are trained on and how many experts
+  (``K``, 8 to 16) the bank holds;
+- ``gibbs``: the Gibbs selection experiment (item 4): the strengths
+  ``alphas``, the training-set sizes ``sample_sizes`` and the number of
+  resampled training sets per cell;
+- ``router``: the discrete gate trained as a router over the bank (item 5):
+  the rate penalties ``betas`` (one epoch of the run per beta), its
+  temperature, steps, batch size and learning rate, and the slopes of the
+  Blahut–Arimoto curve it is compared with;
+- ``gating_bound``: the synthetic Gaussian-mixture task of the finite-rate
+  gating bound (item 6).
+
+A variant names a routing (the plan of the expert nodes around the gate node)
+and may override ``router`` fields.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from innet.scenario import ScenarioBase, VariantBase, merge_variant_block, registered
+from innet.yamlio import LineMap
+
+__all__ = [
+    "BankConfig",
+    "GibbsConfig",
+    "RouterConfig",
+    "GatingBoundConfig",
+    "FiniteBankVariant",
+    "FiniteBankScenario",
+    "ResolvedBankVariant",
+    "resolve_variants",
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _ascending(values: list[float]) -> list[float]:
+    if sorted(set(values)) != list(values):
+        raise ValueError(f"must be distinct and in increasing order, got {values}")
+    return values
+
+
+Ascending = AfterValidator(_ascending)
+
+
+class BankConfig(_Strict):
+    dataset: Annotated[
+        str,
+        AfterValidator(registered("bank dataset", "innet.families.finite_bank.bank", "DATASETS")),
+    ] = "digits"
+    experts: int = Field(12, ge=8, le=16)
+    mnist1d_samples: int = Field(4000, ge=500)  # MNIST-1D: how many samples make_dataset makes
+    seed: int = Field(0, ge=0)  # the data split and the experts' training
+
+
+class GibbsConfig(_Strict):
+    alphas: Annotated[list[Annotated[float, Field(ge=0)]], Ascending] = Field(min_length=2)
+    sample_sizes: Annotated[list[Annotated[int, Field(gt=0)]], Ascending] = Field(min_length=1)
+    resamples: int = Field(200, ge=2)
+
+
+class RouterConfig(_Strict):
+    betas: Annotated[list[Annotated[float, Field(ge=0)]], Ascending] = Field(min_length=1)
+    latent_dim: int = Field(8, gt=0)
+    tau: float = Field(1.0, gt=0)
+    steps: int = Field(150, gt=0)
+    batch_size: int = Field(64, gt=0)
+    lr: float = Field(0.03, gt=0)
+    slopes: Annotated[list[Annotated[float, Field(gt=0)]], Ascending] = Field(min_length=2)
+
+
+class GatingBoundConfig(_Strict):
+    experts: int = Field(8, ge=2)
+    candidates: int = Field(12, ge=2)  # gates W is chosen among
+    separation: float = Field(2.5, gt=0)  # radius of the circle the experts' centres lie on
+    population: int = Field(3000, ge=100)
+    alpha: float = Field(100.0, ge=0)
+    temperatures: Annotated[list[Annotated[float, Field(gt=0)]], Ascending] = Field(min_length=1)
+    sample_sizes: Annotated[list[Annotated[int, Field(gt=0)]], Ascending] = Field(min_length=1)
+    resamples: int = Field(200, ge=2)
+    slopes: Annotated[list[Annotated[float, Field(gt=0)]], Ascending] = Field(min_length=2)
+
+
+class FiniteBankVariant(VariantBase):
+    router: dict[str, Any] = Field(default_factory=dict)
+
+
+class FiniteBankScenario(ScenarioBase):
+    bank: BankConfig = Field(default_factory=BankConfig)
+    gibbs: GibbsConfig
+    router: RouterConfig
+    gating_bound: GatingBoundConfig
+    variants: dict[str, FiniteBankVariant]
+
+
+class ResolvedBankVariant(BaseModel):
+    """A variant with its ``router`` overrides merged into the scenario's block."""
+
+    name: str
+    routing: str
+    hop_cost_s: float = 0.0
+    router: RouterConfig
+
+
+def resolve_variants(
+    scenario: FiniteBankScenario, source: Path | None = None, lines: LineMap | None = None
+) -> list[ResolvedBankVariant]:
+    """Merge each variant's ``router`` overrides into the scenario's ``router`` block."""
+    resolved = []
+    for name, variant in scenario.variants.items():
+        router = merge_variant_block(
+            RouterConfig, scenario.router, variant.router, variant=name, block="router",
+            source=source, lines=lines,
+        )  # fmt: skip
+        resolved.append(
+            ResolvedBankVariant(
+                name=name, routing=variant.routing, hop_cost_s=variant.hop_cost_s, router=router
+            )
+        )
+    return resolved
