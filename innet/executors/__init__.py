@@ -34,12 +34,13 @@ import numpy as np
 import torch
 
 from innet.gates import RateStats
+from innet.seeding import node_seed
 
 if TYPE_CHECKING:
     from innet.events import StepPlan
     from innet.plans import Plan
 
-__all__ = ["Executor", "EvalSums", "EXECUTORS", "OPTIMIZERS", "make_optimizer"]
+__all__ = ["Executor", "EvalSums", "EXECUTORS", "OPTIMIZERS", "bracket_subsample", "make_optimizer"]
 
 
 @dataclass
@@ -123,6 +124,21 @@ def _adam(params: Iterable[torch.nn.Parameter], lr: float) -> torch.optim.Optimi
 
 def _sgd(params: Iterable[torch.nn.Parameter], lr: float) -> torch.optim.Optimizer:
     return torch.optim.SGD(params, lr=lr, momentum=0.9)
+
+
+def bracket_subsample(seed: int, n_test: int, samples: int) -> np.ndarray:
+    """Which test samples feed the pairwise rate bracket: ``samples`` of them, seeded by ``seed``.
+
+    The same for every executor and process, so the bracket is too.
+
+    >>> int(bracket_subsample(0, 10, 4).sum()), int(bracket_subsample(0, 10, 0).sum())
+    (4, 0)
+    """
+    keep = np.zeros(n_test, dtype=bool)
+    if samples > 0 and n_test > 0:
+        rng = np.random.default_rng(node_seed(seed, "", "rate-bracket"))
+        keep[rng.choice(n_test, size=min(samples, n_test), replace=False)] = True
+    return keep
 
 
 EXECUTORS = ("auto", "per_node", "batched")

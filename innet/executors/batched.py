@@ -49,12 +49,11 @@ import torch
 from torch import nn
 
 from innet.events import StepPlan, step_plan
-from innet.executors import EvalSums
+from innet.executors import EvalSums, bracket_subsample
 from innet.executors.stacked_optim import STACKED_OPTIMIZERS, make_stacked_optimizer
 from innet.gates import LOGVAR_BOUND, GateOutput, RateStats, gaussian_kl_bits
 from innet.modules import ModuleSpec, NodeModule
 from innet.plans import Plan
-from innet.seeding import node_seed
 from innet.tasks import Classification, Task
 from innet.topology.model import node_key
 from innet.transport import RecordingTransport, Transport
@@ -338,12 +337,7 @@ class BatchedExecutor:
                 self.stacks[node] = stack
         self._all_stacks = list({id(s): s for s in self.stacks.values()}.values())
         self._calls = 0
-        n_test = len(self.labels[1])
-        self._bracket_keep = np.zeros(n_test, dtype=bool)
-        if bracket_samples > 0 and n_test > 0:  # the same subsample as the per-node executor's
-            rng = np.random.default_rng(node_seed(seed, "", "rate-bracket"))
-            rows = rng.choice(n_test, size=min(bracket_samples, n_test), replace=False)
-            self._bracket_keep[rows] = True
+        self._bracket_keep = bracket_subsample(seed, len(self.labels[1]), bracket_samples)
         self._schedules: dict[int, _Schedule] = {}
         self.set_plan(plan)
 

@@ -43,11 +43,11 @@ import numpy as np
 import torch
 
 from innet.events import StepPlan
-from innet.executors import EvalSums, make_optimizer
+from innet.executors import EvalSums, bracket_subsample, make_optimizer
 from innet.gates import DiscreteGate, GateOutput, RateStats, make_gate
 from innet.modules import ModuleSpec, NodeModule
 from innet.plans import Plan
-from innet.seeding import node_generator, node_seed
+from innet.seeding import node_generator
 from innet.tasks import Classification, Task
 from innet.transport import ExpectedMessage, Transport, phase_messages
 from innet.wire import Codec, make_codec, message_bits_per_sample
@@ -117,13 +117,7 @@ class PerNodeExecutor:
                     "(ModuleSpec.train_codebook=False): receivers hold a copy made at start-up"
                 )
         self._calls = 0  # train steps and evaluation batches so far: seeds stochastic rounding
-        # the pairwise bracket's seeded subsample of the test split
-        n_test = len(self.labels[1])
-        self._bracket_keep = np.zeros(n_test, dtype=bool)
-        if bracket_samples > 0 and n_test > 0:
-            rng = np.random.default_rng(node_seed(seed, "", "rate-bracket"))
-            rows = rng.choice(n_test, size=min(bracket_samples, n_test), replace=False)
-            self._bracket_keep[rows] = True
+        self._bracket_keep = bracket_subsample(seed, len(self.labels[1]), bracket_samples)
         self.set_plan(plan)
 
     def _discrete_gate(self, spec: ModuleSpec, *, train_codebook: bool) -> DiscreteGate:
