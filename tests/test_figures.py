@@ -194,5 +194,8 @@ def test_sweep_figures_keep_every_text_on_the_canvas():
         assert texts_outside(figure) == []
         ax = figure.axes[0]
         assert ax.get_xlabel() and ax.get_ylabel() and ax.get_legend() is not None
+        unit = {"latent_rate_bits": "(bits per sample)", "train_exchange_bytes": "(bytes)",
+                "sim_time_s": "(s)", "gate.beta": "(as set in the scenario)"}[against]  # fmt: skip
+        assert ax.get_xlabel().endswith(unit)
         if against == "gate.beta":
             assert ax.get_xscale() == "symlog"  # 0 and three decades

@@ -64,6 +64,7 @@ SWEEP_JSON = "sweep.json"
 BYTES_COLUMN = "train_exchange_bytes"
 TIME_COLUMN = "sim_time_s"
 _MARKED_POINTS_MAX = 8  # lines with more points leave their markers unnamed
+_UNIT_SUFFIXES = {"_bits": "bits per sample", "_bytes": "bytes", "_s": "s"}
 _AXIS_LABELS = {
     BYTES_COLUMN: "training exchange per seed (bytes)",
     TIME_COLUMN: "simulated training time per seed (s)",
@@ -249,7 +250,13 @@ def _axis_label(column: str, *, units: bool = True, swept: bool = False) -> str:
     if column in _AXIS_LABELS:
         text = _AXIS_LABELS[column]
         return text if units else text.split(" (")[0]
-    return f"{column} (as set in the scenario)" if swept and units else column
+    if swept:
+        return f"{column} (as set in the scenario)" if units else column
+    for suffix, unit in _UNIT_SUFFIXES.items():  # a family's metric: its unit from its name
+        if column.endswith(suffix):
+            name = column.removesuffix(suffix).replace("_", " ")
+            return f"{name} ({unit})" if units else name
+    return column.replace("_", " ") + (" (dimensionless)" if units else "")
 
 
 def _ordered(names: tuple[str, ...], primary: str | None) -> list[str]:
