@@ -15,6 +15,7 @@ from matplotlib.collections import LineCollection
 from matplotlib.quiver import Quiver
 from matplotlib.text import Text
 
+from innet.families import get_family
 from innet.plans import build_plan
 from innet.report.figures import topology_figure
 from innet.report.layout import (
@@ -74,7 +75,7 @@ def test_layouts_of_shipped_networks_draw_no_link_through_a_node(name, topologie
     assert node_positions(topology) == positions  # deterministic
 
 
-def fake_run(topology: Topology, failed: tuple[str, str] | None = None):
+def fake_run(topology: Topology, failed: tuple[str, str] | None = None, family: str = "inl"):
     """The inputs a topology figure reads: the plans, events and link rows of a dijkstra run.
 
     Bytes and utilisation are made up (they only set colours); labels, legend
@@ -94,6 +95,7 @@ def fake_run(topology: Topology, failed: tuple[str, str] | None = None):
         plans={"dijkstra": plan},
         events=events,
         variant_config=lambda variant: {"routing": "dijkstra"},
+        family=get_family(family),
     )
     return run, pd.DataFrame(rows), plan
 
@@ -163,6 +165,17 @@ def test_topology_figures_keep_every_text_on_the_canvas(name, topologies):
         len(set(np.round(used.get_linewidths(), 6))) > 1
         or len({graph.edges[e].get("capacity") for e in graph.edges}) == 1
     )
+
+
+def test_no_plan_arrows_for_families_whose_traffic_does_not_follow_the_plan(topologies):
+    """MoE tokens go to the experts the routers choose: the plan's arrows would be wrong."""
+    run, rows, _ = fake_run(topologies["mesh14"], family="moe")
+    figure = topology_figure(run, "dijkstra", rows, node_positions(run.topology))
+    ax = figure.axes[0]
+    texts = [text.get_text() for text in figure.findobj(Text)]
+    assert not [child for child in ax.get_children() if isinstance(child, Quiver)]
+    assert "plan: sender → receiver" not in texts
+    assert "(dijkstra)" not in ax.get_title()
 
 
 def test_long_labels_fit_on_the_canvas(topologies):

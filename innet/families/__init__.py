@@ -142,6 +142,9 @@ class FamilyReport:
     tables: dict[str, FamilyTable] = field(default_factory=dict)
     metric_names: tuple[str, ...] = ()  # the family's columns of metrics.csv
     primary_metric: str | None = None  # shown around events
+    follows_plan: bool = True
+    """Whether training traffic runs along the variant's plan (topology figures draw its
+    arrows); False for families that send where they choose (tokens to experts)."""
     tradeoff_metrics: tuple[str, ...] | None = None
     """Final-epoch metrics a sweep plots the primary metric against (the ``inl`` family's
     latent rate: the beta curve); None: every one of ``metric_names`` but the primary."""

@@ -164,7 +164,8 @@ def topology_figure(
             linewidths=[width(e) for e in used], colors=_LINK_COLOURS(norm(values)),
             capstyle="round", zorder=2,
         ))  # fmt: skip
-    first, later = _plan_edges(run, variant, carried)
+    follows_plan = run.family.report.follows_plan
+    first, later = _plan_edges(run, variant, carried) if follows_plan else ([], [])
     arrows = n_nodes <= ARROWED_NODES_MAX and bool(first or later)
     if arrows:
         _draw_arrows(ax, first, positions, large, _ARROW_COLOUR)
@@ -192,8 +193,9 @@ def topology_figure(
     routing = run.variant_config(variant).get("routing") or run.plans.get(variant, {}).get(
         "routing", ""
     )
+    name = f"{variant} ({routing})" if follows_plan else variant  # no plan: no routing
     ax.set_title(
-        f"{topology.name}: {variant} ({routing})\n{len(used):,} of {graph.number_of_edges():,} "
+        f"{topology.name}: {name}\n{len(used):,} of {graph.number_of_edges():,} "
         f"links carry training traffic, {total / total_scale:.3g} {total_unit} per seed"
         + ("\n(links that carry nothing not drawn; idle nodes as small dots)" if crowded else ""),
         fontsize=10,

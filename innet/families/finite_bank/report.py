@@ -488,4 +488,5 @@ FINITE_BANK_REPORT = FamilyReport(
     metric_names=("beta", "rate_bits", "loss", "loss_se", "argmax_loss", "observed_train_loss"),
     primary_metric="loss",
     tradeoff_metrics=("rate_bits",),
+    follows_plan=False,  # queries go out to the selected expert and answers come back
 )

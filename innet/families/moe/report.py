@@ -385,4 +385,5 @@ MOE_REPORT = FamilyReport(
     ),  # fmt: skip
     primary_metric="accuracy",
     tradeoff_metrics=("max_vio_expert",),
+    follows_plan=False,
 )
