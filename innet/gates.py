@@ -67,6 +67,7 @@ from innet.info import RunningMoments, entropy, pairwise_bracket
 __all__ = [
     "GATE_KINDS",
     "LOGVAR_BOUND",
+    "bound_logvar",
     "RESTART_EVERY",
     "EMA_DECAY",
     "COMMITMENT",
@@ -159,7 +160,7 @@ class GaussianGate(Gate):
 
     def moments(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and (bounded) log-variance of ``t`` given ``z``."""
-        return self.mu(z), LOGVAR_BOUND * torch.tanh(self.logvar(z) / LOGVAR_BOUND)
+        return self.mu(z), bound_logvar(self.logvar(z))
 
     def forward(self, z: torch.Tensor) -> GateOutput:
         mu, logvar = self.moments(z)
@@ -383,6 +384,15 @@ def make_gate(
         groups=groups,
         tau_final=tau_final,
     )
+
+
+def bound_logvar(raw: torch.Tensor) -> torch.Tensor:
+    """The Gaussian gate's log-variance: ``raw`` squashed smoothly into ``±LOGVAR_BOUND``.
+
+    >>> float(bound_logvar(torch.tensor(1e9)))
+    6.0
+    """
+    return LOGVAR_BOUND * torch.tanh(raw / LOGVAR_BOUND)
 
 
 def gaussian_kl_bits(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:

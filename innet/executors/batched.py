@@ -51,7 +51,7 @@ from torch import nn
 from innet.events import StepPlan, step_plan
 from innet.executors import EvalSums, bracket_subsample
 from innet.executors.stacked_optim import STACKED_OPTIMIZERS, make_stacked_optimizer
-from innet.gates import LOGVAR_BOUND, GateOutput, RateStats, gaussian_kl_bits
+from innet.gates import GateOutput, RateStats, bound_logvar, gaussian_kl_bits
 from innet.modules import ModuleSpec, NodeModule
 from innet.plans import Plan
 from innet.tasks import Classification, Task
@@ -103,10 +103,6 @@ class _Shape:
     view_dim: int | None
     has_combiner: bool
     gate_kind: str
-
-
-def bound_logvar(raw: torch.Tensor) -> torch.Tensor:
-    return LOGVAR_BOUND * torch.tanh(raw / LOGVAR_BOUND)
 
 
 def _layers(module: nn.Module) -> list[nn.Module]:
