@@ -11,19 +11,35 @@ builds the Dijkstra tree (and the dense plan up to ``--dense-max`` nodes) and
 prints the batched executor's time per step against the node count; with
 ``--plot FILE`` it draws the table on log-log axes.
 
+Part 3 (``--processes N``) does part 1 with the nodes spread over N gloo
+processes on this machine (``torch.multiprocessing``, 127.0.0.1), placed as
+a run places them (``partition``; ``--placement`` for another strategy), each executor on a
+:class:`~innet.distributed.DistributedTransport`: milliseconds per training
+step (wall clock, from a barrier before the first timed step to one after the
+last, after one warm-up step) and tensors sent between processes per step,
+summed over the processes (per node: one per node-pair message that crosses;
+batched: one per phase, level and pair of processes with traffic), with the
+ratios per-node / batched.
+
     python benchmarks/bench_batched.py [--scenario scale_1000] [--steps 20]
     python benchmarks/bench_batched.py --scaling --sizes 100 1000 10000 100000 --plot scaling.png
+    python benchmarks/bench_batched.py --processes 2 [--placement partition] [--steps 5]
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
+import socket
 import time
 
 import numpy as np
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 
+from innet.distributed import DistributedTransport, place_nodes
 from innet.events import step_plan
 from innet.executors.batched import BatchedExecutor
 from innet.executors.per_node import PerNodeExecutor
@@ -40,19 +56,30 @@ from innet.topology.schema import GeneratorSpec
 from innet.transport import InProcessTransport, RecordingTransport
 
 
-def time_steps(kind, plan, specs, inputs, topology, batches, lr: float, beta: float) -> float:
-    """Milliseconds per recorded training step of executor ``kind`` (after one warm-up step)."""
-    recorder = RecordingTransport(InProcessTransport(), ExchangeLog(topology.graph.nodes))
+def time_steps(
+    kind, plan, specs, inputs, topology, batches, lr: float, beta: float, transport=None
+) -> float:
+    """Milliseconds per recorded training step of executor ``kind`` (after one warm-up step).
+
+    ``transport``: where the nodes live (default: all in this process); with a
+    torch.distributed one, every process times from a barrier to a barrier.
+    """
+    inner = InProcessTransport() if transport is None else transport
+    recorder = RecordingTransport(inner, ExchangeLog(topology.graph.nodes))
     executor = kind(plan=plan, specs=specs, seed=0, transport=recorder, views=inputs.views,
                     labels=inputs.labels, lr=lr, beta=beta)  # fmt: skip
     step = step_plan(plan, frozenset(), topology.sensors)
     log = recorder.log
     for number, index in enumerate(batches):
         if number == 1:
+            if transport is not None:
+                dist.barrier()
             start = time.perf_counter()
         log.begin("train", 0, number, len(index))
         executor.train_step(index, step)
         log.end()
+    if transport is not None:
+        dist.barrier()
     return 1e3 * (time.perf_counter() - start) / (len(batches) - 1)
 
 
@@ -75,6 +102,62 @@ def compare(scenario_name: str, steps: int) -> None:
         batched = time_steps(BatchedExecutor, *args)
         print(f"{variant.name:16s} {len(plan.edges):6d} {per_node:17.1f} {batched:16.1f} "
               f"{per_node / batched:6.2f}")  # fmt: skip
+
+
+def spread(scenario_name: str, steps: int, processes: int, strategy: str) -> None:
+    """Part 3: both executors with the nodes spread over ``processes`` gloo processes."""
+    port = _free_port()
+    mp.spawn(_spread_rank, args=(processes, port, scenario_name, steps, strategy),
+             nprocs=processes)  # fmt: skip
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _spread_rank(
+    rank: int, processes: int, port: int, scenario_name: str, steps: int, strategy: str
+) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=processes)
+    loaded = load_scenario(find_scenario(scenario_name))
+    scenario = loaded.scenario
+    topology = load_topology(loaded.topology_path)
+    inputs = load_inputs(scenario.data, topology, seed=0)
+    if rank == 0:
+        print(
+            f"scenario {scenario.name}: {len(topology.graph)} nodes, {processes} processes "
+            f"(gloo, placement {strategy}), {steps} timed steps per executor"
+        )
+        print(f"{'variant':16s} {'links':>6s} {'across':>6s} {'per-node ms/step':>17s} "
+              f"{'batched ms/step':>16s} {'ratio':>6s} {'per-node tensors/step':>22s} "
+              f"{'batched tensors/step':>21s} {'ratio':>7s}")  # fmt: skip
+    for variant in loaded.variants:
+        plan = variant_timeline(scenario, variant, topology, inputs.n_train).segments[0].plan
+        placement = place_nodes(topology, plan, processes, strategy)
+        across = sum(placement[s] != placement[d] for s, d in plan.edges)
+        specs = module_specs([plan], variant, inputs)
+        rng = np.random.default_rng(0)
+        size = variant.training.batch_size
+        batches = [rng.choice(inputs.n_train, size, replace=False) for _ in range(steps + 1)]
+        measured = []
+        for kind in (PerNodeExecutor, BatchedExecutor):
+            transport = DistributedTransport(placement, rank, processes, "cpu")
+            ms = time_steps(kind, plan, specs, inputs, topology, batches, variant.training.lr,
+                            variant.gate.beta, transport)  # fmt: skip
+            tensors = torch.tensor([transport.messages_sent_cross_rank])
+            dist.all_reduce(tensors)  # every step sends the same: warm-up included
+            measured.append((ms, int(tensors) / len(batches)))
+        if rank == 0:
+            (per_node, per_node_tensors), (batched, batched_tensors) = measured
+            fewer = f"{per_node_tensors / batched_tensors:7.1f}" if batched_tensors else "      —"
+            print(f"{variant.name:16s} {len(plan.edges):6d} {across:6d} {per_node:17.1f} "
+                  f"{batched:16.1f} {per_node / batched:6.2f} {per_node_tensors:22.1f} "
+                  f"{batched_tensors:21.1f} {fewer}")  # fmt: skip
+    dist.destroy_process_group()
 
 
 def scaling(sizes: list[int], steps: int, dense_max: int, plot: str | None) -> None:
@@ -146,9 +229,13 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000, 10000, 100000])
     parser.add_argument("--dense-max", type=int, default=10000)
     parser.add_argument("--plot", default=None)
+    parser.add_argument("--processes", type=int, default=0)
+    parser.add_argument("--placement", default="partition", choices=("partition", "round_robin"))
     args = parser.parse_args()
     torch.set_num_threads(1)
-    if args.scaling:
+    if args.processes:
+        spread(args.scenario, args.steps, args.processes, args.placement)
+    elif args.scaling:
         scaling(args.sizes, args.steps, args.dense_max, args.plot)
     else:
         compare(args.scenario, args.steps)

@@ -27,9 +27,11 @@ less information (docs/science.md). Three kinds:
   codeword the most likely), so a sample carries at most ``m log2 K`` bits.
   While training the choice is sampled from ``p`` and the latent gets the
   gradient of the codeword it sent (straight through); at evaluation it is
-  the nearest codeword. The codebook starts
-  from the first batch's latents, dead codewords are restarted on live
-  latents, and ``tau`` is annealed (:class:`DiscreteGate`). The training
+  the nearest codeword. The codebook starts from the first batch's latents,
+  dead codewords are restarted on live latents, and ``tau`` is annealed
+  (:class:`DiscreteGate`). A gate whose receivers look codewords up by index
+  *publishes* its codebook: it quantises against the copy it last sent them,
+  while the running means move a working copy. The training
   penalty over a batch is ``sum_g [H(mean_z p(t_g|z)) - mean_z H(p(t_g|z))]``
   in bits, never more than ``m log2 K``; the reported rate is the same
   quantity over the whole evaluation set (accumulated batch by batch: the
@@ -202,15 +204,28 @@ class DiscreteGate(Gate):
     - *temperature annealing*: :meth:`set_progress` moves ``tau``
       geometrically from ``tau`` (start of training) to ``tau_final`` (end).
 
-    ``train_codebook=False`` keeps the codebook at its initial value: what
-    the ``index`` wire format needs, where receivers hold a copy of the
-    codebook made at start-up; neither the running means, the data
-    initialisation nor restarts apply then (annealing still does). The
-    latents must then come to the codewords instead: the output carries a
-    *commitment* loss, :data:`COMMITMENT` ``× |z - nearest c|^2`` summed over
-    groups (VQ-VAE's), which the executor adds to the node's objective. (With
-    a trained codebook it would drag latents and codewords together into one
-    point, so it is None there.)
+    ``publishes=True`` is for receivers that look the codewords up by index
+    (the ``index`` and ``entropy`` wire formats, :mod:`innet.wire`): they
+    hold a copy of the codebook the sender sent them. The gate then keeps
+    two codebooks: the *working* one (``codebook``), which the running
+    means, the data initialisation and the restarts move, and the
+    *published* one (``published``), the copy its receivers hold, which it
+    quantises against (training and evaluation). :meth:`request_publish`
+    makes the next training batch publish (``published = codebook``) after
+    that batch's upkeep (data initialisation, restarts) and before it
+    quantises; the executor then sends ``published`` to the receivers
+    before the indices. Between two publications the working codewords
+    follow the latents that chose the published ones.
+
+    ``train_codebook=False`` keeps the codebook at its seeded initial value
+    (no running means, data initialisation or restarts; annealing still
+    applies). The latents must then come to the codewords: the output
+    carries a *commitment* loss, :data:`COMMITMENT` ``× |z - nearest c|^2``
+    summed over groups (VQ-VAE's), which the INL executor adds to the node's
+    objective (with a trained codebook it would drag latents and codewords
+    together into one point, so it is None there). A fixed codebook that
+    publishes is published once, unchanged; the ``finite_bank`` family's
+    router, whose codewords are fixed labels, ignores the commitment loss.
     """
 
     kind = "discrete"
@@ -225,6 +240,7 @@ class DiscreteGate(Gate):
         train_codebook: bool = True,
         groups: int = 1,
         tau_final: float | None = None,
+        publishes: bool = False,
     ) -> None:
         super().__init__()
         self.wire_dim = dim
@@ -236,6 +252,8 @@ class DiscreteGate(Gate):
         self.tau = tau
         self.restarts = 0
         self.train_codebook = train_codebook
+        self.publishes = publishes
+        self._publish_next = False
         codebook = torch.randn(
             groups, codewords, dim // groups, generator=generator, device=generator.device
         ).cpu()
@@ -244,6 +262,8 @@ class DiscreteGate(Gate):
         # chosen for: the codebook is their ratio, online k-means (VQ-VAE's EMA update)
         self.register_buffer("ema_count", torch.ones(groups, codewords))
         self.register_buffer("ema_sum", codebook.clone())
+        # what the receivers hold (publishing gates only): quantisation uses it
+        self.register_buffer("published", codebook.clone() if publishes else None)
         self.register_buffer("usage", torch.zeros(groups, codewords))
         self.register_buffer("initialised", torch.tensor(not train_codebook))
         self._steps = 0
@@ -253,22 +273,36 @@ class DiscreteGate(Gate):
         fraction = min(max(fraction, 0.0), 1.0)
         self.tau = self.tau_start * (self.tau_final / self.tau_start) ** fraction
 
+    @property
+    def in_use(self) -> torch.Tensor:
+        """The codebook the gate quantises against: the published one, or the working one."""
+        return self.published if self.publishes else self.codebook
+
+    def request_publish(self) -> None:
+        """Make the next training batch publish the working codebook (publishing gates only)."""
+        if not self.publishes:
+            raise ValueError("this discrete gate does not publish its codebook")
+        self._publish_next = True
+
     def scores(self, z: torch.Tensor) -> torch.Tensor:
         """``-|z_g - c[g, k]|^2``, shape ``[batch, groups, K]`` (logits at ``tau = 1``)."""
         slices = z.reshape(z.shape[0], self.groups, 1, -1)
-        return -(slices - self.codebook.unsqueeze(0)).square().sum(dim=-1)
+        return -(slices - self.in_use.unsqueeze(0)).square().sum(dim=-1)
 
     def forward(self, z: torch.Tensor) -> GateOutput:
         updating = self.training and self.train_codebook and bool(self.initialised)
         if self.training and self.train_codebook:
             self._maintain(z.detach())
+        if self.training and self._publish_next:
+            self.published.copy_(self.codebook)
+            self._publish_next = False
         scores = self.scores(z)
         scaled = scores / self.tau
         probs = torch.softmax(scaled, dim=-1)
         rate = discrete_rate_bits(probs)
         index = self._sample(scaled) if self.training else probs.detach().argmax(dim=-1)
         hard = nn.functional.one_hot(index, self.codewords).to(z.dtype)
-        t = torch.einsum("bgk,gkd->bgd", hard, self.codebook).reshape(z.shape[0], -1)
+        t = torch.einsum("bgk,gkd->bgd", hard, self.in_use).reshape(z.shape[0], -1)
         if updating:  # not on the batch the codebook was initialised from
             self.usage += hard.sum(dim=0)
             self._update_codebook(z.detach(), hard)
@@ -351,15 +385,16 @@ def make_gate(
     train_codebook: bool = True,
     groups: int = 1,
     tau_final: float | None = None,
+    publishes: bool = False,
 ) -> Gate:
     """A gate of ``kind`` (``none``, ``gaussian`` or ``discrete``) for latents of size ``dim``.
 
     ``codewords`` (K per group), ``tau`` (the temperature of ``p(t|z)`` at the
     start of training), ``tau_final`` (at its end; default ``tau``: no
-    annealing), ``groups`` (m, dividing ``dim``) and ``train_codebook`` apply
-    to the discrete gate. Parameters are initialised from ``generator`` (as
-    ``nn.Linear`` would, but reproducibly), and the gate keeps ``generator``
-    to draw its noise.
+    annealing), ``groups`` (m, dividing ``dim``), ``train_codebook`` and
+    ``publishes`` (see :class:`DiscreteGate`) apply to the discrete gate.
+    Parameters are initialised from ``generator`` (as ``nn.Linear`` would,
+    but reproducibly), and the gate keeps ``generator`` to draw its noise.
     """
     if kind not in GATE_KINDS:
         raise InnetError(f"unknown gate kind {kind!r} (expected one of {', '.join(GATE_KINDS)})")
@@ -383,6 +418,7 @@ def make_gate(
         train_codebook=train_codebook,
         groups=groups,
         tau_final=tau_final,
+        publishes=publishes,
     )
 
 

@@ -31,7 +31,6 @@ __all__ = [
     "NodeModule",
     "aggregate",
     "AGGREGATORS",
-    "initial_codebook",
     "linear_flops",
 ]
 
@@ -53,31 +52,10 @@ class ModuleSpec:
     n_classes: int
     codewords: int = 16
     tau: float = 1.0
-    train_codebook: bool = True  # False: the discrete gate's codebook stays fixed (index formats)
 
     @property
     def n_inputs(self) -> int:
         return self.n_received + (1 if self.view_dim is not None else 0)
-
-
-def initial_codebook(spec: ModuleSpec, seed: int) -> torch.Tensor | None:
-    """The codebook a node's discrete gate starts from (None for other gates).
-
-    Every process can compute it from ``(seed, node)`` alone: this is how a
-    receiver gets its copy of a sender's codebook for the ``index`` wire
-    format (:mod:`innet.wire`) without a transfer.
-    """
-    if spec.gate_kind != "discrete" or spec.is_fusion:
-        return None
-    gate = make_gate(
-        "discrete",
-        spec.latent_dim,
-        generator=node_generator(seed, spec.node, "gate"),
-        codewords=spec.codewords,
-        tau=spec.tau,
-        train_codebook=False,
-    )
-    return gate.codebook.detach().clone()
 
 
 def aggregate(inputs: list[torch.Tensor], how: str) -> torch.Tensor:
@@ -134,7 +112,6 @@ class NodeModule(nn.Module):
                     generator=node_generator(seed, spec.node, "gate"),
                     codewords=spec.codewords,
                     tau=spec.tau,
-                    train_codebook=spec.train_codebook,
                 )
 
     @property

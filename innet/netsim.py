@@ -29,7 +29,7 @@ starts -- sends its gradients when its forward inputs have arrived, plus its
 forward and its backward compute time. A node sends its messages of one phase
 in the order they appear in the list; with free radios and links they all start
 together. What counts as forward or backward is the phase's *flow* (see
-:mod:`innet.records`: ``eval`` flows like ``forward``). A message may instead
+:mod:`innet.records`: ``eval`` and ``codebook`` flow like ``forward``). A message may instead
 name its dependencies (``Message.after``: the messages that must have arrived
 before it leaves, no compute time added), which is how traffic of other kinds
 (e.g. tokens dispatched to experts and their results) is timed.

@@ -66,6 +66,7 @@ from innet.topology.model import Topology, node_key
 
 __all__ = [
     "Plan",
+    "PlanArrays",
     "ROUTINGS",
     "SCIPY_THRESHOLD",
     "build_plan",
@@ -167,6 +168,11 @@ class Plan:
         order = list(nx.lexicographical_topological_sort(digraph, key=node_key))
         return (*order, self.fusion)
 
+    @cached_property
+    def arrays(self) -> PlanArrays:
+        """The plan as numpy arrays (:class:`PlanArrays`), computed once per plan."""
+        return PlanArrays.of(self)
+
     def active(self, sensors: Iterable[str]) -> Plan:
         """The plan without edges whose sender has no sensor upstream (itself included).
 
@@ -186,6 +192,75 @@ class Plan:
             "fusion": self.fusion,
             "edges": [[sender, receiver] for sender, receiver in self.edges],
         }
+
+
+@dataclass(frozen=True, eq=False)
+class PlanArrays:
+    """A plan as numpy arrays: nodes by index, edges as index arrays, each node's level.
+
+    ``nodes`` are the plan's nodes in forward order (node ``i`` is
+    ``nodes[i]``, the fusion node last); ``src[k]`` and ``dst[k]`` are the
+    indices of the sender and receiver of ``plan.edges[k]`` (int64). A node's
+    ``level`` is one more than its highest child's (nodes without children:
+    0), so the nodes of one level depend only on lower levels;
+    ``level_sizes[l]`` counts the nodes of level ``l``.
+
+    >>> plan = Plan("hop", "f", (("s", "r"), ("r", "f"), ("t", "f")))
+    >>> arrays = plan.arrays
+    >>> arrays.nodes, arrays.src.tolist(), arrays.dst.tolist()
+    (('s', 'r', 't', 'f'), [1, 0, 2], [3, 1, 3])
+    >>> arrays.level.tolist(), arrays.level_sizes.tolist()
+    ([0, 1, 0, 2], [2, 1, 1])
+    """
+
+    nodes: tuple[str, ...]
+    src: np.ndarray
+    dst: np.ndarray
+    level: np.ndarray
+
+    @classmethod
+    def of(cls, plan: Plan) -> PlanArrays:
+        """The arrays of ``plan`` (use :attr:`Plan.arrays`, which keeps them)."""
+        nodes = plan._order
+        position = {node: index for index, node in enumerate(nodes)}
+        count = len(plan.edges)
+        src = np.fromiter((position[s] for s, _ in plan.edges), dtype=np.int64, count=count)
+        dst = np.fromiter((position[r] for _, r in plan.edges), dtype=np.int64, count=count)
+        arrays = cls(nodes, src, dst, _levels(len(nodes), src, dst))
+        arrays.__dict__["position"] = position  # built anyway: keep it
+        return arrays
+
+    @cached_property
+    def position(self) -> dict[str, int]:
+        """Each node's index."""
+        return {node: index for index, node in enumerate(self.nodes)}
+
+    @cached_property
+    def level_sizes(self) -> np.ndarray:
+        """How many nodes each level has."""
+        return np.bincount(self.level, minlength=1 if len(self.level) else 0)
+
+
+def _levels(count: int, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Each node's level (longest path from a node without children), in waves of numpy.
+
+    Wave ``l`` holds the nodes whose last child was placed in wave ``l - 1``;
+    the cost is one pass over the edges plus a few array calls per level.
+    """
+    level = np.zeros(count, dtype=np.int64)
+    waiting = np.bincount(dst, minlength=count)  # children not placed yet
+    by_sender = np.argsort(src, kind="stable")
+    start = np.searchsorted(src[by_sender], np.arange(count + 1))
+    wave, depth = np.flatnonzero(waiting == 0), 0
+    while len(wave):
+        level[wave] = depth
+        first, sizes = start[wave], start[wave + 1] - start[wave]
+        offsets = np.repeat(first - np.cumsum(sizes) + sizes, sizes)
+        receivers = dst[by_sender[offsets + np.arange(int(sizes.sum()))]]
+        reached, times = np.unique(receivers, return_counts=True)
+        waiting[reached] -= times
+        wave, depth = reached[waiting[reached] == 0], depth + 1
+    return level
 
 
 def link_weight(

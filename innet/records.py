@@ -2,8 +2,13 @@
 
 An *exchange record* says that during one step of one (variant, seed) a
 tensor of ``nbytes`` bytes went from node ``src`` to node ``dst`` in a given
-*phase* (``forward``, ``backward``, ``eval``, or a phase a scenario family
-adds) carrying a given *payload* (``latent``, ``grad``, ...). ``lost`` marks a
+*phase* (``forward``, ``backward``, ``eval``, ``codebook``, or a phase a
+scenario family adds) carrying a given *payload* (``latent``, ``grad``,
+``codebook``, ...). ``codebook`` is the training traffic of a discrete gate
+whose messages are codeword indices: the codebook its receivers decode them
+with (:mod:`innet.wire`); it flows like ``forward``, so a node's forward
+messages wait for the codebooks sent to it, and it is registered first, so
+a sender's codebook comes before its latents in a step's records. ``lost`` marks a
 message sent into a link that had just failed: it is counted but never
 arrives. The network model later adds when each record left and arrived.
 
@@ -126,6 +131,8 @@ def training_phases() -> tuple[str, ...]:
     return tuple(name for name, phase in _PHASES.items() if phase.training)
 
 
+# a sender's codebook (codeword-index wire formats) goes before its latents: first in a step
+register_phase("codebook", training=True, flow="forward")
 register_phase("forward", training=True, flow="forward")
 register_phase("backward", training=True, flow="backward")
 register_phase("eval", training=False, flow="forward")

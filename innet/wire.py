@@ -21,16 +21,17 @@ gradients (``wire.backward``):
 - ``index`` (forward only, discrete gate only): the index of the codeword
   each sample sent in each of the gate's ``m`` groups, packed at
   ``ceil(log2 K)`` bits each, ``ceil(batch × m × ceil(log2 K) / 8)`` bytes.
-  The receiver looks the codewords up in its copy of the sender's codebook.
-  That copy is made at start-up (both ends derive the initial codebook from
-  the run's seed, the same as one ``m × K × D / m`` float32 transfer before
-  training, which is not counted), and the sender's codebook then stays
-  fixed (no data initialisation, running means or restarts,
-  :class:`~innet.gates.DiscreteGate`): the ``K`` codewords are just ``K``
-  distinct vectors the receiver's first layer learns to read, while the
-  sender's latent still learns, straight through, from the gradient it
-  receives (the backward
-  message is the gradient with respect to the decoded codeword).
+  The receiver looks the codewords up in its copy of the sender's codebook,
+  the copy the sender last *published* to it: a float32 ``[m, K, D / m]``
+  message of the training phase ``codebook`` (payload ``codebook``), sent
+  before the indices and counted like every message. The sender quantises
+  against that published codebook while its running means move a working
+  copy (:class:`~innet.gates.DiscreteGate`), and publishes on its first
+  training step, every ``gate.codebook_sync`` steps (a trained codebook; a
+  fixed one is sent once), and to a parent that does not hold its current
+  codebook (a new parent after a plan change)
+  (:class:`~innet.executors.per_node.PerNodeExecutor`). The backward
+  message is the gradient with respect to the decoded codeword.
 - ``entropy`` (forward only): the message is quantised (the codeword
   indices of a discrete gate, one byte per index, two above 256 codewords; otherwise ``int8``
   symbols with their float32 scale in front) and the symbols are coded by
@@ -94,24 +95,35 @@ class Codec:
     ``decode(message, batch)`` the float32 ``[batch, dim]`` tensor the
     receiver uses, and ``announce(batch)`` the ``(shape, dtype)`` the
     receiver expects (``ANY`` where only the sender knows the size).
-    ``codebook`` (``m × K × dim / m``, or ``K × dim`` for one group): the
-    codewords, for formats that send indices.
+    For formats that send indices, ``codebook`` (``m × K × dim / m``, or
+    ``K × dim`` for one group) holds the codewords ``decode`` looks up by
+    default; or ``codewords`` (K) and ``groups`` (m) give only the shape,
+    and every ``decode`` names the receiver's copy of the codebook.
     """
 
     def __init__(
-        self, name: str, dim: int, codebook: torch.Tensor | None = None, level: int = _ZSTD_LEVEL
+        self,
+        name: str,
+        dim: int,
+        codebook: torch.Tensor | None = None,
+        level: int = _ZSTD_LEVEL,
+        *,
+        codewords: int | None = None,
+        groups: int = 1,
     ) -> None:
         self.name = name
         self.dim = dim
         if codebook is not None and codebook.dim() == 2:
             codebook = codebook.unsqueeze(0)  # one group
         self.codebook = None if codebook is None else codebook.detach().float()
+        if self.codebook is not None:
+            groups, codewords = int(self.codebook.shape[0]), int(self.codebook.shape[1])
         self.level = level
-        self.sends_indices = name in INDEX_FORMATS or (name == "entropy" and codebook is not None)
-        if name in INDEX_FORMATS and codebook is None:
+        self.sends_indices = name in INDEX_FORMATS or (name == "entropy" and codewords is not None)
+        if name in INDEX_FORMATS and codewords is None:
             raise InnetError(f"the {name!r} wire format needs a discrete gate (a codebook)")
-        self.groups = 1 if self.codebook is None else int(self.codebook.shape[0])
-        self.codewords = None if self.codebook is None else int(self.codebook.shape[1])
+        self.groups = groups if self.sends_indices else 1
+        self.codewords = codewords if self.sends_indices else None
         # entropy-coded indices: one byte per symbol (two above 256 codewords)
         self._symbol_dtype = np.uint8 if (self.codewords or 0) <= 256 else np.dtype("<u2")
 
@@ -170,15 +182,24 @@ class Codec:
             values.device
         )
 
-    def decode(self, message: torch.Tensor, batch: int) -> torch.Tensor:
-        """The float32 ``[batch, dim]`` values a receiver gets from ``message``."""
+    def decode(
+        self, message: torch.Tensor, batch: int, codebook: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The float32 ``[batch, dim]`` values a receiver gets from ``message``.
+
+        ``codebook``: the receiver's copy of the sender's codebook (``m × K ×
+        dim / m``), for formats that send indices (default: the codec's own).
+        """
         if self.name == "float32":
             return message
         device = message.device
         if self.name in _CASTS:
             return message.contiguous().view(_CASTS[self.name]).reshape(batch, self.dim).float()
         if self.sends_indices:
-            assert self.codebook is not None and self.codewords is not None
+            book = self.codebook if codebook is None else codebook.detach().float().cpu()
+            if book is None:
+                raise InnetError("decoding codeword indices needs the sender's codebook")
+            assert self.codewords is not None
             raw = message.cpu().numpy().tobytes()
             if self.name == "index":
                 symbols = unpack_indices(
@@ -192,7 +213,7 @@ class Codec:
             index = torch.from_numpy(np.ascontiguousarray(symbols[: batch * self.groups])).reshape(
                 batch, self.groups
             )
-            rows = self.codebook[torch.arange(self.groups), index]  # [batch, groups, dim / m]
+            rows = book[torch.arange(self.groups), index]  # [batch, groups, dim / m]
             return rows.reshape(batch, self.dim).to(device)
         raw_message = message.cpu()
         scale = float(raw_message[:_SCALE_BYTES].clone().view(torch.float32)[0])
@@ -204,13 +225,24 @@ class Codec:
         return (symbols.reshape(batch, self.dim).float() * scale).to(device)
 
 
-def make_codec(name: str, dim: int, codebook: torch.Tensor | None = None) -> Codec:
-    """The codec of wire format ``name`` for messages of ``dim`` values per sample."""
+def make_codec(
+    name: str,
+    dim: int,
+    codebook: torch.Tensor | None = None,
+    *,
+    codewords: int | None = None,
+    groups: int = 1,
+) -> Codec:
+    """The codec of wire format ``name`` for messages of ``dim`` values per sample.
+
+    A discrete gate's sender gives its ``codebook``, or only its shape
+    (``codewords`` per group, ``groups``), see :class:`Codec`.
+    """
     if name not in FORWARD_FORMATS:
         raise InnetError(
             f"unknown wire format {name!r} (expected one of {', '.join(FORWARD_FORMATS)})"
         )
-    return Codec(name, dim, codebook)
+    return Codec(name, dim, codebook, codewords=codewords, groups=groups)
 
 
 def index_bits(codewords: int) -> int:

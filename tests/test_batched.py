@@ -127,7 +127,7 @@ def test_batched_gradients_equal_one_monolithic_model():
     schedule = batched._schedule(step_plan(plan, frozenset(), topology.sensors))
     logits, outs, inboxes, weights = batched._forward(schedule, index, 0, training=True)
     loss = batched.task.loss(logits, batched.labels[0][index])
-    batched._backward(schedule, loss, outs, inboxes, weights)
+    batched._backward(schedule, len(index), loss, outs, inboxes, weights)
     for node, grads in expected.items():
         stack = batched.stacks[node]
         got = {}
@@ -226,3 +226,26 @@ def test_batched_refuses_what_it_cannot_run_with_one_line(tmp_path, capsys):
     assert code == 2
     assert "training.executor=batched cannot run gate 'discrete'" in err
     assert "Traceback" not in err and not (tmp_path / "run").exists()
+
+
+def test_nodes_spread_over_torch_distributed_ranks_run_batched():
+    """``auto`` picks the batched executor under torchrun too: it sends bundles between ranks."""
+    from innet.distributed import DistributedTransport
+
+    _, plan, specs, _, _ = _setup("dense", "gaussian", "sum")
+    placement = {node: index % 2 for index, node in enumerate(plan.forward_order())}
+    spread = RecordingTransport(DistributedTransport(placement, 0, 2, "cpu"),
+                                ExchangeLog(plan.forward_order()))  # fmt: skip
+    assert not all(spread.owns(node) for node in specs)
+    assert batched_unsupported(specs, optimizer="adam", wire_forward="float32",
+                               wire_backward="float32", transport=spread) is None  # fmt: skip
+
+    class Elsewhere(InProcessTransport):
+        def owns(self, node: str) -> bool:
+            return node == plan.fusion
+
+    reason = batched_unsupported(
+        specs, optimizer="adam", wire_forward="float32", wire_backward="float32",
+        transport=RecordingTransport(Elsewhere(), ExchangeLog(plan.forward_order())),
+    )  # fmt: skip
+    assert reason is not None and "torch.distributed" in reason

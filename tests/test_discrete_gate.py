@@ -4,14 +4,27 @@ from __future__ import annotations
 
 import itertools
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
-from innet.gates import COMMITMENT, EMA_DECAY, RESTART_EVERY, DiscreteGate, RateStats, make_gate
+from innet.gates import (
+    COMMITMENT,
+    EMA_DECAY,
+    RESTART_EVERY,
+    DiscreteGate,
+    RateStats,
+    make_gate,
+)
 from innet.info import entropy
 from innet.wire import make_codec, message_bits_per_sample
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def gate(dim: int = 8, **options) -> DiscreteGate:
@@ -132,13 +145,85 @@ def test_index_messages_of_a_product_codebook(groups: int, codewords: int, batch
     torch.testing.assert_close(codec.decode(message, batch), out.t, rtol=0, atol=0)
 
 
+def test_a_publishing_gate_quantises_against_what_it_published() -> None:
+    g = gate(codewords=4, groups=2, tau=1e-4, publishes=True)
+    z = latents()
+    g.request_publish()
+    out = g(z)  # data initialisation, then the publication, then quantisation
+    torch.testing.assert_close(g.published, first_codebook(z, g), rtol=0, atol=0)
+    published = g.published.clone()
+    for _ in range(3):  # running means move the working codebook, not the published one
+        out = g(latents(seed=2))
+        assert torch.equal(g.published, published)
+    assert not torch.equal(g.codebook, published)
+    halves = out.t.detach().reshape(64, 2, 4)
+    for group in range(2):  # every value sent is a published codeword, chosen by index
+        torch.testing.assert_close(halves[:, group], published[group][out.index[:, group]])
+    evaluated = g.eval()(z)
+    nearest = torch.cdist(z[:, :4], published[0]).argmin(dim=1)
+    torch.testing.assert_close(evaluated.index[:, 0], nearest, rtol=0, atol=0)
+    working = g.codebook.clone()
+    g.train().request_publish()
+    g(z)  # publishes the working codebook as it was, then moves the working one on
+    torch.testing.assert_close(g.published, working, rtol=0, atol=0)
+    assert not torch.equal(g.codebook, working)
+
+
+def first_codebook(z: torch.Tensor, g: DiscreteGate) -> torch.Tensor:
+    """The codewords a fresh gate of ``g``'s shape and seed draws from the batch ``z``."""
+    fresh = gate(codewords=g.codewords, groups=g.groups, tau=1e-4)
+    fresh(z)
+    return fresh.codebook
+
+
 def test_a_fixed_codebook_asks_the_latents_to_commit_to_it() -> None:
-    fixed = gate(codewords=4, groups=2, train_codebook=False)
+    fixed = gate(codewords=4, groups=2, train_codebook=False, publishes=True)
+    start = fixed.codebook.clone()
     z = latents().requires_grad_(True)
+    fixed.request_publish()
     out = fixed(z)
     slices = z.detach().reshape(64, 2, 1, 4)
-    nearest = (slices - fixed.codebook.unsqueeze(0)).square().sum(-1).min(-1).values
+    nearest = (slices - start.unsqueeze(0)).square().sum(-1).min(-1).values
     torch.testing.assert_close(out.commitment, COMMITMENT * nearest.sum(-1).mean())
     out.commitment.backward()
     assert z.grad.abs().sum() > 0  # it pulls the latents, the codebook stays
+    assert torch.equal(fixed.codebook, start) and torch.equal(fixed.published, start)
     assert gate(codewords=4)(latents()).commitment is None  # a trained codebook follows them
+    with pytest.raises(ValueError, match="does not publish"):
+        gate().request_publish()
+
+
+NO_COLLAPSE = """name: no_collapse
+topology: {topology}
+data: {{dataset: digits, views: split, test_fraction: 0.2}}
+model: {{latent_dim: 16, hidden: 64, aggregator: sum}}
+gate: {{kind: discrete, codewords: 16, groups: 1, tau: 1.0, tau_final: 0.25}}
+training: {{epochs: 4, batch_size: 64, lr: 0.003}}
+wire: {{forward: index, backward: int8}}
+variants:
+  dijkstra: {{routing: dijkstra}}
+seeds: 1
+"""
+
+
+@pytest.mark.slow
+def test_a_published_codebook_on_the_index_wire_does_not_collapse(tmp_path: Path) -> None:
+    # digits on mesh14's dijkstra tree, one codeword of 16 per sample and sender: the
+    # codebook fixed at its seeded start (what the index wire needed before codebooks were
+    # published) collapsed here to chance, 0.103 after these 4 epochs (0.100 after 12)
+    scenario = tmp_path / "no_collapse.yaml"
+    scenario.write_text(NO_COLLAPSE.format(topology=ROOT / "topologies" / "mesh14.yaml"))
+    out = tmp_path / "run"
+    done = subprocess.run(
+        [sys.executable, "run_sim.py", "--scenario", str(scenario), "--out", str(out),
+         "--no-progress"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    metrics = pd.read_csv(out / "metrics.csv")
+    final = metrics[metrics["epoch"] == metrics["epoch"].max()]
+    print(f"\naccuracy after 4 epochs: {float(final['accuracy'].iloc[0]):.3f} (chance 0.10)")
+    assert float(final["accuracy"].iloc[0]) > 0.30
+    exchanges = pd.read_parquet(out / "exchanges.parquet")
+    books = exchanges[exchanges["phase"] == "codebook"]
+    assert set(books["nbytes"]) == {4 * 16 * 16}  # float32 [1, 16, 16], no header

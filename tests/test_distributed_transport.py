@@ -654,3 +654,80 @@ def test_phase_messages_is_the_order_the_executor_sends_in():
         *phase_messages(plan, "eval", 2, dims),
     ]
     assert transport.sent == [tuple(message[:5]) for message in want]
+
+
+# -- bundles: one tensor per round and pair of ranks ------------------------------------------
+
+BUNDLE_ROUNDS = 3
+
+
+def _active(number: int, rank: int) -> bool:
+    """Whether ``rank`` exchanges in round ``number`` (ranks with nothing to exchange skip it)."""
+    return (number + rank) % 3 != 0
+
+
+def _bundle_rounds(rank: int, world_size: int, transport: DistributedTransport) -> dict:
+    """Each round, every active rank sends ``rank + 1`` rows to every other active rank.
+
+    Every value encodes (round, sender, receiver).
+    """
+    problems = []
+    for number in range(BUNDLE_ROUNDS):
+        if not _active(number, rank):
+            continue
+        peers = [peer for peer in range(world_size) if peer != rank and _active(number, peer)]
+        sends = {peer: torch.full((rank + 1, 2), float(number * 100 + rank * 10 + peer))
+                 for peer in peers}  # fmt: skip
+        shapes = {peer: ((peer + 1, 2), torch.float32) for peer in peers}
+        got = transport.exchange(sends, shapes, what=f"round {number}")
+        for peer, tensor in got.items():
+            if tuple(tensor.shape) != (peer + 1, 2) or not torch.all(
+                tensor == number * 100 + peer * 10 + rank
+            ):
+                problems.append(f"round {number} {peer}->{rank}: {tensor.flatten()[:1].tolist()}")
+    transport.flush()
+    return {"problems": problems, "bytes": transport.bytes_sent_cross_rank,
+            "tensors": transport.messages_sent_cross_rank}  # fmt: skip
+
+
+def _expected_bundles(world_size: int) -> tuple[dict[int, int], dict[int, int]]:
+    nbytes, tensors = defaultdict(int), defaultdict(int)
+    for number in range(BUNDLE_ROUNDS):
+        for src in range(world_size):
+            for dst in range(world_size):
+                if src != dst and _active(number, src) and _active(number, dst):
+                    nbytes[src] += (src + 1) * 2 * 4
+                    tensors[src] += 1
+    return nbytes, tensors
+
+
+@pytest.mark.parametrize("world_size", [2, 3, 4])
+def test_bundles_arrive_intact_under_a_strict_stream_per_rank(world_size, monkeypatch):
+    import innet.distributed.transport as transport_module
+
+    streams = StrictStreams(world_size)
+    monkeypatch.setattr(transport_module, "dist", streams)
+    outcomes: dict[int, object] = {}
+    placement = {f"n{rank}": rank for rank in range(world_size)}
+
+    def rank_main(rank: int) -> None:
+        streams.local.rank = rank
+        try:
+            transport = DistributedTransport(placement, rank, world_size, "cpu")
+            transport.connect([(a, b) for a in range(world_size) for b in range(a)])
+            outcomes[rank] = _bundle_rounds(rank, world_size, transport)
+        except Exception as error:  # noqa: BLE001 - reported below
+            outcomes[rank] = f"{type(error).__name__}: {error}"
+
+    threads = [threading.Thread(target=rank_main, args=(rank,)) for rank in range(world_size)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert all(isinstance(outcome, dict) for outcome in outcomes.values()), outcomes
+    assert streams.errors == []
+    nbytes, tensors = _expected_bundles(world_size)
+    for rank, outcome in outcomes.items():
+        assert outcome["problems"] == []
+        assert (outcome["bytes"], outcome["tensors"]) == (nbytes[rank], tensors[rank])
+    assert sum(tensors.values()) > 0

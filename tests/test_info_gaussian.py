@@ -227,3 +227,53 @@ def test_bracket_parameter_validation() -> None:
         pairwise_bracket(np.zeros((2, 1)), np.ones((2, 1)), n=0)
     with pytest.raises(ValueError, match="saturation_tol"):
         pairwise_bracket(np.zeros((2, 1)), np.ones((2, 1)), saturation_tol=-1.0)
+
+
+def _bracket_as_first_written(mu: np.ndarray, sigma: np.ndarray) -> tuple[float, float]:
+    """The bracket as first implemented: all pairs' per-dimension terms, scipy's logsumexp.
+
+    The faster implementation in innet.info.gaussian must give the same numbers.
+    """
+    from scipy.special import logsumexp
+
+    sigma2 = np.square(sigma)
+    log_sigma2, inverse = np.log(sigma2), 1.0 / sigma2
+    delta2 = np.square(mu[:, None, :] - mu[None, :, :])
+    kl = 0.5 * np.sum(
+        sigma2[:, None, :] * inverse[None, :, :] + delta2 * inverse[None, :, :] - 1.0
+        + log_sigma2[None, :, :] - log_sigma2[:, None, :],
+        axis=-1,
+    )  # fmt: skip
+    average = 0.5 * (sigma2[:, None, :] + sigma2[None, :, :])
+    bhattacharyya = np.sum(
+        delta2 / (8.0 * average) + 0.5 * np.log(average)
+        - 0.25 * (log_sigma2[:, None, :] + log_sigma2[None, :, :]),
+        axis=-1,
+    )  # fmt: skip
+    bits = []
+    for distances in (bhattacharyya, kl):
+        np.fill_diagonal(distances, 0.0)
+        distances = np.maximum(distances, 0.0)
+        nats = math.log(len(mu)) - float(logsumexp(-distances, axis=1).mean())
+        bits.append(min(max(nats / math.log(2.0), 0.0), math.log2(len(mu))))
+    return bits[0], max(bits[1], bits[0])
+
+
+@given(
+    st.integers(0, 2**32 - 1),
+    st.integers(1, 300),
+    st.integers(1, 9),
+    st.sampled_from([1e-3, 1.0, 1e3]),
+    st.sampled_from([0.0, 1e4]),
+)
+@settings(max_examples=40, deadline=None)
+def test_bracket_equals_its_first_implementation(
+    seed: int, n: int, d: int, scale: float, offset: float
+) -> None:
+    """Blocks (several once n * n * d > 2**17), symmetry and the layout change only rounding."""
+    mu, sigma = gate_like(seed, n, d)
+    mu = scale * mu + offset
+    lower, upper = _bracket_as_first_written(mu, sigma)
+    bracket = pairwise_bracket(mu, sigma, n=n)
+    assert bracket.lower == pytest.approx(lower, abs=1e-12)
+    assert bracket.upper == pytest.approx(upper, abs=1e-12)

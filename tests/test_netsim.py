@@ -177,6 +177,25 @@ def test_eval_messages_flow_like_forward_ones():
     assert timing.duration_s == pytest.approx(relayed_start + hop(1000, 10 * MBPS, 0.005))
 
 
+def test_a_codebook_goes_first_and_its_receiver_waits_for_it():
+    # s publishes its codebook to r in the step: r forwards once codebook and latent are in
+    messages = [
+        Message("codebook", "s", "r", 4096),
+        fwd("s", "r", 32),
+        fwd("r", "f", 32),
+        bwd("f", "r", 1000),
+        bwd("r", "s", 1000),
+    ]
+    timing = NetworkModel(CHAIN).simulate_step(messages)
+    book, latent, relayed = timing.messages[:3]
+    assert (book.t_start, book.t_end) == (0.0, pytest.approx(hop(4096, 2 * MBPS, 0.001)))
+    assert latent.t_start == pytest.approx(8 * 4096 / (2 * MBPS))  # behind it on the link
+    assert latent.t_end == pytest.approx(8 * (4096 + 32) / (2 * MBPS) + 0.001)
+    assert relayed.t_start == pytest.approx(latent.t_end)
+    without = NetworkModel(CHAIN).simulate_step(messages[1:])
+    assert timing.duration_s - without.duration_s == pytest.approx(8 * 4096 / (2 * MBPS))
+
+
 def test_compute_time_adds_before_each_send():
     messages = [fwd("s", "r", 2000), fwd("r", "f", 1000), bwd("f", "r", 1000), bwd("r", "s", 2000)]
     compute = {"s": (0.1, 0.2), "r": (0.3, 0.4), "f": (0.5, 0.6)}
@@ -238,7 +257,10 @@ def test_simulate_run_lays_steps_back_to_back():
     [
         (fwd("s", "f", 10), "no link between 's' and 'f'"),
         (fwd("s", "x", 10), "no link between 's' and 'x'"),
-        (Message("sideways", "s", "r", 10), r"phase 'sideways' \(known: forward, backward, eval"),
+        (
+            Message("sideways", "s", "r", 10),
+            r"phase 'sideways' \(known: codebook, forward, backward, eval",
+        ),
         (fwd("s", "r", -1), "nbytes must be >= 0"),
     ],
 )

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from unittest import mock
 
 import networkx as nx
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -581,3 +582,53 @@ def test_unknown_routing_names_the_valid_ones() -> None:
     topology = make_topology([("s", "f", 1e6, 0.0)], fusion="f", sensors=["s"])
     with pytest.raises(InnetError, match=r"'tree'.*dense, dijkstra, hop, maxcap"):
         build_plan(topology, "tree", 8.0)
+
+
+# -- the array form -------------------------------------------------------------------------------
+
+
+@PROPERTY
+@given(topologies(), message_sizes, st.sampled_from(ROUTINGS))
+def test_arrays_are_the_plan_with_networkx_longest_path_levels(
+    topology: Topology, message_bits: float, routing: str
+) -> None:
+    plan = build_plan(topology, routing, message_bits)
+    arrays = plan.arrays
+    assert plan.arrays is arrays  # computed once
+    assert list(arrays.nodes) == plan.forward_order()
+    assert arrays.src.dtype == arrays.dst.dtype == np.int64
+    names = np.array(arrays.nodes, dtype=object)
+    assert list(zip(names[arrays.src], names[arrays.dst], strict=True)) == list(plan.edges)
+    assert all(arrays.position[node] == i for i, node in enumerate(arrays.nodes))
+    graph = nx.DiGraph(plan.edges)
+    graph.add_nodes_from(plan.forward_order())
+    for i, node in enumerate(arrays.nodes):
+        upstream = graph.subgraph(nx.ancestors(graph, node) | {node})
+        assert arrays.level[i] == nx.dag_longest_path_length(upstream), node
+    assert arrays.level_sizes.tolist() == np.bincount(arrays.level).tolist()
+    assert arrays.level_sizes.sum() == len(arrays.nodes)
+
+
+def test_arrays_of_a_lone_fusion_node() -> None:
+    arrays = Plan("dense", "f", ()).arrays
+    assert arrays.nodes == ("f",)
+    assert (arrays.src.tolist(), arrays.level.tolist(), arrays.level_sizes.tolist()) == (
+        [],
+        [0],
+        [1],
+    )
+
+
+def test_levels_of_a_100000_node_chain_and_star_come_in_waves() -> None:
+    """A path of 50,000 (50,000 levels) under a star of 50,000 leaves: every level right."""
+    chain = [f"c{i}" for i in range(50_000)]
+    leaves = [f"l{i}" for i in range(50_000)]
+    edges = list(zip(chain, chain[1:], strict=False)) + [(chain[-1], "f")]
+    edges += [(leaf, "f") for leaf in leaves]
+    plan = Plan("x", "f", tuple(edges))
+    arrays = plan.arrays
+    level = dict(zip(arrays.nodes, arrays.level.tolist(), strict=True))
+    assert [level[node] for node in chain[:3]] == [0, 1, 2]
+    assert level[chain[-1]] == 49_999 and level["f"] == 50_000
+    assert all(level[leaf] == 0 for leaf in leaves)
+    assert arrays.level_sizes[0] == 50_001

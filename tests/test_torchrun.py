@@ -6,7 +6,10 @@ subprocess timeout so that nothing can hang the suite.
 
 - **Same numbers.** The smoke scenario (all three variants, one seed, one
   epoch) runs once in one process and then under torchrun with 2 ranks (the
-  default placement), 3 (an explicit placement) and 4 (one node per rank).
+  default placement), 3 (an explicit placement) and 4 (one node per rank),
+  with the default executor (``auto``: batched, which sends one tensor per
+  phase, level and pair of ranks), and with 2 ranks per node (one tensor per
+  message; ``tests/test_batched_torchrun.py`` tests the batched one further).
   Diamond, the smoke topology, has only three nodes, and a rank without nodes
   is refused, so these runs use *kite*, a four-node topology written by the
   tests (two sensors, a relay, lateral links), with ``network.header_bytes=8``
@@ -79,20 +82,26 @@ class Case:
 
     world_size: int
     placement: str  # "" for the scenario's default (partition)
+    executor: str = ""  # "" for the default (auto: batched here)
 
     @property
     def name(self) -> str:
-        return f"N{self.world_size}-{self.placement or 'default'}"
+        return f"N{self.world_size}-{self.placement or 'default'}" + (
+            f"-{self.executor}" if self.executor else ""
+        )
 
     def options(self) -> list[str]:
+        executor = ["--set", f"training.executor={self.executor}"] if self.executor else []
         if self.placement == "explicit":
             flow = "{" + ", ".join(f"{node}: {rank}" for node, rank in EXPLICIT_MAP.items()) + "}"
-            return ["--set", "distributed.placement=explicit", "--set", f"distributed.map={flow}"]
-        return ["--placement", self.placement] if self.placement else []
+            return [*executor, "--set", "distributed.placement=explicit",
+                    "--set", f"distributed.map={flow}"]  # fmt: skip
+        return [*executor, *(["--placement", self.placement] if self.placement else [])]
 
 
 CASES = [  # round_robin is left to tests/test_placement.py: each run here costs 15-20 s
     Case(2, ""),
+    Case(2, "", "per_node"),  # auto runs batched: the per-node executor's messages one by one
     Case(3, "explicit"),
     Case(4, "one_per_rank"),
 ]

@@ -15,7 +15,7 @@ from innet.errors import ConfigError, InnetError
 from innet.events import step_plan
 from innet.executors.per_node import PerNodeExecutor
 from innet.families.inl.config import InlScenario, resolve_variants
-from innet.modules import ModuleSpec, initial_codebook
+from innet.modules import ModuleSpec
 from innet.plans import Plan
 from innet.records import ExchangeLog
 from innet.transport import ANY, InProcessTransport, RecordingTransport
@@ -187,18 +187,24 @@ class SpyTransport(InProcessTransport):
         super().send(tensor, src=src, dst=dst, phase=phase, payload=payload)
 
 
+PLAN = Plan("dense", "f", (("s1", "r"), ("s1", "f"), ("s2", "r"), ("r", "f")))
+
+
 def make_executor(
-    forward: str, backward: str = "float32", gate: str = "gaussian", header: int = 0, seed: int = 0
-):
-    """Two sensors, a relay and the fusion node; ``s1`` sends to two parents (dense-like)."""
-    plan = Plan("dense", "f", (("s1", "r"), ("s1", "f"), ("s2", "r"), ("r", "f")))
+    forward: str, backward: str = "float32", gate: str = "gaussian", header: int = 0, seed: int = 0,
+    **options,
+):  # fmt: skip
+    """Two sensors, a relay and the fusion node; ``s1`` sends to two parents (dense-like).
+
+    ``options`` go to the executor (``codebook_sync``, ``gate_groups``, ...).
+    """
+    plan = PLAN
     data = torch.Generator().manual_seed(5)
     views = {
         node: (torch.randn(N_TRAIN, 3, generator=data), torch.randn(N_TEST, 3, generator=data))
         for node in ("s1", "s2")
     }
     labels = (torch.randint(0, 3, (N_TRAIN,), generator=data), torch.randint(0, 3, (N_TEST,)))
-    index_formats = forward in ("index", "entropy") and gate == "discrete"
     specs = {
         node: ModuleSpec(
             node=node,
@@ -211,7 +217,6 @@ def make_executor(
             gate_kind=gate,
             n_classes=3,
             codewords=16,
-            train_codebook=not index_formats,
         )  # fmt: skip
         for node in plan.forward_order()
     }
@@ -219,7 +224,7 @@ def make_executor(
     recorder = RecordingTransport(spy, ExchangeLog(["s1", "s2", "r", "f"]), header)
     executor = PerNodeExecutor(
         plan=plan, specs=specs, seed=seed, transport=recorder, views=views, labels=labels,
-        lr=0.05, wire_forward=forward, wire_backward=backward,
+        lr=0.05, wire_forward=forward, wire_backward=backward, **options,
     )  # fmt: skip
     return executor, spy
 
@@ -318,7 +323,7 @@ def test_short_training_runs_and_receivers_get_the_decoded_values(forward, backw
             if forward != "float32":
                 assert message.dtype == torch.uint8  # the encoded bytes crossed the link
             codec = executor._codec(src, dst, "latent")
-            decoded = codec.decode(message, BATCH)
+            decoded = codec.decode(message, BATCH, executor._copies.get((src, dst)))
             # the receiver got exactly the decode of what crossed the link
             assert any(torch.equal(decoded, r) for r in got[dst]), (src, dst)
             error = (decoded - sent[src]).abs().max().item()
@@ -365,38 +370,129 @@ def test_a_sender_to_two_parents_encodes_its_latent_once() -> None:
     assert len(to_parents) == 2 and torch.equal(to_parents[0], to_parents[1])
 
 
-def test_receivers_hold_the_start_up_codebook_and_the_sender_keeps_it_fixed() -> None:
-    executor, _ = make_executor("index", gate="discrete")
-    gate = executor.modules["s1"].gate
-    assert "codebook" not in dict(gate.named_parameters())
-    start = gate.codebook.clone()
-    torch.testing.assert_close(
-        executor._codec("s1", "r", "latent").codebook,
-        initial_codebook(executor.specs["s1"], executor.seed),
-        rtol=0,
-        atol=0,
+CODEBOOK_BYTES = 4 * 2 * 16 * (DIM // 2)  # float32 [groups, K, dim / groups]
+
+
+@pytest.mark.parametrize("forward", ["index", "entropy"])
+def test_codebooks_are_charged_once_per_parent_on_sync_steps_only(forward: str) -> None:
+    executor, spy = make_executor(
+        forward, "int8", gate="discrete", header=40, codebook_sync=3, gate_groups=2
     )
-    encoder = executor.modules["s1"].encoder[0].weight.detach().clone()
-    for number in range(3):
+    for number in range(7):
         step(executor, number)
-    assert torch.equal(gate.codebook, start)
+    rows = executor.transport.log.frame("v", 0)
+    books = rows[rows.phase == "codebook"]
+    assert set(books.nbytes) == {CODEBOOK_BYTES + 40} and set(books.payload) == {"codebook"}
+    for number in range(7):  # the first step (data initialisation), then every third
+        at = books[books.step == number]
+        expected = sorted(PLAN.edges) if number % 3 == 0 else []
+        assert sorted(zip(at.src, at.dst, strict=True)) == expected, number
+    assert int(books.nbytes.sum()) == 3 * len(PLAN.edges) * (CODEBOOK_BYTES + 40)
+    # training traffic: in the training exchange, with the latents and gradients
+    assert executor.transport.log.train_bytes_per_epoch() == {0: int(rows.nbytes.sum())}
+    crossed = [t for _, _, phase, t in spy.sent if phase == "codebook"]
+    assert all(t.dtype == torch.float32 and t.shape == (2, 16, DIM // 2) for t in crossed)
+    # a sender's codebook goes before its latents
+    first = rows[rows.step == 0].reset_index(drop=True)
+    for src, dst in PLAN.edges:
+        link = first[(first.src == src) & (first.dst == dst)]
+        assert link.phase.tolist()[:2] == ["codebook", "forward"]
+
+
+def decodes_what_was_sent(executor: PerNodeExecutor, sent: dict, got: dict) -> None:
+    """Every receiver got exactly the codeword its children's gates sent."""
+    for src, dst in executor.plan.edges:
+        assert any(torch.equal(sent[src], r) for r in got[dst]), (src, dst)
+        gate = executor.modules[src].gate
+        torch.testing.assert_close(executor._copies[(src, dst)], gate.published, rtol=0, atol=0)
+
+
+def test_receivers_decode_the_sent_codewords_across_syncs_and_plan_changes() -> None:
+    executor, _ = make_executor("index", "int8", gate="discrete", codebook_sync=3, gate_groups=2)
+    sent, got = capture_inputs(executor)
+    gate = executor.modules["s2"].gate
+    for number in range(7):
+        step(executor, number)
+        decodes_what_was_sent(executor, sent, got)
+        if number % 3:  # between syncs the running means move the working codebook only
+            assert not torch.equal(gate.codebook, gate.published)
+    log = executor.transport.log
+
+    def books_at(kind: str, number: int) -> list[tuple[str, str]]:
+        rows = log.frame("v", 0)
+        steps = np.repeat([s[0] for s in log.steps], log.step_sizes())
+        at = rows[(steps == kind) & (rows.step == number) & (rows.payload == "codebook")]
+        return sorted(zip(at.src, at.dst, strict=True))
+
+    # a plan change on a step that is no sync step: s2's new parent f gets its codebook first
+    moved = Plan("dense", "f", (("s1", "r"), ("s1", "f"), ("s2", "f"), ("r", "f")))
+    executor.set_plan(moved)
+    step(executor, 7)
+    assert books_at("train", 7) == [("s2", "f")]
+    decodes_what_was_sent(executor, sent, got)
+    step(executor, 8)
+    assert books_at("train", 8) == []
+    step(executor, 9)  # a sync step: r, no longer s2's parent, keeps an old copy
+    assert not torch.equal(executor._copies[("s2", "r")], gate.published)
+    # evaluation on the first plan again, before any training step on it: r gets the
+    # current codebook as evaluation traffic, and decodes what s2 sends
+    executor.set_plan(PLAN)
+    log.begin("eval", 0, 0, N_TEST)
+    executor.evaluate_batch(np.arange(N_TEST))
+    log.end()
+    assert books_at("eval", 0) == [("s2", "r")]
+    rows = log.frame("v", 0)
+    assert set(rows[rows.payload == "codebook"].phase) == {"codebook", "eval"}
+    decodes_what_was_sent(executor, sent, got)
+    step(executor, 10)
+    assert books_at("train", 10) == []
+    decodes_what_was_sent(executor, sent, got)
+
+
+def test_float_messages_send_no_codebook_and_train_it_locally() -> None:
+    executor, _ = make_executor("int8", "int8", gate="discrete", codebook_sync=1)
+    gate = executor.modules["s1"].gate
+    assert gate.published is None
+    start = gate.codebook.clone()
+    for number in range(2):
+        step(executor, number)
+    rows = executor.transport.log.frame("v", 0)
+    assert set(rows.phase) == {"forward", "backward"}
+    assert not torch.equal(gate.codebook, start)  # data initialisation, running means
+
+
+def test_a_fixed_codebook_is_sent_once_and_latents_commit_to_it() -> None:
+    executor, _ = make_executor("index", "int8", gate="discrete", codebook_sync=2,
+                                train_codebook=False)  # fmt: skip
+    sent, got = capture_inputs(executor)
+    gate = executor.modules["s1"].gate
+    start = gate.codebook.clone()
+    encoder = executor.modules["s1"].encoder[0].weight.detach().clone()
+    for number in range(4):
+        step(executor, number)
+        decodes_what_was_sent(executor, sent, got)
+    rows = executor.transport.log.frame("v", 0)
+    books = rows[rows.phase == "codebook"]
+    assert set(books.step) == {0} and len(books) == len(PLAN.edges)  # no re-publication
+    assert torch.equal(gate.codebook, start) and torch.equal(gate.published, start)
     # the choice still learns: the latent gets the gradient of the codeword it sent
     assert not torch.equal(executor.modules["s1"].encoder[0].weight, encoder)
 
 
-def test_index_format_refuses_a_trainable_codebook() -> None:
-    with pytest.raises(ValueError, match="fixed codebook"):
-        plan = Plan("hop", "f", (("s", "f"),))
-        common = dict(latent_dim=DIM, hidden=4, aggregator="sum", gate_kind="discrete",
-                      n_classes=3)  # fmt: skip
-        spec = ModuleSpec(node="s", is_fusion=False, view_dim=3, n_received=0, **common)
-        fusion = ModuleSpec(node="f", is_fusion=True, view_dim=None, n_received=1, **common)
-        PerNodeExecutor(
-            plan=plan, specs={"s": spec, "f": fusion}, seed=0, transport=InProcessTransport(),
-            views={"s": (torch.zeros(4, 3), torch.zeros(2, 3))},
-            labels=(torch.zeros(4, dtype=torch.long), torch.zeros(2, dtype=torch.long)),
-            lr=0.1, wire_forward="index",
-        )  # fmt: skip
+def test_codebook_choice_is_trained_or_fixed() -> None:
+    resolved = resolve_variants(scenario(variants={"a": {"routing": "dense"}}))
+    assert resolved[0].gate.codebook == "trained"
+    with pytest.raises(ValueError, match="codebook"):
+        scenario(variants={"a": {"routing": "dense"}}, gate={"codebook": "frozen"})
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5, True])
+def test_codebook_sync_must_be_a_positive_integer(bad: object) -> None:
+    with pytest.raises(ValueError, match="codebook_sync"):
+        make_executor("index", gate="discrete", codebook_sync=bad)
+    with pytest.raises(ValueError, match="codebook_sync"):
+        scenario(variants={"a": {"routing": "dense"}}, gate={"codebook_sync": bad})
+    assert scenario(variants={"a": {"routing": "dense"}}).gate.codebook_sync == 2
 
 
 # --- configuration -------------------------------------------------------------------------

@@ -7,7 +7,9 @@ between nodes on different ranks with point-to-point sends and receives, and
 keeps the others in memory; :class:`ProcessGroup` gathers results on rank 0
 and shares its decisions; :class:`DistributedProcesses` puts these together
 for the runner. Nothing outside this package imports ``torch.distributed``. The
-executor is the same as in one process.
+executors are the same as in one process: the per-node one sends each message
+on its own, the batched one a bundle of messages per (phase, level, pair of
+ranks) (:meth:`DistributedTransport.exchange`).
 """
 
 from innet.distributed.context import (

@@ -4,7 +4,9 @@
 variant (:func:`~innet.distributed.placement.place_nodes`; every rank computes
 the same answer), gives each (variant, seed) a
 :class:`~innet.distributed.transport.DistributedTransport`, counts the bytes
-that really crossed a process boundary, and describes all of it for the run
+that really crossed a process boundary (``bytes_on_wire``) and the tensors
+that carried them (``tensors_on_wire``: one per message sent on its own, one
+per bundle of the batched executor), and describes all of it for the run
 directory's ``placement.json``.
 """
 
@@ -56,6 +58,7 @@ class DistributedProcesses(Processes):
             for name, plan in plans.items()
         }
         self._sent: dict[str, dict[int, int]] = {name: {} for name in plans}
+        self._tensors: dict[str, dict[int, int]] = {name: {} for name in plans}
 
     def transport(self, variant: str) -> Transport:
         context = self.context
@@ -65,9 +68,12 @@ class DistributedProcesses(Processes):
 
     def finished(self, variant: str, seed: int, transport: Transport) -> None:
         assert isinstance(transport, DistributedTransport)
-        counts = self.group.gather(transport.bytes_sent_cross_rank)
+        counts = self.group.gather(
+            (transport.bytes_sent_cross_rank, transport.messages_sent_cross_rank)
+        )
         if counts is not None:
-            self._sent[variant][seed] = int(sum(counts))
+            self._sent[variant][seed] = int(sum(nbytes for nbytes, _ in counts))
+            self._tensors[variant][seed] = int(sum(tensors for _, tensors in counts))
 
     def placement_record(self) -> dict[str, Any]:
         context = self.context
@@ -80,6 +86,7 @@ class DistributedProcesses(Processes):
                     "ranks": self.placements[name],
                     "cross_rank_links": cross_rank_links(plan.edges, self.placements[name]),
                     "bytes_on_wire": {str(seed): n for seed, n in self._sent[name].items()},
+                    "tensors_on_wire": {str(seed): n for seed, n in self._tensors[name].items()},
                 }
                 for name, plan in self.plans.items()
             },

@@ -34,10 +34,25 @@ posts the receive for the shape, waits for it, then posts the receive for the
 data, before any later receive. Waiting there cannot deadlock: the sender
 sends in canonical order and needs nothing numbered after the message.
 
+**Bundles.** An executor that computes many nodes at once (the batched
+executor) sends, instead of one message per node pair, one *bundle* per pair
+of ranks: a tensor whose rows are the messages of many node pairs, in an
+order both ranks derive from the plan. :meth:`~DistributedTransport.exchange`
+sends and receives the bundles of one round (one phase at one level), and
+:meth:`~DistributedTransport.connect` greets the pairs of ranks that will
+exchange them. The canonical order of bundles is (round, sending rank,
+receiving rank): every rank issues its rounds in the same order, and within a
+round its sends and receives in increasing (sending rank, receiving rank), so
+the first bundle not yet exchanged always has both its ranks ready for it:
+no deadlock, with gloo or NCCL. Bundles and announced messages do not mix
+within a phase: a round is refused while announced messages are pending.
+
 Counters: ``bytes_sent_cross_rank`` (``numel * element_size`` of every
-message tensor this rank handed to torch.distributed, shapes sent ahead of
-messages of unknown size not counted),
-``messages_sent_cross_rank`` and ``cross_rank_bytes_by_link[(src, dst)]``.
+message or bundle tensor this rank handed to torch.distributed, shapes sent
+ahead of messages of unknown size not counted), ``messages_sent_cross_rank``
+(tensors: a bundle counts once) and ``cross_rank_bytes_by_link[(src, dst)]``
+(messages sent one by one; a bundle's rows are not split by node pair here:
+the exchange records of its node pairs hold their sizes).
 """
 
 from __future__ import annotations
@@ -168,6 +183,17 @@ class DistributedTransport(Transport):
         if new_pairs:
             self._link(new_pairs)
 
+    def connect(self, pairs: Sequence[tuple[int, int]]) -> None:
+        """Greet each pair of ranks ``(low, high)`` not greeted yet (see :meth:`_link`).
+
+        Every rank must call it with the same pairs (e.g. derived from the
+        plan and the placement), before the pairs first exchange bundles.
+        """
+        new_pairs = sorted({(min(a, b), max(a, b)) for a, b in pairs if a != b}
+                           - self._linked_pairs)  # fmt: skip
+        if new_pairs:
+            self._link(new_pairs)
+
     def _link(self, pairs: list[tuple[int, int]]) -> None:
         """Meet every rank, then greet each new pair of ranks in one order all ranks share."""
         try:
@@ -248,6 +274,58 @@ class DistributedTransport(Transport):
                 f"rank {self.rank}: a send to another rank failed: {first_line(error)}"
             ) from error
         self._in_flight.clear()
+
+    # -- bundles ----------------------------------------------------------------------------
+
+    def exchange(
+        self,
+        sends: Mapping[int, torch.Tensor],
+        receives: Mapping[int, tuple[Sequence[int], torch.dtype]],
+        *,
+        what: str = "bundle",
+    ) -> dict[int, torch.Tensor]:
+        """One round of bundles: ``sends[peer]`` goes to ``peer``; returns what each peer sent.
+
+        ``receives[peer]`` is the shape and dtype of the bundle ``peer`` sends
+        this rank in this round. Every rank calls it for the same rounds in the
+        same order (ranks with nothing to exchange in a round may skip it);
+        sends and receives are issued in canonical order (see the module docs),
+        the receives are waited for here and the sends by :meth:`flush`.
+        ``what`` names the round in errors.
+        """
+        if self._sends_due or self._inbound or any(self._posted.values()):
+            raise RuntimeError(
+                f"rank {self.rank}: {what}: announced messages are still pending; "
+                "bundles and announced messages cannot share a phase"
+            )
+        if self.rank in sends or self.rank in receives:
+            raise ValueError(f"rank {self.rank}: {what}: a bundle from a rank to itself")
+        operations: list[tuple[tuple[int, int], int, torch.Tensor | None]] = sorted(
+            [((self.rank, peer), peer, tensor) for peer, tensor in sends.items()]
+            + [((peer, self.rank), peer, None) for peer in receives],
+            key=lambda operation: operation[0],
+        )
+        received: dict[int, tuple[torch.Tensor, Any]] = {}
+        try:
+            for _, peer, tensor in operations:
+                if tensor is None:
+                    shape, dtype = receives[peer]
+                    buffer = torch.empty(tuple(shape), dtype=dtype, device=self.device)
+                    work = dist.irecv(buffer, src=self._global_rank(peer), group=self.group)
+                    received[peer] = (buffer, work)
+                    continue
+                wire = tensor.detach().to(self.device).contiguous()
+                work = dist.isend(wire, dst=self._global_rank(peer), group=self.group)
+                self._in_flight.append((wire, work))
+                self.bytes_sent_cross_rank += wire.numel() * wire.element_size()
+                self.messages_sent_cross_rank += 1
+            for _, work in received.values():
+                work.wait()
+        except RuntimeError as error:
+            raise DistributedError(
+                f"rank {self.rank}: {what} with the other ranks failed: {first_line(error)}"
+            ) from error
+        return {peer: buffer for peer, (buffer, _) in received.items()}
 
     # -- receiving --------------------------------------------------------------------------
 

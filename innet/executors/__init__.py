@@ -13,13 +13,15 @@ links fail during a step is decided by events (:class:`~innet.events.StepPlan`).
   optimiser and one autograd graph per node, walked node by node.
 - :class:`~innet.executors.batched.BatchedExecutor`: the nodes of the same
   shape stacked and computed together, level by level; the same numbers
-  (to float rounding), many times faster on large networks.
+  (to float rounding), many times faster on large networks. Under torchrun
+  each process computes its own nodes and sends one tensor per (phase,
+  level, pair of processes) instead of one per node pair.
 
 :data:`EXECUTORS` names the choices of ``training.executor``; ``auto`` runs a
 configuration batched whenever the batched executor can
 (:func:`~innet.executors.batched.batched_unsupported` says why not: a gate or
-aggregator it does not stack, a wire format other than float32, nodes spread
-over processes), else per node.
+aggregator it does not stack, a wire format other than float32), else per
+node, in one process and under torchrun alike.
 
 :data:`OPTIMIZERS` is the registry of optimisers a scenario may name.
 """

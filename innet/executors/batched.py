@@ -25,13 +25,28 @@ same thing in bulk:
 
 Messages are recorded as the per-node executor sends them: one record per
 (sender, receiver) of each phase, its size that of the row actually sent,
-lost where the step's plan loses it (:meth:`RecordingTransport.record`). The
-values themselves stay in the graph: this executor needs every node in one
-process (an in-process transport) and full-precision messages.
+lost where the step's plan loses it (:meth:`RecordingTransport.record_many`);
+each process records what its own nodes send. Messages travel as full-precision
+rows (float32 both ways).
+
+**Under torchrun** each process stacks and computes only the nodes placed on
+it (:class:`~innet.distributed.transport.DistributedTransport`). Levels are
+the plan's, the same in every process. After a process computes level ``l``,
+the latents its level-``l`` nodes send to another process travel as one
+tensor per (phase, level, pair of processes): its rows are the messages, in
+the order of the plan's edges, which both ends derive from the plan; the
+receiver adds them into its inbox. Gradients go back the same way, level by
+level in reverse, one tensor per (level, pair of processes). A message sent
+into a failed link is recorded and not sent. Within one process, messages
+stay in the autograd graph's tensors, as before.
+
+Schedules are computed from the plan's arrays (:attr:`~innet.plans.Plan.arrays`)
+with numpy, once per distinct step plan.
 
 Randomness follows the per-node contract: a Gaussian gate's noise for a step
 comes from its node's own generator (seeded by ``(seed, node)``), one draw
-per training step the node computes, whichever executor runs it.
+of ``[batch, latent]`` standard normals per training step the node computes,
+whichever executor runs it and however many processes share the nodes.
 
 :func:`batched_unsupported` says why a configuration cannot run batched (the
 ``auto`` choice then runs it per node).
@@ -39,15 +54,14 @@ per training step the node computes, whichever executor runs it.
 
 from __future__ import annotations
 
-import itertools
-from collections import defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import nn
 
+from innet.distributed.transport import DistributedTransport
 from innet.events import StepPlan, step_plan
 from innet.executors import EvalSums, bracket_subsample
 from innet.executors.stacked_optim import STACKED_OPTIMIZERS, make_stacked_optimizer
@@ -88,10 +102,12 @@ def batched_unsupported(
         return f"optimizer {optimizer!r}"
     if (wire_forward, wire_backward) != ("float32", "float32"):
         return f"wire format {wire_forward}/{wire_backward} (batched: float32 both ways)"
-    if not isinstance(transport, RecordingTransport) or not all(
+    if not isinstance(transport, RecordingTransport):
+        return "a transport that does not record (batched records through RecordingTransport)"
+    if not isinstance(transport.inner, DistributedTransport) and not all(
         transport.owns(node) for node in specs
     ):
-        return "nodes spread over processes (batched needs all nodes in one process)"
+        return "nodes spread over processes without a torch.distributed transport"
     return None
 
 
@@ -111,7 +127,7 @@ def _layers(module: nn.Module) -> list[nn.Module]:
 
 
 class _Stack:
-    """The nodes of one shape: parameters stacked by layer, one optimiser, one generator each.
+    """The nodes of one shape: parameters and views stacked, one optimiser, one generator each.
 
     A part (``encoder``, ``combiner``, ``decoder``, the Gaussian gate's ``mu`` and
     ``logvar``) is a list of layers; a Linear layer's weight ``[out, in]`` of
@@ -121,7 +137,7 @@ class _Stack:
 
     def __init__(
         self, shape: _Shape, nodes: list[str], modules: list[NodeModule], device: torch.device,
-        optimizer: str, lr: float,
+        optimizer: str, lr: float, views: Mapping[str, tuple[torch.Tensor, torch.Tensor]],
     ) -> None:  # fmt: skip
         self.shape, self.nodes = shape, nodes
         self.row = {node: row for row, node in enumerate(nodes)}
@@ -157,11 +173,41 @@ class _Stack:
         self.generators = (
             [m.gate.generator for m in modules] if shape.gate_kind == "gaussian" else []
         )
+        # each node's view (train, test), node i in row i: a chunk takes its rows at once
+        self.views = (
+            tuple(torch.stack([views[node][split] for node in nodes]).to(device)
+                  for split in (0, 1))
+            if shape.view_dim is not None else None
+        )  # fmt: skip
         self.optimizer = make_stacked_optimizer(optimizer, flat, len(nodes), lr)
+        for parameter in flat:  # kept, zeroed after each step: taken rows' gradients view them
+            parameter.grad = torch.zeros_like(parameter)
+        self._taken: dict[tuple[int, int], _Weights] = {}
+        # per (rows, shape, dtype) a step draws noise for: the buffer, its rows' views and
+        # generators
+        self.noise: dict[tuple, tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Generator]]]]
+        self.noise = {}
 
     def take(self, rows: torch.Tensor | slice, training: bool) -> _Weights:
-        """The weights of the nodes in ``rows``, as leaves of a chunk's own autograd graph."""
-        return _Weights(self, rows, training)
+        """The weights of the nodes in ``rows``, as leaves of a chunk's own autograd graph.
+
+        Consecutive rows taken for training are taken once and kept: their
+        leaves are views of the stacked parameters (which the optimiser updates
+        in place), their gradients views of the stack's gradients.
+        """
+        if not (training and isinstance(rows, slice)):
+            return _Weights(self, rows, training)
+        taken = self._taken.get((rows.start, rows.stop))
+        if taken is None:
+            taken = self._taken[(rows.start, rows.stop)] = _Weights(self, rows, training)
+        return taken
+
+    def zero_grad(self) -> None:
+        """Zero the stack's gradients in place (the views taken rows accumulate into stay valid)."""
+        for layers in self.parts.values():
+            for layer in layers:
+                for parameter in layer or ():
+                    parameter.grad.zero_()
 
     def parameters_of(self, node: str) -> dict[str, torch.Tensor]:
         """``node``'s parameters, named as in its :class:`~innet.modules.NodeModule`."""
@@ -174,12 +220,27 @@ class _Stack:
         return named
 
 
+def _ready(value: torch.Tensor, bias: bool) -> torch.Tensor:
+    """Stacked weight rows ``[nodes, out, in]`` as ``baddbmm`` takes them (a view, no copy).
+
+    A weight becomes ``[nodes, in, out]`` (transposed), a bias ``[nodes, 1, out]``:
+    taken once, so no step transposes them again (nor differentiates a transpose).
+    """
+    return value.unsqueeze(1) if bias else value.transpose(1, 2)
+
+
+def _unready(value: torch.Tensor, bias: bool) -> torch.Tensor:
+    """The inverse of :func:`_ready`: a leaf's gradient in the stack's layout."""
+    return value.squeeze(1) if bias else value.transpose(1, 2)
+
+
 class _Weights:
     """Some rows of a stack's weights, copied out as leaves of one chunk's autograd graph.
 
-    Backpropagating through a chunk fills these leaves' gradients only;
-    :meth:`give_back` adds them into the stack's rows, so no step touches the
-    gradients of nodes it does not compute.
+    Backpropagating through a chunk fills these leaves' gradients only, so no
+    step touches the gradients of nodes it does not compute. For consecutive
+    rows (a slice) each leaf's gradient is a view of the stack's gradient rows
+    and backward adds into it directly; otherwise :meth:`give_back` adds them.
     """
 
     def __init__(self, stack: _Stack, rows: torch.Tensor | slice, training: bool) -> None:
@@ -187,11 +248,20 @@ class _Weights:
         self.parts = {
             part: [
                 None if layer is None
-                else tuple(value[rows].detach().requires_grad_(training) for value in layer)
+                else tuple(_ready(value[rows].detach(), bias).requires_grad_(training)
+                           for value, bias in zip(layer, (False, True), strict=True))
                 for layer in layers
             ]
             for part, layers in stack.parts.items()
         }  # fmt: skip
+        self.direct = training and isinstance(rows, slice)
+        if self.direct:
+            for part, layers in self.parts.items():
+                for copied, stacked in zip(layers, stack.parts[part], strict=True):
+                    for bias, (leaf, parameter) in enumerate(
+                        zip(copied or (), stacked or (), strict=True)
+                    ):
+                        leaf.grad = _ready(parameter.grad[rows], bool(bias))
 
     def apply(self, part: str, x: torch.Tensor) -> torch.Tensor:
         """Each node's ``part`` on its rows of ``x`` (``[nodes, batch, in]``)."""
@@ -199,77 +269,111 @@ class _Weights:
             if layer is None:
                 x = torch.relu(x)
                 continue
-            weight, bias = layer
-            x = torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
+            weight, bias = layer  # ready: [nodes, in, out] and [nodes, 1, out]
+            x = torch.baddbmm(bias, x, weight)
         return x
 
     def give_back(self) -> None:
-        """Add the gradients of these rows into the stack's parameters."""
+        """Add the gradients of these rows into the stack's parameters (slices: already there)."""
+        if self.direct:
+            return
         for part, layers in self.parts.items():
             for copied, stacked in zip(layers, self.stack.parts[part], strict=True):
                 if copied is None or stacked is None:
                     continue
-                for leaf, parameter in zip(copied, stacked, strict=True):
+                for bias, (leaf, parameter) in enumerate(zip(copied, stacked, strict=True)):
                     if leaf.grad is None:
                         continue
-                    if parameter.grad is None:
-                        parameter.grad = torch.zeros_like(parameter)
+                    grad = _unready(leaf.grad, bool(bias))
                     if isinstance(self.rows, slice):
-                        parameter.grad[self.rows] += leaf.grad
+                        parameter.grad[self.rows] += grad
                     else:
-                        parameter.grad.index_add_(0, self.rows, leaf.grad)
+                        parameter.grad.index_add_(0, self.rows, grad)
 
 
 @dataclass
 class _Chunk:
-    """The nodes of one stack at one level: computed in one call.
+    """The nodes of one stack at one level of this process: computed in one call.
 
-    Every computing node has a row in the step's *inbox* (``[nodes, batch,
-    dim]``), where what its children send is summed; a chunk's nodes hold
-    the rows ``start`` to ``start + len(nodes)``.
+    Every node this process computes has a row in the step's *inbox* (``[nodes,
+    batch, dim]``), where what its children send is summed (and in the
+    *outbox*, what it sends to other processes); a chunk's nodes hold the rows
+    ``start`` to ``start + len(nodes)``.
     """
 
     stack: _Stack
     nodes: list[str]
     rows: torch.Tensor | slice  # rows in the stack (a slice when they are consecutive)
+    stack_rows: list[int]  # the same rows, for the generators
     start: int  # first row in the inbox
     receives: bool  # some node of the chunk has children
     n_inputs: torch.Tensor  # per node: inputs aggregated (for the mean)
-    senders: torch.Tensor  # rows (in the chunk) of each message delivered to a parent …
+    senders: torch.Tensor  # rows (in the chunk) of each message delivered to a local parent …
     receivers: torch.Tensor  # … and the parent's row in the inbox
     in_loss: torch.Tensor  # per node: 1 where its rate is in the loss (its messages arrive)
     level: int
 
 
 @dataclass
-class _Messages:
-    """The messages of one phase: senders, receivers, and the chunk whose latent each carries.
+class _Round:
+    """The bundles of one phase at one level: per other process, the rows of its messages.
 
-    A latent message carries its sender's row of the chunk's output; a
-    gradient message has the shape of the latent it is the gradient of (its
-    receiver's).
+    ``sends[peer]``: the local row (outbox forward, gradients backward) each
+    message to ``peer`` is taken from; ``receives[peer]``: the local row each
+    message from ``peer`` is added into. Rows follow the plan's edge order.
     """
+
+    sends: dict[int, torch.Tensor] = field(default_factory=dict)
+    receives: dict[int, torch.Tensor] = field(default_factory=dict)
+
+
+@dataclass
+class _Messages:
+    """The messages one phase records: senders, receivers, the chunk each message's row is in."""
 
     src: list[str]
     dst: list[str]
     chunk: np.ndarray
 
-    @classmethod
-    def of(cls, pairs: list[tuple[str, str]], where: dict, by: int) -> _Messages:
-        chunks = np.fromiter((where[pair[by]][0] for pair in pairs), dtype=np.int64)
-        return cls([src for src, _ in pairs], [dst for _, dst in pairs], chunks)
-
 
 @dataclass
 class _Schedule:
-    """How one step's plan runs: chunks in order, records, which nodes step."""
+    """How one step's plan runs in this process: chunks by level, bundles, records, updates."""
 
     step: StepPlan  # kept alive: schedules are cached by its id
     chunks: list[_Chunk]
-    where: dict[str, tuple[int, int]]  # node -> (chunk, row in it)
-    forward: _Messages  # every latent sent
-    backward: _Messages  # every gradient sent
+    levels: list[tuple[int, list[int]]]  # (level, its chunks), every level with work, ascending
+    rows: int  # inbox rows: the nodes this process computes
+    forward_rounds: dict[int, _Round]  # by the senders' level
+    backward_rounds: dict[int, _Round]  # by the senders' (the parents') level
+    forward: _Messages  # every latent this process sends (lost ones too)
+    backward: _Messages  # every gradient it sends
     stepping: dict[int, torch.Tensor]  # id(stack) -> mask of the nodes that update
+
+
+@dataclass
+class _PlanIndex:
+    """Per node of a plan (by :attr:`~innet.plans.PlanArrays` index): rank, stack, row, name."""
+
+    plan: Plan  # kept alive: cached by its id
+    rank: np.ndarray
+    stack: np.ndarray  # index into the executor's stacks; -1 on another process
+    stack_row: np.ndarray
+    names: np.ndarray  # object array of node ids
+
+
+def _groups(keys: np.ndarray, *columns: np.ndarray) -> list[tuple[int, list[np.ndarray]]]:
+    """``columns`` split by ``keys`` (stable: each group keeps the given order), keys ascending."""
+    order = np.argsort(keys, kind="stable")
+    keys = keys[order]
+    cuts = np.flatnonzero(np.diff(keys)) + 1
+    starts = np.concatenate([[0], cuts]).astype(np.int64)
+    ends = np.concatenate([cuts, [len(keys)]]).astype(np.int64)
+    return [
+        (int(keys[a]), [column[order[a:b]] for column in columns])
+        for a, b in zip(starts, ends, strict=True)
+        if b > a
+    ]
 
 
 class BatchedExecutor:
@@ -301,6 +405,9 @@ class BatchedExecutor:
             raise ValueError(f"the batched executor cannot run {reason}")
         assert isinstance(transport, RecordingTransport)
         self.transport = transport
+        inner = transport.inner
+        self._bundles = inner if isinstance(inner, DistributedTransport) else None
+        self.rank = self._bundles.rank if self._bundles is not None else 0
         self.device = torch.device(device)
         self.seed, self.beta = seed, beta
         self.task = task or Classification()
@@ -308,38 +415,36 @@ class BatchedExecutor:
         self.wire_forward = wire_forward
         first = next(iter(self.specs.values()))
         self.latent_dim, self.aggregator = first.latent_dim, first.aggregator
-        self.views = {
-            node: (train.to(self.device), test.to(self.device))
-            for node, (train, test) in views.items()
-        }
         self.labels = (labels[0].to(self.device), labels[1].to(self.device))
-        by_shape: dict[_Shape, list[str]] = defaultdict(list)
         # rows in the order the first plan computes them: its chunks are then consecutive rows
-        first = self._levels(step_plan(plan, frozenset(), []))
-        position = {node: index for index, node in enumerate(plan.forward_order())}
+        arrays = plan.arrays
+        last = len(arrays.nodes)
+        by_shape: dict[_Shape, list[str]] = {}
         for node in sorted(
-            self.specs,
-            key=lambda n: (first.get(n, len(first)), position.get(n, len(position)), node_key(n)),
-        ):
+            (node for node in self.specs if transport.owns(node)),
+            key=lambda n: (int(arrays.level[arrays.position[n]]) if n in arrays.position else last,
+                           arrays.position.get(n, last), node_key(n)),
+        ):  # fmt: skip
             spec = self.specs[node]
             gate = "" if spec.is_fusion else spec.gate_kind  # the fusion node has a decoder
             shape = _Shape(spec.is_fusion, spec.view_dim, spec.n_received > 0, gate)
-            by_shape[shape].append(node)
-        self.stacks: dict[str, _Stack] = {}  # node -> its stack
+            by_shape.setdefault(shape, []).append(node)
+        self.stacks: dict[str, _Stack] = {}  # node -> its stack (this process's nodes)
+        self._all_stacks: list[_Stack] = []
         for shape, nodes in by_shape.items():
             modules = [NodeModule(self.specs[node], seed) for node in nodes]
-            stack = _Stack(shape, nodes, modules, self.device, optimizer, lr)
+            stack = _Stack(shape, nodes, modules, self.device, optimizer, lr, views)
+            self._all_stacks.append(stack)
             for node in nodes:
                 self.stacks[node] = stack
-        self._all_stacks = list({id(s): s for s in self.stacks.values()}.values())
-        self._calls = 0
         self._bracket_keep = bracket_subsample(seed, len(self.labels[1]), bracket_samples)
         self._schedules: dict[int, _Schedule] = {}
+        self._indexes: dict[int, _PlanIndex] = {}
         self.set_plan(plan)
 
     def set_plan(self, plan: Plan) -> None:
         """Route from now on along ``plan`` (its nodes must all have a spec)."""
-        missing = set(plan.forward_order()) - set(self.specs)
+        missing = set(plan.arrays.nodes) - set(self.specs)
         if missing:
             raise ValueError(f"no module spec for nodes {sorted(missing)}")
         self.plan = plan
@@ -347,95 +452,173 @@ class BatchedExecutor:
 
     # -- scheduling -------------------------------------------------------------------------
 
-    @staticmethod
-    def _computing(step: StepPlan) -> list[str]:
-        """The nodes that compute in ``step``, in forward order."""
-        delivered = step.delivered
-        return [
-            node
-            for node in step.plan.forward_order()
-            if node in step.working
-            and not (node == delivered.fusion and not delivered.children(node))
-        ]
-
-    def _levels(self, step: StepPlan) -> dict[str, int]:
-        """Each computing node's level: one more than its highest child's (leaves: 0)."""
-        level: dict[str, int] = {}
-        for node in self._computing(step):  # forward order: children first
-            children = step.delivered.children(node)
-            level[node] = 1 + max((level[c] for c in children), default=-1)
-        return level
+    def _index(self, plan: Plan) -> _PlanIndex:
+        """Rank, stack and stack row of every node of ``plan`` (once per plan)."""
+        cached = self._indexes.get(id(plan))
+        if cached is not None:
+            return cached
+        nodes = plan.arrays.nodes
+        count = len(nodes)
+        placement = self._bundles.placement if self._bundles is not None else {}
+        rank = np.fromiter((placement.get(node, 0) for node in nodes), dtype=np.int64, count=count)
+        number = {id(stack): i for i, stack in enumerate(self._all_stacks)}
+        stack = np.full(count, -1, dtype=np.int64)
+        stack_row = np.full(count, -1, dtype=np.int64)
+        for i, node in enumerate(nodes):
+            mine = self.stacks.get(node)
+            if mine is not None:
+                stack[i], stack_row[i] = number[id(mine)], mine.row[node]
+        names = np.empty(count, dtype=object)
+        names[:] = nodes
+        index = _PlanIndex(plan, rank, stack, stack_row, names)
+        self._indexes[id(plan)] = index
+        return index
 
     def _schedule(self, step: StepPlan) -> _Schedule:
         cached = self._schedules.get(id(step))
         if cached is not None:
             return cached
         plan, delivered = step.plan, step.delivered
-        fusion = delivered.fusion
-        computing = self._computing(step)
-        level = self._levels(step)
-        groups: dict[tuple[int, int], list[str]] = defaultdict(list)
-        for node in computing:
-            groups[(level[node], self._all_stacks.index(self.stacks[node]))].append(node)
-        ordered = sorted(groups.items())
-        where: dict[str, tuple[int, int]] = {}  # node -> (chunk, row in chunk)
-        inbox: dict[str, int] = {}  # node -> its row in the inbox
-        for number, (_, nodes) in enumerate(ordered):
-            for row, node in enumerate(nodes):
-                where[node] = (number, row)
-                inbox[node] = len(inbox)
-        in_plan = set(delivered.forward_order())
-        updating = [node for node in computing if node in in_plan]
+        arrays, where = plan.arrays, self._index(plan)
+        count = len(arrays.nodes)
+        if delivered is plan:  # no failure: every node works, every edge delivers
+            src, dst, level = arrays.src, arrays.dst, arrays.level
+            working = in_delivered = np.ones(count, dtype=bool)
+        else:
+            position = arrays.position
+            inner = delivered.arrays
+            to_plan = np.fromiter((position[node] for node in inner.nodes), dtype=np.int64,
+                                  count=len(inner.nodes))  # fmt: skip
+            src, dst = to_plan[inner.src], to_plan[inner.dst]
+            level = np.zeros(count, dtype=np.int64)
+            level[to_plan] = inner.level
+            in_delivered = np.zeros(count, dtype=bool)
+            in_delivered[to_plan] = True
+            working = np.zeros(count, dtype=bool)
+            working[[position[node] for node in step.working]] = True
+        fusion = count - 1  # forward order ends with the fusion node
+        children = np.bincount(dst, minlength=count)
+        computing = working.copy()
+        computing[fusion] &= bool(children[fusion])  # nothing arrives: nothing to decode
+        local = computing & (where.rank == self.rank)
+        mine = np.flatnonzero(local)
+        order = mine[np.lexsort((mine, where.stack[mine], level[mine]))]
+        row_of = np.full(count, -1, dtype=np.int64)
+        row_of[order] = np.arange(len(order))
+        # chunks: runs of one (level, stack) in `order`
+        key = level[order] * (len(self._all_stacks) + 1) + where.stack[order]
+        cuts = np.flatnonzero(np.diff(key)) + 1
+        starts = np.concatenate([[0], cuts]).astype(np.int64)
+        ends = np.concatenate([cuts, [len(order)]]).astype(np.int64)
+        bounds = [(int(a), int(b)) for a, b in zip(starts, ends, strict=True) if b > a]
+        chunk_of_row = np.repeat(np.arange(len(bounds)), [b - a for a, b in bounds])
+        # deliveries inside this process, grouped by the sender's chunk
+        inside = local[src] & local[dst]
+        local_edges = {
+            chunk: rows
+            for chunk, rows in _groups(chunk_of_row[row_of[src[inside]]],
+                                       row_of[src[inside]], row_of[dst[inside]])
+        }  # fmt: skip
         chunks: list[_Chunk] = []
-        for (level_of_chunk, stack_index), nodes in ordered:
-            stack = self._all_stacks[stack_index]
+        for number, (a, b) in enumerate(bounds):
+            members = order[a:b]
+            stack = self._all_stacks[int(where.stack[members[0]])]
             own = 1 if stack.shape.view_dim is not None else 0
-            children = [len(delivered.children(node)) for node in nodes]
-            n_inputs = torch.tensor([own + count for count in children], dtype=torch.float32,
-                                    device=self.device).view(-1, 1, 1)  # fmt: skip
-            edges = [
-                (row, inbox[parent])
-                for row, node in enumerate(nodes)
-                for parent in delivered.parents(node)
-            ]
+            senders, receivers = local_edges.get(number, (np.zeros(0, np.int64),) * 2)
+            stack_rows = where.stack_row[members].tolist()
             chunks.append(
                 _Chunk(
-                    stack, nodes, self._rows([stack.row[n] for n in nodes]),
-                    inbox[nodes[0]], any(children), n_inputs,
-                    self._index([row for row, _ in edges]),
-                    self._index([parent for _, parent in edges]),
-                    torch.tensor([float(n in in_plan) for n in nodes], device=self.device),
-                    level_of_chunk,
+                    stack, where.names[members].tolist(), self._rows(stack_rows), stack_rows, a,
+                    bool(children[members].any()),
+                    self._tensor(own + children[members], torch.float32).view(-1, 1, 1),
+                    self._tensor(senders - a), self._tensor(receivers),
+                    self._tensor(in_delivered[members], torch.float32),
+                    int(level[members[0]]),
                 )
             )  # fmt: skip
+        levels: dict[int, list[int]] = {}
+        for number, chunk in enumerate(chunks):
+            levels.setdefault(chunk.level, []).append(number)
+        forward_rounds, backward_rounds = self._rounds(where.rank, src, dst, level, row_of)
+        for rounds in (forward_rounds, backward_rounds):
+            for at in rounds:
+                levels.setdefault(at, [])
+        # records: every latent a local computing node sends to its parents in the plan (lost
+        # ones too), every gradient a local node sends back along a delivered edge
+        sending = local[arrays.src]
+        returning = local[dst]
+        forward = _Messages(where.names[arrays.src[sending]].tolist(),
+                            where.names[arrays.dst[sending]].tolist(),
+                            chunk_of_row[row_of[arrays.src[sending]]])  # fmt: skip
+        backward = _Messages(where.names[dst[returning]].tolist(),
+                             where.names[src[returning]].tolist(),
+                             chunk_of_row[row_of[dst[returning]]])  # fmt: skip
+        updating = local & in_delivered
         stepping = {}
-        for stack in self._all_stacks:
+        for number, stack in enumerate(self._all_stacks):
             mask = torch.zeros(len(stack.nodes), dtype=torch.bool)
-            for node in updating:
-                if self.stacks[node] is stack:
-                    mask[stack.row[node]] = True
+            rows = where.stack_row[updating & (where.stack == number)]
+            mask[torch.from_numpy(rows)] = True
             stepping[id(stack)] = mask
-        forward = [
-            (node, parent) for node in computing if node != fusion for parent in plan.parents(node)
-        ]
-        backward = [
-            (node, child) for node in reversed(updating) for child in delivered.children(node)
-        ]
         schedule = _Schedule(
-            step, chunks, where, _Messages.of(forward, where, 0),
-            _Messages.of(backward, where, 1), stepping,
+            step, chunks, sorted(levels.items()), len(order), forward_rounds, backward_rounds,
+            forward, backward, stepping,
         )  # fmt: skip
         self._schedules[id(step)] = schedule
         return schedule
 
-    def _index(self, values: list[int]) -> torch.Tensor:
-        return torch.tensor(values, dtype=torch.long, device=self.device)
+    def _rounds(
+        self, rank: np.ndarray, src: np.ndarray, dst: np.ndarray, level: np.ndarray,
+        row_of: np.ndarray,
+    ) -> tuple[dict[int, _Round], dict[int, _Round]]:  # fmt: skip
+        """The bundles of the delivered edges ``src -> dst`` that join two processes.
+
+        Forward, one per (sender's level, pair of processes); backward, one per
+        (parent's level, pair). Every process greets the pairs that exchange any.
+        """
+        forward: dict[int, _Round] = {}
+        backward: dict[int, _Round] = {}
+        if self._bundles is None:
+            return forward, backward
+        across = rank[src] != rank[dst]
+        pairs = np.unique(np.stack([rank[src[across]], rank[dst[across]]], axis=1), axis=0)
+        self._bundles.connect([(int(a), int(b)) for a, b in pairs])  # same in every process
+        width = self._bundles.world_size
+        outgoing = across & (rank[src] == self.rank)  # this process holds the sender
+        incoming = across & (rank[dst] == self.rank)  # … the receiver
+        for rounds, edges, rows_at, level_at, peer_at, sends in (
+            (forward, outgoing, src, src, dst, True),  # latents from the senders' rows
+            (forward, incoming, dst, src, src, False),  # … into the receivers' rows
+            (backward, incoming, dst, dst, src, True),  # gradients from the parents' rows
+            (backward, outgoing, src, dst, dst, False),  # … into the children's rows
+        ):
+            keys = level[level_at[edges]] * width + rank[peer_at[edges]]
+            for key, (rows,) in _groups(keys, row_of[rows_at[edges]]):
+                round_ = rounds.setdefault(key // width, _Round())
+                (round_.sends if sends else round_.receives)[key % width] = self._tensor(rows)
+        return forward, backward
+
+    def _tensor(self, values: np.ndarray, dtype: torch.dtype = torch.long) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(values), dtype=dtype, device=self.device)
 
     def _rows(self, rows: list[int]) -> torch.Tensor | slice:
         """Rows of a stack: a slice (a view, no copy) when they are consecutive."""
         if rows == list(range(rows[0], rows[0] + len(rows))):
             return slice(rows[0], rows[0] + len(rows))
-        return self._index(rows)
+        return self._tensor(np.array(rows))
+
+    def _exchange(
+        self, round_: _Round | None, source: torch.Tensor, target: torch.Tensor, what: str
+    ) -> None:
+        """Send the rows of ``source`` a round names; add the rows received into ``target``."""
+        if round_ is None or self._bundles is None:
+            return
+        sends = {peer: source.index_select(0, rows) for peer, rows in round_.sends.items()}
+        shapes = {peer: ((len(rows), *target.shape[1:]), target.dtype)
+                  for peer, rows in round_.receives.items()}  # fmt: skip
+        received = self._bundles.exchange(sends, shapes, what=what)
+        for peer, rows in round_.receives.items():
+            target.index_add_(0, rows, received[peer].to(self.device))
 
     # -- the forward pass -------------------------------------------------------------------
 
@@ -448,41 +631,54 @@ class BatchedExecutor:
 
         What a chunk receives and its weights are leaves of its own autograd
         graph (as a message is for a node of the per-node executor): no graph
-        spans two chunks.
+        spans two chunks. The logits are None unless this process computes the
+        fusion node.
         """
         batch = len(index)
-        outs: list[GateOutput | None] = []
-        inboxes: list[torch.Tensor | None] = []
-        weights: list[_Weights] = []
+        phase = "forward" if training else "eval"
+        outs: list[GateOutput | None] = [None] * len(schedule.chunks)
+        inboxes: list[torch.Tensor | None] = [None] * len(schedule.chunks)
+        weights: list[_Weights | None] = [None] * len(schedule.chunks)
         logits = None
-        inbox = torch.zeros(len(schedule.where), batch, self.latent_dim, device=self.device)
-        for chunk in schedule.chunks:
-            stack = chunk.stack
-            taken = stack.take(chunk.rows, training)
-            weights.append(taken)
-            held = None
-            if stack.shape.view_dim is not None:
-                view = torch.stack([self.views[node][split][index] for node in chunk.nodes])
-                held = taken.apply("encoder", view)
-            received = None
-            if chunk.receives:
-                received = inbox[chunk.start : chunk.start + len(chunk.nodes)].clone()
-                received.requires_grad_(training)
-                held = received if held is None else held + received
-            inboxes.append(received)
-            assert held is not None  # every computing node has a view or a child
-            if self.aggregator == "mean":
-                held = held / chunk.n_inputs
-            if stack.shape.is_fusion:
-                logits = taken.apply("decoder", held)[0]
-                outs.append(None)
-                continue
-            latent = taken.apply("combiner", held) if "combiner" in stack.parts else held
-            out = self._gate(taken, chunk, latent, training)
-            if len(chunk.senders):
-                inbox.index_add_(0, chunk.receivers, out.t.detach().index_select(0, chunk.senders))
-            outs.append(out)
-        return logits, outs, inboxes, weights
+        inbox = torch.zeros(schedule.rows, batch, self.latent_dim, device=self.device)
+        outbox = torch.zeros_like(inbox) if schedule.forward_rounds else inbox
+        rows = torch.as_tensor(index, device=self.device)
+        for level, numbers in schedule.levels:
+            for number in numbers:
+                chunk = schedule.chunks[number]
+                stack = chunk.stack
+                taken = stack.take(chunk.rows, training)
+                weights[number] = taken
+                held = None
+                if stack.views is not None:
+                    view = stack.views[split][chunk.rows].index_select(1, rows)
+                    held = taken.apply("encoder", view)
+                received = None
+                if chunk.receives:
+                    received = inbox[chunk.start : chunk.start + len(chunk.nodes)]
+                    if held is None and self.aggregator != "mean":
+                        # held as it is, the first layer keeps it for backward: a copy, as
+                        # later levels add into the inbox
+                        received = received.clone()
+                    received.requires_grad_(training)
+                    held = received if held is None else held + received
+                inboxes[number] = received
+                assert held is not None  # every computing node has a view or a child
+                if self.aggregator == "mean":
+                    held = held / chunk.n_inputs
+                if stack.shape.is_fusion:
+                    logits = taken.apply("decoder", held)[0]
+                    continue
+                latent = taken.apply("combiner", held) if "combiner" in stack.parts else held
+                out = self._gate(taken, chunk, latent, training)
+                sent = out.t.detach()
+                if len(chunk.senders):
+                    inbox.index_add_(0, chunk.receivers, sent.index_select(0, chunk.senders))
+                if outbox is not inbox:
+                    outbox[chunk.start : chunk.start + len(chunk.nodes)] = sent
+                outs[number] = out
+            self._exchange(schedule.forward_rounds.get(level), outbox, inbox, f"{phase} {level}")
+        return logits, outs, inboxes, weights  # type: ignore[return-value]  # all filled
 
     def _gate(self, taken: _Weights, chunk: _Chunk, z: torch.Tensor, training: bool) -> GateOutput:
         """The gate of every node of ``chunk`` on its latents ``z`` (``[nodes, batch, dim]``)."""
@@ -491,32 +687,53 @@ class BatchedExecutor:
             return GateOutput(t=z, rate_bits=z.new_zeros(len(chunk.nodes)))
         mu = taken.apply("mu", z)
         logvar = bound_logvar(taken.apply("logvar", z))
-        rate = gaussian_kl_bits(mu, logvar).mean(dim=1)
+        if training and self.beta == 0:  # a training step reads the rate only as beta * rate
+            rate = z.new_zeros(len(chunk.nodes))
+        else:
+            rate = gaussian_kl_bits(mu, logvar).mean(dim=1)
         sigma = torch.exp(0.5 * logvar)
         if not training:
             return GateOutput(t=mu, rate_bits=rate, mu=mu, sigma=sigma)
-        shape = mu.shape[1:]
-        eps = torch.stack(
-            [
-                torch.randn(shape, generator=stack.generators[row], dtype=mu.dtype,
-                            device=stack.generators[row].device)
-                for row in (stack.row[node] for node in chunk.nodes)
-            ]
-        ).to(mu.device)  # fmt: skip
+        eps = self._noise(stack, chunk.stack_rows, tuple(mu.shape[1:]), mu.dtype).to(mu.device)
         return GateOutput(t=mu + sigma * eps, rate_bits=rate, mu=mu, sigma=sigma)
 
-    def _record(
-        self, messages: _Messages, outs: list[GateOutput | None], phase: str, payload: str
-    ) -> None:
+    @staticmethod
+    def _noise(
+        stack: _Stack, rows: list[int], shape: tuple[int, ...], dtype: torch.dtype
+    ) -> torch.Tensor:
+        """One draw of standard normals of ``shape`` from each node's own generator, stacked.
+
+        The random-number contract: a node's ``k``-th draw is the ``k``-th
+        ``shape`` draw of the generator seeded by ``(seed, node)``, whichever
+        executor and however many processes run it.
+        """
+        key = (tuple(rows), shape, dtype)
+        buffer = stack.noise.get(key)
+        if buffer is None:  # drawn into again each step: the last step's backward is done
+            eps = torch.empty((len(rows), *shape), dtype=dtype,
+                              device=stack.generators[rows[0]].device)  # fmt: skip
+            buffer = stack.noise[key] = (eps, [(eps[n], stack.generators[row])
+                                               for n, row in enumerate(rows)])  # fmt: skip
+        for view, generator in buffer[1]:  # what torch.randn(shape, out=view) draws
+            view.normal_(generator=generator)
+        return buffer[0]
+
+    def _record(self, messages: _Messages, row_bytes: np.ndarray, phase: str, payload: str) -> None:
         """Record ``messages``, each the size of a row of the chunk output it carries."""
-        row_bytes = np.array(
-            [0 if out is None else out.t[0].numel() * out.t.element_size() for out in outs],
-            dtype=np.int64,
-        )
+        if not len(messages.src):
+            return
         self.transport.record_many(
             row_bytes[messages.chunk], src=messages.src, dst=messages.dst, phase=phase,
             payload=payload,
         )  # fmt: skip
+
+    @staticmethod
+    def _row_bytes(outs: list[GateOutput | None]) -> np.ndarray:
+        """Per chunk, the bytes of one row of the latent it sends (``numel * element_size``)."""
+        return np.array(
+            [0 if out is None else out.t[0].numel() * out.t.element_size() for out in outs],
+            dtype=np.int64,
+        )
 
     # -- training ---------------------------------------------------------------------------
 
@@ -524,25 +741,28 @@ class BatchedExecutor:
         """One synchronous step on the training samples ``index``, on ``step``'s plan."""
         if step.plan is not self.plan:
             raise ValueError("the step's plan is not the executor's: call set_plan first")
-        self._calls += 1
         schedule = self._schedule(step)
         logits, outs, inboxes, weights = self._forward(schedule, index, 0, training=True)
-        self._record(schedule.forward, outs, "forward", "latent")
+        self._record(schedule.forward, self._row_bytes(outs), "forward", "latent")
         loss = self.task.loss(logits, self.labels[0][index]) if logits is not None else None
-        self._backward(schedule, loss, outs, inboxes, weights)
-        self._record(schedule.backward, outs, "backward", "grad")
+        sent_back = self._backward(schedule, len(index), loss, outs, inboxes, weights)
+        # every gradient message is one row of `sent_back`
+        row = sent_back[0].numel() * sent_back.element_size() if len(sent_back) else 0
+        self._record(schedule.backward, np.full(len(schedule.chunks), row, dtype=np.int64),
+                     "backward", "grad")  # fmt: skip
         for stack in self._all_stacks:
             mask = schedule.stepping[id(stack)]
             if bool(mask.any()):
                 stack.optimizer.step(mask)
-            stack.optimizer.zero_grad()
+            stack.zero_grad()
+        self.transport.flush()
         return float(loss.detach()) if loss is not None else None
 
     def _backward(
-        self, schedule: _Schedule, loss: torch.Tensor | None,
+        self, schedule: _Schedule, batch: int, loss: torch.Tensor | None,
         outs: list[GateOutput | None], inboxes: list[torch.Tensor | None],
         weights: list[_Weights],
-    ) -> None:  # fmt: skip
+    ) -> torch.Tensor:  # fmt: skip
         """Levels in reverse order, each backpropagating what its parents sent back.
 
         A chunk's objective is the per-node executor's, for all its nodes at
@@ -550,21 +770,24 @@ class BatchedExecutor:
         where its messages arrive), or the task's loss at the fusion node. The
         gradient with respect to its inbox rows is what it sends its children.
         The chunks of one level depend on no other and share one backward call.
+        Returns, per inbox row, the gradient it sent back.
         """
-        sent_back: torch.Tensor | None = None  # per inbox row: the gradient it is sent
-        everything = list(zip(schedule.chunks, outs, inboxes, weights, strict=True))
-        for _, level in itertools.groupby(reversed(everything), key=lambda item: item[0].level):
-            level = list(level)
+        sent_back = torch.zeros(schedule.rows, batch, self.latent_dim, device=self.device)
+        arrived = torch.zeros_like(sent_back) if schedule.backward_rounds else None
+        for level, numbers in reversed(schedule.levels):
             outputs: list[torch.Tensor] = []
             grads: list[torch.Tensor] = []
-            for chunk, out, _, _ in level:
+            for number in numbers:
+                chunk, out = schedule.chunks[number], outs[number]
                 if out is None:  # the fusion node
                     if loss is not None:
                         outputs.append(loss)
                         grads.append(torch.ones_like(loss))
                     continue
-                grad = torch.zeros_like(out.t)
-                if sent_back is not None and len(chunk.senders):
+                end = chunk.start + len(chunk.nodes)
+                grad = (arrived[chunk.start : end].clone() if arrived is not None
+                        else torch.zeros_like(out.t))  # fmt: skip
+                if len(chunk.senders):
                     grad.index_add_(0, chunk.senders, sent_back.index_select(0, chunk.receivers))
                 outputs.append(out.t)
                 grads.append(grad)
@@ -574,14 +797,15 @@ class BatchedExecutor:
                     grads.append(torch.ones_like(penalty))
             if outputs:
                 torch.autograd.backward(outputs, grads)
-            for chunk, _, received, taken in level:
-                taken.give_back()
-                if received is None:
-                    continue
-                if sent_back is None:
-                    sent_back = received.new_zeros(len(schedule.where), *received.shape[1:])
-                if received.grad is not None:
+            for number in numbers:
+                chunk, received = schedule.chunks[number], inboxes[number]
+                weights[number].give_back()
+                if received is not None and received.grad is not None:
                     sent_back[chunk.start : chunk.start + len(chunk.nodes)] = received.grad
+            if arrived is not None:
+                self._exchange(schedule.backward_rounds.get(level), sent_back, arrived,
+                               f"backward {level}")  # fmt: skip
+        return sent_back
 
     # -- evaluation -------------------------------------------------------------------------
 
@@ -589,17 +813,20 @@ class BatchedExecutor:
     def evaluate_batch(self, index: np.ndarray) -> EvalSums:
         """Forward the test samples ``index``: the task's sums at the fusion, rates at senders."""
         batch = len(index)
-        self._calls += 1
         result = EvalSums(samples=batch)
         keep = self._bracket_keep[index]
         schedule = self._schedule(self._eval_step)
         logits, outs, _, _ = self._forward(schedule, index, 1, training=False)
-        if logits is None:  # the fusion node received nothing: its decoder sees zeros
-            stack = self.stacks[self.plan.fusion]
+        fusion = self.plan.fusion
+        if logits is None and fusion in self.stacks:  # it received nothing: decodes zeros
+            stack = self.stacks[fusion]
             width = stack.parts["decoder"][0][0].shape[2]
             zeros = torch.zeros(1, batch, width, device=self.device)
-            logits = stack.take(self._index([0]), False).apply("decoder", zeros)[0]
-        result.metric_sums = self.task.metric_sums(logits, self.labels[1][index])
+            logits = stack.take(self._tensor(np.array([stack.row[fusion]])), False).apply(
+                "decoder", zeros
+            )[0]
+        if logits is not None:
+            result.metric_sums = self.task.metric_sums(logits, self.labels[1][index])
         for chunk, out in zip(schedule.chunks, outs, strict=True):
             if out is None:
                 continue
@@ -614,7 +841,8 @@ class BatchedExecutor:
                 result.rate_stats[node] = RateStats(
                     self.specs[node].gate_kind, self.message_bits_per_sample(node)
                 ).update(node_out, keep)
-        self._record(schedule.forward, outs, "eval", "latent")
+        self._record(schedule.forward, self._row_bytes(outs), "eval", "latent")
+        self.transport.flush()
         return result
 
     def message_bits_per_sample(self, node: str) -> float:
@@ -626,5 +854,5 @@ class BatchedExecutor:
         return self.stacks[node].parameters_of(node)
 
     def flops(self) -> dict[str, int]:
-        """Forward FLOPs per sample of each node's module."""
+        """Forward FLOPs per sample of each module this process runs."""
         return {node: stack.flops for node, stack in self.stacks.items()}

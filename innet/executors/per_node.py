@@ -21,10 +21,29 @@ Stochastic rounding draws from a generator seeded by ``(seed, node, step,
 phase)``. With ``float32`` both ways (the default) the message is the
 tensor itself.
 
-Discrete gates are built here with the scenario's product-codebook groups
-and temperature schedule (:meth:`PerNodeExecutor.set_progress` anneals them);
-receivers of codeword indices derive the sender's fixed codebook from
-``(seed, node)``.
+Discrete gates are built here with the scenario's product-codebook groups,
+temperature schedule (:meth:`PerNodeExecutor.set_progress` anneals them) and
+codebook (trained, or fixed at its seeded start: then its commitment loss is
+added to the node's objective).
+
+**Published codebooks.** When a discrete gate's messages are codeword
+indices (the ``index`` and ``entropy`` wire formats), each receiver decodes
+them with its own copy of the sender's codebook, the last one the sender
+sent it over their link. The sender *publishes* (its working codebook becomes
+the one it quantises against, :class:`~innet.gates.DiscreteGate`) on the
+first training step it computes (right after the codebook's data
+initialisation) and, when the codebook is trained, on every training step
+whose number is a multiple of ``codebook_sync``; it then sends the published
+codebook, float32 ``[m, K, D / m]``, to each parent in the step's plan, in
+the ``codebook`` phase (payload ``codebook``), before that step's latent.
+On any other step it sends it to the parents that do not hold its current
+codebook: a parent new after a plan change, or one whose copy was lost with
+a failed link. Evaluation quantises
+against the last published codebook and sends none, except to a parent that
+does not hold it (a plan that changed right before the evaluation): that copy
+is evaluation traffic (phase ``eval``, payload ``codebook``). Who holds which
+codebook is bookkept from the plans alone, identically in every process, so
+under torchrun every process announces the same messages.
 
 Evaluation also feeds each sending node's :class:`~innet.gates.RateStats`,
 from which the reported rates are computed over the whole evaluation set.
@@ -77,13 +96,31 @@ class PerNodeExecutor:
         bracket_samples: int = 0,
         gate_groups: int = 1,
         tau_final: float | None = None,
+        codebook_sync: int = 2,
+        train_codebook: bool = True,
     ) -> None:
         self.device = torch.device(device)
         self.transport = transport
         self.beta = beta
         self.seed = seed
         self.task = task or Classification()
+        if (
+            isinstance(codebook_sync, bool)
+            or not isinstance(codebook_sync, int)
+            or codebook_sync <= 0
+        ):
+            raise ValueError(f"codebook_sync must be a positive integer, got {codebook_sync!r}")
         self.gate_groups, self.tau_final = gate_groups, tau_final
+        self.wire_forward, self.wire_backward = wire_forward, wire_backward
+        self.codebook_sync, self.train_codebook = codebook_sync, train_codebook
+        # senders whose messages are codeword indices: they publish their codebooks
+        self._publishers = {
+            node
+            for node, spec in specs.items()
+            if not spec.is_fusion
+            and spec.gate_kind == "discrete"
+            and wire_forward in ("index", "entropy")
+        }
         self.modules = {
             node: self._with_gate(NodeModule(spec, seed), spec).to(self.device)
             for node, spec in specs.items()
@@ -101,58 +138,49 @@ class PerNodeExecutor:
         }
         self.labels = (labels[0].to(self.device), labels[1].to(self.device))
         self._latent_dims = {node: spec.latent_dim for node, spec in self.specs.items()}
-        # wire formats: one forward codec per sending node (index formats need its codebook),
-        # one backward codec per gradient width
-        self.wire_forward, self.wire_backward = wire_forward, wire_backward
+        # wire formats: one forward codec per sending node (index formats: its codebook's
+        # shape), one backward codec per gradient width
         self._forward_codecs = {
-            node: make_codec(wire_forward, spec.latent_dim, self._codebook_for(spec))
+            node: make_codec(
+                wire_forward,
+                spec.latent_dim,
+                codewords=spec.codewords if node in self._publishers else None,
+                groups=self.gate_groups if node in self._publishers else 1,
+            )
             for node, spec in self.specs.items()
             if not spec.is_fusion
         }
         self._backward_codecs: dict[int, Codec] = {}
-        for node, codec in self._forward_codecs.items():
-            if codec.sends_indices and self.specs[node].train_codebook:
-                raise ValueError(
-                    f"node {node}: the {wire_forward!r} wire format needs a fixed codebook "
-                    "(ModuleSpec.train_codebook=False): receivers hold a copy made at start-up"
-                )
+        # published codebooks: each publisher's version (0: never published), the version
+        # each (sender, receiver) link delivered last (every process keeps the same books),
+        # and the copies this process's receivers hold
+        self._versions = dict.fromkeys(sorted(self._publishers), 0)
+        self._held: dict[tuple[str, str], int] = {}
+        self._copies: dict[tuple[str, str], torch.Tensor] = {}
+        self._train_steps = 0
         self._calls = 0  # train steps and evaluation batches so far: seeds stochastic rounding
         self._bracket_keep = bracket_subsample(seed, len(self.labels[1]), bracket_samples)
         self.set_plan(plan)
 
-    def _discrete_gate(self, spec: ModuleSpec, *, train_codebook: bool) -> DiscreteGate:
-        """``spec``'s discrete gate with the product-codebook and annealing settings.
+    def _with_gate(self, module: NodeModule, spec: ModuleSpec) -> NodeModule:
+        """``module`` with its discrete gate built with this executor's gate settings.
 
         Drawn from the same generator as :class:`~innet.modules.NodeModule`'s
-        gate, so with one group and no annealing it is that very gate.
+        gate, so with one group, no annealing and float messages it is that very gate.
         """
-        gate = make_gate(
-            "discrete",
-            spec.latent_dim,
-            generator=node_generator(self.seed, spec.node, "gate"),
-            codewords=spec.codewords,
-            tau=spec.tau,
-            train_codebook=train_codebook,
-            groups=self.gate_groups,
-            tau_final=self.tau_final,
-        )
-        assert isinstance(gate, DiscreteGate)
-        return gate
-
-    def _with_gate(self, module: NodeModule, spec: ModuleSpec) -> NodeModule:
-        """``module`` with its discrete gate built with this executor's gate settings."""
         if module.gate is not None and spec.gate_kind == "discrete":
-            module.gate = self._discrete_gate(spec, train_codebook=spec.train_codebook)
+            module.gate = make_gate(
+                "discrete",
+                spec.latent_dim,
+                generator=node_generator(self.seed, spec.node, "gate"),
+                codewords=spec.codewords,
+                tau=spec.tau,
+                groups=self.gate_groups,
+                tau_final=self.tau_final,
+                train_codebook=self.train_codebook,
+                publishes=spec.node in self._publishers,
+            )
         return module
-
-    def _codebook_for(self, spec: ModuleSpec) -> torch.Tensor | None:
-        """The receiver's copy of a sender's codebook, when its messages are codeword indices.
-
-        Both ends derive it from ``(seed, node)``: the sender's codebook stays fixed.
-        """
-        if self.wire_forward in ("index", "entropy") and spec.gate_kind == "discrete":
-            return self._discrete_gate(spec, train_codebook=False).codebook.detach().clone()
-        return None
 
     def set_progress(self, fraction: float) -> None:
         """Tell the gates how far training is (0 at the start, 1 at the end): anneals ``tau``."""
@@ -188,7 +216,86 @@ class PerNodeExecutor:
         message = self.transport.recv(
             src=src, dst=dst, phase=phase, payload=payload, shape=shape, dtype=dtype
         )
-        return codec.decode(message.to(self.device), batch)
+        if not codec.sends_indices:
+            return codec.decode(message.to(self.device), batch)
+        copy = self._copies.get((src, dst))
+        if copy is None:
+            raise RuntimeError(f"{dst} got codeword indices from {src} but holds no codebook of it")
+        return codec.decode(message, batch, copy).to(self.device)
+
+    def _recv_latent(
+        self, src: str, dst: str, phase: str, batch: int, codebooks: dict[str, list[str]]
+    ) -> torch.Tensor:
+        """The latent ``src`` sent ``dst``, after the codebook it sent first, if any."""
+        if dst in codebooks.get(src, ()):
+            self._copies[(src, dst)] = self.transport.recv(
+                src=src, dst=dst, phase=_codebook_phase(phase), payload="codebook",
+                shape=self._codebook_shape(src), dtype=torch.float32,
+            ).cpu().clone()  # fmt: skip
+        return self._recv(src, dst, phase, "latent", batch)
+
+    def _codebook_shape(self, node: str) -> tuple[int, int, int]:
+        """``[m, K, D / m]``: the shape of ``node``'s codebook."""
+        spec = self.specs[node]
+        return (self.gate_groups, spec.codewords, spec.latent_dim // self.gate_groups)
+
+    def _codebooks_due(self, step: StepPlan | None) -> tuple[dict, dict]:
+        """Who sends its codebook to whom now, and who of them receives it; books the delivery.
+
+        ``step``: a training step (its computing publishers publish on the
+        first step they compute and, trained, on every ``codebook_sync``-th step), or
+        None for an evaluation batch on the current plan (nobody publishes).
+        A publisher sends its codebook to every parent in the plan that does
+        not hold its current version. Returns ``(sent, delivered)``, both
+        ``{sender: [parents]}``: the messages sent (some may be lost on a
+        failing link) and those that arrive.
+        """
+        plan = self.plan if step is None else step.plan
+        delivered_plan = self.plan if step is None else step.delivered
+        sync = (
+            step is not None
+            and self.train_codebook  # a fixed codebook is published once
+            and self._train_steps % self.codebook_sync == 0
+        )
+        sent: dict[str, list[str]] = {}
+        arrived: dict[str, list[str]] = {}
+        for node in plan.forward_order():
+            if node not in self._publishers or (step is not None and node not in step.working):
+                continue
+            if step is not None and (sync or self._versions[node] == 0):
+                self._versions[node] += 1
+                if node in self.modules:
+                    gate = self.modules[node].gate
+                    assert isinstance(gate, DiscreteGate)
+                    gate.request_publish()
+            version = self._versions[node]
+            parents = [p for p in plan.parents(node) if self._held.get((node, p)) != version]
+            if not parents:
+                continue
+            sent[node] = parents
+            reached = set(delivered_plan.parents(node))
+            arrived[node] = [p for p in parents if p in reached]
+            for parent in arrived[node]:
+                self._held[(node, parent)] = version
+        return sent, arrived
+
+    def _announce_forward(
+        self, phase: str, batch: int, plan: Plan, codebooks: dict[str, list[str]]
+    ) -> None:
+        """Announce a forward (or eval) phase: each sender's codebooks, then its latents."""
+        if not codebooks:
+            self._expect(phase, batch, plan)
+            return
+        self._expect(phase, batch, plan, send=False)
+        schedule: list[ExpectedMessage] = []
+        for message in self._schedules[(phase, batch, id(plan))]:
+            for parent in codebooks.pop(message.src, ()):
+                schedule.append(
+                    ExpectedMessage(message.src, parent, _codebook_phase(phase), "codebook",
+                                    self._codebook_shape(message.src), torch.float32)
+                )  # fmt: skip
+            schedule.append(message)
+        self.transport.expect(schedule)
 
     def _encode(
         self, values: torch.Tensor, src: str, dst: str, phase: str, payload: str,
@@ -201,8 +308,11 @@ class PerNodeExecutor:
         generator = node_generator(self.seed, src, f"wire:{phase}:{self._calls}:{dst}")
         return codec.encode(values, index=index, generator=generator)
 
-    def _expect(self, phase: str, batch: int, plan: Plan) -> None:
-        """Announce every message of a phase to the transport, in the order they will be sent."""
+    def _expect(self, phase: str, batch: int, plan: Plan, send: bool = True) -> None:
+        """Announce every message of a phase to the transport, in the order they will be sent.
+
+        ``send=False`` only builds the (cached) schedule.
+        """
         key = (phase, batch, id(plan))  # plans outlive their schedules: steps keep them alive
         if key not in self._schedules:
             schedule = []
@@ -212,13 +322,24 @@ class PerNodeExecutor:
                 )
                 schedule.append(message._replace(shape=shape, dtype=dtype))
             self._schedules[key] = schedule
-        self.transport.expect(self._schedules[key])
+        if send:
+            self.transport.expect(self._schedules[key])
 
-    def _send_latent(self, node: str, out: GateOutput, phase: str) -> None:
-        """Encode ``node``'s gated latent once and send it to every parent."""
+    def _send_latent(
+        self, node: str, out: GateOutput, phase: str, codebooks: dict[str, list[str]]
+    ) -> None:
+        """Send ``node``'s codebook where due, then encode its latent once for every parent."""
         parents = self.plan.parents(node)
         if not parents:
             return
+        if codebooks.get(node):
+            gate = self.modules[node].gate
+            assert isinstance(gate, DiscreteGate) and gate.published is not None
+            codebook = gate.published.detach().float().contiguous()
+            for parent in codebooks[node]:
+                self.transport.send(
+                    codebook, src=node, dst=parent, phase=_codebook_phase(phase), payload="codebook"
+                )
         # every parent gets the same message: the forward codec is the sender's
         message = self._encode(out.t, node, "*", phase, "latent", index=out.index)
         for parent in parents:
@@ -248,7 +369,9 @@ class PerNodeExecutor:
         commitments: dict[str, torch.Tensor] = {}
         held: dict[str, dict[str, torch.Tensor]] = {}
         loss: torch.Tensor | None = None
-        self._expect("forward", batch, delivered)
+        codebooks, arriving = self._codebooks_due(step) if self._publishers else ({}, {})
+        self._train_steps += 1
+        self._announce_forward("forward", batch, delivered, dict(arriving))
         for node in self.local:
             if node not in step.working or (
                 node == delivered.fusion and not delivered.children(node)
@@ -257,7 +380,9 @@ class PerNodeExecutor:
             module = self.modules[node]
             module.train()
             received = {
-                child: self._recv(child, node, "forward", "latent", batch).requires_grad_(True)
+                child: self._recv_latent(child, node, "forward", batch, arriving).requires_grad_(
+                    True
+                )
                 for child in delivered.children(node)
             }
             held[node] = received
@@ -269,7 +394,7 @@ class PerNodeExecutor:
             sent[node], rates[node] = out.t, out.rate_bits
             if out.commitment is not None:
                 commitments[node] = out.commitment
-            self._send_latent(node, out, "forward")
+            self._send_latent(node, out, "forward", codebooks)
 
         self._expect("backward", batch, delivered)
         for node in reversed(self.local):
@@ -313,11 +438,12 @@ class PerNodeExecutor:
         keep = self._bracket_keep[index]
         for module in self.modules.values():
             module.eval()
-        self._expect("eval", batch, self.plan)
+        codebooks, arriving = self._codebooks_due(None) if self._publishers else ({}, {})
+        self._announce_forward("eval", batch, self.plan, dict(arriving))
         for node in self.local:
             module = self.modules[node]
             received = [
-                self._recv(child, node, "eval", "latent", batch)
+                self._recv_latent(child, node, "eval", batch, arriving)
                 for child in self.plan.children(node)
             ]
             if node == self.plan.fusion:
@@ -330,7 +456,7 @@ class PerNodeExecutor:
             result.rate_stats[node] = RateStats(
                 self.specs[node].gate_kind, self.message_bits_per_sample(node)
             ).update(out, keep)
-            self._send_latent(node, out, "eval")
+            self._send_latent(node, out, "eval", codebooks)
         self.transport.flush()
         return result
 
@@ -345,3 +471,8 @@ class PerNodeExecutor:
     def flops(self) -> dict[str, int]:
         """Forward FLOPs per sample of each local node's module."""
         return {node: module.flops_per_sample() for node, module in self.modules.items()}
+
+
+def _codebook_phase(phase: str) -> str:
+    """The phase of a codebook sent in a ``forward`` (training) or ``eval`` phase."""
+    return "codebook" if phase == "forward" else phase

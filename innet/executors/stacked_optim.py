@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from torch.optim.adam import adam
 
 __all__ = ["StackedAdam", "StackedSGD", "STACKED_OPTIMIZERS", "make_stacked_optimizer"]
 
@@ -52,6 +53,16 @@ class StackedAdam:
     def step(self, mask: torch.Tensor) -> None:
         """Update the rows where ``mask`` is true (their gradients are in ``p.grad``)."""
         beta1, beta2 = self.betas
+        if bool(mask.all()) and bool((self.steps == self.steps[0]).all()):
+            # every row steps, all at the same count: torch's own Adam on the stacked tensors
+            grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
+            count = torch.tensor(float(self.steps[0]))
+            adam(self.params, grads, self.exp_avg, self.exp_avg_sq, [],
+                 [count.clone() for _ in self.params], foreach=False, amsgrad=False,
+                 beta1=beta1, beta2=beta2, lr=self.lr, weight_decay=0.0, eps=self.eps,
+                 maximize=False)  # fmt: skip
+            self.steps = self.steps + 1
+            return
         steps = torch.where(mask, self.steps + 1, self.steps)
         self.steps = steps
         safe = steps.clamp(min=1)  # rows that never stepped are not updated anyway

@@ -38,7 +38,6 @@ from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.special import logsumexp
 
 from innet.info._validate import as_float_array, as_positive_number
 
@@ -50,8 +49,8 @@ __all__ = [
 ]
 
 _LN2 = math.log(2.0)
-_BLOCK_ELEMENTS = 1 << 22
-"""How many float64 values one block of pairwise differences may hold (32 MiB)."""
+_BLOCK_ELEMENTS = 1 << 17
+"""How many float64 values one block of pairwise differences may hold (1 MiB: it stays in cache)."""
 
 
 def gaussian_channel_upper_bound(mu: ArrayLike, sigma: ArrayLike) -> float:
@@ -191,7 +190,7 @@ def pairwise_bracket(
     upper bound for ``d`` the KL divergence ``D(p_i || p_j)``. Both lie in
     ``[0, log2 n]``; ``saturated`` is set when the lower one is within
     ``saturation_tol`` bits of ``log2 n``. Cost: ``O(n^2 D)`` time, computed in
-    blocks of at most 32 MiB.
+    blocks of at most 1 MiB.
 
     >>> import numpy as np
     >>> lower, upper, n, saturated = pairwise_bracket(np.zeros((4, 2)), np.ones((4, 2)))
@@ -205,33 +204,8 @@ def pairwise_bracket(
     if mean.shape[0] > n:
         rows = np.random.default_rng(seed).choice(mean.shape[0], size=int(n), replace=False)
         mean, sigma2 = mean[rows], sigma2[rows]
-    count, dim = mean.shape
-    log_sigma2 = np.log(sigma2)
-    inverse = 1.0 / sigma2
-    kl = np.empty((count, count))
-    bhattacharyya = np.empty((count, count))
-    block = max(1, _BLOCK_ELEMENTS // (count * dim))
-    for start in range(0, count, block):
-        stop = min(start + block, count)
-        delta2 = np.square(mean[start:stop, None, :] - mean[None, :, :])  # (b, n, D)
-        # D(p_i || p_j) = 0.5 sum_d [s_i/s_j + (m_i - m_j)^2/s_j - 1 + ln s_j - ln s_i]
-        kl[start:stop] = 0.5 * np.sum(
-            sigma2[start:stop, None, :] * inverse[None, :, :]
-            + delta2 * inverse[None, :, :]
-            - 1.0
-            + log_sigma2[None, :, :]
-            - log_sigma2[start:stop, None, :],
-            axis=-1,
-        )
-        # B(p_i, p_j) = sum_d [(m_i - m_j)^2 / (8 s) + 0.5 ln s - 0.25 (ln s_i + ln s_j)],
-        # s = (s_i + s_j) / 2
-        average = 0.5 * (sigma2[start:stop, None, :] + sigma2[None, :, :])
-        bhattacharyya[start:stop] = np.sum(
-            delta2 / (8.0 * average)
-            + 0.5 * np.log(average)
-            - 0.25 * (log_sigma2[start:stop, None, :] + log_sigma2[None, :, :]),
-            axis=-1,
-        )
+    kl, bhattacharyya = _pairwise_distances(mean, sigma2)
+    count = mean.shape[0]
     ceiling = math.log2(count)
     lower = _pairwise_bits(bhattacharyya, ceiling)
     upper = max(_pairwise_bits(kl, ceiling), lower)  # KL >= Bhattacharyya: only rounding
@@ -240,15 +214,75 @@ def pairwise_bracket(
     )
 
 
+def _pairwise_distances(
+    mean: NDArray[np.float64], sigma2: NDArray[np.float64]
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """``D(p_i || p_j)`` and the Bhattacharyya distance ``B(p_i, p_j)`` of every pair, in nats.
+
+    With ``s`` the variances and ``L_i = sum_d ln s_id``:
+
+    - ``D(p_i || p_j) = 0.5 [sum_d (s_id + (m_id - m_jd)^2) / s_jd - D + L_j - L_i]``;
+    - ``B(p_i, p_j) = sum_d (m_id - m_jd)^2 / (8 a_d) + 0.5 sum_d ln a_d - 0.25 (L_i + L_j)``,
+      ``a = (s_i + s_j) / 2``.
+
+    The squared differences and ``a`` are symmetric in ``(i, j)``: each block of
+    rows is computed against the columns from its first row on only, and gives
+    both ``(i, j)`` and ``(j, i)``. Arrays are laid out dimension first, so the
+    sums over ``d`` add whole planes, and blocks are small enough to stay in cache.
+    """
+    count, dim = mean.shape
+    log_det = np.log(sigma2).sum(axis=1)
+    means = np.ascontiguousarray(mean.T)  # (D, n)
+    variances = np.ascontiguousarray(sigma2.T)
+    inverse = 1.0 / variances
+    kl = np.empty((count, count))
+    bhattacharyya = np.empty((count, count))
+    block = max(1, _BLOCK_ELEMENTS // (count * dim))
+    for start in range(0, count, block):
+        rows, cols = slice(start, min(start + block, count)), slice(start, count)
+        delta2 = np.square(means[:, rows, None] - means[:, None, cols])  # (D, b, n - start)
+        forward = delta2 + variances[:, rows, None]
+        forward *= inverse[:, None, cols]
+        kl[rows, cols] = 0.5 * (
+            forward.sum(axis=0) - dim + (log_det[None, cols] - log_det[rows, None])
+        )
+        backward = np.add(delta2, variances[:, None, cols], out=forward)
+        backward *= inverse[:, rows, None]
+        kl[cols, rows] = (
+            0.5 * (backward.sum(axis=0) - dim + (log_det[rows, None] - log_det[None, cols])).T
+        )
+        average = variances[:, rows, None] + variances[:, None, cols]
+        average *= 0.5
+        log_average = np.log(average).sum(axis=0)
+        ratio = np.divide(delta2, average, out=delta2)
+        distance = (
+            0.125 * ratio.sum(axis=0)
+            + 0.5 * log_average
+            - 0.25 * (log_det[rows, None] + log_det[None, cols])
+        )
+        bhattacharyya[rows, cols] = distance
+        bhattacharyya[cols, rows] = distance.T
+    return kl, bhattacharyya
+
+
 def _pairwise_bits(distances: NDArray[np.float64], ceiling: float) -> float:
     """``log2 n - mean_i log2 sum_j exp(-d_ij)``, clipped into ``[0, log2 n]``.
 
     The diagonal is 0 exactly in theory; it is set to 0 so that rounding in
-    the distance formulas cannot move the result outside its range.
+    the distance formulas cannot move the result outside its range. Every row's
+    largest ``-d_ij`` is then 0, so its log-sum-exp is computed as
+    ``scipy.special.logsumexp`` computes it (the ``m`` terms equal to the
+    maximum apart: ``log1p(sum of the others' exp / m) + log m``), without its
+    general-purpose overhead.
     """
     np.fill_diagonal(distances, 0.0)
     distances = np.maximum(distances, 0.0)  # divergences are >= 0; remove rounding error
-    nats = math.log(distances.shape[0]) - float(logsumexp(-distances, axis=1).mean())
+    at_max = distances == 0.0
+    terms = np.exp(-distances)
+    terms[at_max] = 0.0
+    count = at_max.sum(axis=1).astype(np.float64)
+    log_sums = np.log1p(terms.sum(axis=1) / count) + np.log(count)
+    nats = math.log(distances.shape[0]) - float(log_sums.mean())
     return min(max(nats / _LN2, 0.0), ceiling)
 
 

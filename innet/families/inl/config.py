@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -76,6 +76,14 @@ class GateConfig(_Strict):
     groups: int = Field(1, ge=1)
     tau: float = Field(1.0, gt=0)
     tau_final: float | None = Field(None, gt=0)
+    # `trained`: running means, data initialisation, dead-codeword restarts; `fixed`: the
+    # seeded start, kept, with a commitment loss pulling the latents to it (innet.gates)
+    codebook: Literal["trained", "fixed"] = "trained"
+    # with the index and entropy wire formats (codeword indices on the wire), each sender
+    # publishes its codebook to its parents on its first step, to a parent new after a plan
+    # change and, when trained, every `codebook_sync` training steps; see docs/protocol.md
+    # for the measured trade-off behind the default of 2
+    codebook_sync: int = Field(2, gt=0, strict=True)
     # Gaussian gate: inputs of the seeded subsample the pairwise (Kolchinsky-Tracey) bracket
     # is computed on after the final epoch; 0: no bracket
     bracket_samples: int = Field(256, ge=0)
@@ -214,7 +222,7 @@ _DATA_FIELDS = {  # the data fields each choice uses; the others are left out of
     "views": {"split": (), "noisy": ("snr_db",)},
 }
 _GATE_FIELDS = {
-    "discrete": ("codewords", "groups", "tau", "tau_final"),
+    "discrete": ("codewords", "groups", "tau", "tau_final", "codebook", "codebook_sync"),
     "gaussian": ("bracket_samples",),
 }
 

@@ -2,7 +2,10 @@
 
 Added to the core report (bytes, simulated time, links, events, placement):
 
-- per variant: the gate and its ``beta``, the wire formats, the final test
+- per variant: the gate and its ``beta``, the wire formats (and, where the
+  forward messages are codeword indices, the bytes of the published codebooks
+  per seed, ``codebook_bytes``, and their share of the training exchange,
+  ``codebook_share``, shown beside the wire formats), the final test
   accuracy (mean and sample standard deviation over seeds), the latent rate
   (bits per sample, summed over sending nodes: the Gaussian gate's
   moment-matched upper bound on ``I(Z;T)``, the discrete gate's mutual
@@ -34,7 +37,7 @@ from matplotlib.figure import Figure
 
 from innet.families import FamilyReport, FamilyTable, HeadlineColumn
 from innet.gates import RateEstimate
-from innet.records import METRICS_FILE
+from innet.records import METRICS_FILE, training_phases
 from innet.report.figures import (
     LABELLED_NODES_MAX,
     event_marks,
@@ -86,7 +89,25 @@ def variant_summary(run: RunData, variant: str, seeds: list[int]) -> dict[str, A
         "latent_rate_bits_per_seed": rates,
         "node_rates_bits": _node_rates(run.tables["node_rates"], variant),
         "equivalence_margin": run.config.get("equivalence_margin"),
+        **_codebook_bytes(run, variant, seeds),
         **_rate_extras(run, variant, seeds),
+    }
+
+
+def _codebook_bytes(run: RunData, variant: str, seeds: list[int]) -> dict[str, Any]:
+    """Bytes of the published codebooks (phase ``codebook``) per seed, and their share.
+
+    ``codebook_bytes``: mean over seeds; ``codebook_share``: their fraction of
+    the training exchange (None when the variant sent no codebook).
+    """
+    exchanges = run.exchanges
+    rows = exchanges[(exchanges["variant"] == variant) & exchanges["seed"].isin(seeds)]
+    training = rows[rows["phase"].isin(training_phases())]
+    books = float(training.loc[training["phase"] == "codebook", "nbytes"].sum()) / len(seeds)
+    total = float(training["nbytes"].sum()) / len(seeds)
+    return {
+        "codebook_bytes": books,
+        "codebook_share": books / total if books > 0 and total > 0 else None,
     }
 
 
@@ -282,7 +303,9 @@ def _format_rate(bits: float | None) -> str:
 
 
 def _format_wire(summary: dict[str, Any]) -> str:
-    return f"{summary.get('wire_forward', 'float32')}/{summary.get('wire_backward', 'float32')}"
+    wire = f"{summary.get('wire_forward', 'float32')}/{summary.get('wire_backward', 'float32')}"
+    share = summary.get("codebook_share")
+    return wire if share is None else f"{wire} (codebooks {100 * share:.1f}%)"
 
 
 def _comparisons_section(run: RunData, summary: dict[str, Any]) -> str:

@@ -211,8 +211,6 @@ def module_specs(
             n_classes=inputs.n_classes,
             codewords=variant.gate.codewords,
             tau=variant.gate.tau,
-            # codeword indices on the wire: receivers hold the start-up codebook (innet.wire)
-            train_codebook=variant.wire.forward not in ("index", "entropy"),
         )
         for node, count in received.items()
     }
@@ -256,6 +254,8 @@ def make_executor(
         **common,
         gate_groups=variant.gate.groups if variant.gate.kind == "discrete" else 1,
         tau_final=variant.gate.tau_final,
+        codebook_sync=variant.gate.codebook_sync,
+        train_codebook=variant.gate.codebook == "trained",
     )
 
 
