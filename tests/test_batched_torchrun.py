@@ -38,22 +38,21 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from test_distributed_transport import StrictStreams, _join_job, run_processes
+from test_batched import N_TEST, N_TRAIN
+from test_batched import _setup as _batched_setup
+from test_distributed_transport import _join_job, run_processes, run_strict_threads
 from test_torchrun import run, torchrun_command
 
 from innet.distributed import DistributedTransport, place_nodes, shutdown
 from innet.events import step_plan
 from innet.executors.batched import BatchedExecutor
-from innet.modules import ModuleSpec, NodeModule
-from innet.plans import build_plan
+from innet.modules import NodeModule
 from innet.records import ExchangeLog
-from innet.scenario import find_topology
-from innet.topology.load import load_topology
 from innet.transport import InProcessTransport, RecordingTransport
 
 pytestmark = pytest.mark.distributed
 
-N_TRAIN, N_TEST, VIEW, LATENT, BATCH, SEED = 24, 10, 3, 4, 8, 7
+BATCH, SEED = 8, 7
 HEADER = 8
 STEPS = 4
 FAILED_STEP = 2
@@ -64,27 +63,8 @@ _BUILDING = threading.Lock()  # ranks as threads build their executors one at a 
 
 
 def _setup():
-    topology = load_topology(find_topology("mesh14"))
-    plan = build_plan(topology, "dense", message_bits=1e4).active(topology.sensors)
-    generator = torch.Generator().manual_seed(3)
-    views = {
-        sensor: (torch.randn(N_TRAIN, VIEW, generator=generator),
-                 torch.randn(N_TEST, VIEW, generator=generator))
-        for sensor in topology.sensors
-        if sensor in plan.forward_order()
-    }  # fmt: skip
-    labels = (
-        torch.randint(0, 3, (N_TRAIN,), generator=generator),
-        torch.randint(0, 3, (N_TEST,), generator=generator),
-    )
-    specs = {
-        node: ModuleSpec(
-            node=node, is_fusion=node == plan.fusion, view_dim=VIEW if node in views else None,
-            n_received=len(plan.children(node)), latent_dim=LATENT, hidden=6,
-            aggregator="mean", gate_kind="gaussian", n_classes=3,
-        )
-        for node in plan.forward_order()
-    }  # fmt: skip
+    """mesh14's dense plan with Gaussian gates (``test_batched``'s setup) and its steps."""
+    topology, plan, specs, views, labels = _batched_setup("dense", "gaussian", "mean", seed=3)
     failed = next(edge for edge in plan.edges if edge[0] in topology.sensors)
     steps = [
         step_plan(plan, frozenset({frozenset(failed)}) if step == FAILED_STEP else frozenset(),
@@ -258,29 +238,14 @@ def test_bundles_cannot_deadlock_under_a_strict_nccl_model(
     world_size, idle, one_process, monkeypatch
 ):
     """Ranks as threads, one stream each, a send runs only with its receive (see StrictStreams)."""
-    import innet.distributed.transport as transport_module
-
-    streams = StrictStreams(world_size)
-    monkeypatch.setattr(transport_module, "dist", streams)
-    outcomes: dict[int, object] = {}
-
-    def rank_main(rank: int) -> None:
-        streams.local.rank = rank
-        try:
-            outcomes[rank] = drive(
-                DistributedTransport(placement(world_size, idle), rank, world_size, "cpu")
-            )
-        except Exception as error:  # noqa: BLE001 - reported below
-            outcomes[rank] = f"{type(error).__name__}: {error}"
-
-    threads = [threading.Thread(target=rank_main, args=(rank,)) for rank in range(world_size)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert not any(thread.is_alive() for thread in threads)
-    assert all(isinstance(outcome, dict) for outcome in outcomes.values()), outcomes
-    assert streams.errors == []
+    outcomes = run_strict_threads(
+        world_size,
+        monkeypatch,
+        lambda rank: drive(
+            DistributedTransport(placement(world_size, idle), rank, world_size, "cpu")
+        ),
+        timeout_s=120,
+    )
     _check(world_size, outcomes, one_process, idle)  # type: ignore[arg-type]
 
 

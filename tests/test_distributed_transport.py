@@ -575,9 +575,12 @@ class StrictStreams:
         first.done = second.done = True
 
 
-@pytest.mark.parametrize("world_size", [2, 3, 4])
-def test_no_deadlock_with_one_strict_stream_per_rank(world_size, monkeypatch):
-    """Every scenario also runs under the stricter-than-NCCL stand-in, ranks as threads."""
+def run_strict_threads(world_size: int, monkeypatch, work, timeout_s: float = 60) -> dict:
+    """Ranks as threads under :class:`StrictStreams`: ``work(rank)`` per rank, their outcomes.
+
+    A rank whose work raises reports ``"Type: message"``; the caller's checks see it.
+    Asserts that every thread finished and that the streams saw no error.
+    """
     import innet.distributed.transport as transport_module
 
     streams = StrictStreams(world_size)
@@ -587,9 +590,7 @@ def test_no_deadlock_with_one_strict_stream_per_rank(world_size, monkeypatch):
     def rank_main(rank: int) -> None:
         streams.local.rank = rank
         try:
-            outcomes[rank] = {
-                s.name: run_scenario(s, rank, world_size) for s in build_scenarios(world_size)
-            }
+            outcomes[rank] = work(rank)
         except Exception as error:  # noqa: BLE001 - reported below
             outcomes[rank] = f"{type(error).__name__}: {error}"
 
@@ -597,10 +598,23 @@ def test_no_deadlock_with_one_strict_stream_per_rank(world_size, monkeypatch):
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(timeout=60)
+        thread.join(timeout=timeout_s)
     assert not any(thread.is_alive() for thread in threads)
     assert all(isinstance(outcome, dict) for outcome in outcomes.values()), outcomes
     assert streams.errors == []
+    return outcomes
+
+
+@pytest.mark.parametrize("world_size", [2, 3, 4])
+def test_no_deadlock_with_one_strict_stream_per_rank(world_size, monkeypatch):
+    """Every scenario also runs under the stricter-than-NCCL stand-in, ranks as threads."""
+    outcomes = run_strict_threads(
+        world_size,
+        monkeypatch,
+        lambda rank: {
+            s.name: run_scenario(s, rank, world_size) for s in build_scenarios(world_size)
+        },
+    )
     for scenario in build_scenarios(world_size):
         assert [p for o in outcomes.values() for p in o[scenario.name]["problems"]] == []
         received = sum(o[scenario.name]["received"] for o in outcomes.values())
@@ -703,29 +717,14 @@ def _expected_bundles(world_size: int) -> tuple[dict[int, int], dict[int, int]]:
 
 @pytest.mark.parametrize("world_size", [2, 3, 4])
 def test_bundles_arrive_intact_under_a_strict_stream_per_rank(world_size, monkeypatch):
-    import innet.distributed.transport as transport_module
-
-    streams = StrictStreams(world_size)
-    monkeypatch.setattr(transport_module, "dist", streams)
-    outcomes: dict[int, object] = {}
     placement = {f"n{rank}": rank for rank in range(world_size)}
 
-    def rank_main(rank: int) -> None:
-        streams.local.rank = rank
-        try:
-            transport = DistributedTransport(placement, rank, world_size, "cpu")
-            transport.connect([(a, b) for a in range(world_size) for b in range(a)])
-            outcomes[rank] = _bundle_rounds(rank, world_size, transport)
-        except Exception as error:  # noqa: BLE001 - reported below
-            outcomes[rank] = f"{type(error).__name__}: {error}"
+    def work(rank: int) -> dict:
+        transport = DistributedTransport(placement, rank, world_size, "cpu")
+        transport.connect([(a, b) for a in range(world_size) for b in range(a)])
+        return _bundle_rounds(rank, world_size, transport)
 
-    threads = [threading.Thread(target=rank_main, args=(rank,)) for rank in range(world_size)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert all(isinstance(outcome, dict) for outcome in outcomes.values()), outcomes
-    assert streams.errors == []
+    outcomes = run_strict_threads(world_size, monkeypatch, work)
     nbytes, tensors = _expected_bundles(world_size)
     for rank, outcome in outcomes.items():
         assert outcome["problems"] == []
