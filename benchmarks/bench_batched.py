@@ -2,8 +2,10 @@
 
 Part 1 trains the variants of a scenario (default ``scale_1000``) with both
 executors from the same initial weights on the same batches, every message
-recorded as in a run, and prints milliseconds per training step and the
-ratio per-node / batched.
+recorded as in a run, alternating step by step (so load from other work hits
+both alike), and prints the median milliseconds per training step, the
+ratio per-node / batched of the medians and the median of the per-step
+(paired) ratios.
 
 Part 2 (``--scaling``) generates random geometric networks of 100 to 100,000
 nodes (mean degree about 11, 64 sensors, the fusion node of highest degree),
@@ -32,6 +34,7 @@ import argparse
 import math
 import os
 import socket
+import statistics
 import time
 
 import numpy as np
@@ -83,25 +86,51 @@ def time_steps(
     return 1e3 * (time.perf_counter() - start) / (len(batches) - 1)
 
 
+def stepper(kind, plan, specs, inputs, topology, lr: float, beta: float):
+    """A function running one recorded training step of executor ``kind``; it returns seconds."""
+    recorder = RecordingTransport(InProcessTransport(), ExchangeLog(topology.graph.nodes))
+    executor = kind(plan=plan, specs=specs, seed=0, transport=recorder, views=inputs.views,
+                    labels=inputs.labels, lr=lr, beta=beta)  # fmt: skip
+    step = step_plan(plan, frozenset(), topology.sensors)
+
+    def run(number: int, index: np.ndarray) -> float:
+        start = time.perf_counter()
+        recorder.log.begin("train", 0, number, len(index))
+        executor.train_step(index, step)
+        recorder.log.end()
+        return time.perf_counter() - start
+
+    return run
+
+
 def compare(scenario_name: str, steps: int) -> None:
+    """Part 1: both executors on the same batches, alternating step by step (paired)."""
     loaded = load_scenario(find_scenario(scenario_name))
     scenario = loaded.scenario
     topology = load_topology(loaded.topology_path)
     inputs = load_inputs(scenario.data, topology, seed=0)
-    print(f"scenario {scenario.name}: {len(topology.graph)} nodes, {steps} steps per executor")
+    print(f"scenario {scenario.name}: {len(topology.graph)} nodes; medians over {steps} steps "
+          "after one warm-up step, the two executors alternating step by step")  # fmt: skip
     print(f"{'variant':16s} {'links':>6s} {'per-node ms/step':>17s} {'batched ms/step':>16s} "
-          f"{'ratio':>6s}")  # fmt: skip
+          f"{'ratio':>6s} {'paired':>7s} {'paired min-max':>15s}")  # fmt: skip
     for variant in loaded.variants:
         plan = variant_timeline(scenario, variant, topology, inputs.n_train).segments[0].plan
         specs = module_specs([plan], variant, inputs)
         rng = np.random.default_rng(0)
         size = variant.training.batch_size
-        batches = [rng.choice(inputs.n_train, size, replace=False) for _ in range(steps + 1)]
-        args = (plan, specs, inputs, topology, batches, variant.training.lr, variant.gate.beta)
-        per_node = time_steps(PerNodeExecutor, *args)
-        batched = time_steps(BatchedExecutor, *args)
-        print(f"{variant.name:16s} {len(plan.edges):6d} {per_node:17.1f} {batched:16.1f} "
-              f"{per_node / batched:6.2f}")  # fmt: skip
+        args = (plan, specs, inputs, topology, variant.training.lr, variant.gate.beta)
+        per_node, batched = stepper(PerNodeExecutor, *args), stepper(BatchedExecutor, *args)
+        times: list[tuple[float, float]] = []
+        for number in range(steps + 1):
+            index = rng.choice(inputs.n_train, size, replace=False)
+            pair = (per_node(number, index), batched(number, index))
+            if number:
+                times.append(pair)
+        slow, fast = (1e3 * statistics.median(t) for t in zip(*times, strict=True))
+        ratios = [a / b for a, b in times]
+        print(f"{variant.name:16s} {len(plan.edges):6d} {slow:17.1f} {fast:16.1f} "
+              f"{slow / fast:6.2f} {statistics.median(ratios):7.2f} "
+              f"{min(ratios):7.2f}-{max(ratios):<7.2f}")  # fmt: skip
 
 
 def spread(scenario_name: str, steps: int, processes: int, strategy: str) -> None:

@@ -70,6 +70,7 @@ __all__ = [
     "GATE_KINDS",
     "LOGVAR_BOUND",
     "bound_logvar",
+    "bound_logvar_slope",
     "RESTART_EVERY",
     "EMA_DECAY",
     "COMMITMENT",
@@ -429,6 +430,17 @@ def bound_logvar(raw: torch.Tensor) -> torch.Tensor:
     6.0
     """
     return LOGVAR_BOUND * torch.tanh(raw / LOGVAR_BOUND)
+
+
+def bound_logvar_slope(logvar: torch.Tensor) -> torch.Tensor:
+    """The derivative of :func:`bound_logvar` at the raw value that gave ``logvar``.
+
+    ``d(b tanh(r / b)) / dr = 1 - tanh(r / b)^2 = 1 - (logvar / b)^2``.
+
+    >>> float(bound_logvar_slope(torch.tensor(0.0)))
+    1.0
+    """
+    return 1.0 - (logvar / LOGVAR_BOUND).square()
 
 
 def gaussian_kl_bits(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:

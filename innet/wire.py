@@ -69,6 +69,7 @@ from innet.transport import ANY
 __all__ = [
     "FORWARD_FORMATS",
     "BACKWARD_FORMATS",
+    "CODEBOOK_FORMATS",
     "Codec",
     "make_codec",
     "message_bits_per_sample",
@@ -82,6 +83,8 @@ BACKWARD_FORMATS = ("float32", "float16", "bfloat16", "int8")
 """Wire formats of the backward gradients."""
 INDEX_FORMATS = ("index",)
 """Formats that send codeword indices: the gate must be discrete."""
+CODEBOOK_FORMATS = ("index", "entropy")
+"""Formats a discrete gate's receivers decode with its codebook: its senders publish it."""
 
 _CASTS = {"float16": torch.float16, "bfloat16": torch.bfloat16}
 _SCALE_BYTES = 4
@@ -269,7 +272,7 @@ def message_bits_per_sample(
     >>> message_bits_per_sample("index", 16, 16, groups=4)
     16.0
     """
-    if name in ("index", "entropy") and codewords is not None:
+    if name in CODEBOOK_FORMATS and codewords is not None:
         return float(groups * index_bits(codewords))
     if name == "index":
         raise InnetError("the 'index' wire format needs a discrete gate (a codebook)")

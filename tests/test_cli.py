@@ -58,6 +58,7 @@ RUN_FILES = [
     "links.csv",
     "metrics.csv",
     "node_rates.csv",
+    "executors.csv",
     "summary.json",
     "report.md",
     "steps.csv",

@@ -4,16 +4,19 @@ The per-node executor walks the plan node by node; with thousands of nodes
 the Python loop, not the arithmetic, is the cost. This executor computes the
 same thing in bulk:
 
-- **Stacks.** Nodes whose modules have the same shape (same view width, with or
-  without a combiner, the same gate; the fusion node alone) are a *stack*:
-  each layer's parameters of all its nodes are one tensor, node ``i`` in row
-  ``i``, and one call (``torch.func.vmap`` over ``functional_call``) runs them
-  all. Every node's parameters start from exactly the values its own module
-  would have (:class:`~innet.modules.NodeModule`, seeded by node).
+- **Stacks.** Each part of the node modules is stacked over the nodes that
+  have it: the encoders of the sensors of one view width, the combiners, the
+  gates of one kind, the fusion node's decoder. Each layer's parameters of all
+  those nodes are one tensor, node ``i`` in row ``i``, and one call
+  (``baddbmm``) runs them all. Every node's parameters start from exactly the
+  values its own module would have (:class:`~innet.modules.NodeModule`,
+  seeded by node).
 - **Levels.** A node's level is one more than its highest child's (sensors
   without children: 0). The nodes of one level depend only on lower levels, so
-  a step runs level by level, stack by stack; what a node receives is summed
-  over its children with one ``index_add`` per (source chunk, level).
+  a step runs level by level: the nodes of a level that share a gate kind are
+  one *chunk*, in which each part is one call on its rows (sensors without
+  children first, so the combiners' rows are one run); what a node receives is
+  summed over its children with one ``index_add`` per (source chunk, level).
 - **One backward.** The step's loss (the task's loss at the fusion node plus
   ``beta`` times the rate of every node whose messages arrive) is
   differentiated once, over the whole graph. This gives every node the
@@ -54,8 +57,10 @@ whichever executor runs it and however many processes share the nodes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import torch
@@ -65,7 +70,13 @@ from innet.distributed.transport import DistributedTransport
 from innet.events import StepPlan, step_plan
 from innet.executors import EvalSums, bracket_subsample
 from innet.executors.stacked_optim import STACKED_OPTIMIZERS, make_stacked_optimizer
-from innet.gates import GateOutput, RateStats, bound_logvar, gaussian_kl_bits
+from innet.gates import (
+    GateOutput,
+    RateStats,
+    bound_logvar,
+    bound_logvar_slope,
+    gaussian_kl_bits,
+)
 from innet.modules import ModuleSpec, NodeModule
 from innet.plans import Plan
 from innet.tasks import Classification, Task
@@ -111,14 +122,42 @@ def batched_unsupported(
     return None
 
 
-@dataclass(frozen=True)
-class _Shape:
-    """What the modules of one stack have in common."""
+@dataclass(frozen=True, order=True)
+class _Kind:
+    """What decides a node's module shape; kinds sort in the order a level computes them.
+
+    Within one level, nodes that send through the same gate are one chunk,
+    ordered by kind: those without a combiner first, then by view width
+    (nodes without a view last), so each part runs on few runs of rows.
+    """
 
     is_fusion: bool
-    view_dim: int | None
-    has_combiner: bool
     gate_kind: str
+    has_combiner: bool
+    no_view: bool
+    view_dim: int
+
+    @property
+    def parts(self) -> list[tuple[str, tuple]]:
+        """(role, the key of its stack) of each part this kind's modules have."""
+        parts = [] if self.no_view else [("encoder", ("encoder", self.view_dim))]
+        if self.is_fusion:
+            return [*parts, ("decoder", ("decoder",))]
+        if self.has_combiner:
+            parts.append(("combiner", ("combiner",)))
+        if self.gate_kind != "none":
+            parts.append(("gate", ("gate", self.gate_kind)))
+        return parts
+
+
+_SOURCES: dict[str, dict[str, str | tuple[str, ...]]] = {
+    # a stack's key -> the NodeModule submodule (by its path) of each of its parts; a tuple
+    # of single Linear layers on the same input becomes one layer (their outputs side by side)
+    "encoder": {"encoder": "encoder"},
+    "combiner": {"combiner": "combiner"},
+    "decoder": {"decoder": "decoder"},
+    "gate": {"gate": ("gate.mu", "gate.logvar")},
+}
 
 
 def _layers(module: nn.Module) -> list[nn.Module]:
@@ -127,29 +166,40 @@ def _layers(module: nn.Module) -> list[nn.Module]:
 
 
 class _Stack:
-    """The nodes of one shape: parameters and views stacked, one optimiser, one generator each.
+    """One part of the modules of every node that has it: parameters stacked, one optimiser.
 
-    A part (``encoder``, ``combiner``, ``decoder``, the Gaussian gate's ``mu`` and
-    ``logvar``) is a list of layers; a Linear layer's weight ``[out, in]`` of
-    every node becomes one parameter ``[nodes, out, in]``, and a call multiplies
-    each node's rows by its own weight (``baddbmm``).
+    A stack holds the encoders of the sensors of one view width, or the
+    combiners, or one gate kind's gates, or the fusion node's decoder. Each of
+    its parts is a list of layers; a Linear layer's weight ``[out, in]`` of
+    every node becomes one parameter ``[nodes, out, in]``, and a call
+    multiplies each node's rows by its own weight (``baddbmm``). The Gaussian
+    gate's ``mu`` and ``logvar`` layers read the same latent: they are one
+    layer, ``[nodes, 2 dim, dim]``, computed in one call. An encoder stack
+    holds its sensors' views, a Gaussian gate stack each node's generator.
     """
 
     def __init__(
-        self, shape: _Shape, nodes: list[str], modules: list[NodeModule], device: torch.device,
+        self, key: tuple, nodes: list[str], modules: list[NodeModule], device: torch.device,
         optimizer: str, lr: float, views: Mapping[str, tuple[torch.Tensor, torch.Tensor]],
     ) -> None:  # fmt: skip
-        self.shape, self.nodes = shape, nodes
+        self.key, self.nodes = key, nodes
         self.row = {node: row for row, node in enumerate(nodes)}
-        self.flops = modules[0].flops_per_sample()
-        sources = {part: part for part in ("encoder", "combiner", "decoder")}
-        if shape.gate_kind == "gaussian":
-            sources.update({"mu": "gate.mu", "logvar": "gate.logvar"})
         self.parts: dict[str, list[tuple[nn.Parameter, nn.Parameter] | None]] = {}
         self.names: dict[str, list[str]] = {}  # part -> the NodeModule's layer names
+        self.widths: dict[str, list[int]] = {}  # a part of layers side by side: their outputs
         flat: list[nn.Parameter] = []
-        for part, path in sources.items():
-            if getattr(modules[0], path.split(".")[0]) is None:
+        for part, path in _SOURCES[key[0]].items():
+            if isinstance(path, tuple):
+                side = [[m.get_submodule(one) for one in path] for m in modules]
+                weight, bias = (
+                    nn.Parameter(torch.stack([torch.cat([getattr(linear, name).detach()
+                                                         for linear in linears])
+                                              for linears in side]).to(device))
+                    for name in ("weight", "bias")
+                )  # fmt: skip
+                self.parts[part], self.names[part] = [(weight, bias)], list(path)
+                self.widths[part] = [linear.out_features for linear in side[0]]
+                flat.extend((weight, bias))
                 continue
             per_node = [_layers(m.get_submodule(path)) for m in modules]
             layers: list[tuple[nn.Parameter, nn.Parameter] | None] = []
@@ -170,14 +220,12 @@ class _Stack:
                 flat.extend((weight, bias))
             self.parts[part] = layers
             self.names[part] = names
-        self.generators = (
-            [m.gate.generator for m in modules] if shape.gate_kind == "gaussian" else []
-        )
-        # each node's view (train, test), node i in row i: a chunk takes its rows at once
+        self.generators = [m.gate.generator for m in modules] if key[0] == "gate" else []
+        # each sensor's view (train, test), node i in row i: a chunk takes its rows at once
         self.views = (
             tuple(torch.stack([views[node][split] for node in nodes]).to(device)
                   for split in (0, 1))
-            if shape.view_dim is not None else None
+            if key[0] == "encoder" else None
         )  # fmt: skip
         self.optimizer = make_stacked_optimizer(optimizer, flat, len(nodes), lr)
         for parameter in flat:  # kept, zeroed after each step: taken rows' gradients view them
@@ -209,12 +257,22 @@ class _Stack:
                 for parameter in layer or ():
                     parameter.grad.zero_()
 
-    def parameters_of(self, node: str) -> dict[str, torch.Tensor]:
-        """``node``'s parameters, named as in its :class:`~innet.modules.NodeModule`."""
+    def parameters_of(self, node: str, grads: bool = False) -> dict[str, torch.Tensor]:
+        """``node``'s parameters here (or their gradients), named as in its NodeModule."""
         row = self.row[node]
         named = {}
         for part, layers in self.parts.items():
-            stacked = [layer for layer in layers if layer is not None]
+            stacked = [
+                tuple(value.grad if grads else value for value in layer)
+                for layer in layers if layer is not None
+            ]  # fmt: skip
+            if part in self.widths:  # layers side by side: each its slice of the outputs
+                (weight, bias), at = stacked[0], 0
+                for name, width in zip(self.names[part], self.widths[part], strict=True):
+                    named[f"{name}.weight"] = weight[row, at : at + width]
+                    named[f"{name}.bias"] = bias[row, at : at + width]
+                    at += width
+                continue
             for name, (weight, bias) in zip(self.names[part], stacked, strict=True):
                 named[f"{name}.weight"], named[f"{name}.bias"] = weight[row], bias[row]
         return named
@@ -292,19 +350,30 @@ class _Weights:
 
 
 @dataclass
+class _Use:
+    """A run of a chunk's rows, ``a`` to ``b``, that one stack computes in one call."""
+
+    stack: _Stack
+    a: int
+    b: int
+    rows: torch.Tensor | slice  # their rows in the stack (a slice when they are consecutive)
+    stack_rows: list[int]  # the same rows, for the generators
+
+
+@dataclass
 class _Chunk:
-    """The nodes of one stack at one level of this process: computed in one call.
+    """The nodes of one level of this process that share a gate kind (or the fusion node).
 
     Every node this process computes has a row in the step's *inbox* (``[nodes,
     batch, dim]``), where what its children send is summed (and in the
     *outbox*, what it sends to other processes); a chunk's nodes hold the rows
-    ``start`` to ``start + len(nodes)``.
+    ``start`` to ``start + len(nodes)``. Each part runs on its runs of rows
+    (usually one run, a single call).
     """
 
-    stack: _Stack
     nodes: list[str]
-    rows: torch.Tensor | slice  # rows in the stack (a slice when they are consecutive)
-    stack_rows: list[int]  # the same rows, for the generators
+    uses: dict[str, list[_Use]]  # role (encoder, combiner, gate, decoder) -> its runs
+    gate_kind: str
     start: int  # first row in the inbox
     receives: bool  # some node of the chunk has children
     n_inputs: torch.Tensor  # per node: inputs aggregated (for the mean)
@@ -353,13 +422,75 @@ class _Schedule:
 
 @dataclass
 class _PlanIndex:
-    """Per node of a plan (by :attr:`~innet.plans.PlanArrays` index): rank, stack, row, name."""
+    """Per node of a plan (by :attr:`~innet.plans.PlanArrays` index): rank, kind, name."""
 
     plan: Plan  # kept alive: cached by its id
     rank: np.ndarray
-    stack: np.ndarray  # index into the executor's stacks; -1 on another process
-    stack_row: np.ndarray
+    kind: np.ndarray  # index into the executor's sorted kinds; -1 on another process
     names: np.ndarray  # object array of node ids
+
+
+class _GaussianGate(torch.autograd.Function):
+    """A chunk's Gaussian gates in training, one node of the autograd graph.
+
+    From ``mu`` and the raw log-variance side by side (``[nodes, batch, 2 dim]``)
+    and the noise ``eps``: the message ``t = mu + exp(logvar / 2) * eps`` with
+    ``logvar = bound_logvar(raw)``, and each node's rate (the VIB KL of
+    :func:`~innet.gates.gaussian_kl_bits`, averaged over the batch) when
+    ``with_rate``, else zeros. The same functions the per-node gate computes
+    with a dozen autograd nodes; their derivatives are written out in
+    :meth:`backward`.
+    """
+
+    @staticmethod
+    def forward(both: torch.Tensor, eps: torch.Tensor, with_rate: bool):  # noqa: D102
+        dim = both.shape[-1] // 2
+        mu, logvar = both[..., :dim], bound_logvar(both[..., dim:])
+        sigma = torch.exp(0.5 * logvar)
+        rate = (gaussian_kl_bits(mu, logvar).mean(dim=1) if with_rate
+                else both.new_zeros(len(both)))  # fmt: skip
+        return mu + sigma * eps, rate, mu, logvar, sigma
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:  # noqa: D102
+        _, eps, with_rate = inputs
+        _, _, mu, logvar, sigma = output
+        ctx.save_for_backward(mu, logvar, sigma, eps)
+        ctx.with_rate = with_rate
+        ctx.mark_non_differentiable(mu, logvar, sigma)
+
+    @staticmethod
+    def backward(ctx, grad_t, grad_rate, *_):  # noqa: D102
+        mu, logvar, sigma, eps = ctx.saved_tensors
+        grad_mu = grad_t
+        grad_logvar = grad_t * eps * sigma * 0.5  # dt/dlogvar = sigma * eps / 2
+        if ctx.with_rate:
+            # d rate / d mu = mu / (B ln 2), d rate / d logvar = (sigma^2 - 1) / (2 B ln 2)
+            scale = grad_rate.view(-1, 1, 1) / (mu.shape[1] * math.log(2.0))
+            grad_mu = grad_mu + scale * mu
+            grad_logvar = grad_logvar + scale * 0.5 * (sigma * sigma - 1.0)
+        grad_raw = grad_logvar * bound_logvar_slope(logvar)
+        return torch.cat([grad_mu, grad_raw], dim=-1), None, None
+
+
+def _runs(
+    x: torch.Tensor, uses: list[_Use], run: Callable[[_Use], _Weights], part: str
+) -> torch.Tensor:
+    """``x`` with ``part`` applied to each use's rows (the rows of no use pass as they are)."""
+    if not uses:
+        return x
+    if len(uses) == 1 and uses[0].a == 0 and uses[0].b == len(x):
+        return run(uses[0]).apply(part, x)
+    pieces: list[torch.Tensor] = []
+    at = 0
+    for use in uses:
+        if use.a > at:
+            pieces.append(x[at : use.a])
+        pieces.append(run(use).apply(part, x[use.a : use.b]))
+        at = use.b
+    if at < len(x):
+        pieces.append(x[at:])
+    return torch.cat(pieces)
 
 
 def _groups(keys: np.ndarray, *columns: np.ndarray) -> list[tuple[int, list[np.ndarray]]]:
@@ -416,27 +547,38 @@ class BatchedExecutor:
         first = next(iter(self.specs.values()))
         self.latent_dim, self.aggregator = first.latent_dim, first.aggregator
         self.labels = (labels[0].to(self.device), labels[1].to(self.device))
-        # rows in the order the first plan computes them: its chunks are then consecutive rows
+        kind_of = {
+            node: _Kind(spec.is_fusion, "" if spec.is_fusion else spec.gate_kind,
+                        spec.n_received > 0, spec.view_dim is None, spec.view_dim or 0)
+            for node, spec in self.specs.items() if transport.owns(node)
+        }  # fmt: skip
+        self._kinds = sorted(set(kind_of.values()))
+        self._kind_number = {kind: number for number, kind in enumerate(self._kinds)}
+        # rows in the order the first plan computes them: its chunks' runs are then slices
         arrays = plan.arrays
         last = len(arrays.nodes)
-        by_shape: dict[_Shape, list[str]] = {}
+        by_key: dict[tuple, list[str]] = {}
+        modules: dict[str, NodeModule] = {}
         for node in sorted(
-            (node for node in self.specs if transport.owns(node)),
+            kind_of,
             key=lambda n: (int(arrays.level[arrays.position[n]]) if n in arrays.position else last,
-                           arrays.position.get(n, last), node_key(n)),
+                           kind_of[n], arrays.position.get(n, last), node_key(n)),
         ):  # fmt: skip
-            spec = self.specs[node]
-            gate = "" if spec.is_fusion else spec.gate_kind  # the fusion node has a decoder
-            shape = _Shape(spec.is_fusion, spec.view_dim, spec.n_received > 0, gate)
-            by_shape.setdefault(shape, []).append(node)
-        self.stacks: dict[str, _Stack] = {}  # node -> its stack (this process's nodes)
-        self._all_stacks: list[_Stack] = []
-        for shape, nodes in by_shape.items():
-            modules = [NodeModule(self.specs[node], seed) for node in nodes]
-            stack = _Stack(shape, nodes, modules, self.device, optimizer, lr, views)
-            self._all_stacks.append(stack)
-            for node in nodes:
-                self.stacks[node] = stack
+            modules[node] = NodeModule(self.specs[node], seed)
+            for _, key in kind_of[node].parts:
+                by_key.setdefault(key, []).append(node)
+        self._flops = {node: module.flops_per_sample() for node, module in modules.items()}
+        self._all_stacks = [
+            _Stack(key, nodes, [modules[node] for node in nodes], self.device, optimizer, lr,
+                   views)
+            for key, nodes in by_key.items()
+        ]  # fmt: skip
+        by_stack_key = {stack.key: stack for stack in self._all_stacks}
+        # node -> role -> the stack of that part (this process's nodes)
+        self.stacks: dict[str, dict[str, _Stack]] = {
+            node: {role: by_stack_key[key] for role, key in kind.parts}
+            for node, kind in kind_of.items()
+        }
         self._bracket_keep = bracket_subsample(seed, len(self.labels[1]), bracket_samples)
         self._schedules: dict[int, _Schedule] = {}
         self._indexes: dict[int, _PlanIndex] = {}
@@ -453,7 +595,7 @@ class BatchedExecutor:
     # -- scheduling -------------------------------------------------------------------------
 
     def _index(self, plan: Plan) -> _PlanIndex:
-        """Rank, stack and stack row of every node of ``plan`` (once per plan)."""
+        """Rank and kind of every node of ``plan`` (once per plan)."""
         cached = self._indexes.get(id(plan))
         if cached is not None:
             return cached
@@ -461,16 +603,17 @@ class BatchedExecutor:
         count = len(nodes)
         placement = self._bundles.placement if self._bundles is not None else {}
         rank = np.fromiter((placement.get(node, 0) for node in nodes), dtype=np.int64, count=count)
-        number = {id(stack): i for i, stack in enumerate(self._all_stacks)}
-        stack = np.full(count, -1, dtype=np.int64)
-        stack_row = np.full(count, -1, dtype=np.int64)
+        kind = np.full(count, -1, dtype=np.int64)
         for i, node in enumerate(nodes):
-            mine = self.stacks.get(node)
-            if mine is not None:
-                stack[i], stack_row[i] = number[id(mine)], mine.row[node]
+            if node in self.stacks:
+                spec = self.specs[node]
+                kind[i] = self._kind_number[
+                    _Kind(spec.is_fusion, "" if spec.is_fusion else spec.gate_kind,
+                          spec.n_received > 0, spec.view_dim is None, spec.view_dim or 0)
+                ]  # fmt: skip
         names = np.empty(count, dtype=object)
         names[:] = nodes
-        index = _PlanIndex(plan, rank, stack, stack_row, names)
+        index = _PlanIndex(plan, rank, kind, names)
         self._indexes[id(plan)] = index
         return index
 
@@ -502,11 +645,14 @@ class BatchedExecutor:
         computing[fusion] &= bool(children[fusion])  # nothing arrives: nothing to decode
         local = computing & (where.rank == self.rank)
         mine = np.flatnonzero(local)
-        order = mine[np.lexsort((mine, where.stack[mine], level[mine]))]
+        order = mine[np.lexsort((mine, where.kind[mine], level[mine]))]
         row_of = np.full(count, -1, dtype=np.int64)
         row_of[order] = np.arange(len(order))
-        # chunks: runs of one (level, stack) in `order`
-        key = level[order] * (len(self._all_stacks) + 1) + where.stack[order]
+        # chunks: runs of one (level, gate kind or the fusion) in `order`
+        groups = sorted({(kind.is_fusion, kind.gate_kind) for kind in self._kinds})
+        group_of = np.array([groups.index((kind.is_fusion, kind.gate_kind))
+                             for kind in self._kinds], dtype=np.int64)  # fmt: skip
+        key = level[order] * len(groups) + group_of[where.kind[order]]
         cuts = np.flatnonzero(np.diff(key)) + 1
         starts = np.concatenate([[0], cuts]).astype(np.int64)
         ends = np.concatenate([cuts, [len(order)]]).astype(np.int64)
@@ -522,14 +668,13 @@ class BatchedExecutor:
         chunks: list[_Chunk] = []
         for number, (a, b) in enumerate(bounds):
             members = order[a:b]
-            stack = self._all_stacks[int(where.stack[members[0]])]
-            own = 1 if stack.shape.view_dim is not None else 0
+            names = where.names[members].tolist()
+            own = np.array([not self._kinds[k].no_view for k in where.kind[members]], np.int64)
             senders, receivers = local_edges.get(number, (np.zeros(0, np.int64),) * 2)
-            stack_rows = where.stack_row[members].tolist()
             chunks.append(
                 _Chunk(
-                    stack, where.names[members].tolist(), self._rows(stack_rows), stack_rows, a,
-                    bool(children[members].any()),
+                    names, self._uses(names), self._kinds[int(where.kind[members[0]])].gate_kind,
+                    a, bool(children[members].any()),
                     self._tensor(own + children[members], torch.float32).view(-1, 1, 1),
                     self._tensor(senders - a), self._tensor(receivers),
                     self._tensor(in_delivered[members], torch.float32),
@@ -553,13 +698,11 @@ class BatchedExecutor:
         backward = _Messages(where.names[dst[returning]].tolist(),
                              where.names[src[returning]].tolist(),
                              chunk_of_row[row_of[dst[returning]]])  # fmt: skip
-        updating = local & in_delivered
-        stepping = {}
-        for number, stack in enumerate(self._all_stacks):
-            mask = torch.zeros(len(stack.nodes), dtype=torch.bool)
-            rows = where.stack_row[updating & (where.stack == number)]
-            mask[torch.from_numpy(rows)] = True
-            stepping[id(stack)] = mask
+        stepping = {id(stack): torch.zeros(len(stack.nodes), dtype=torch.bool)
+                    for stack in self._all_stacks}  # fmt: skip
+        for node in where.names[local & in_delivered]:
+            for stack in self.stacks[node].values():
+                stepping[id(stack)][stack.row[node]] = True
         schedule = _Schedule(
             step, chunks, sorted(levels.items()), len(order), forward_rounds, backward_rounds,
             forward, backward, stepping,
@@ -601,6 +744,25 @@ class BatchedExecutor:
     def _tensor(self, values: np.ndarray, dtype: torch.dtype = torch.long) -> torch.Tensor:
         return torch.as_tensor(np.asarray(values), dtype=dtype, device=self.device)
 
+    def _uses(self, nodes: list[str]) -> dict[str, list[_Use]]:
+        """Per role, the runs of ``nodes`` (a chunk, in order) that one stack computes."""
+        uses: dict[str, list[_Use]] = {}
+        for role in ("encoder", "combiner", "gate", "decoder"):
+            runs: list[tuple[_Stack, int, list[int]]] = []  # stack, first node, stack rows
+            for at, node in enumerate(nodes):
+                stack = self.stacks[node].get(role)
+                if stack is None:
+                    continue
+                last = runs[-1] if runs else None
+                if last is not None and last[0] is stack and last[1] + len(last[2]) == at:
+                    last[2].append(stack.row[node])
+                else:
+                    runs.append((stack, at, [stack.row[node]]))
+            if runs:
+                uses[role] = [_Use(stack, a, a + len(rows), self._rows(rows), rows)
+                              for stack, a, rows in runs]  # fmt: skip
+        return uses
+
     def _rows(self, rows: list[int]) -> torch.Tensor | slice:
         """Rows of a stack: a slice (a view, no copy) when they are consecutive."""
         if rows == list(range(rows[0], rows[0] + len(rows))):
@@ -625,8 +787,9 @@ class BatchedExecutor:
     def _forward(
         self, schedule: _Schedule, index: np.ndarray, split: int, training: bool
     ) -> tuple[
-        torch.Tensor | None, list[GateOutput | None], list[torch.Tensor | None], list[_Weights]
-    ]:
+        torch.Tensor | None, list[GateOutput | None], list[torch.Tensor | None],
+        list[list[_Weights]],
+    ]:  # fmt: skip
         """The fusion node's logits; per chunk, in order, its gate output, inbox rows and weights.
 
         What a chunk receives and its weights are leaves of its own autograd
@@ -638,39 +801,38 @@ class BatchedExecutor:
         phase = "forward" if training else "eval"
         outs: list[GateOutput | None] = [None] * len(schedule.chunks)
         inboxes: list[torch.Tensor | None] = [None] * len(schedule.chunks)
-        weights: list[_Weights | None] = [None] * len(schedule.chunks)
+        weights: list[list[_Weights]] = [[] for _ in schedule.chunks]
         logits = None
         inbox = torch.zeros(schedule.rows, batch, self.latent_dim, device=self.device)
         outbox = torch.zeros_like(inbox) if schedule.forward_rounds else inbox
         rows = torch.as_tensor(index, device=self.device)
+
+        def take(use: _Use, into: list[_Weights]) -> _Weights:
+            taken = use.stack.take(use.rows, training)
+            into.append(taken)
+            return taken
+
         for level, numbers in schedule.levels:
             for number in numbers:
                 chunk = schedule.chunks[number]
-                stack = chunk.stack
-                taken = stack.take(chunk.rows, training)
-                weights[number] = taken
-                held = None
-                if stack.views is not None:
-                    view = stack.views[split][chunk.rows].index_select(1, rows)
-                    held = taken.apply("encoder", view)
+                run = partial(take, into=weights[number])
                 received = None
                 if chunk.receives:
                     received = inbox[chunk.start : chunk.start + len(chunk.nodes)]
-                    if held is None and self.aggregator != "mean":
+                    if "encoder" not in chunk.uses and self.aggregator != "mean":
                         # held as it is, the first layer keeps it for backward: a copy, as
                         # later levels add into the inbox
                         received = received.clone()
                     received.requires_grad_(training)
-                    held = received if held is None else held + received
                 inboxes[number] = received
-                assert held is not None  # every computing node has a view or a child
+                held = self._hold(chunk, received, split, rows, run)
                 if self.aggregator == "mean":
                     held = held / chunk.n_inputs
-                if stack.shape.is_fusion:
-                    logits = taken.apply("decoder", held)[0]
+                if "decoder" in chunk.uses:
+                    logits = run(chunk.uses["decoder"][0]).apply("decoder", held)[0]
                     continue
-                latent = taken.apply("combiner", held) if "combiner" in stack.parts else held
-                out = self._gate(taken, chunk, latent, training)
+                latent = _runs(held, chunk.uses.get("combiner", []), run, "combiner")
+                out = self._gate(chunk, latent, training, run)
                 sent = out.t.detach()
                 if len(chunk.senders):
                     inbox.index_add_(0, chunk.receivers, sent.index_select(0, chunk.senders))
@@ -678,24 +840,50 @@ class BatchedExecutor:
                     outbox[chunk.start : chunk.start + len(chunk.nodes)] = sent
                 outs[number] = out
             self._exchange(schedule.forward_rounds.get(level), outbox, inbox, f"{phase} {level}")
-        return logits, outs, inboxes, weights  # type: ignore[return-value]  # all filled
+        return logits, outs, inboxes, weights
 
-    def _gate(self, taken: _Weights, chunk: _Chunk, z: torch.Tensor, training: bool) -> GateOutput:
+    @staticmethod
+    def _hold(
+        chunk: _Chunk, received: torch.Tensor | None, split: int, rows: torch.Tensor,
+        run: Callable[[_Use], _Weights],
+    ) -> torch.Tensor:  # fmt: skip
+        """What each node of ``chunk`` holds: its own encoding (sensors) plus what it received."""
+        pieces: list[torch.Tensor] = []
+        at = 0
+        for use in chunk.uses.get("encoder", []):
+            if use.a > at:
+                assert received is not None  # every computing node has a view or a child
+                pieces.append(received[at : use.a])
+            views = use.stack.views
+            encoded = run(use).apply("encoder", views[split][use.rows].index_select(1, rows))
+            pieces.append(encoded if received is None else encoded + received[use.a : use.b])
+            at = use.b
+        if not pieces:
+            assert received is not None  # every computing node has a view or a child
+            return received
+        if at < len(chunk.nodes):
+            assert received is not None
+            pieces.append(received[at:])
+        return pieces[0] if len(pieces) == 1 else torch.cat(pieces)
+
+    def _gate(
+        self, chunk: _Chunk, z: torch.Tensor, training: bool, run: Callable[[_Use], _Weights]
+    ) -> GateOutput:
         """The gate of every node of ``chunk`` on its latents ``z`` (``[nodes, batch, dim]``)."""
-        stack = taken.stack
-        if stack.shape.gate_kind == "none":
+        if chunk.gate_kind == "none":
             return GateOutput(t=z, rate_bits=z.new_zeros(len(chunk.nodes)))
-        mu = taken.apply("mu", z)
-        logvar = bound_logvar(taken.apply("logvar", z))
-        if training and self.beta == 0:  # a training step reads the rate only as beta * rate
-            rate = z.new_zeros(len(chunk.nodes))
-        else:
-            rate = gaussian_kl_bits(mu, logvar).mean(dim=1)
-        sigma = torch.exp(0.5 * logvar)
+        (use,) = chunk.uses["gate"]  # a chunk's nodes share one gate kind: one stack
+        if use.a or use.b != len(chunk.nodes):
+            raise AssertionError("a chunk's gates are one run")
+        both = run(use).apply("gate", z)  # mu and the raw log-variance side by side
         if not training:
-            return GateOutput(t=mu, rate_bits=rate, mu=mu, sigma=sigma)
-        eps = self._noise(stack, chunk.stack_rows, tuple(mu.shape[1:]), mu.dtype).to(mu.device)
-        return GateOutput(t=mu + sigma * eps, rate_bits=rate, mu=mu, sigma=sigma)
+            mu, logvar = both[..., : z.shape[-1]], bound_logvar(both[..., z.shape[-1] :])
+            rate = gaussian_kl_bits(mu, logvar).mean(dim=1)
+            return GateOutput(t=mu, rate_bits=rate, mu=mu, sigma=torch.exp(0.5 * logvar))
+        eps = self._noise(use.stack, use.stack_rows, tuple(z.shape[1:]), z.dtype).to(z.device)
+        # a training step reads the rate only as beta * rate
+        t, rate, mu, _, sigma = _GaussianGate.apply(both, eps, self.beta > 0)
+        return GateOutput(t=t, rate_bits=rate, mu=mu, sigma=sigma)
 
     @staticmethod
     def _noise(
@@ -761,7 +949,7 @@ class BatchedExecutor:
     def _backward(
         self, schedule: _Schedule, batch: int, loss: torch.Tensor | None,
         outs: list[GateOutput | None], inboxes: list[torch.Tensor | None],
-        weights: list[_Weights],
+        weights: list[list[_Weights]],
     ) -> torch.Tensor:  # fmt: skip
         """Levels in reverse order, each backpropagating what its parents sent back.
 
@@ -799,7 +987,8 @@ class BatchedExecutor:
                 torch.autograd.backward(outputs, grads)
             for number in numbers:
                 chunk, received = schedule.chunks[number], inboxes[number]
-                weights[number].give_back()
+                for taken in weights[number]:
+                    taken.give_back()
                 if received is not None and received.grad is not None:
                     sent_back[chunk.start : chunk.start + len(chunk.nodes)] = received.grad
             if arrived is not None:
@@ -819,7 +1008,7 @@ class BatchedExecutor:
         logits, outs, _, _ = self._forward(schedule, index, 1, training=False)
         fusion = self.plan.fusion
         if logits is None and fusion in self.stacks:  # it received nothing: decodes zeros
-            stack = self.stacks[fusion]
+            stack = self.stacks[fusion]["decoder"]
             width = stack.parts["decoder"][0][0].shape[2]
             zeros = torch.zeros(1, batch, width, device=self.device)
             logits = stack.take(self._tensor(np.array([stack.row[fusion]])), False).apply(
@@ -851,8 +1040,9 @@ class BatchedExecutor:
 
     def node_parameters(self, node: str) -> dict[str, torch.Tensor]:
         """``node``'s parameters, named as in its :class:`~innet.modules.NodeModule`."""
-        return self.stacks[node].parameters_of(node)
+        return {name: value for stack in self.stacks[node].values()
+                for name, value in stack.parameters_of(node).items()}  # fmt: skip
 
     def flops(self) -> dict[str, int]:
         """Forward FLOPs per sample of each module this process runs."""
-        return {node: stack.flops for node, stack in self.stacks.items()}
+        return dict(self._flops)

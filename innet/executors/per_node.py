@@ -69,7 +69,7 @@ from innet.plans import Plan
 from innet.seeding import node_generator
 from innet.tasks import Classification, Task
 from innet.transport import ExpectedMessage, Transport, phase_messages
-from innet.wire import Codec, make_codec, message_bits_per_sample
+from innet.wire import CODEBOOK_FORMATS, Codec, make_codec, message_bits_per_sample
 
 __all__ = ["PerNodeExecutor"]
 
@@ -119,7 +119,7 @@ class PerNodeExecutor:
             for node, spec in specs.items()
             if not spec.is_fusion
             and spec.gate_kind == "discrete"
-            and wire_forward in ("index", "entropy")
+            and wire_forward in CODEBOOK_FORMATS
         }
         self.modules = {
             node: self._with_gate(NodeModule(spec, seed), spec).to(self.device)

@@ -118,12 +118,14 @@ class FamilyTable:
 
     ``optional`` columns follow ``columns`` in the file; a run directory
     written without them (an older run, a hand-made table) reads back with
-    them empty.
+    them empty. A table that is not ``required`` reads back empty from a run
+    directory without its file.
     """
 
     file: str
     columns: tuple[str, ...]
     optional: tuple[str, ...] = ()
+    required: bool = True
 
 
 @dataclass(frozen=True)

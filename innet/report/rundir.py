@@ -177,7 +177,11 @@ def load_run(run_dir: str | Path) -> RunData:
         {"lost_messages": 0},
     )
     run.tables = {
-        name: _read_table(run_dir / table.file, table.columns, dict.fromkeys(table.optional))
+        name: (
+            _read_table(run_dir / table.file, table.columns, dict.fromkeys(table.optional))
+            if table.required or (run_dir / table.file).is_file()
+            else pd.DataFrame(columns=[*table.columns, *table.optional])
+        )
         for name, table in family.tables.items()
     }
     return run

@@ -231,7 +231,9 @@ def tidy_config(config: dict[str, Any]) -> dict[str, Any]:
     """A resolved INL scenario without the fields its choices do not use.
 
     A digits run keeps no Gaussian-mixture parameters, a Gaussian gate no codebook
-    settings; validating the result again gives the same scenario.
+    settings, and a discrete gate keeps ``codebook_sync`` only when it publishes a
+    trained codebook (forward wire ``index`` or ``entropy``); validating the result
+    again gives the same variants.
     """
     data = config.get("data")
     if isinstance(data, dict):
@@ -243,11 +245,17 @@ def tidy_config(config: dict[str, Any]) -> dict[str, Any]:
             for name in names
         }
         config["data"] = {key: value for key, value in data.items() if key not in unused}
-    gates = [config.get("gate")] + [v.get("gate") for v in config.get("variants", {}).values()]
-    for gate in gates:
+    from innet.wire import CODEBOOK_FORMATS  # imported late: the wire codecs load torch
+
+    blocks = [config] + list(config.get("variants", {}).values())
+    for block in blocks:
+        gate, wire = block.get("gate"), block.get("wire") or {}
         if isinstance(gate, dict) and "kind" in gate:
             for kind, names in _GATE_FIELDS.items():
                 if gate["kind"] != kind:
                     for name in names:
                         gate.pop(name, None)
+            publishes = wire.get("forward", "float32") in CODEBOOK_FORMATS
+            if not publishes or gate.get("codebook") == "fixed":
+                gate.pop("codebook_sync", None)
     return config

@@ -88,10 +88,17 @@ def variant_summary(run: RunData, variant: str, seeds: list[int]) -> dict[str, A
         "latent_rate_bits": mean_or_none(rates),
         "latent_rate_bits_per_seed": rates,
         "node_rates_bits": _node_rates(run.tables["node_rates"], variant),
+        "executor": _executor(run.tables["executors"], variant),
         "equivalence_margin": run.config.get("equivalence_margin"),
         **_codebook_bytes(run, variant, seeds),
         **_rate_extras(run, variant, seeds),
     }
+
+
+def _executor(executors: pd.DataFrame, variant: str) -> str | None:
+    """Which executor trained ``variant`` (``training.executor: auto`` chooses per variant)."""
+    ran = sorted(set(executors.loc[executors["variant"] == variant, "executor"]))
+    return "/".join(ran) or None  # empty for a run directory written before this table
 
 
 def _codebook_bytes(run: RunData, variant: str, seeds: list[int]) -> dict[str, Any]:
@@ -617,7 +624,9 @@ INL_REPORT = FamilyReport(
     tables={
         "node_rates": FamilyTable(
             "node_rates.csv", ("variant", "seed", "node", "rate_bits"), RATE_DETAILS
-        )
+        ),
+        # older run directories have none
+        "executors": FamilyTable("executors.csv", ("variant", "seed", "executor"), required=False),
     },
     metric_names=("train_loss", "test_loss", "accuracy", "latent_rate_bits"),
     primary_metric="accuracy",

@@ -337,9 +337,13 @@ class InlTrainer:
              **(dataclasses.asdict(estimates[node]) if node in estimates else {})}
             for node, rate in result.node_rates.items()
         ]  # fmt: skip
+        ran = "batched" if isinstance(executor, BatchedExecutor) else "per_node"
         return TrainResult(
             metrics=result.metrics,
             flops={node: value for part in flops for node, value in part.items()},
-            tables={"node_rates": rates},
+            tables={
+                "node_rates": rates,
+                "executors": [{"variant": variant, "seed": seed, "executor": ran}],
+            },
             log=result.log,
         )
