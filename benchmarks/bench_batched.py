@@ -52,6 +52,7 @@ from innet.inputs import load_inputs
 from innet.modules import ModuleSpec
 from innet.plans import build_plan
 from innet.records import ExchangeLog
+from innet.runner import configure_torch
 from innet.scenario import find_scenario, load_scenario
 from innet.topology import load_topology
 from innet.topology.generators import generate_topology
@@ -150,7 +151,7 @@ def _spread_rank(
     rank: int, processes: int, port: int, scenario_name: str, steps: int, strategy: str
 ) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
+    configure_torch()  # as a run sets torch
     dist.init_process_group("gloo", rank=rank, world_size=processes)
     loaded = load_scenario(find_scenario(scenario_name))
     scenario = loaded.scenario
@@ -261,7 +262,7 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=0)
     parser.add_argument("--placement", default="partition", choices=("partition", "round_robin"))
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    configure_torch()  # as a run sets torch
     if args.processes:
         spread(args.scenario, args.steps, args.processes, args.placement)
     elif args.scaling:

@@ -28,6 +28,7 @@ from innet.families.inl.trainer import make_executor, variant_timeline
 from innet.inputs import load_inputs
 from innet.records import ExchangeLog
 from innet.reference import monolithic_objective
+from innet.runner import configure_torch
 from innet.scenario import find_scenario, load_scenario
 from innet.topology import load_topology
 from innet.transport import InProcessTransport, RecordingTransport
@@ -67,7 +68,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--repeats", type=int, default=3, help="best of N timings")
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    configure_torch()  # as a run sets torch
 
     loaded = load_scenario(find_scenario(args.scenario))
     scenario, variants = loaded.scenario, loaded.variants

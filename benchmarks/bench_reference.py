@@ -45,6 +45,7 @@ from innet.families.inl.trainer import module_specs, variant_timeline
 from innet.inputs import load_inputs
 from innet.records import ExchangeLog
 from innet.reference import VectorisedReference
+from innet.runner import configure_torch
 from innet.scenario import find_scenario, load_scenario
 from innet.topology import load_topology
 from innet.transport import InProcessTransport, RecordingTransport
@@ -210,7 +211,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.steps < 1 or args.warmup < 0:
         parser.error("--steps must be at least 1 and --warmup at least 0")
-    torch.set_num_threads(1)
+    configure_torch()  # as a run sets torch
     try:
         if args.reference:
             reference(args.scenario, args.variants, args.steps, args.warmup)

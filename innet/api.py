@@ -471,9 +471,12 @@ def _renamed(error: InnetError, dict_file: Path | None) -> InnetError:
 
 @contextmanager
 def _global_state_kept() -> Iterator[None]:
-    """Restore what a run changes for the whole process: torch's thread count.
+    """Restore what a run changes for the whole process (:func:`innet.runner.configure_torch`).
 
-    The runner trains on one thread. Nothing else needs restoring: figures are
+    The runner trains on one thread, with denormal floats flushed to zero:
+    afterwards the thread count is restored and flushing is turned off again
+    (torch's default; torch cannot report an earlier setting). Nothing else
+    needs restoring: figures are
     drawn on Figure objects without pyplot (the matplotlib backend and rcParams
     are untouched), the global torch RNG is forked around its use
     (:func:`innet.seeding.seeded_torch`), and no warnings filter is set (the
@@ -486,3 +489,4 @@ def _global_state_kept() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(threads)
+        torch.set_flush_denormal(False)

@@ -38,5 +38,7 @@ def node_generator(seed: int, node: str, purpose: str = "noise") -> torch.Genera
 def seeded_torch(seed: int) -> Iterator[None]:
     """Run a block (such as building a module) with torch's global RNG seeded, then restore it."""
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+        # the CPU generator only (what fork_rng restores); torch.manual_seed would also queue
+        # a seed for every CUDA device, recording a stack trace each time
+        torch.default_generator.manual_seed(seed)
         yield

@@ -137,6 +137,13 @@ class _Kind:
     no_view: bool
     view_dim: int
 
+    @staticmethod
+    def of(spec: ModuleSpec) -> _Kind:
+        """The kind of the module ``spec`` describes (the fusion node has a decoder, no gate)."""
+        gate = "" if spec.is_fusion else spec.gate_kind
+        return _Kind(spec.is_fusion, gate, spec.n_received > 0, spec.view_dim is None,
+                     spec.view_dim or 0)  # fmt: skip
+
     @property
     def parts(self) -> list[tuple[str, tuple]]:
         """(role, the key of its stack) of each part this kind's modules have."""
@@ -548,10 +555,8 @@ class BatchedExecutor:
         self.latent_dim, self.aggregator = first.latent_dim, first.aggregator
         self.labels = (labels[0].to(self.device), labels[1].to(self.device))
         kind_of = {
-            node: _Kind(spec.is_fusion, "" if spec.is_fusion else spec.gate_kind,
-                        spec.n_received > 0, spec.view_dim is None, spec.view_dim or 0)
-            for node, spec in self.specs.items() if transport.owns(node)
-        }  # fmt: skip
+            node: _Kind.of(spec) for node, spec in self.specs.items() if transport.owns(node)
+        }
         self._kinds = sorted(set(kind_of.values()))
         self._kind_number = {kind: number for number, kind in enumerate(self._kinds)}
         # rows in the order the first plan computes them: its chunks' runs are then slices
@@ -606,11 +611,7 @@ class BatchedExecutor:
         kind = np.full(count, -1, dtype=np.int64)
         for i, node in enumerate(nodes):
             if node in self.stacks:
-                spec = self.specs[node]
-                kind[i] = self._kind_number[
-                    _Kind(spec.is_fusion, "" if spec.is_fusion else spec.gate_kind,
-                          spec.n_received > 0, spec.view_dim is None, spec.view_dim or 0)
-                ]  # fmt: skip
+                kind[i] = self._kind_number[_Kind.of(self.specs[node])]
         names = np.empty(count, dtype=object)
         names[:] = nodes
         index = _PlanIndex(plan, rank, kind, names)

@@ -239,17 +239,15 @@ def _with_time(
     if "lost" in training:
         training = training[~training["lost"].astype(bool)]
     keys = ["variant", "src", "dst", "phase", "payload"]
-    link_capacity = pd.Series(
-        [capacity.get((src, dst), np.nan) for src, dst in zip(training["src"], training["dst"],
-                                                               strict=True)],
-        index=training.index,
+    # bits sent per (variant, link, phase, payload), then divided by the link's capacity
+    sent = training.assign(_bits=8.0 * training["nbytes"] * (_extra_copies(training) + 1))
+    bits = sent.groupby(keys, observed=True)["_bits"].sum()
+    link_capacity = np.array(
+        [capacity.get((src, dst), np.nan) for src, dst in zip(
+            bits.index.get_level_values("src"), bits.index.get_level_values("dst"), strict=True)],
         dtype=float,
     )  # fmt: skip
-    copies = _extra_copies(training) + 1
-    seconds = training.assign(
-        _busy=8.0 * training["nbytes"] * copies / link_capacity.where(link_capacity > 0)
-    )
-    busy = seconds.groupby(keys)["_busy"].sum(min_count=1)
+    busy = bits / np.where(link_capacity > 0, link_capacity, np.nan)
     if train_steps is None:
         train_steps = training_steps(exchanges)
     steps = totals["variant"].map(train_steps).astype(float)
