@@ -118,12 +118,17 @@ def test_batched_equals_per_node(routing, gate, aggregator, optimizer, beta):
     assert per_node.flops() == batched.flops()
 
 
-def test_batched_gradients_equal_one_monolithic_model():
-    """The batched step's gradients are the same modules' gradients trained as one model."""
-    topology, plan, (per_node, batched) = _pair("dense", "none", "sum", "sgd", 0.0)
+@pytest.mark.parametrize(("gate", "beta"), [("none", 0.0), ("gaussian", 0.05)])
+def test_batched_gradients_equal_one_monolithic_model(gate, beta):
+    """The batched step's gradients are the same modules' gradients trained as one model.
+
+    With the Gaussian gate both draw the same noise (each node's generator,
+    first draw) and beta weighs every sender's rate (no link fails here).
+    """
+    topology, plan, (per_node, batched) = _pair("dense", gate, "sum", "sgd", beta)
     index = np.arange(8)
     monolithic_objective(per_node.modules, plan, per_node.views, per_node.labels[0], index,
-                         0.0).backward()  # fmt: skip
+                         beta).backward()  # fmt: skip
     expected = {
         node: {name: p.grad.clone() for name, p in module.named_parameters()}
         for node, module in per_node.modules.items()

@@ -386,7 +386,7 @@ class _Chunk:
     n_inputs: torch.Tensor  # per node: inputs aggregated (for the mean)
     senders: torch.Tensor  # rows (in the chunk) of each message delivered to a local parent …
     receivers: torch.Tensor  # … and the parent's row in the inbox
-    in_loss: torch.Tensor  # per node: 1 where its rate is in the loss (its messages arrive)
+    penalty: torch.Tensor  # per node: beta where its rate is in the loss (its messages arrive)
     level: int
 
 
@@ -438,42 +438,42 @@ class _PlanIndex:
 
 
 class _GaussianGate(torch.autograd.Function):
-    """A chunk's Gaussian gates in training, one node of the autograd graph.
+    """A chunk's Gaussian gates in training, with their VIB penalty: one autograd node.
 
     From ``mu`` and the raw log-variance side by side (``[nodes, batch, 2 dim]``)
     and the noise ``eps``: the message ``t = mu + exp(logvar / 2) * eps`` with
-    ``logvar = bound_logvar(raw)``, and each node's rate (the VIB KL of
-    :func:`~innet.gates.gaussian_kl_bits`, averaged over the batch) when
-    ``with_rate``, else zeros. The same functions the per-node gate computes
-    with a dozen autograd nodes; their derivatives are written out in
-    :meth:`backward`.
+    ``logvar = bound_logvar(raw)`` (and, not differentiable, ``mu``, ``logvar``
+    and ``sigma``). ``penalty``, per node, weighs its rate (the VIB KL of
+    :func:`~innet.gates.gaussian_kl_bits`, averaged over the batch) in the
+    step's objective: ``beta`` where its messages arrive, else 0. The penalty
+    enters as its gradient, added in :meth:`backward` to what flows back from
+    ``t``, so the step's objective needs no output for it. The per-node gate
+    computes the same functions with a dozen autograd nodes; their derivatives
+    are written out here.
     """
 
     @staticmethod
-    def forward(both: torch.Tensor, eps: torch.Tensor, with_rate: bool):  # noqa: D102
+    def forward(both: torch.Tensor, eps: torch.Tensor, penalty: torch.Tensor):  # noqa: D102
         dim = both.shape[-1] // 2
         mu, logvar = both[..., :dim], bound_logvar(both[..., dim:])
         sigma = torch.exp(0.5 * logvar)
-        rate = (gaussian_kl_bits(mu, logvar).mean(dim=1) if with_rate
-                else both.new_zeros(len(both)))  # fmt: skip
-        return mu + sigma * eps, rate, mu, logvar, sigma
+        return mu + sigma * eps, mu, logvar, sigma
 
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:  # noqa: D102
-        _, eps, with_rate = inputs
-        _, _, mu, logvar, sigma = output
-        ctx.save_for_backward(mu, logvar, sigma, eps)
-        ctx.with_rate = with_rate
+        _, eps, penalty = inputs
+        _, mu, logvar, sigma = output
+        ctx.save_for_backward(mu, logvar, sigma, eps, penalty)
         ctx.mark_non_differentiable(mu, logvar, sigma)
 
     @staticmethod
-    def backward(ctx, grad_t, grad_rate, *_):  # noqa: D102
-        mu, logvar, sigma, eps = ctx.saved_tensors
+    def backward(ctx, grad_t, *_):  # noqa: D102
+        mu, logvar, sigma, eps, penalty = ctx.saved_tensors
         grad_mu = grad_t
         grad_logvar = grad_t * eps * sigma * 0.5  # dt/dlogvar = sigma * eps / 2
-        if ctx.with_rate:
+        if bool(penalty.any()):
             # d rate / d mu = mu / (B ln 2), d rate / d logvar = (sigma^2 - 1) / (2 B ln 2)
-            scale = grad_rate.view(-1, 1, 1) / (mu.shape[1] * math.log(2.0))
+            scale = penalty.view(-1, 1, 1) / (mu.shape[1] * math.log(2.0))
             grad_mu = grad_mu + scale * mu
             grad_logvar = grad_logvar + scale * 0.5 * (sigma * sigma - 1.0)
         grad_raw = grad_logvar * bound_logvar_slope(logvar)
@@ -678,7 +678,7 @@ class BatchedExecutor:
                     a, bool(children[members].any()),
                     self._tensor(own + children[members], torch.float32).view(-1, 1, 1),
                     self._tensor(senders - a), self._tensor(receivers),
-                    self._tensor(in_delivered[members], torch.float32),
+                    self._tensor(in_delivered[members] * self.beta, torch.float32),
                     int(level[members[0]]),
                 )
             )  # fmt: skip
@@ -882,9 +882,9 @@ class BatchedExecutor:
             rate = gaussian_kl_bits(mu, logvar).mean(dim=1)
             return GateOutput(t=mu, rate_bits=rate, mu=mu, sigma=torch.exp(0.5 * logvar))
         eps = self._noise(use.stack, use.stack_rows, tuple(z.shape[1:]), z.dtype).to(z.device)
-        # a training step reads the rate only as beta * rate
-        t, rate, mu, _, sigma = _GaussianGate.apply(both, eps, self.beta > 0)
-        return GateOutput(t=t, rate_bits=rate, mu=mu, sigma=sigma)
+        # the rate enters training only through the penalty's gradient
+        t, mu, _, sigma = _GaussianGate.apply(both, eps, chunk.penalty)
+        return GateOutput(t=t, rate_bits=z.new_zeros(len(chunk.nodes)), mu=mu, sigma=sigma)
 
     @staticmethod
     def _noise(
@@ -956,7 +956,8 @@ class BatchedExecutor:
 
         A chunk's objective is the per-node executor's, for all its nodes at
         once: ``<T, sum of its parents' gradients> + beta * rate`` (its rate only
-        where its messages arrive), or the task's loss at the fusion node. The
+        where its messages arrive; the Gaussian gate adds the rate's gradient
+        itself, :class:`_GaussianGate`), or the task's loss at the fusion node. The
         gradient with respect to its inbox rows is what it sends its children.
         The chunks of one level depend on no other and share one backward call.
         Returns, per inbox row, the gradient it sent back.
@@ -980,10 +981,6 @@ class BatchedExecutor:
                     grad.index_add_(0, chunk.senders, sent_back.index_select(0, chunk.receivers))
                 outputs.append(out.t)
                 grads.append(grad)
-                if self.beta > 0 and out.rate_bits.requires_grad:  # `none` gates have no rate
-                    penalty = (out.rate_bits * chunk.in_loss).sum() * self.beta
-                    outputs.append(penalty)
-                    grads.append(torch.ones_like(penalty))
             if outputs:
                 torch.autograd.backward(outputs, grads)
             for number in numbers:
