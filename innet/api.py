@@ -281,19 +281,18 @@ def run(
 
     items = _seeded(_override_strings(overrides), seeds)
     loaded = _load(scenario, items, None if topology is None else os.fspath(topology))
-    with _global_state_kept():
-        from innet.runner import local_device, run_scenario
+    from innet.runner import local_device, run_scenario
 
-        device = local_device("auto")
-        if out is not None:
-            run_dir, _ = run_scenario(loaded, out=Path(out), progress=progress, device=device)
-            return Results.from_run_dir(run_dir)
-        scratch = Path(tempfile.mkdtemp(prefix="innet-run-"))
-        try:
-            run_dir, _ = run_scenario(loaded, out=scratch / "run", progress=progress, device=device)
-            return Results.from_run_dir(run_dir, keep=False)
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
+    device = local_device("auto")
+    if out is not None:
+        run_dir, _ = run_scenario(loaded, out=Path(out), progress=progress, device=device)
+        return Results.from_run_dir(run_dir)
+    scratch = Path(tempfile.mkdtemp(prefix="innet-run-"))
+    try:
+        run_dir, _ = run_scenario(loaded, out=scratch / "run", progress=progress, device=device)
+        return Results.from_run_dir(run_dir, keep=False)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def sweep(
@@ -342,11 +341,10 @@ def sweep(
 
     def go(path: Path, scratch: Path) -> Results:
         target = Path(out) if out is not None else scratch / "sweep"
-        with _global_state_kept():
-            from innet.runner import local_device
+        from innet.runner import local_device
 
-            run_dir = run_sweep(path, items, where, axes, out=target, jobs=jobs,
-                                progress=progress, device=local_device("auto"))  # fmt: skip
+        run_dir = run_sweep(path, items, where, axes, out=target, jobs=jobs,
+                            progress=progress, device=local_device("auto"))  # fmt: skip
         return Results.from_run_dir(run_dir, keep=out is not None)
 
     scratch = Path(tempfile.mkdtemp(prefix="innet-sweep-"))
@@ -467,26 +465,3 @@ def _renamed(error: InnetError, dict_file: Path | None) -> InnetError:
     if dict_file is not None and type(error) is InnetError:
         return InnetError(str(error).replace(str(dict_file), DICT_SOURCE))
     return error
-
-
-@contextmanager
-def _global_state_kept() -> Iterator[None]:
-    """Restore what a run changes for the whole process (:func:`innet.runner.configure_torch`).
-
-    The runner trains on one thread, with denormal floats flushed to zero:
-    afterwards the thread count is restored and flushing is turned off again
-    (torch's default; torch cannot report an earlier setting). Nothing else
-    needs restoring: figures are
-    drawn on Figure objects without pyplot (the matplotlib backend and rcParams
-    are untouched), the global torch RNG is forked around its use
-    (:func:`innet.seeding.seeded_torch`), and no warnings filter is set (the
-    libraries a first run imports may add their own, as on any import).
-    """
-    import torch
-
-    threads = torch.get_num_threads()
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-        torch.set_flush_denormal(False)

@@ -17,7 +17,8 @@ import json
 import shutil
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,13 @@ from innet.topology.model import Topology
 from innet.transport import RecordingTransport
 from innet.yamlio import FieldError
 
-__all__ = ["run_scenario", "local_device", "configure_torch", "ProcessesFactory"]
+__all__ = [
+    "run_scenario",
+    "local_device",
+    "configure_torch",
+    "configured_torch",
+    "ProcessesFactory",
+]
 
 ProcessesFactory = Callable[[Topology, Mapping[str, Plan]], Processes]
 """Builds the processes of a run once the topology and each variant's first plan are known."""
@@ -54,7 +61,7 @@ def local_device(choice: str = "auto") -> str:
 
 
 def configure_torch() -> None:
-    """How a run sets torch for the whole process: one thread, denormal floats flushed to zero.
+    """How a run sets torch: one thread, denormal floats flushed to zero.
 
     One thread: processes share the cores (torchrun, sweeps with ``--jobs``).
     Denormals: gradients that pass through tens of mean-aggregating levels
@@ -64,6 +71,26 @@ def configure_torch() -> None:
     """
     torch.set_num_threads(1)
     torch.set_flush_denormal(True)
+
+
+@contextmanager
+def configured_torch() -> Iterator[None]:
+    """:func:`configure_torch` for a block, then torch as it was.
+
+    The thread count comes back, and denormals are no longer flushed (torch's
+    default; torch cannot report an earlier setting). Nothing else a run does
+    needs restoring: figures are drawn on Figure objects without pyplot, the
+    global torch RNG is forked around its use (:func:`innet.seeding.seeded_torch`),
+    and no warnings filter is set (the libraries a first run imports may add
+    their own, as on any import).
+    """
+    threads = torch.get_num_threads()
+    configure_torch()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        torch.set_flush_denormal(False)
 
 
 def run_scenario(
@@ -78,9 +105,22 @@ def run_scenario(
 
     ``processes`` spreads the nodes over several processes (torchrun); by default
     everything runs here. Processes other than the leader return ``(None, None)``.
+    torch is set as :func:`configured_torch` says while it runs.
     """
+    with configured_torch():
+        return _run_scenario(loaded, out=out, progress=progress, processes=processes,
+                             device=device)  # fmt: skip
+
+
+def _run_scenario(
+    loaded: LoadedScenario,
+    *,
+    out: Path | None,
+    progress: bool,
+    processes: ProcessesFactory | None,
+    device: torch.device | str,
+) -> tuple[Path | None, dict[str, Any] | None]:
     started, clock = datetime.now(timezone.utc), time.perf_counter()
-    configure_torch()
     scenario = loaded.scenario
     try:
         topology = apply_node_flops(load_topology(loaded.topology_path),
