@@ -62,7 +62,7 @@ STAGES = [
     ("    gradients into the stacks (give_back)", "_Weights.give_back"),
     ("  optimiser (StackedAdam.step)", "StackedAdam.step"),
 ]
-"""A stage's label and the function timed for it (skipped where the executor has none)."""
+"""A stage's label and the function timed for it."""
 
 
 def _variants(scenario_name: str, names: list[str] | None, gates: list[str]):
@@ -145,17 +145,15 @@ def profile(scenario_name: str, names: list[str] | None, steps: int, warmup: int
     from innet.executors import batched as module
     from innet.executors import stacked_optim
 
-    owners = {"BatchedExecutor": module.BatchedExecutor, "_Stack": getattr(module, "_Stack", None),
-              "_Weights": getattr(module, "_Weights", None), "torch": torch,
+    owners = {"BatchedExecutor": module.BatchedExecutor, "_Stack": module._Stack,
+              "_Weights": module._Weights, "torch.autograd": torch.autograd,
               "StackedAdam": stacked_optim.StackedAdam}  # fmt: skip
     spent: dict[str, float] = defaultdict(float)
     calls: dict[str, int] = defaultdict(int)
     restore = []
     for label, name in STAGES:
         owner_name, attribute = name.rsplit(".", 1)
-        owner = owners.get(owner_name) if owner_name != "torch.autograd" else torch.autograd
-        if owner is None or not hasattr(owner, attribute):
-            continue
+        owner = owners[owner_name]
         original = inspect.getattr_static(owner, attribute)
         restore.append((owner, attribute, original))
         setattr(owner, attribute, _timed(original, label, spent, calls))

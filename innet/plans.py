@@ -52,7 +52,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import networkx as nx
@@ -217,6 +217,7 @@ class PlanArrays:
     src: np.ndarray
     dst: np.ndarray
     level: np.ndarray
+    position: dict[str, int] = field(repr=False)  # each node's index
 
     @classmethod
     def of(cls, plan: Plan) -> PlanArrays:
@@ -226,14 +227,7 @@ class PlanArrays:
         count = len(plan.edges)
         src = np.fromiter((position[s] for s, _ in plan.edges), dtype=np.int64, count=count)
         dst = np.fromiter((position[r] for _, r in plan.edges), dtype=np.int64, count=count)
-        arrays = cls(nodes, src, dst, _levels(len(nodes), src, dst))
-        arrays.__dict__["position"] = position  # built anyway: keep it
-        return arrays
-
-    @cached_property
-    def position(self) -> dict[str, int]:
-        """Each node's index."""
-        return {node: index for index, node in enumerate(self.nodes)}
+        return cls(nodes, src, dst, _levels(len(nodes), src, dst), position)
 
     @cached_property
     def level_sizes(self) -> np.ndarray:

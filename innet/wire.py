@@ -70,6 +70,7 @@ __all__ = [
     "FORWARD_FORMATS",
     "BACKWARD_FORMATS",
     "CODEBOOK_FORMATS",
+    "publishes_codebook",
     "Codec",
     "make_codec",
     "message_bits_per_sample",
@@ -85,6 +86,16 @@ INDEX_FORMATS = ("index",)
 """Formats that send codeword indices: the gate must be discrete."""
 CODEBOOK_FORMATS = ("index", "entropy")
 """Formats a discrete gate's receivers decode with its codebook: its senders publish it."""
+
+
+def publishes_codebook(gate_kind: str, wire_forward: str) -> bool:
+    """Whether a sender with this gate sends its codebook to its parents over the link.
+
+    >>> publishes_codebook("discrete", "index"), publishes_codebook("discrete", "float32")
+    (True, False)
+    """
+    return gate_kind == "discrete" and wire_forward in CODEBOOK_FORMATS
+
 
 _CASTS = {"float16": torch.float16, "bfloat16": torch.bfloat16}
 _SCALE_BYTES = 4

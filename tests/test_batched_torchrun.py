@@ -181,6 +181,7 @@ def one_process() -> dict:
 
 
 def _check(world_size: int, outcomes: dict[int, dict], reference: dict, idle: bool = False) -> None:
+    _, plan, _, _, _, steps = _setup()
     ranks = placement(world_size, idle)
     assert set(ranks.values()) == set(range(world_size - idle))
     merged = ExchangeLog.merge([outcomes[rank]["log"] for rank in range(world_size)])
@@ -192,7 +193,7 @@ def _check(world_size: int, outcomes: dict[int, dict], reference: dict, idle: bo
     assert noise.keys() == reference["noise"].keys()
     for key, value in reference["noise"].items():
         np.testing.assert_array_equal(noise[key], value)
-    fusion_rank = ranks[_setup()[1].fusion]
+    fusion_rank = ranks[plan.fusion]
     for rank, outcome in outcomes.items():
         if rank != fusion_rank:
             assert outcome["losses"] == [None] * STEPS and outcome["metric_sums"] == {}
@@ -207,7 +208,6 @@ def _check(world_size: int, outcomes: dict[int, dict], reference: dict, idle: bo
             for name, value in parameters.items():
                 np.testing.assert_allclose(value, reference["parameters"][node][name], atol=1e-5)
     # one tensor per (phase, level, rank pair) with traffic; bytes = the records that cross
-    _, plan, _, _, _, steps = _setup()
     step_records = [frame[(frame["step"] == n) & (frame["phase"] != "eval")] for n in range(STEPS)]
     step_records.append(frame[frame["phase"] == "eval"])
     delivered = [list(step.delivered.edges) for step in steps] + [list(plan.edges)]

@@ -179,9 +179,7 @@ class DistributedTransport(Transport):
                 self._sends_due.append(_Announced(index, message, dst_rank))
             elif dst_rank == self.rank:
                 self._inbound.append(_Announced(index, message, src_rank))
-        new_pairs = sorted(pairs - self._linked_pairs)
-        if new_pairs:
-            self._link(new_pairs)
+        self.connect(sorted(pairs))
 
     def connect(self, pairs: Sequence[tuple[int, int]]) -> None:
         """Greet each pair of ranks ``(low, high)`` not greeted yet (see :meth:`_link`).

@@ -386,7 +386,7 @@ class _Chunk:
     n_inputs: torch.Tensor  # per node: inputs aggregated (for the mean)
     senders: torch.Tensor  # rows (in the chunk) of each message delivered to a local parent …
     receivers: torch.Tensor  # … and the parent's row in the inbox
-    penalty: torch.Tensor  # per node: beta where its rate is in the loss (its messages arrive)
+    penalty: torch.Tensor | None  # per node: beta where its messages arrive (None: beta = 0)
     level: int
 
 
@@ -445,7 +445,8 @@ class _GaussianGate(torch.autograd.Function):
     ``logvar = bound_logvar(raw)`` (and, not differentiable, ``mu``, ``logvar``
     and ``sigma``). ``penalty``, per node, weighs its rate (the VIB KL of
     :func:`~innet.gates.gaussian_kl_bits`, averaged over the batch) in the
-    step's objective: ``beta`` where its messages arrive, else 0. The penalty
+    step's objective: ``beta`` where its messages arrive, else 0 (None: no
+    penalty anywhere). The penalty
     enters as its gradient, added in :meth:`backward` to what flows back from
     ``t``, so the step's objective needs no output for it. The per-node gate
     computes the same functions with a dozen autograd nodes; their derivatives
@@ -453,7 +454,7 @@ class _GaussianGate(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(both: torch.Tensor, eps: torch.Tensor, penalty: torch.Tensor):  # noqa: D102
+    def forward(both: torch.Tensor, eps: torch.Tensor, penalty: torch.Tensor | None):  # noqa: D102
         dim = both.shape[-1] // 2
         mu, logvar = both[..., :dim], bound_logvar(both[..., dim:])
         sigma = torch.exp(0.5 * logvar)
@@ -471,7 +472,7 @@ class _GaussianGate(torch.autograd.Function):
         mu, logvar, sigma, eps, penalty = ctx.saved_tensors
         grad_mu = grad_t
         grad_logvar = grad_t * eps * sigma * 0.5  # dt/dlogvar = sigma * eps / 2
-        if bool(penalty.any()):
+        if penalty is not None:
             # d rate / d mu = mu / (B ln 2), d rate / d logvar = (sigma^2 - 1) / (2 B ln 2)
             scale = penalty.view(-1, 1, 1) / (mu.shape[1] * math.log(2.0))
             grad_mu = grad_mu + scale * mu
@@ -480,24 +481,28 @@ class _GaussianGate(torch.autograd.Function):
         return torch.cat([grad_mu, grad_raw], dim=-1), None, None
 
 
-def _runs(
-    x: torch.Tensor, uses: list[_Use], run: Callable[[_Use], _Weights], part: str
+def _rows_of(x: torch.Tensor, a: int, b: int) -> torch.Tensor:
+    """Rows ``a`` to ``b`` of ``x`` (``x`` itself when they are all of it)."""
+    return x if a == 0 and b == len(x) else x[a:b]
+
+
+def _by_runs(
+    count: int,
+    uses: list[_Use],
+    inside: Callable[[_Use], torch.Tensor],
+    outside: Callable[[int, int], torch.Tensor],
 ) -> torch.Tensor:
-    """``x`` with ``part`` applied to each use's rows (the rows of no use pass as they are)."""
-    if not uses:
-        return x
-    if len(uses) == 1 and uses[0].a == 0 and uses[0].b == len(x):
-        return run(uses[0]).apply(part, x)
+    """``count`` rows: each use's rows from ``inside(use)``, the rows between from ``outside``."""
     pieces: list[torch.Tensor] = []
     at = 0
     for use in uses:
         if use.a > at:
-            pieces.append(x[at : use.a])
-        pieces.append(run(use).apply(part, x[use.a : use.b]))
+            pieces.append(outside(at, use.a))
+        pieces.append(inside(use))
         at = use.b
-    if at < len(x):
-        pieces.append(x[at:])
-    return torch.cat(pieces)
+    if at < count:
+        pieces.append(outside(at, count))
+    return pieces[0] if len(pieces) == 1 else torch.cat(pieces)
 
 
 def _groups(keys: np.ndarray, *columns: np.ndarray) -> list[tuple[int, list[np.ndarray]]]:
@@ -559,6 +564,12 @@ class BatchedExecutor:
         }
         self._kinds = sorted(set(kind_of.values()))
         self._kind_number = {kind: number for number, kind in enumerate(self._kinds)}
+        # per kind, the first kind of its chunk group (same fusion flag and gate kind)
+        self._group_of = np.array(
+            [min(n for n, other in enumerate(self._kinds)
+                 if (other.is_fusion, other.gate_kind) == (kind.is_fusion, kind.gate_kind))
+             for kind in self._kinds], dtype=np.int64,
+        )  # fmt: skip
         # rows in the order the first plan computes them: its chunks' runs are then slices
         arrays = plan.arrays
         last = len(arrays.nodes)
@@ -650,10 +661,7 @@ class BatchedExecutor:
         row_of = np.full(count, -1, dtype=np.int64)
         row_of[order] = np.arange(len(order))
         # chunks: runs of one (level, gate kind or the fusion) in `order`
-        groups = sorted({(kind.is_fusion, kind.gate_kind) for kind in self._kinds})
-        group_of = np.array([groups.index((kind.is_fusion, kind.gate_kind))
-                             for kind in self._kinds], dtype=np.int64)  # fmt: skip
-        key = level[order] * len(groups) + group_of[where.kind[order]]
+        key = level[order] * len(self._kinds) + self._group_of[where.kind[order]]
         cuts = np.flatnonzero(np.diff(key)) + 1
         starts = np.concatenate([[0], cuts]).astype(np.int64)
         ends = np.concatenate([cuts, [len(order)]]).astype(np.int64)
@@ -678,7 +686,8 @@ class BatchedExecutor:
                     a, bool(children[members].any()),
                     self._tensor(own + children[members], torch.float32).view(-1, 1, 1),
                     self._tensor(senders - a), self._tensor(receivers),
-                    self._tensor(in_delivered[members] * self.beta, torch.float32),
+                    self._tensor(in_delivered[members] * self.beta, torch.float32)
+                    if self.beta > 0 else None,
                     int(level[members[0]]),
                 )
             )  # fmt: skip
@@ -832,7 +841,10 @@ class BatchedExecutor:
                 if "decoder" in chunk.uses:
                     logits = run(chunk.uses["decoder"][0]).apply("decoder", held)[0]
                     continue
-                latent = _runs(held, chunk.uses.get("combiner", []), run, "combiner")
+                latent = _by_runs(
+                    len(held), chunk.uses.get("combiner", []),
+                    partial(self._combine, held=held, run=run), partial(_rows_of, held),
+                )  # fmt: skip
                 out = self._gate(chunk, latent, training, run)
                 sent = out.t.detach()
                 if len(chunk.senders):
@@ -849,23 +861,22 @@ class BatchedExecutor:
         run: Callable[[_Use], _Weights],
     ) -> torch.Tensor:  # fmt: skip
         """What each node of ``chunk`` holds: its own encoding (sensors) plus what it received."""
-        pieces: list[torch.Tensor] = []
-        at = 0
-        for use in chunk.uses.get("encoder", []):
-            if use.a > at:
-                assert received is not None  # every computing node has a view or a child
-                pieces.append(received[at : use.a])
-            views = use.stack.views
-            encoded = run(use).apply("encoder", views[split][use.rows].index_select(1, rows))
-            pieces.append(encoded if received is None else encoded + received[use.a : use.b])
-            at = use.b
-        if not pieces:
+
+        def encoded(use: _Use) -> torch.Tensor:
+            views = use.stack.views[split][use.rows].index_select(1, rows)
+            own = run(use).apply("encoder", views)
+            return own if received is None else own + _rows_of(received, use.a, use.b)
+
+        def only_received(a: int, b: int) -> torch.Tensor:
             assert received is not None  # every computing node has a view or a child
-            return received
-        if at < len(chunk.nodes):
-            assert received is not None
-            pieces.append(received[at:])
-        return pieces[0] if len(pieces) == 1 else torch.cat(pieces)
+            return _rows_of(received, a, b)
+
+        return _by_runs(len(chunk.nodes), chunk.uses.get("encoder", []), encoded, only_received)
+
+    @staticmethod
+    def _combine(use: _Use, held: torch.Tensor, run: Callable[[_Use], _Weights]) -> torch.Tensor:
+        """The combiners of ``use``'s nodes on what they hold."""
+        return run(use).apply("combiner", _rows_of(held, use.a, use.b))
 
     def _gate(
         self, chunk: _Chunk, z: torch.Tensor, training: bool, run: Callable[[_Use], _Weights]

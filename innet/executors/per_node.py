@@ -69,7 +69,7 @@ from innet.plans import Plan
 from innet.seeding import node_generator
 from innet.tasks import Classification, Task
 from innet.transport import ExpectedMessage, Transport, phase_messages
-from innet.wire import CODEBOOK_FORMATS, Codec, make_codec, message_bits_per_sample
+from innet.wire import Codec, make_codec, message_bits_per_sample, publishes_codebook
 
 __all__ = ["PerNodeExecutor"]
 
@@ -117,9 +117,7 @@ class PerNodeExecutor:
         self._publishers = {
             node
             for node, spec in specs.items()
-            if not spec.is_fusion
-            and spec.gate_kind == "discrete"
-            and wire_forward in CODEBOOK_FORMATS
+            if not spec.is_fusion and publishes_codebook(spec.gate_kind, wire_forward)
         }
         self.modules = {
             node: self._with_gate(NodeModule(spec, seed), spec).to(self.device)
@@ -286,9 +284,8 @@ class PerNodeExecutor:
         if not codebooks:
             self._expect(phase, batch, plan)
             return
-        self._expect(phase, batch, plan, send=False)
         schedule: list[ExpectedMessage] = []
-        for message in self._schedules[(phase, batch, id(plan))]:
+        for message in self._messages(phase, batch, plan):
             for parent in codebooks.pop(message.src, ()):
                 schedule.append(
                     ExpectedMessage(message.src, parent, _codebook_phase(phase), "codebook",
@@ -308,11 +305,12 @@ class PerNodeExecutor:
         generator = node_generator(self.seed, src, f"wire:{phase}:{self._calls}:{dst}")
         return codec.encode(values, index=index, generator=generator)
 
-    def _expect(self, phase: str, batch: int, plan: Plan, send: bool = True) -> None:
-        """Announce every message of a phase to the transport, in the order they will be sent.
+    def _expect(self, phase: str, batch: int, plan: Plan) -> None:
+        """Announce every message of a phase to the transport, in the order they will be sent."""
+        self.transport.expect(self._messages(phase, batch, plan))
 
-        ``send=False`` only builds the (cached) schedule.
-        """
+    def _messages(self, phase: str, batch: int, plan: Plan) -> list[ExpectedMessage]:
+        """The messages of a phase in the order they will be sent (kept per phase and plan)."""
         key = (phase, batch, id(plan))  # plans outlive their schedules: steps keep them alive
         if key not in self._schedules:
             schedule = []
@@ -322,8 +320,7 @@ class PerNodeExecutor:
                 )
                 schedule.append(message._replace(shape=shape, dtype=dtype))
             self._schedules[key] = schedule
-        if send:
-            self.transport.expect(self._schedules[key])
+        return self._schedules[key]
 
     def _send_latent(
         self, node: str, out: GateOutput, phase: str, codebooks: dict[str, list[str]]

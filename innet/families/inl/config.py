@@ -245,7 +245,7 @@ def tidy_config(config: dict[str, Any]) -> dict[str, Any]:
             for name in names
         }
         config["data"] = {key: value for key, value in data.items() if key not in unused}
-    from innet.wire import CODEBOOK_FORMATS  # imported late: the wire codecs load torch
+    from innet.wire import publishes_codebook  # imported late: the wire codecs load torch
 
     blocks = [config] + list(config.get("variants", {}).values())
     for block in blocks:
@@ -255,7 +255,7 @@ def tidy_config(config: dict[str, Any]) -> dict[str, Any]:
                 if gate["kind"] != kind:
                     for name in names:
                         gate.pop(name, None)
-            publishes = wire.get("forward", "float32") in CODEBOOK_FORMATS
-            if not publishes or gate.get("codebook") == "fixed":
+            forward = wire.get("forward", WireConfig().forward)
+            if not publishes_codebook(gate["kind"], forward) or gate.get("codebook") == "fixed":
                 gate.pop("codebook_sync", None)
     return config
