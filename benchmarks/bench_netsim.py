@@ -27,6 +27,17 @@ than the loss-free one instead. From the repository root:
 
     PYTHONPATH=. python benchmarks/bench_netsim.py        # 50 nodes, 2000 steps, ~30 s
     PYTHONPATH=. python benchmarks/bench_netsim.py --routing dense --steps 500 --loss 0.05
+
+``--models TOPOLOGY`` instead compares the two network models (``fifo`` and
+``flow``) on a topology file: for each routing of ``--plans``, the plan's
+training step (the scenario ``scale_1000``'s message size by default), with
+every step's sizes different so that nothing is cached, timed ``--steps``
+times with each model. ``--plans all_to_all`` times a routed all-to-all
+instead (every node sends to every other at once, as MoE tokens go to
+experts). It prints the wall-clock seconds per step of each, the ratio flow /
+fifo, and the two models' step durations:
+
+    PYTHONPATH=. python benchmarks/bench_netsim.py --models topologies/random_geometric1000.yaml
 """
 
 from __future__ import annotations
@@ -139,6 +150,48 @@ def best_time(run: Callable[[], T], repeat: int) -> tuple[T, float]:
     return result, min(times)
 
 
+def all_to_all_step(topology: Topology, nbytes: int) -> list[Message]:
+    """Every node sends ``nbytes`` to every other at once, routed (as MoE tokens are)."""
+    from innet.records import register_phase
+
+    phase = register_phase("bench_all_to_all", training=True, flow="forward", routed=True).name
+    nodes = sorted(topology.graph.nodes, key=node_key)
+    return [Message(phase, a, b, nbytes, after=()) for a in nodes for b in nodes if a != b]
+
+
+def compare_models(path: str, plans: Sequence[str], steps: int, nbytes: int, repeat: int) -> None:
+    """Wall-clock seconds per distinct training step, fifo against flow, on ``path``."""
+    from innet.plans import build_plan
+    from innet.topology import load_topology
+
+    topology = load_topology(path)
+    print(
+        f"topology {topology.name}: {topology.graph.number_of_nodes()} nodes, "
+        f"{topology.graph.number_of_edges()} links; {steps} distinct steps, {nbytes} B messages"
+    )
+    print(f"{'plan':<10} {'messages':>9} {'fifo s/step':>12} {'flow s/step':>12} {'flow/fifo':>9} "
+          f"{'fifo step s':>12} {'flow step s':>12}")  # fmt: skip
+    for routing in plans:
+        if routing == "all_to_all":
+            batch = [all_to_all_step(topology, nbytes + k) for k in range(steps)]
+        else:
+            plan = build_plan(topology, routing, 8 * nbytes)
+            batch = [training_step(list(plan.edges), nbytes + k) for k in range(steps)]
+        seconds, durations = {}, {}
+        for model in ("fifo", "flow"):
+
+            def run(model: str = model, batch: list = batch) -> list[float]:
+                network = NetworkModel(topology, model=model)
+                return [network.simulate_step(step).duration_s for step in batch]
+
+            durations[model], seconds[model] = best_time(run, repeat)
+        print(
+            f"{routing:<10} {len(batch[0]):>9} {seconds['fifo'] / steps:>12.4f} "
+            f"{seconds['flow'] / steps:>12.4f} {seconds['flow'] / seconds['fifo']:>9.2f} "
+            f"{durations['fifo'][0]:>12.6f} {durations['flow'][0]:>12.6f}"
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--nodes", type=int, default=50, help="nodes of the random geometric graph")
@@ -147,7 +200,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeat", type=int, default=2, help="report the fastest of N runs")
     parser.add_argument("--loss", type=float, default=0.01, help="loss of every link, lossy case")
+    parser.add_argument("--models", metavar="TOPOLOGY", help="compare fifo and flow on a file")
+    parser.add_argument("--plans", default="dense,dijkstra",
+                        help="routings for --models, or all_to_all")  # fmt: skip
+    parser.add_argument("--nbytes", type=int, default=64 * 8 * 4, help="message size, --models")
     args = parser.parse_args(argv)
+    if args.models:
+        compare_models(args.models, args.plans.split(","), args.steps, args.nbytes, args.repeat)
+        return
 
     topology = random_topology(args.nodes, args.seed)
     edges = forward_edges(topology, args.routing)

@@ -167,6 +167,10 @@ class Results:
                 for name, table in present.items()
             ]
             joined = pd.concat(frames, ignore_index=True)
+            for variant, kept in (record.get("variant_own_values") or {}).items():
+                for key, value in kept.items():  # a variant that keeps its own value
+                    if "variant" in joined:
+                        joined[key] = joined[key].where(joined["variant"] != variant, value)
             front = ["point", *keys]
             return joined[front + [c for c in joined.columns if c not in front]]
 
@@ -322,9 +326,9 @@ def sweep(
     ...                       seeds=2, progress=False)
     >>> results.sweep[["point", "gate.beta", "variant", "seeds"]].head(3)
       point  gate.beta        variant  seeds
-    0   p00        0.0          dense      2
-    1   p00        0.0       dijkstra      2
-    2   p00        0.0  dijkstra_rate      2
+    0   p00       0.00          dense      2
+    1   p00       0.00       dijkstra      2
+    2   p00       0.01  dijkstra_rate      2
     >>> len(results.runs)  # 2 points x 3 variants x 2 seeds
     12
     >>> sorted(results.points)

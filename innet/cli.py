@@ -1,14 +1,17 @@
 """The command line: run a scenario, validate a topology, print a plan, rebuild a report.
 
-``python run_sim.py [run options]`` (or ``innet``) runs a scenario; the first
-word may instead be ``validate``, ``plan`` or ``report``. Problems with the
-user's input end with a one-line message on stderr and exit status 2, never a
-traceback, and leave no run directory behind.
+``python run_sim.py [run options]`` (or ``innet``, or ``python -m innet``)
+runs a scenario; the first word may instead be ``validate``, ``plan``,
+``report`` or ``retime`` (a misspelt one is answered with the nearest).
+Problems with the user's input end with a one-line message on stderr and exit
+status 2, never a traceback, and leave no run directory behind; messages name
+the command as the user typed it.
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import math
 import os
@@ -28,7 +31,15 @@ if TYPE_CHECKING:
 __all__ = ["main"]
 
 DEFAULT_SCENARIO = "dense_vs_dijkstra"
-COMMANDS = ("run", "validate", "plan", "report", "retime")
+COMMANDS = ("run", "validate", "plan", "report", "retime", "trace")
+
+
+def command_name() -> str:
+    """The command as the user typed it: ``run_sim.py``, ``innet`` or ``python -m innet``."""
+    name = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
+    if name == "__main__.py":
+        return "python -m innet"
+    return "run_sim.py" if name == "run_sim.py" else "innet"
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -39,11 +50,13 @@ class _OneLineParser(argparse.ArgumentParser):
 
 
 def _run_parser() -> argparse.ArgumentParser:
+    import innet
+
     parser = _OneLineParser(
-        prog="run_sim.py",
+        prog=command_name(),
         description="Run an in-network learning scenario and write a run directory. "
         "Other commands: validate PATH | plan TOPOLOGY | report RUN_DIR | "
-        "retime RUN_DIR --topology FILE (see COMMAND --help).",
+        "retime RUN_DIR --topology FILE | trace RUN_DIR (see COMMAND --help).",
     )
     parser.add_argument(
         "--scenario",
@@ -79,8 +92,18 @@ def _run_parser() -> argparse.ArgumentParser:
         help="sweeps: run up to N points at once in separate processes (default 1)",
     )
     parser.add_argument("--out", type=Path, help="run directory (default runs/<scenario>-<time>)")
-    parser.add_argument("--list", action="store_true", help="list the known scenarios and exit")
+    parser.add_argument(
+        "--list",
+        action="store_true",
+        help="list the known scenarios with their runs and measured times, and exit",
+    )
+    parser.add_argument("--version", action="version", version=f"innet {innet.__version__}")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument(
+        "--trace",
+        action="store_true",
+        help="also write trace.json (open it in ui.perfetto.dev) and figures/timeline_*.png",
+    )
     parser.add_argument(
         "--csv",
         action="store_true",
@@ -104,21 +127,30 @@ def _run_parser() -> argparse.ArgumentParser:
 
 def _validate_parser() -> argparse.ArgumentParser:
     parser = _OneLineParser(
-        prog="run_sim.py validate",
-        description="Check a topology (or scenario) file and print a summary.",
+        prog=f"{command_name()} validate",
+        description="Check a topology or scenario (a file, or a shipped one's name) and print a "
+        "summary; for a scenario, a dry run: with --set, --seeds or --topology it also prints "
+        "the resolved scenario, as a run would save it.",
     )
-    parser.add_argument("path", type=Path)
+    parser.add_argument("path", help="topology or scenario: a file, or a shipped name")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE",
+                        help="scenarios: override a field, as for a run")  # fmt: skip
+    parser.add_argument("--seeds", type=int, help="scenarios: seeds 0..N-1, as for a run")
+    parser.add_argument("--topology", help="scenarios: another topology file or shipped name")
+    parser.add_argument("--resolved", action="store_true",
+                        help="scenarios: print the resolved scenario")  # fmt: skip
     return parser
 
 
 def _plan_parser() -> argparse.ArgumentParser:
     parser = _OneLineParser(
-        prog="run_sim.py plan",
+        prog=f"{command_name()} plan",
         description="Print who sends to whom under a routing, the links that carry traffic "
         "in training, the predicted exchange reduction against dense and the predicted "
         "simulated time of a training step.",
     )
-    parser.add_argument("topology", type=Path)
+    parser.add_argument("topology", help="topology file, or a shipped topology's name (geant)")
     parser.add_argument("--routing", default="dijkstra", help="dense | dijkstra | hop | maxcap")
     parser.add_argument(
         "--message-bits",
@@ -145,7 +177,7 @@ def _plan_parser() -> argparse.ArgumentParser:
 
 def _report_parser() -> argparse.ArgumentParser:
     parser = _OneLineParser(
-        prog="run_sim.py report",
+        prog=f"{command_name()} report",
         description="Rebuild summary, report and figures of a run (or sweep) directory from "
         "its tables.",
     )
@@ -153,15 +185,52 @@ def _report_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _trace_parser() -> argparse.ArgumentParser:
+    parser = _OneLineParser(
+        prog=f"{command_name()} trace",
+        description="Write trace.json (Chrome trace format: open it in ui.perfetto.dev or "
+        "chrome://tracing) and figures/timeline_*.png from a finished run, without training "
+        "again. Default: every variant, the first seed, the first and last training step.",
+    )
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--variant", action="append", help="a variant (repeat for more)")
+    parser.add_argument("--seed", type=int, action="append", help="a seed (repeat for more)")
+    parser.add_argument("--step", type=int, action="append", help="a training step (repeat)")
+    parser.add_argument("--out", type=Path, help="trace file (default RUN_DIR/trace.json)")
+    parser.add_argument("--no-figures", action="store_true", help="no timeline figures")
+    return parser
+
+
+def _cmd_trace(args: argparse.Namespace) -> int:
+    from innet.report import load_run
+    from innet.trace import TraceSelection, write_run_trace
+
+    if not args.run_dir.is_dir():
+        raise InnetError(f"{args.run_dir}: run directory not found")
+    if args.out is not None and not args.out.parent.is_dir():
+        raise InnetError(f"--out: directory {args.out.parent} not found")
+    selection = TraceSelection(args.variant, args.seed, args.step)
+    written = write_run_trace(load_run(args.run_dir), selection, path=args.out,
+                              figures=not args.no_figures)  # fmt: skip
+    for path in written:
+        print(path)
+    print("open trace.json in https://ui.perfetto.dev (Open trace file) or chrome://tracing")
+    return 0
+
+
 def _retime_parser() -> argparse.ArgumentParser:
     parser = _OneLineParser(
-        prog="run_sim.py retime",
+        prog=f"{command_name()} retime",
         description="Time a finished run's messages again on a network with other capacities, "
         "latencies or losses (same graph, same plans), without training again; writes a new "
         "complete run directory.",
     )
     parser.add_argument("run_dir", type=Path)
-    parser.add_argument("--topology", type=Path, required=True, help="topology YAML to time on")
+    parser.add_argument("--topology",
+                        help="topology file (or a shipped topology's name) to time on "
+                        "(default: the run's own)")  # fmt: skip
+    parser.add_argument("--network-model", choices=("fifo", "flow"),
+                        help="network model (default: the run's network.model)")  # fmt: skip
     parser.add_argument("--out", type=Path, help="new run directory (default runs/<name>-<time>)")
     return parser
 
@@ -169,8 +238,12 @@ def _retime_parser() -> argparse.ArgumentParser:
 def _cmd_retime(args: argparse.Namespace) -> int:
     from innet.report import headline_table, load_run
     from innet.retime import retime_run
+    from innet.scenario import find_topology
 
-    run_dir, summary = retime_run(args.run_dir, args.topology, out=args.out)
+    topology = find_topology(args.topology, option="--topology") if args.topology else None
+    run_dir, summary = retime_run(
+        args.run_dir, topology, out=args.out, network_model=args.network_model
+    )
     print(headline_table(summary, load_run(run_dir).family.report))
     print(f"\nrun directory: {run_dir}  (report: {run_dir / 'report.md'})")
     return 0
@@ -180,18 +253,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from innet.scenario import find_scenario, list_scenarios, load_scenario
 
     if args.list:
-        for name, description in list_scenarios():
-            print(f"{name:24s} {description}")
+        _print_listing()
         return 0
     if args.scenario is None:
         known = ", ".join(name for name, _ in list_scenarios())
         raise InnetError(
             f"choose a scenario: --scenario NAME (known: {known}); "
-            f"the main job is --scenario {DEFAULT_SCENARIO} (see --help)"
+            f"the main job is --scenario {DEFAULT_SCENARIO} (see {command_name()} --help)"
         )
     overrides = list(args.overrides)
     if args.csv:
         overrides.append("report.exchanges_csv=true")
+    if args.trace:
+        overrides.append("report.trace={}")
     if args.seeds is not None:
         if args.seeds < 1:
             raise InnetError("--seeds must be at least 1")
@@ -202,6 +276,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         overrides.append(f"distributed.timeout_s={args.timeout}")
     if args.jobs < 1:
         raise InnetError(f"--jobs must be at least 1, got {args.jobs}")
+    from innet.distributed import init_distributed, is_torchrun, shutdown
+
+    _check_distributed_options(args, is_torchrun())
     path = find_scenario(args.scenario)
     loaded = load_scenario(path, overrides, args.topology)
     if args.sweeps or loaded.sweep:
@@ -209,7 +286,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.jobs > 1:
         raise InnetError("--jobs applies to sweeps (give --sweep KEY=v1,v2 or a sweep: block)")
 
-    from innet.distributed import init_distributed, is_torchrun, shutdown
     from innet.report import headline_table
     from innet.runner import local_device, run_scenario
 
@@ -238,6 +314,53 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(headline_table(summary, loaded.family.report))
         print(f"\nrun directory: {run_dir}  (report: {run_dir / 'report.md'})")
     return 0
+
+
+def _print_listing() -> None:
+    """``--list``: each scenario, its runs (variants x seeds x points) and its measured time."""
+    import textwrap
+
+    from innet.scenario import scenario_listing
+
+    for entry in scenario_listing():
+        if entry.runs is None:
+            print(f"{entry.name:20s} (invalid: {entry.problem})")
+            continue
+        print(f"{entry.name:20s} {_runs_text(*entry.runs):34s} {_measured_text(entry.measured)}")
+        for line in textwrap.wrap(entry.description, 78, max_lines=2, placeholder=" ..."):
+            print(f"{'':20s} {line}")
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'s' * (count != 1)}"
+
+
+def _runs_text(variants: int, seeds: int, points: int) -> str:
+    """``3 variants x 5 seeds = 15 runs`` (``x 5 points`` for a sweep)."""
+    text = f"{_plural(variants, 'variant')} x {_plural(seeds, 'seed')}"
+    if points > 1:
+        text += f" x {points} points"
+    return f"{text} = {_plural(variants * seeds * points, 'run')}"
+
+
+def _measured_text(measured: object) -> str:
+    """``8 min 11 s on 2-core x86_64`` from a scenario's ``measured:`` block, if it has one."""
+    if measured is None:
+        return "(time not measured)"
+    minutes, seconds = divmod(round(measured.wall_s), 60)
+    took = f"{minutes} min {seconds} s" if minutes else f"{seconds} s"
+    return f"{took} on {measured.machine}"
+
+
+def _check_distributed_options(args: argparse.Namespace, under_torchrun: bool) -> None:
+    """torch.distributed options without torchrun: an error, not silently ignored."""
+    if under_torchrun or args.backend == "auto":
+        return
+    raise InnetError(
+        f"--backend {args.backend} applies under torchrun only (this process runs every node "
+        f"itself): start it as `torchrun --nproc_per_node=N {command_name()} ...`, or leave "
+        "--backend out"
+    )
 
 
 def _cmd_sweep(args: argparse.Namespace, path: Path, overrides: list[str]) -> int:
@@ -271,29 +394,80 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     from innet.topology import format_summary, load_topology, summarize_topology
     from innet.yamlio import read_yaml
 
-    data, _ = read_yaml(args.path)
+    path = _validate_target(args.path)
+    data, _ = read_yaml(path)
+    resolved = None
     if isinstance(data, dict) and "variants" in data:
-        from innet.scenario import load_scenario
-
-        loaded = load_scenario(args.path)
-        print(f"{args.path}: scenario {loaded.scenario.name!r} is valid")
-        print(f"  variants: {', '.join(f'{v.name} ({v.routing})' for v in loaded.variants)}")
-        print(f"  seeds: {loaded.scenario.seed_list}")
-        topology = load_topology(loaded.topology_path)
-        from innet.inputs import load_inputs
-        from innet.yamlio import FieldError
-
-        try:
-            inputs = load_inputs(loaded.scenario.data, topology, loaded.scenario.seed_list[0])
-        except FieldError as error:
-            raise loaded.located(error) from None
-        print(f"  data: {inputs.dataset}, {inputs.n_train} training samples, "
-              f"{len(inputs.views)} sensor views")  # fmt: skip
+        topology, resolved = _validate_scenario(path, args)
     else:
-        topology = load_topology(args.path)
-        print(f"{args.path}: topology {topology.name!r} is valid")
+        if args.overrides or args.seeds is not None or args.topology or args.resolved:
+            raise InnetError(f"{path}: a topology; --set, --seeds, --topology and --resolved "
+                             "apply to scenarios")  # fmt: skip
+        topology = load_topology(path)
+        print(f"{path}: topology {topology.name!r} is valid")
     print(format_summary(summarize_topology(topology)))
+    if resolved is not None:
+        print("resolved scenario (as a run saves it in config.yaml):")
+        print("\n".join(f"  {line}" for line in resolved.splitlines()))
     return 0
+
+
+def _validate_target(text: str) -> Path:
+    """A file given by path, else a shipped scenario's name, else a shipped topology's name."""
+    from innet.scenario import find_scenario, find_topology, list_scenarios, shipped_topologies
+
+    path = Path(text)
+    if path.exists() or path.suffix.lower() in (".yaml", ".yml", ".graphml", ".xml"):
+        return path  # read_yaml names a missing file
+    if text in {name for name, _ in list_scenarios()}:
+        return find_scenario(text)
+    if text in shipped_topologies():
+        return find_topology(text)
+    scenarios = ", ".join(name for name, _ in list_scenarios())
+    topologies = ", ".join(shipped_topologies())
+    raise InnetError(f"{text}: no such file, scenario or shipped topology "
+                     f"(scenarios: {scenarios}; topologies: {topologies})")  # fmt: skip
+
+
+def _validate_scenario(path: Path, args: argparse.Namespace) -> tuple[Topology, str | None]:
+    """Load a scenario as a run would (overrides, its family's preparation); print what it runs.
+
+    Returns its topology and, when asked for (or changed by options), the resolved scenario.
+    """
+    import yaml
+
+    from innet.report.rundir import resolved_config
+    from innet.scenario import load_scenario
+    from innet.topology import load_topology
+    from innet.yamlio import FieldError
+
+    overrides = list(args.overrides)
+    if args.seeds is not None:
+        if args.seeds < 1:
+            raise InnetError("--seeds must be at least 1")
+        overrides.append(f"seeds={args.seeds}")
+    loaded = load_scenario(path, overrides, args.topology)
+    print(f"{path}: scenario {loaded.scenario.name!r} is valid")
+    print(f"  family: {loaded.scenario.family}")
+    print(f"  variants: {', '.join(f'{v.name} ({v.routing})' for v in loaded.variants)}")
+    print(f"  seeds: {loaded.scenario.seed_list}")
+    print(f"  runs: {_runs_text(*loaded.runs)}")
+    try:
+        topology = load_topology(loaded.topology_path)
+        trainer = loaded.family.prepare(loaded, topology)  # what a run checks before training
+    except FieldError as error:
+        raise loaded.located(error) from None
+    epochs = {
+        name: (trainer.epochs(name), trainer.steps_per_epoch(name)) for name in trainer.timelines
+    }
+    shapes = sorted(set(epochs.values()))
+    print("  training: " + "; ".join(f"{_plural(e, 'epoch')} of {_plural(s, 'step')}"
+                                      for e, s in shapes)
+          + ("" if len(shapes) == 1 else " (by variant)"))  # fmt: skip
+    if not (args.overrides or args.seeds is not None or args.topology or args.resolved):
+        return topology, None
+    config = resolved_config(loaded)
+    return topology, yaml.safe_dump(config, sort_keys=False, allow_unicode=True, width=100)
 
 
 def default_message_bits() -> int:
@@ -316,11 +490,12 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     """
     from innet.netsim import Message, NetworkModel
     from innet.plans import build_plan, dense_plan
+    from innet.scenario import find_topology
     from innet.topology import load_topology
     from innet.transport import phase_messages
     from innet.units import format_duration, parse_duration
 
-    topology = load_topology(args.topology)
+    topology = load_topology(find_topology(args.topology, option="plan"))
     bits = args.message_bits if args.message_bits is not None else default_message_bits()
     if not (math.isfinite(bits) and bits > 0):
         raise InnetError(f"--message-bits must be a positive number, got {bits}")
@@ -427,6 +602,9 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``run_sim.py`` and the ``innet`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and not argv[0].startswith("-") and argv[0] not in COMMANDS:
+        print(f"error: {_unknown_command(argv[0])}", file=sys.stderr)
+        return 2
     command = argv[0] if argv and argv[0] in COMMANDS else "run"
     if argv and argv[0] in COMMANDS:
         argv = argv[1:]
@@ -436,6 +614,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "plan": (_plan_parser, _cmd_plan),
         "report": (_report_parser, _cmd_report),
         "retime": (_retime_parser, _cmd_retime),
+        "trace": (_trace_parser, _cmd_trace),
     }
     make_parser, handler = parsers[command]
     args = make_parser().parse_args(argv)
@@ -461,6 +640,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `run_sim.py ... | head`: the reader left, nothing to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+
+
+def _unknown_command(word: str) -> str:
+    """``unknown command 'valdiate' (did you mean validate? ...)``, the nearest command first."""
+    from innet.scenario import list_scenarios
+
+    name = command_name()
+    near = difflib.get_close_matches(word, COMMANDS, n=1, cutoff=0.6)
+    if near:
+        hint = f"did you mean `{name} {near[0]}`?"
+    elif word in {scenario for scenario, _ in list_scenarios()} or word.endswith((".yaml", ".yml")):
+        hint = f"did you mean `{name} --scenario {word}`?"
+    else:
+        hint = f"see `{name} --help`"
+    return f"unknown command {word!r}: {hint} (commands: {', '.join(COMMANDS)})"
 
 
 def _launched_as_leader() -> bool:

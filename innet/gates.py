@@ -17,10 +17,12 @@ less information (docs/science.md). Three kinds:
   penalty (``rate_bits``) is the mean KL divergence from ``N(mu, sigma^2)``
   to ``N(0, I)`` in bits, the variational information-bottleneck (VIB) bound,
   reported as ``vib_kl_bits``: it also grows with the scale and offset of
-  ``mu``, which carry no information. The *reported* rate is the
-  moment-matched Gaussian upper bound on ``I(Z;T)`` of the noisy channel over
-  the evaluation set (:class:`RateStats`, :mod:`innet.info.gaussian`), with
-  the Kolchinsky–Tracey pairwise bracket beside it.
+  ``mu``, which carry no information. The *reported* rate is a Monte Carlo
+  estimate of the information of the noisy channel's empirical mixture over
+  a seeded subsample of ``n`` evaluation inputs (at most ``log2 n``), inside
+  the Kolchinsky–Tracey pairwise bracket of the same mixture; the
+  moment-matched Gaussian upper bound is kept beside them, as a loose upper
+  bound (:class:`RateStats`, :mod:`innet.info.gaussian`).
 - ``discrete``: a product codebook. The latent is split into ``m``
   groups; each is sent as one of ``K`` learned codewords of its group,
   chosen from ``p(t_g|z) = softmax(-|z_g - c_g|^2 / tau)`` (the nearest
@@ -64,10 +66,19 @@ import torch
 from torch import nn
 
 from innet.errors import InnetError
-from innet.info import RunningMoments, entropy, pairwise_bracket
+from innet.info import (
+    SATURATION_MARGIN_BITS,
+    RunningMoments,
+    entropy,
+    mixture_information_mc,
+    pairwise_bracket,
+)
 
 __all__ = [
     "GATE_KINDS",
+    "RATE_METRICS",
+    "BRACKET_METRICS",
+    "FUSION_METRICS",
     "LOGVAR_BOUND",
     "bound_logvar",
     "bound_logvar_slope",
@@ -82,8 +93,10 @@ __all__ = [
     "make_gate",
     "gaussian_kl_bits",
     "discrete_rate_bits",
+    "MC_SAMPLES",
     "RateStats",
     "RateEstimate",
+    "mixture_estimate",
 ]
 
 GATE_KINDS = ("none", "gaussian", "discrete")
@@ -506,23 +519,69 @@ def _uniform(shape: torch.Size, bound: float, generator: torch.Generator) -> tor
 # -- reported rates -------------------------------------------------------------------------
 
 
+MC_SAMPLES = 4
+"""Draws per input of the Monte Carlo rate estimate (:func:`~innet.info.mixture_information_mc`)."""
+
+
+RATE_METRICS = (
+    "latent_rate_bits",
+    "rate_moment_upper_bits",
+    "vib_kl_bits",
+    "rate_ceiling_bits",
+    "rate_capped_nodes",
+)
+"""Rate columns of every epoch's metrics row (see :mod:`innet.families.inl.trainer`)."""
+BRACKET_METRICS = (
+    "rate_stderr_bits",
+    "rate_saturated_nodes",
+    "rate_bracket_lower_bits",
+    "rate_bracket_upper_bits",
+    "rate_bracket_n",
+    "rate_bracket_saturated_nodes",
+)
+"""Columns of the final epoch's row: the sum's standard error and bracket over senders."""
+FUSION_METRICS = (
+    "fusion_input_rate_bits",
+    "fusion_input_stderr_bits",
+    "fusion_input_lower_bits",
+    "fusion_input_upper_bits",
+    "fusion_input_n",
+    "fusion_input_saturated",
+)
+"""Columns of the final epoch's row: the information in what reaches the fusion node."""
+
+
 @dataclass(frozen=True)
 class RateEstimate:
     """A node's reported rate over an evaluation set, in bits per sample.
 
-    ``rate_bits``: the reported rate, never more than ``ceiling_bits`` (the bits
-    the node's message carries per sample); ``estimate_bits``: the estimator's
-    value before that cap (None for the ``none`` gate, whose ``I(Z;T)`` is not
-    finite); ``capped``: the estimate was above the ceiling (or there is no
-    finite estimate) and ``rate_bits`` is the ceiling. ``estimator``:
-    ``gaussian_upper_bound`` (moment-matched Gaussian), ``batch_mi`` (the
-    discrete gate's exact mutual information over the set),
-    ``batch_mi_group_sum`` (a product codebook's sum over groups: an upper
-    bound on the joint one) or ``ceiling``.
-    ``vib_kl_bits``: the Gaussian gate's VIB penalty averaged over the set.
-    ``bracket_*``: the Kolchinsky–Tracey bracket on a seeded subsample of
-    ``bracket_n`` inputs (Gaussian gate; ``saturated`` when the lower end
-    reached ``log2 bracket_n``), or None.
+    ``rate_bits``: the reported rate (the point estimate), never more than
+    ``ceiling_bits`` (the bits the node's message carries per sample);
+    ``estimate_bits``: the estimator's value before that cap (and, for the
+    Gaussian gate, before it is clipped into the bracket; None for the
+    ``none`` gate, whose ``I(Z;T)`` is not finite); ``capped``: the estimate
+    was above the ceiling (or there is no finite estimate) and ``rate_bits``
+    is the ceiling. ``estimator``:
+
+    - ``mixture_mc`` (Gaussian gate): the Monte Carlo estimate of the
+      information of the empirical mixture over the ``bracket_n`` subsampled
+      evaluation inputs (at most ``log2 bracket_n``), clipped into the
+      Kolchinsky–Tracey bracket ``[bracket_lower_bits, bracket_upper_bits]``
+      of the same mixture (the true value lies there, so clipping only
+      removes error); ``stderr_bits`` is its Monte Carlo standard error and
+      ``saturated`` says it is within the margin of ``log2 bracket_n``;
+    - ``not_estimated`` (Gaussian gate, an epoch without the subsample
+      estimators, or no subsample): ``rate_bits`` is NaN;
+    - ``batch_mi`` (discrete gate, one group: the exact mutual information
+      over the set; bracket = the value) or ``batch_mi_group_sum`` (a product
+      codebook: the sum over groups, an upper bound on the joint one; the
+      bracket's lower end is the largest group's information);
+    - ``ceiling`` (``none`` gate).
+
+    ``moment_upper_bits``: the Gaussian gate's moment-matched Gaussian bound
+    over the whole evaluation set, an upper bound on ``I(Z;T)`` that is loose
+    when ``mu`` is not Gaussian; never the reported rate. ``vib_kl_bits``:
+    the Gaussian gate's VIB penalty averaged over the set.
     """
 
     rate_bits: float
@@ -530,6 +589,9 @@ class RateEstimate:
     ceiling_bits: float
     capped: bool
     estimator: str
+    stderr_bits: float | None = None
+    saturated: bool | None = None
+    moment_upper_bits: float | None = None
     vib_kl_bits: float | None = None
     bracket_lower_bits: float | None = None
     bracket_upper_bits: float | None = None
@@ -545,10 +607,11 @@ class RateStats:
     merged across processes with :meth:`merge` (plain numpy, picklable), and
     turned into a :class:`RateEstimate` by :meth:`estimate`:
 
-    - ``gaussian``: :class:`~innet.info.RunningMoments` of ``(mu, sigma)``
-      (the moment-matched Gaussian upper bound on ``I(Z;T)`` of the noisy
-      channel ``T = mu + sigma * eps``, streamed), the VIB KL summed over
-      samples, and the rows of a seeded subsample for the pairwise bracket;
+    - ``gaussian``: the rows ``(mu, sigma)`` of a seeded subsample of the
+      evaluation inputs (the Monte Carlo estimate and the pairwise bracket of
+      the empirical mixture's information), :class:`~innet.info.RunningMoments`
+      of ``(mu, sigma)`` over the whole set (the moment-matched upper bound,
+      streamed) and the VIB KL summed over samples;
     - ``discrete``: the sum of ``p(t_g|z)`` and of ``H(p(t_g|z))`` over samples
       (per group ``g``), so that ``sum_g [H(mean p_g) - mean H(p_g)]`` is the
       rate of the whole set: exact for one group, an upper bound on the joint
@@ -566,10 +629,10 @@ class RateStats:
     moments: RunningMoments | None = None
     bracket_rows: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
     prob_sum: np.ndarray | None = None
-    entropy_sum: float = 0.0
+    entropy_sum: np.ndarray | None = None
 
     def update(self, out: GateOutput, keep: np.ndarray | None = None) -> RateStats:
-        """Add one evaluation batch; ``keep`` marks its rows in the bracket's subsample."""
+        """Add one evaluation batch; ``keep`` marks its rows in the subsample."""
         batch = int(out.t.shape[0])
         self.samples += batch
         if self.kind == "gaussian":
@@ -587,8 +650,9 @@ class RateStats:
             probs = out.probs.detach().double().cpu().numpy()
             probs = probs.reshape(batch, -1, probs.shape[-1])  # [batch, groups, K]
             probs = probs / probs.sum(axis=-1, keepdims=True)
-            self.prob_sum = probs.sum(axis=0) + (0.0 if self.prob_sum is None else self.prob_sum)
-            self.entropy_sum += float(np.sum(entropy(probs.reshape(-1, probs.shape[-1]))))
+            self.prob_sum = _plus(self.prob_sum, probs.sum(axis=0))
+            rows = entropy(probs.reshape(-1, probs.shape[-1])).reshape(batch, -1)
+            self.entropy_sum = _plus(self.entropy_sum, rows.sum(axis=0))  # [groups]
         return self
 
     def merge(self, other: RateStats) -> RateStats:
@@ -601,42 +665,101 @@ class RateStats:
             self.moments.merge(other.moments)
         self.bracket_rows.extend(other.bracket_rows)
         if other.prob_sum is not None:
-            self.prob_sum = other.prob_sum + (0.0 if self.prob_sum is None else self.prob_sum)
-        self.entropy_sum += other.entropy_sum
+            self.prob_sum = _plus(self.prob_sum, other.prob_sum)
+            self.entropy_sum = _plus(self.entropy_sum, other.entropy_sum)
         return self
 
+    def subsample(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The subsample's ``(mu, sigma)`` rows in evaluation order, or None without one."""
+        if not self.bracket_rows:
+            return None
+        return (
+            np.concatenate([rows[0] for rows in self.bracket_rows]),
+            np.concatenate([rows[1] for rows in self.bracket_rows]),
+        )
+
     def estimate(self, bracket: bool = True) -> RateEstimate:
-        """The reported rate of everything fed so far (``bracket``: compute the bracket too)."""
+        """The reported rate of everything fed so far.
+
+        ``bracket``: compute the subsample estimators (the Monte Carlo estimate
+        and the pairwise bracket); without them a Gaussian gate's rate is NaN.
+        """
         ceiling = float(self.ceiling_bits)
         if self.kind == "none" or self.samples == 0:
             return RateEstimate(ceiling, None, ceiling, True, "ceiling")
-        extra: dict = {}
         if self.kind == "gaussian":
             assert self.moments is not None
-            value = self.moments.upper_bound()
-            estimator = "gaussian_upper_bound"
-            extra["vib_kl_bits"] = self.vib_kl_sum / self.samples
-            if bracket and self.bracket_rows:
-                mu = np.concatenate([rows[0] for rows in self.bracket_rows])
-                sigma = np.concatenate([rows[1] for rows in self.bracket_rows])
-                lower, upper, n, saturated = pairwise_bracket(mu, sigma, n=len(mu))
-                extra.update(
-                    bracket_lower_bits=min(lower, ceiling),
-                    bracket_upper_bits=min(upper, ceiling),
-                    bracket_n=n,
-                    bracket_saturated=saturated,
-                )
-        else:
-            assert self.prob_sum is not None
-            mean = self.prob_sum / self.samples  # [groups, K]
-            marginal = float(np.sum(entropy(mean / mean.sum(axis=-1, keepdims=True))))
-            value = max(marginal - self.entropy_sum / self.samples, 0.0)
-            estimator = "batch_mi" if len(mean) == 1 else "batch_mi_group_sum"
+            rows = self.subsample() if bracket else None
+            return mixture_estimate(
+                rows, ceiling,
+                moment_upper_bits=self.moments.upper_bound(),
+                vib_kl_bits=self.vib_kl_sum / self.samples,
+            )  # fmt: skip
+        return self._discrete_estimate(ceiling)
+
+    def _discrete_estimate(self, ceiling: float) -> RateEstimate:
+        """The discrete gate's rate: the groups' informations over the set, and their sum."""
+        assert self.prob_sum is not None and self.entropy_sum is not None
+        mean = self.prob_sum / self.samples  # [groups, K]
+        marginal = entropy(mean / mean.sum(axis=-1, keepdims=True))
+        groups = np.maximum(marginal - self.entropy_sum / self.samples, 0.0)
+        value = float(groups.sum())
+        rate = min(value, ceiling)
         return RateEstimate(
-            rate_bits=min(value, ceiling),
+            rate_bits=rate,
             estimate_bits=value,
             ceiling_bits=ceiling,
             capped=value > ceiling,
-            estimator=estimator,
-            **extra,
+            estimator="batch_mi" if len(groups) == 1 else "batch_mi_group_sum",
+            bracket_lower_bits=min(float(groups.max()), rate),  # I(T; Z) >= I(T_g; Z)
+            bracket_upper_bits=rate,
         )
+
+
+def mixture_estimate(
+    rows: tuple[np.ndarray, np.ndarray] | None,
+    ceiling: float,
+    *,
+    moment_upper_bits: float | None = None,
+    vib_kl_bits: float | None = None,
+) -> RateEstimate:
+    """A Gaussian channel's :class:`RateEstimate` from its subsample rows ``(mu, sigma)``.
+
+    The Monte Carlo estimate of the empirical mixture's information
+    (:data:`MC_SAMPLES` draws per input), clipped into the Kolchinsky–Tracey
+    bracket on the same rows, then capped at ``ceiling``; both flagged
+    saturated within :data:`~innet.info.SATURATION_MARGIN_BITS` of ``log2 n``.
+    ``rows`` None: the rate is NaN (``not_estimated``). Also used for the
+    joint of several channels (their rows side by side: the noises are
+    independent given the input).
+    """
+    extra = {"moment_upper_bits": moment_upper_bits, "vib_kl_bits": vib_kl_bits}
+    if rows is None:
+        return RateEstimate(math.nan, None, ceiling, False, "not_estimated", **extra)
+    mu, sigma = rows
+    lower, upper, n, saturated = pairwise_bracket(
+        mu, sigma, n=len(mu), saturation_tol=SATURATION_MARGIN_BITS
+    )
+    mc = mixture_information_mc(mu, sigma, samples=MC_SAMPLES)
+    point = min(max(mc.bits, lower), upper)
+    return RateEstimate(
+        rate_bits=min(point, ceiling),
+        estimate_bits=mc.bits,
+        ceiling_bits=ceiling,
+        capped=point > ceiling,
+        estimator="mixture_mc",
+        stderr_bits=mc.stderr_bits,
+        saturated=mc.saturated,
+        bracket_lower_bits=min(lower, ceiling),
+        bracket_upper_bits=min(upper, ceiling),
+        bracket_n=n,
+        bracket_saturated=saturated,
+        **extra,
+    )
+
+
+def _plus(total: np.ndarray | None, more: np.ndarray | None) -> np.ndarray | None:
+    """``total + more`` where either may be None (nothing yet)."""
+    if more is None:
+        return total
+    return more.copy() if total is None else total + more

@@ -118,6 +118,25 @@ VIEWS: dict[str, Callable[[DataConfig, Dataset, int, int], tuple]] = {
 """How sensors see the data (``data.views``): disjoint feature blocks or noisy copies."""
 
 
+def _check_noisy_views(config: DataConfig, indices: dict[str, int], topology: Topology) -> None:
+    """With noisy views and one ``snr_db``, a view is one of the sensors' noisy copies.
+
+    Each index makes a noisy copy of the whole data set, so a view beyond the
+    number of sensors (``view: 99`` with 3 sensors) only costs memory and is
+    most likely a slip; a list of ``snr_db`` values sets the number of views.
+    """
+    if config.views != "noisy" or isinstance(config.snr_db, list):
+        return
+    sensor, view = max(indices.items(), key=lambda item: item[1])
+    if view >= len(indices):
+        raise FieldError(
+            ("data", "views"),
+            f"topology {topology.name!r}: sensor {sensor} has view {view}, but with noisy views "
+            f"and one snr_db the {len(indices)} sensors' views are 0..{len(indices) - 1} "
+            "(give snr_db a list to have more views)",
+        )
+
+
 def load_inputs(config: DataConfig, topology: Topology, seed: int) -> NodeInputs:
     """Load the dataset for ``seed`` and cut it into the sensors' views.
 
@@ -127,6 +146,7 @@ def load_inputs(config: DataConfig, topology: Topology, seed: int) -> NodeInputs
     dataset = DATASETS[config.dataset](config, seed)
     indices = sensor_view_indices(topology)
     n_views = max(indices.values()) + 1
+    _check_noisy_views(config, indices, topology)
     train_blocks, test_blocks = VIEWS[config.views](config, dataset, n_views, seed)
     views = {
         sensor: (

@@ -68,6 +68,23 @@ the order given, so a step gives the same times however often and in whatever
 order it is simulated, and a different seed gives other draws. A step without a
 ``step_key`` uses the number of lossy steps this model has simulated before it.
 
+**The flow model.** ``NetworkModel(..., model="flow")`` keeps the
+dependencies, compute times and radios above but replaces the transmitters by
+*flows*: a message that has its sender's radio starts at once, as a flow of
+``8 * nbytes`` bits over its path (a routed message crosses its whole path as
+one flow, no store and forward), and the flows crossing a link direction at the
+same time share its capacity max-min fairly (:func:`max_min_rates`,
+progressive filling). Rates are computed again whenever a flow starts or ends,
+for the flows that share links with it. A flow's last bit arrives the sum of
+its path's latencies after it has left. A radio is held from a flow's start
+until its last bit has left; a lost copy (a copy gets through with probability
+``prod(1 - loss)`` over the path, one draw per message) waits ``2 *`` that
+latency after its last bit and is sent again as a new flow. One message alone
+on one link takes the same time in both models. ``bandwidth_factor`` and
+``latency_factor`` (SimGrid's efficiency factors, default 1) scale every
+link's capacity and latency, in both models. :func:`time_messages` times one
+list of messages with either model and returns a DataFrame.
+
 **A step** starts at time 0; every time reported for it is relative to that
 start. It ends when its last message arrives (in a training step: when the last
 gradient reaches the last sensor), or, in a step that sends nothing, when the
@@ -101,11 +118,13 @@ memory stays bounded however long the run.
 from __future__ import annotations
 
 import hashlib
+import heapq
 import math
 import numbers
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
+from typing import TYPE_CHECKING
 
 import networkx as nx
 import numpy as np
@@ -115,14 +134,23 @@ from simpy.resources.resource import Request
 from innet.records import get_phase
 from innet.topology.model import Topology
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 __all__ = [
+    "MODELS",
     "ComputeTimes",
     "Message",
     "MessageTiming",
     "StepTiming",
     "NetworkModel",
+    "max_min_rates",
     "simulate_run",
+    "time_messages",
 ]
+
+MODELS = ("fifo", "flow")
+"""The network models: store-and-forward FIFO transmitters, or max-min fair flows."""
 
 
 @dataclass(frozen=True)
@@ -209,16 +237,35 @@ class NetworkModel:
     simulated, so memory grows with the number of distinct steps, not steps.
     """
 
-    def __init__(self, topology: Topology, *, tx_ports: int | None = None, seed: int = 0) -> None:
+    def __init__(
+        self,
+        topology: Topology,
+        *,
+        tx_ports: int | None = None,
+        seed: int = 0,
+        model: str = "fifo",
+        bandwidth_factor: float = 1.0,
+        latency_factor: float = 1.0,
+    ) -> None:
         _check_ports(tx_ports, "tx_ports")
         if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
             raise ValueError(f"seed must be an integer, got {seed!r}")
+        if model not in MODELS:
+            raise ValueError(f"model must be one of {', '.join(MODELS)}, got {model!r}")
+        for name, factor in (("bandwidth_factor", bandwidth_factor),
+                             ("latency_factor", latency_factor)):  # fmt: skip
+            if not (isinstance(factor, numbers.Real) and math.isfinite(factor) and factor > 0):
+                raise ValueError(f"{name} must be a positive number, got {factor!r}")
         self.topology = topology
         self.seed = int(seed)
+        self.model = model
         self._links: dict[tuple[str, str], tuple[float, float]] = {}
         self._loss: dict[tuple[str, str], float] = {}
         for u, v, attrs in topology.graph.edges(data=True):
-            capacity_and_latency = (float(attrs["capacity"]), float(attrs["latency"]))
+            capacity_and_latency = (
+                float(attrs["capacity"]) * float(bandwidth_factor),
+                float(attrs["latency"]) * float(latency_factor),
+            )
             self._links[(u, v)] = self._links[(v, u)] = capacity_and_latency
             loss = attrs.get("loss")
             loss = 0.0 if loss is None else float(loss)
@@ -267,17 +314,21 @@ class NetworkModel:
         """
         step = tuple(messages)
         compute = _compute_signature(compute_s)
-        hops, last_hop = self._hops(step)
-        if hops is not step:
-            timing = self.simulate_step(hops, compute_s, step_key=step_key)
-            return _journeys(timing, last_hop)
-        attempts = self._draw_attempts(step, step_key)
+        paths = None
+        if self.model == "fifo":
+            hops, last_hop = self._hops(step)
+            if hops is not step:
+                timing = self.simulate_step(hops, compute_s, step_key=step_key)
+                return _journeys(timing, last_hop)
+        else:
+            paths = self._paths(step)
+        attempts = self._draw_attempts(step, step_key, paths)
         key = (step, compute)
         timing = self._cache.get(key) if attempts is None else None
         if timing is not None:
             self.cache_hits += 1
             return timing
-        timing = self._simulate(step, dict(compute), attempts)
+        timing = self._simulate(step, dict(compute), attempts, paths)
         self.unique_steps_simulated += 1
         if attempts is None:
             self._cache[key] = timing
@@ -310,6 +361,22 @@ class NetworkModel:
         routed = {phase for phase in {m.phase for m in step} if _routed(phase)}
         if not routed or all(m.phase not in routed or (m.src, m.dst) in self._links for m in step):
             return step, list(range(len(step)))
+        paths = self._paths(step, routed)
+        last_hop = list(np.cumsum([len(path) - 1 for path in paths]) - 1)
+        hops: list[Message] = []
+        for m, path in zip(step, paths, strict=True):
+            after = None if m.after is None else tuple(int(last_hop[i]) for i in m.after)
+            first = len(hops)
+            for h, (u, v) in enumerate(zip(path, path[1:], strict=False)):
+                final = h == len(path) - 2
+                hop_after = after if h == 0 else (first + h - 1,)
+                hops.append(_Hop(m.phase, u, v, m.nbytes, hop_after, relay=not final))
+        return tuple(hops), [int(i) for i in last_hop]
+
+    def _paths(self, step: tuple[Message, ...], routed: set[str] | None = None) -> list[list[str]]:
+        """The nodes each message of ``step`` passes: its route if routed and unlinked."""
+        if routed is None:
+            routed = {phase for phase in {m.phase for m in step} if _routed(phase)}
         graph = self.topology.graph
         paths = []
         for index, m in enumerate(step):
@@ -322,32 +389,36 @@ class NetworkModel:
                 paths.append(self.route(m.src, m.dst, m.nbytes))
             else:
                 paths.append([m.src, m.dst])
-        last_hop = list(np.cumsum([len(path) - 1 for path in paths]) - 1)
-        hops: list[Message] = []
-        for m, path in zip(step, paths, strict=True):
-            after = None if m.after is None else tuple(int(last_hop[i]) for i in m.after)
-            first = len(hops)
-            for h, (u, v) in enumerate(zip(path, path[1:], strict=False)):
-                final = h == len(path) - 2
-                hop_after = after if h == 0 else (first + h - 1,)
-                hops.append(_Hop(m.phase, u, v, m.nbytes, hop_after, relay=not final))
-        return tuple(hops), [int(i) for i in last_hop]
+        return paths
 
     def _draw_attempts(
-        self, messages: tuple[Message, ...], step_key: Hashable | None
+        self,
+        messages: tuple[Message, ...],
+        step_key: Hashable | None,
+        paths: Sequence[Sequence[str]] | None = None,
     ) -> list[int] | None:
-        """Copies sent of each message, or None when every message is sent once."""
+        """Copies sent of each message, or None when every message is sent once.
+
+        A copy gets through with probability ``1 - loss`` of its link, or, on a
+        path (the flow model), the product of that over the path's links.
+        """
         if not self._loss:
             return None
-        losses = [self._loss.get((message.src, message.dst), 0.0) for message in messages]
-        if not any(losses):
+        if paths is None:
+            success = [1.0 - self._loss.get((m.src, m.dst), 0.0) for m in messages]
+        else:
+            success = [
+                math.prod(1.0 - self._loss.get(link, 0.0) for link in zip(p, p[1:], strict=False))
+                for p in paths
+            ]
+        if all(p == 1.0 for p in success):
             return None
         if step_key is None:
             step_key = self._lossy_steps
         self._lossy_steps += 1
         digest = hashlib.sha256(repr((self.seed, _plain_key(step_key))).encode()).digest()
         rng = np.random.default_rng(int.from_bytes(digest[:16], "little"))
-        attempts = rng.geometric(1.0 - np.asarray(losses)).tolist()
+        attempts = rng.geometric(np.asarray(success)).tolist()
         return attempts if max(attempts) > 1 else None
 
     def _simulate(
@@ -355,17 +426,25 @@ class NetworkModel:
         messages: tuple[Message, ...],
         compute: dict[str, tuple[float, float]],
         attempts: list[int] | None = None,
+        paths: list[list[str]] | None = None,
     ) -> StepTiming:
-        self._check(messages, compute)
+        self._check(messages, compute, paths)
         if not messages:
             duration = max(
                 (forward + backward for forward, backward in compute.values()), default=0
             )
             return StepTiming(messages=(), duration_s=float(duration))
+        if paths is not None:
+            return _FlowSimulation(
+                messages, compute, self._links, self._radios, attempts, paths
+            ).run()
         return _StepSimulation(messages, compute, self._links, self._radios, attempts).run()
 
     def _check(
-        self, messages: tuple[Message, ...], compute: dict[str, tuple[float, float]]
+        self,
+        messages: tuple[Message, ...],
+        compute: dict[str, tuple[float, float]],
+        paths: list[list[str]] | None = None,
     ) -> None:
         name = self.topology.name
         flows: dict[str, str | None] = {}
@@ -380,11 +459,9 @@ class NetworkModel:
                 raise ValueError(
                     f"message {index}: phase {message.phase!r} has no flow; give `after`"
                 )
-            if message.after is not None and not all(
-                0 <= other < len(messages) and other != index for other in message.after
-            ):
-                raise ValueError(f"message {index}: after {message.after} names no other message")
-            if (message.src, message.dst) not in self._links:
+            _check_after(message, index, len(messages))
+            linked = (message.src, message.dst) in self._links
+            if not linked and (paths is None or len(paths[index]) == 2):
                 raise ValueError(
                     f"message {index}: no link between {message.src!r} and {message.dst!r} "
                     f"in topology {name!r}"
@@ -441,6 +518,13 @@ def _plain_key(key: Hashable) -> Hashable:
     if isinstance(key, numbers.Integral) and not isinstance(key, bool):
         return int(key)
     return key
+
+
+def _check_after(message: Message, index: int, count: int) -> None:
+    if message.after is not None and not all(
+        0 <= other < count and other != index for other in message.after
+    ):
+        raise ValueError(f"message {index}: after {message.after} names no other message")
 
 
 def _check_ports(ports: int | None, what: str) -> None:
@@ -608,3 +692,199 @@ class _StepSimulation:
                 freed.append(other)
         if freed:
             self._send(freed)
+
+
+def max_min_rates(
+    paths: Sequence[Sequence[Hashable]], capacity: Mapping[Hashable, float]
+) -> list[float]:
+    """Max-min fair rates of flows crossing shared links, by progressive filling.
+
+    ``paths[i]`` lists the links flow ``i`` crosses (any hashable names) and
+    ``capacity`` maps every link to its capacity. All rates grow together; when
+    a link is full, the flows crossing it keep the rate they have (its *share*:
+    its capacity left over, divided by the flows still growing on it), and the
+    others go on growing. Every flow thus has a bottleneck: a full link on which
+    no flow gets more than it does. A flow that crosses no link raises
+    ``ValueError``.
+
+    >>> max_min_rates([["ab", "bc"], ["ab"], ["bc"]], {"ab": 1.0, "bc": 2.0})
+    [0.5, 0.5, 1.5]
+    """
+    users: dict[Hashable, list[int]] = {}
+    for index, path in enumerate(paths):
+        if not path:
+            raise ValueError(f"flow {index} crosses no link")
+        for link in path:
+            users.setdefault(link, []).append(index)
+    left = {link: float(capacity[link]) for link in users}
+    growing = {link: len(flows) for link, flows in users.items()}
+    order = {link: position for position, link in enumerate(users)}
+    heap = [(left[link] / growing[link], order[link], link) for link in users]
+    heapq.heapify(heap)
+    rates: list[float | None] = [None] * len(paths)
+    while heap:
+        share, _, link = heapq.heappop(heap)
+        if growing[link] == 0:
+            continue
+        current = left[link] / growing[link]
+        if current != share:  # shares only grow as flows freeze: look again later
+            heapq.heappush(heap, (current, order[link], link))
+            continue
+        for index in users[link]:
+            if rates[index] is None:
+                rates[index] = share
+                for other in paths[index]:
+                    left[other] = max(0.0, left[other] - share)
+                    growing[other] -= 1
+    return [float(rate) for rate in rates]  # type: ignore[arg-type]
+
+
+def time_messages(
+    topology: Topology,
+    messages: Sequence[Message],
+    *,
+    model: str = "fifo",
+    compute_s: ComputeTimes | None = None,
+    tx_ports: int | None = None,
+    seed: int = 0,
+    bandwidth_factor: float = 1.0,
+    latency_factor: float = 1.0,
+    step_key: Hashable | None = None,
+) -> pd.DataFrame:
+    """Time one step's ``messages`` on ``topology`` with network ``model`` (``fifo`` or ``flow``).
+
+    Returns one row per message, in the order given: ``phase, src, dst, nbytes,
+    t_start, t_end, queue_s, attempts`` (seconds from the step's start). The
+    other arguments are those of :class:`NetworkModel` and
+    :meth:`NetworkModel.simulate_step`.
+    """
+    import pandas as pd
+
+    network = NetworkModel(
+        topology,
+        tx_ports=tx_ports,
+        seed=seed,
+        model=model,
+        bandwidth_factor=bandwidth_factor,
+        latency_factor=latency_factor,
+    )
+    timing = network.simulate_step(messages, compute_s, step_key=step_key)
+    return pd.DataFrame(
+        {
+            "phase": [m.phase for m in messages],
+            "src": [m.src for m in messages],
+            "dst": [m.dst for m in messages],
+            "nbytes": np.array([m.nbytes for m in messages], dtype=np.int64),
+            "t_start": np.array([t.t_start for t in timing.messages], dtype=float),
+            "t_end": np.array([t.t_end for t in timing.messages], dtype=float),
+            "queue_s": np.array([t.queue_s for t in timing.messages], dtype=float),
+            "attempts": np.array([t.attempts for t in timing.messages], dtype=np.int64),
+        }
+    )
+
+
+class _FlowSimulation(_StepSimulation):
+    """One step on the flow model: messages share each link direction max-min fairly.
+
+    Dependencies, compute and radios are those of :class:`_StepSimulation`. A
+    message that has its sender's radio (or needs none) starts a *flow* over its
+    path at once: no transmitter to wait for. Whenever flows start or end, the
+    rates of the flows that share links with them, directly or through other
+    flows, are computed again (:func:`max_min_rates`); the others keep theirs.
+    When a flow's last bit has left, the radio is given back and the message
+    arrives the path's summed latency later; a lost copy instead waits twice
+    that latency and asks for the radio again.
+    """
+
+    def __init__(
+        self,
+        messages: tuple[Message, ...],
+        compute: Mapping[str, tuple[float, float]],
+        links: Mapping[tuple[str, str], tuple[float, float]],
+        radio_counts: Mapping[str, int],
+        attempts: Sequence[int] | None,
+        paths: Sequence[Sequence[str]],
+    ) -> None:
+        super().__init__(messages, compute, links, radio_counts, attempts)
+        self.paths = [list(zip(path, path[1:], strict=False)) for path in paths]
+        self.path_latency = [sum(links[link][1] for link in path) for path in self.paths]
+        self.capacity = {link: links[link][0] for path in self.paths for link in path}
+        self.on_link: dict[tuple[str, str], set[int]] = {}
+        # per active flow: [bits left, rate, time of last update, version, radio request]
+        self.active: dict[int, list] = {}
+        self.dirty: set[int] = set()
+        self.pending = False
+
+    def _take_link(self, index: int, radio_request: Request | None) -> None:
+        if self.copies_left[index] == self.attempts[index]:  # the first copy
+            self.starts[index] = self.env.now
+        bits = 8 * self.messages[index].nbytes
+        if bits == 0:
+            self._flow_sent(index, radio_request)
+            return
+        self.active[index] = [float(bits), 0.0, self.env.now, 0, radio_request]
+        for link in self.paths[index]:
+            self.on_link.setdefault(link, set()).add(index)
+        self._reshare({index})
+
+    def _reshare(self, flows: set[int]) -> None:
+        """Share again, once every change at this instant is in, around ``flows``."""
+        self.dirty |= flows
+        if not self.pending:
+            self.pending = True
+            self.env.timeout(0).callbacks.append(self._share)
+
+    def _share(self, _event: simpy.Event) -> None:
+        self.pending = False
+        component = self._component(self.dirty)
+        self.dirty = set()
+        if not component:
+            return
+        flows = sorted(component)
+        now = self.env.now
+        rates = max_min_rates([self.paths[i] for i in flows], self.capacity)
+        for index, rate in zip(flows, rates, strict=True):
+            state = self.active[index]
+            state[0] = max(0.0, state[0] - state[1] * (now - state[2]))
+            state[2] = now
+            if rate != state[1] or state[3] == 0:
+                state[1] = rate
+                state[3] += 1
+                done = self.env.timeout(state[0] / rate)
+                done.callbacks.append(partial(self._flow_done, index, state[3]))
+
+    def _component(self, seeds: set[int]) -> set[int]:
+        """The active flows linked to ``seeds`` through shared links."""
+        found = {index for index in seeds if index in self.active}
+        todo = list(found)
+        while todo:
+            for link in self.paths[todo.pop()]:
+                for other in self.on_link.get(link, ()):
+                    if other not in found:
+                        found.add(other)
+                        todo.append(other)
+        return found
+
+    def _flow_done(self, index: int, version: int, _event: simpy.Event) -> None:
+        state = self.active.get(index)
+        if state is None or state[3] != version:  # rescheduled since
+            return
+        del self.active[index]
+        neighbours: set[int] = set()
+        for link in self.paths[index]:
+            flows = self.on_link[link]
+            flows.discard(index)
+            neighbours |= flows
+        if neighbours:
+            self._reshare(neighbours)
+        self._flow_sent(index, state[4])
+
+    def _flow_sent(self, index: int, radio_request: Request | None) -> None:
+        if radio_request is not None:
+            radio_request.resource.release(radio_request)
+        self.copies_left[index] -= 1
+        latency = self.path_latency[index]
+        if self.copies_left[index] > 0:  # lost: retransmit one round trip later
+            self.env.timeout(2 * latency).callbacks.append(partial(self._request, index))
+        else:
+            self.env.timeout(latency).callbacks.append(partial(self._arrive, index))

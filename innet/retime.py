@@ -9,7 +9,9 @@ plan (and every plan change an event makes) is the one the run trained on,
 the records go through the network model of the new topology
 (:func:`~innet.timing.time_run`). The result is a new, complete run
 directory, identical to a fresh run on the new topology except for the time
-it took to make.
+it took to make, and its ``provenance.json``, which says it is a retime and of
+which run (``retime_of``: the run directory, that run's own provenance, the
+topology file).
 
 A topology that changes the graph, or changes a plan (a capacity-aware tree
 can choose other links when capacities change), is refused with one line
@@ -18,7 +20,10 @@ saying what differs: the records would not be those of a run on it.
 
 from __future__ import annotations
 
+import json
 import shutil
+import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +32,7 @@ import yaml
 
 from innet.errors import InnetError
 from innet.families import get_family
+from innet.provenance import provenance
 from innet.records import (
     CONFIG_FILE,
     EVENTS_FILE,
@@ -36,13 +42,20 @@ from innet.records import (
     NODES_FILE,
     PLACEMENT_FILE,
     PLANS_FILE,
+    PROVENANCE_FILE,
     STEPS_FILE,
     TOPOLOGY_FILE,
     ExchangeLog,
 )
 from innet.report import load_run, save_topology_json, write_report
 from innet.scenario import LoadedScenario
-from innet.staging import new_run_dir, prepare_staging
+from innet.staging import (
+    MIN_FIGURES_BYTES,
+    MIN_RUN_BYTES,
+    finishing,
+    new_run_dir,
+    prepare_staging,
+)
 from innet.timing import apply_node_flops, compute_seconds, epoch_columns, time_run
 from innet.topology import load_topology
 from innet.topology.model import Topology
@@ -54,13 +67,26 @@ _KEPT = (PLANS_FILE, EVENTS_FILE, PLACEMENT_FILE, STEPS_FILE)  # copied as they 
 
 
 def retime_run(
-    run_dir: str | Path, topology_path: str | Path, *, out: Path | None = None
+    run_dir: str | Path,
+    topology_path: str | Path | None,
+    *,
+    out: Path | None = None,
+    network_model: str | None = None,
 ) -> tuple[Path, dict[str, Any]]:
-    """Time the run in ``run_dir`` on ``topology_path``; return the new run directory, summary."""
+    """Time the run in ``run_dir`` on ``topology_path``; return the new run directory, summary.
+
+    ``topology_path`` None: the run's own topology; ``network_model`` (``fifo`` or
+    ``flow``): time with that network model instead of the run's ``network.model``.
+    """
+    started, clock = datetime.now(timezone.utc), time.perf_counter()
     run = load_run(run_dir)
     steps_path = run.run_dir / STEPS_FILE
     if not steps_path.is_file():
         raise InnetError(f"{steps_path}: file not found (a run made before retime existed)")
+    if network_model is not None:
+        run.config["network"] = {**(run.config.get("network") or {}), "model": network_model}
+    if topology_path is None:
+        topology_path = Path(run.config["topology"])
     loaded = _loaded(run.run_dir, run.config, Path(topology_path))
     try:
         topology = apply_node_flops(
@@ -90,6 +116,10 @@ def retime_run(
             trainer.timelines[variant],
             steps_per_epoch=trainer.steps_per_epoch(variant),
             tx_ports=loaded.scenario.network.tx_ports,
+            model=loaded.scenario.network.model,
+            bandwidth_factor=loaded.scenario.network.bandwidth_factor,
+            latency_factor=loaded.scenario.network.latency_factor,
+            step_compute=getattr(trainer, "step_compute", None),
             seed=int(seed),
             compute=compute,
         )
@@ -103,7 +133,7 @@ def retime_run(
         metrics.append(rows_metrics)
         if compute is not None and variant not in {frame["variant"].iloc[0] for frame in nodes}:
             nodes.append(_node_table(run, variant, topology, compute, these))
-    return _write(run, loaded, topology, exchanges, metrics, nodes, out)
+    return _write(run, loaded, topology, exchanges, metrics, nodes, out, (started, clock))
 
 
 def _loaded(run_dir: Path, config: dict[str, Any], topology_path: Path) -> LoadedScenario:
@@ -135,13 +165,32 @@ def _same_plans(run: Any, timelines: dict[str, Any], path: Path) -> None:
         saved = run.plans.get(variant, {})
         edges = [list(edge) for edge in timeline.segments[0].plan.edges]
         if edges != [list(edge) for edge in saved.get("edges", [])]:
+            differ = _edge_changes(saved.get("edges", []), edges)
             raise InnetError(
                 f"{path}: variant {variant}'s {saved.get('routing', '')} plan would change on "
-                "this topology, so the run's records are not those of a run on it"
+                f"this topology ({differ}), so the run's records are not those of a run on it"
             )
         changes = [change.to_json() for change in timeline.changes]
         if run.events and changes != run.events.get(variant, []):
             raise InnetError(f"{path}: variant {variant}'s plan changes at events would differ")
+
+
+def _edge_changes(old: list[list[str]], new: list[list[str]], shown: int = 4) -> str:
+    """``drops a->c; adds a->f``: the plan edges that differ (an order change if none)."""
+    before = {tuple(edge) for edge in old}
+    after = {tuple(edge) for edge in new}
+
+    def listing(edges: set[tuple[str, ...]]) -> str:
+        names = sorted("->".join(edge) for edge in edges)
+        more = f" and {len(names) - shown} more" if len(names) > shown else ""
+        return ", ".join(names[:shown]) + more
+
+    parts = []
+    if before - after:
+        parts.append(f"drops {listing(before - after)}")
+    if after - before:
+        parts.append(f"adds {listing(after - before)}")
+    return "; ".join(parts) or "the same edges in another order"
 
 
 def _flops(run: Any, variant: str) -> dict[str, int]:
@@ -162,10 +211,12 @@ def _node_table(run: Any, variant: str, topology: Topology, compute: dict, steps
     return rows
 
 
-def _write(run, loaded, topology, exchanges, metrics, nodes, out):  # noqa: ANN001, ANN202
+def _write(run, loaded, topology, exchanges, metrics, nodes, out, start):  # noqa: ANN001, ANN202
+    started, clock = start
     run_dir = new_run_dir(loaded.scenario.name, out)
-    staging = prepare_staging(run_dir)
-    try:
+    needed = MIN_RUN_BYTES + MIN_FIGURES_BYTES * loaded.scenario.report.figures
+    staging = prepare_staging(run_dir, needed)
+    with finishing(staging, run_dir):  # a full disk: one line, nothing kept
         config = dict(run.config, topology=str(loaded.topology_path))
         (staging / CONFIG_FILE).write_text(yaml.safe_dump(config, sort_keys=False))
         save_topology_json(topology, staging / TOPOLOGY_FILE)
@@ -189,10 +240,25 @@ def _write(run, loaded, topology, exchanges, metrics, nodes, out):  # noqa: ANN0
         elif (run.run_dir / NODES_FILE).is_file():
             shutil.copyfile(run.run_dir / NODES_FILE, staging / NODES_FILE)
         summary = write_report(staging)
-        if run_dir.exists():
-            run_dir.rmdir()
-        staging.rename(run_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        record = provenance(started, time.perf_counter() - clock)
+        record["retime_of"] = _retime_of(run.run_dir, loaded.topology_path)
+        (staging / PROVENANCE_FILE).write_text(json.dumps(record, indent=2) + "\n")
     return run_dir, summary
+
+
+def _retime_of(run_dir: Path, topology_path: Path) -> dict[str, Any]:
+    """Where a retimed run's records come from, for its ``provenance.json``.
+
+    The run directory it retimed, that run's own provenance (None if it had
+    none) and the topology file it was timed on.
+    """
+    original = run_dir / PROVENANCE_FILE
+    try:
+        before = json.loads(original.read_text()) if original.is_file() else None
+    except (OSError, ValueError):
+        before = None
+    return {
+        "run_dir": str(run_dir.resolve()),
+        "topology": str(topology_path),
+        "provenance": before,
+    }

@@ -32,7 +32,13 @@ from innet.provenance import provenance
 from innet.records import PROVENANCE_FILE, ExchangeLog
 from innet.report import RunTables, write_report, write_tables
 from innet.scenario import LoadedScenario
-from innet.staging import new_run_dir, prepare_staging
+from innet.staging import (
+    MIN_FIGURES_BYTES,
+    MIN_RUN_BYTES,
+    finishing,
+    new_run_dir,
+    prepare_staging,
+)
 from innet.timing import apply_node_flops, compute_seconds, node_rows, time_run
 from innet.topology import load_topology
 from innet.topology.model import Topology
@@ -137,7 +143,8 @@ def _run_scenario(
     if group.is_leader:
         try:
             run_dir = new_run_dir(scenario.name, out)
-            staging = prepare_staging(run_dir)
+            needed = MIN_RUN_BYTES + (MIN_FIGURES_BYTES if scenario.report.figures else 0)
+            staging = prepare_staging(run_dir, needed)
         except InnetError as error:
             problem = str(error)
     problem = group.broadcast(problem)
@@ -145,20 +152,18 @@ def _run_scenario(
         raise InnetError(problem)
     try:
         tables = _train_all(loaded, topology, trainer, where, progress, device)
-        if staging is None:
-            return None, None
+    except BaseException:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if staging is None:
+        return None, None
+    with finishing(staging, run_dir):  # a full disk here: one line, nothing kept
         tables.placement = where.placement_record()
         write_tables(staging, loaded, topology, trainer.timelines, tables)
         summary = write_report(staging)
         record = provenance(started, time.perf_counter() - clock, group.world_size)
         (staging / PROVENANCE_FILE).write_text(json.dumps(record, indent=2) + "\n")
-        if run_dir.exists():
-            run_dir.rmdir()  # an empty --out directory
-        staging.rename(run_dir)
-    except BaseException:
-        if staging is not None:
-            shutil.rmtree(staging, ignore_errors=True)
-        raise
     return run_dir, summary
 
 
@@ -209,6 +214,10 @@ def _train_all(
                     trainer.timelines[name],
                     steps_per_epoch=trainer.steps_per_epoch(name),
                     tx_ports=scenario.network.tx_ports,
+                    model=scenario.network.model,
+                    bandwidth_factor=scenario.network.bandwidth_factor,
+                    latency_factor=scenario.network.latency_factor,
+                    step_compute=getattr(trainer, "step_compute", None),
                     seed=seed,
                     compute=compute,
                 )

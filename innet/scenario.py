@@ -54,7 +54,11 @@ __all__ = [
     "LoadedScenario",
     "find_scenario",
     "find_topology",
+    "shipped_topologies",
     "list_scenarios",
+    "scenario_listing",
+    "ScenarioListing",
+    "Measured",
     "apply_overrides",
     "SCENARIO_DIRS",
 ]
@@ -71,8 +75,11 @@ SCENARIO_DIRS = (Path("scenarios"), SHIPPED_SCENARIOS)
 SHIPPED_TOPOLOGIES = SHIPPED_SCENARIOS.parent / "topologies"
 
 
-def find_topology(name_or_path: str) -> Path:
-    """A topology file given by path, else by name among the shipped ones (``geant``)."""
+def find_topology(name_or_path: str | Path, option: str = "--topology") -> Path:
+    """A topology file given by path, else by name among the shipped ones (``geant``).
+
+    ``option`` names where the user gave it, for the error when it is neither.
+    """
     candidate = Path(name_or_path)
     if candidate.exists() or candidate.suffix in (".yaml", ".yml") and candidate.parent != Path():
         return candidate.resolve()
@@ -80,8 +87,13 @@ def find_topology(name_or_path: str) -> Path:
         shipped = SHIPPED_TOPOLOGIES / f"{name_or_path}{suffix}"
         if shipped.is_file():
             return shipped
-    known = ", ".join(sorted(path.stem for path in SHIPPED_TOPOLOGIES.glob("*.yaml")))
-    raise InnetError(f"--topology {name_or_path}: file not found (shipped: {known})")
+    known = ", ".join(shipped_topologies())
+    raise InnetError(f"{option} {name_or_path}: file not found (shipped: {known})")
+
+
+def shipped_topologies() -> list[str]:
+    """The names of the shipped topologies (``mesh14``, ``geant``, ...), sorted."""
+    return sorted(path.stem for path in SHIPPED_TOPOLOGIES.glob("*.yaml"))
 
 
 def registered(what: str, module: str, names: str) -> Callable[[str], str]:
@@ -109,6 +121,10 @@ class NetworkConfig(_Strict):
     header_bytes: int = Field(0, ge=0)
     tx_ports: int | None = Field(None, gt=0)
     compute: bool = True
+    # fifo: one message at a time per link direction; flow: max-min fair sharing
+    model: Literal["fifo", "flow"] = "fifo"
+    bandwidth_factor: float = Field(1.0, gt=0)  # the flow model's efficiency factors
+    latency_factor: float = Field(1.0, gt=0)
     # FLOP/s per node, over the topology's `compute`: {"*": 2GFLOPS, r3: 50MFLOPS}
     node_flops: dict[str, str | float] = Field(default_factory=dict)
 
@@ -134,9 +150,19 @@ class DistributedConfig(_Strict):
     timeout_s: float = Field(60.0, gt=0)
 
 
+class TraceConfig(_Strict):
+    """Which steps go into trace.json (innet.trace); None: every variant, the first seed,
+    each one's first and last training step."""
+
+    variants: list[str] | None = None
+    seeds: list[int] | None = None
+    steps: list[Annotated[int, Field(ge=0)]] | None = None
+
+
 class ReportConfig(_Strict):
     figures: bool = True  # draw figures/*.png
     exchanges_csv: bool = False  # also write exchanges.csv (large: the Parquet file has it all)
+    trace: TraceConfig | None = None  # write trace.json (Perfetto) and figures/timeline_*.png
 
 
 class VariantBase(_Strict):
@@ -283,7 +309,8 @@ def merge_variant_block(
 def check_comparisons(
     scenario: ScenarioBase, source: Path | None = None, lines: LineMap | None = None
 ) -> None:
-    """Every side of every comparison names a variant (one located error otherwise)."""
+    """Every side of every comparison, and every variant ``report.trace`` selects, names a
+    variant (one located error otherwise)."""
     for index, pair in enumerate(scenario.comparisons):
         for position, side in enumerate(pair):
             if side not in scenario.variants:
@@ -291,6 +318,13 @@ def check_comparisons(
                     ("comparisons", index, position),
                     f"unknown variant {side!r} (variants: {', '.join(scenario.variants)})",
                 ).located(file=source, lines=lines)
+    trace = scenario.report.trace
+    for index, name in enumerate((trace.variants or []) if trace is not None else []):
+        if name not in scenario.variants:
+            raise FieldError(
+                ("report", "trace", "variants", index),
+                f"unknown variant {name!r} (variants: {', '.join(scenario.variants)})",
+            ).located(file=source, lines=lines)
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -387,6 +421,16 @@ class LoadedScenario:
     lines: LineMap | None = None
     sweep: dict[str, list[Any]] = field(default_factory=dict)
     """The file's ``sweep:`` block, ``{dotted key: [values]}`` (see :mod:`innet.sweeps`)."""
+    measured: Measured | None = None
+    """The file's ``measured:`` block: how long the scenario as shipped took, and where."""
+
+    @property
+    def runs(self) -> tuple[int, int, int]:
+        """(variants, seeds, sweep points): the trainings a run of this scenario makes."""
+        points = 1
+        for values in self.sweep.values():
+            points *= len(values)
+        return len(self.variants), len(self.scenario.seed_list), points
 
     @property
     def family(self) -> Family:
@@ -415,6 +459,7 @@ def load_scenario(
     if not isinstance(raw, dict):
         raise ConfigError("a scenario must be a mapping", file=path, line=1)
     sweep = _sweep_block(raw.pop("sweep", None), path, lines)
+    measured = _measured_block(raw.pop("measured", None), path, lines)
     raw = apply_overrides(raw, overrides or [])
     if topology is not None:
         raw["topology"] = str(find_topology(topology))
@@ -438,7 +483,57 @@ def load_scenario(
     topology_path = Path(scenario.topology)
     if not topology_path.is_absolute():
         topology_path = (path.parent / topology_path).resolve()
-    return LoadedScenario(scenario, path, topology_path, list(variants), lines, sweep)
+    return LoadedScenario(scenario, path, topology_path, list(variants), lines, sweep, measured)
+
+
+class Measured(_Strict):
+    """A scenario file's ``measured:`` block, shown by ``--list``.
+
+    ``wall_s``: the wall-clock seconds the scenario took as shipped (``python
+    run_sim.py --scenario NAME``, no options), from a fresh clone; ``machine``:
+    what it ran on, in words (cores, architecture, whether it was quiet).
+    """
+
+    wall_s: float = Field(gt=0, allow_inf_nan=False)
+    machine: str = Field(min_length=1)
+
+
+def _measured_block(block: Any, path: Path, lines: LineMap) -> Measured | None:
+    if block is None:
+        return None
+    """A ``measured: {wall_s, machine}`` block validated, errors naming ``measured.FIELD``."""
+    try:
+        return Measured.model_validate(block)
+    except ValidationError as error:
+        inner = config_error_from_validation(
+            error, model=Measured, file=path, lines=lines.within("measured")
+        )
+        field = f"measured.{inner.field}" if inner.field else "measured"
+        raise ConfigError(inner.message, file=path, field=field, line=inner.line) from None
+
+
+@dataclass(frozen=True)
+class ScenarioListing:
+    """One line of ``--list``: a scenario, its runs and its measured time."""
+
+    name: str
+    description: str
+    runs: tuple[int, int, int] | None  # (variants, seeds, sweep points); None if it is invalid
+    measured: Measured | None
+    problem: str | None = None
+
+
+def scenario_listing() -> list[ScenarioListing]:
+    """Every scenario of :func:`list_scenarios`, loaded to count its runs."""
+    listing = []
+    for name, description in list_scenarios():
+        try:
+            loaded = load_scenario(find_scenario(name))
+        except InnetError as error:
+            listing.append(ScenarioListing(name, description, None, None, str(error)))
+            continue
+        listing.append(ScenarioListing(name, description, loaded.runs, loaded.measured))
+    return listing
 
 
 def _sweep_block(block: Any, path: Path, lines: LineMap) -> dict[str, list[Any]]:

@@ -13,7 +13,14 @@ scenario with those values set, run with every variant and seed exactly as a
 plain run (:func:`innet.runner.run_scenario`), so seed ``k`` is paired across
 points as it is across variants. Every point is loaded and validated before
 anything runs: a bad key or value is one error naming ``--sweep`` or the
-file's line, and nothing is written.
+file's line, and nothing is written; so is a key given twice with ``--sweep``.
+
+A variant that sets a swept key itself (``dijkstra_rate: {gate: {beta:
+0.01}}`` in a ``gate.beta`` sweep) keeps its own value at every point: a
+variant's override wins over the scenario's top-level value, as in a plain
+run. The sweep says so (:func:`variant_own_values`): one warning line per such
+variant (:class:`SweepWarning`), and that variant's rows in the sweep's tables
+and figures carry its own value, not the point's.
 
 The run directory holds one complete run directory per point
 (``points/p00``, ``points/p01``, ...) and, beside them, the sweep's own tables
@@ -35,8 +42,8 @@ figures. Points run one after another in this process, or spread over
 from __future__ import annotations
 
 import itertools
-import shutil
 import sys
+import warnings
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -48,11 +55,13 @@ import yaml
 
 from innet.errors import ConfigError, InnetError
 from innet.scenario import LoadedScenario, load_scenario
-from innet.staging import new_run_dir, prepare_staging
+from innet.staging import finishing, new_run_dir, prepare_staging
 
 __all__ = [
     "POINTS_DIR",
     "SweepPoint",
+    "SweepWarning",
+    "variant_own_values",
     "parse_sweep_option",
     "sweep_points",
     "prepare_sweep",
@@ -61,6 +70,10 @@ __all__ = [
 
 POINTS_DIR = "points"
 """The folder of a sweep's run directory that holds one run directory per point."""
+
+
+class SweepWarning(UserWarning):
+    """A sweep runs, but not every row is what the swept values alone would say."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +90,14 @@ class SweepPoint:
     def describe(self) -> str:
         """``gate.beta=0.001, training.lr=0.01``."""
         return ", ".join(f"{key}={_yaml_value(value)}" for key, value in self.values.items())
+
+    def values_for(self, variant: str, own: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+        """The swept values as ``variant`` ran them: the point's, but its own where it sets one.
+
+        >>> SweepPoint("p00", {"gate.beta": 0.0}).values_for("r", {"r": {"gate.beta": 0.01}})
+        {'gate.beta': 0.01}
+        """
+        return self.values | dict(own.get(variant, {}))
 
 
 def parse_sweep_option(text: str) -> tuple[str, list[Any]]:
@@ -147,6 +168,9 @@ def prepare_sweep(
     else:
         for text in options:
             key, values = parse_sweep_option(text)
+            if key in given:
+                raise ConfigError(f"{key} is swept twice (also {origin[key]}): give one list",
+                                  field=f"--sweep {text}")  # fmt: skip
             given[key], origin[key] = values, f"--sweep {text}"
     axes = {key: values for key, values in base.sweep.items() if key not in given} | given
     if not axes:
@@ -165,7 +189,41 @@ def prepare_sweep(
                 raise
             raise _blame(error, key, origin[key], base, point.values[key]) from None
         points.append((point, loaded))
+    for variant, own in variant_own_values(base, list(axes)).items():
+        kept = ", ".join(f"{key}={_yaml_value(value)}" for key, value in own.items())
+        swept = ", ".join(origin[key] or f"{base.path}: sweep.{key}" for key in own)
+        warnings.warn(
+            f"{swept}: variant {variant} sets its own {kept} and keeps it at every point "
+            "(its rows are labelled with it)",
+            SweepWarning,
+            stacklevel=2,
+        )
     return base, points
+
+
+def variant_own_values(base: LoadedScenario, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``{variant: {key: value}}``: the swept ``keys`` each variant sets itself, with its values.
+
+    A variant's own setting wins over the scenario's top-level one, so such a
+    variant runs with its own value at every point of the sweep.
+    """
+    own: dict[str, dict[str, Any]] = {}
+    for name, variant in base.scenario.variants.items():
+        settings = variant.model_dump(exclude_unset=True, by_alias=True)
+        for key in keys:
+            found, value = _lookup(settings, key.split("."))
+            if found:
+                own.setdefault(str(name), {})[key] = value
+    return own
+
+
+def _lookup(tree: Any, path: list[str]) -> tuple[bool, Any]:
+    """``(True, value)`` at the dotted ``path`` of nested mappings, ``(False, None)`` if absent."""
+    for part in path:
+        if not isinstance(tree, Mapping) or part not in tree:
+            return False, None
+        tree = tree[part]
+    return True, tree
 
 
 def run_sweep(
@@ -191,7 +249,7 @@ def run_sweep(
     base, points = prepare_sweep(path, overrides, topology, options)
     run_dir = new_run_dir(f"{base.scenario.name}-sweep", out)
     staging = prepare_staging(run_dir)
-    try:
+    with finishing(staging, run_dir):  # a full disk: one line, nothing kept
         (staging / POINTS_DIR).mkdir()
         tasks = [
             (str(path), [*overrides, *point.overrides()], topology,
@@ -210,13 +268,8 @@ def run_sweep(
                     zip(points, pool.map(_run_point, tasks), strict=True)
                 ):
                     _announce(progress, index, len(points), point, finished=True)
-        write_sweep_report(staging, base.scenario.name, [point for point, _ in points])
-        if run_dir.exists():
-            run_dir.rmdir()  # an empty --out directory
-        staging.rename(run_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        write_sweep_report(staging, base.scenario.name, [point for point, _ in points],
+                           variant_own_values(base, list(points[0][0].values)))  # fmt: skip
     return run_dir
 
 

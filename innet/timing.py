@@ -26,7 +26,7 @@ latencies or losses without training again (``run_sim.py retime``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -178,12 +178,21 @@ def time_run(
     tx_ports: int | None = None,
     seed: int = 0,
     compute: Mapping[int, ComputeTimes] | None = None,
+    model: str = "fifo",
+    bandwidth_factor: float = 1.0,
+    latency_factor: float = 1.0,
+    step_compute: Callable[[tuple[Message, ...]], ComputeTimes | None] | None = None,
 ) -> RunTiming:
     """Time every record of ``log`` on the network of each segment of ``timeline``.
 
     ``compute`` maps a batch size to per-node (forward, backward) compute seconds;
     ``tx_ports`` is the default number of radios per node; ``seed`` seeds the
-    retransmissions on lossy links.
+    retransmissions on lossy links; ``model`` (``fifo`` or ``flow``) and the two
+    efficiency factors choose the network model (:class:`~innet.netsim.NetworkModel`).
+    ``step_compute``, when given, derives each step's compute seconds from its
+    messages instead (a family whose nodes compute on what they receive: MoE
+    experts on the tokens dispatched to them); ``None`` from it falls back to
+    ``compute``.
     """
     sizes = log.step_sizes()
     first_record = np.concatenate([[0], np.cumsum(sizes)])
@@ -205,7 +214,14 @@ def time_run(
         positions = np.flatnonzero(segment_of == segment_index).tolist()
         if not positions:
             continue
-        model = NetworkModel(segment.topology, tx_ports=tx_ports, seed=seed)
+        network = NetworkModel(
+            segment.topology,
+            tx_ports=tx_ports,
+            seed=seed,
+            model=model,
+            bandwidth_factor=bandwidth_factor,
+            latency_factor=latency_factor,
+        )
         clock = eval_clock = 0.0
         previous: tuple[str, int] | None = None
         segment_train_s: dict[int, float] = {}
@@ -213,10 +229,12 @@ def time_run(
             kind, epoch, step, batch, block = log.steps[position]
             step_messages, delivered = messages[block]
             compute_s = compute.get(batch) if compute is not None else None
+            if step_compute is not None:
+                compute_s = step_compute(step_messages) or compute_s
             start = clock if kind == "train" else eval_clock
             if kind == "eval" and previous != ("eval", epoch):
                 start = eval_clock = clock
-            timing = model.simulate_step(step_messages, compute_s, step_key=(kind, epoch, step))
+            timing = network.simulate_step(step_messages, compute_s, step_key=(kind, epoch, step))
             records = first_record[position] + delivered
             t_start[records] = [(start + m.t_start) + offset for m in timing.messages]
             t_end[records] = [(start + m.t_end) + offset for m in timing.messages]

@@ -8,11 +8,13 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.stats import spearmanr
 
 from innet.cli import main
 from innet.families.finite_bank.bank import bank_key, load_bank
 from innet.families.finite_bank.config import BankConfig, GatingBoundConfig
 from innet.families.finite_bank.gating_bound import bound_cells, make_task
+from innet.families.finite_bank.report import selection_relations
 from innet.families.finite_bank.selection import selection_cells
 
 
@@ -26,6 +28,7 @@ def test_selection_cells_obey_the_identities():
         assert row["identity_error"] < 1e-12
         assert 0.0 <= row["mi_nats"] <= math.log(8) + 1e-12
         assert row["xu_raginsky"] == pytest.approx(math.sqrt(row["mi_nats"] / (2 * row["m"])))
+        assert row["mi_se"] >= 0.0 and (row["mi_se"] == 0.0) == (row["alpha"] == 0)
         assert row["union"] == pytest.approx(math.sqrt(math.log(8) / (2 * row["m"])))
         if row["alpha"] == 0:
             assert row["mi_nats"] == 0.0 and row["skl_nats"] == 0.0
@@ -35,20 +38,75 @@ def test_selection_cells_obey_the_identities():
         assert mi == sorted(mi)
 
 
-def test_gating_bound_terms_add_up_and_the_learned_gate_is_achievable():
-    config = GatingBoundConfig(population=400, temperatures=[0.3, 3.0], sample_sizes=[10, 100],
-                               resamples=30, slopes=list(np.geomspace(0.2, 50, 12)))  # fmt: skip
-    task = make_task(config, seed=0)
-    rows = bound_cells(task, config.temperatures, config.sample_sizes, alpha=config.alpha,
-                       resamples=config.resamples, rng=np.random.default_rng(2))  # fmt: skip
+BOUND = GatingBoundConfig(population=200, temperatures=[0.3, 3.0], sample_sizes=[10, 100],
+                          resamples=30, slopes=list(np.geomspace(0.2, 50, 8)))  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def bound_task():
+    return make_task(BOUND, seed=0)
+
+
+def _bound_rows(task, alpha: float, resamples: int = 30) -> list[dict]:
+    return bound_cells(task, BOUND.temperatures, BOUND.sample_sizes, alpha=alpha,
+                       resamples=resamples, rng=np.random.default_rng(2),
+                       heldout_rng=np.random.default_rng(3))  # fmt: skip
+
+
+def test_gating_bound_terms_add_up_and_the_learned_gate_is_achievable(bound_task):
+    rows = _bound_rows(bound_task, BOUND.alpha)
     for row in rows:
-        assert row["bound"] == pytest.approx(
-            row["distortion_rate"] + row["delta_m"] + row["sqrt_term"]
-        )
-        assert row["sqrt_term"] == pytest.approx(math.sqrt(2 * row["mi_nats"] / row["m"]))
+        assert row["bound"] == pytest.approx(row["heldout_risk"] + row["sqrt_term"])
+        assert row["delta_m"] == pytest.approx(row["heldout_risk"] - row["distortion_rate"])
+        # sigma = 1/2 for a loss in [0, 1]: sqrt(2 (1/2)^2 Î / m) = sqrt(Î / (2 m))
+        assert row["sqrt_term"] == pytest.approx(math.sqrt(row["mi_nats"] / (2 * row["m"])))
+        assert row["margin"] == pytest.approx(row["bound"] - row["expected_risk"])
+        assert row["holds"] == (row["margin"] >= 0)
+        assert row["xr_gap"] == pytest.approx(row["expected_risk"] - row["train_risk"])
+        assert row["gibbs_slack"] >= 0.0
         assert row["achievable"]  # D(R_g) never above the risk of a real gate
     rates = {row["tau"]: row["rate_bits"] for row in rows}
     assert rates[0.3] > rates[3.0]  # a hotter gate carries fewer bits
+
+
+def test_the_gating_bound_fails_for_a_choice_that_ignores_its_data(bound_task):
+    """alpha = 0: Î = 0, so the bound claims E[R(W)] <= the best gate's held-out risk.
+
+    The uniform choice's risk is the mean of the candidates' risks, well above
+    the best one's, so the bound must fail in every cell, by many standard errors.
+    """
+    for row in _bound_rows(bound_task, 0.0):
+        assert row["mi_nats"] == 0.0 and row["sqrt_term"] == 0.0
+        assert not row["holds"]
+        assert row["margin"] + 3 * row["margin_se"] < 0
+
+
+def test_the_gating_bound_holds_for_the_empirical_risk_minimiser(bound_task):
+    """alpha large: W is the empirical best (no Gibbs slack), and the bound is Xu–Raginsky's."""
+    for row in _bound_rows(bound_task, 1e6, resamples=100):
+        assert row["gibbs_slack"] == pytest.approx(0.0, abs=1e-6)
+        assert row["margin"] + 2 * row["margin_se"] >= 0
+
+
+def test_rank_correlation_has_a_bootstrap_interval_close_to_fisher_z():
+    """The bootstrap interval over cells against the Fisher z interval (Fieller et al. 1957)."""
+    rng = np.random.default_rng(8)
+    mi = np.sort(rng.uniform(0, 0.4, size=27))
+    gap = mi / 20 + rng.normal(0, 0.004, size=27)
+    cells = pd.DataFrame({"m": np.repeat([25, 100, 400], 9), "alpha": np.tile(range(9), 3),
+                          "mi_nats": mi, "gap": gap, "gap_se": 0.001, "xu_raginsky": 1.0,
+                          "union": 1.0, "identity_error": 0.0})  # fmt: skip
+    halves = {0: cells.iloc[::2], 1: cells.iloc[1::2]}
+    spearman = selection_relations(cells, experts=12, per_seed=halves)["spearman_mi_gap"]
+    low, high = spearman["interval"]
+    r = spearman["all_cells"]
+    assert r == pytest.approx(spearmanr(mi, gap).statistic)
+    assert low <= r <= high < 1.0
+    z, half = math.atanh(r), 1.96 * math.sqrt(1.06 / (27 - 3))
+    fisher = (math.tanh(z - half), math.tanh(z + half))
+    assert low == pytest.approx(fisher[0], abs=0.15) and high == pytest.approx(fisher[1], abs=0.1)
+    assert spearman["clearly_below_threshold"] == (high < 0.9)
+    assert set(spearman["per_seed"]) == {"0", "1"}
 
 
 @pytest.mark.slow
@@ -118,13 +176,19 @@ def test_a_tiny_bank_runs_through_the_cli(tmp_path, monkeypatch):
         main(["--scenario", str(tmp_path / "bank.yaml"), "--out", str(out), "--no-progress"]) == 0
     )
     report = (out / "report.md").read_text()
-    for title in ("(item 4)", "(item 5)", "(item 6)"):
+    for title in ("generalisation gap", "Accuracy–rate curve", "finite-rate gating bound"):
         assert title in report
+    assert "(item" not in report
     summary = json.loads((out / "summary.json").read_text())["variants"]["router"]
     relations = summary["selection"]["relations"]
     assert relations["gibbs_identity"]["holds"] and relations["xr_below_union"]["holds"]
     assert len(summary["selection"]["cells"]) == 6 and len(summary["gating_bound"]["cells"]) == 2
     assert summary["accuracy_rate"]["holds"]
+    spearman = relations["spearman_mi_gap"]
+    assert spearman["interval"] is None  # 6 cells: too few for a bootstrap interval
+    assert set(spearman["per_seed"]) == {"0"}
+    bound = summary["gating_bound"]
+    assert bound["sigma"] == 0.5 and bound["holds_in"] == sum(c["holds"] for c in bound["cells"])
     rate0 = summary["accuracy_rate"]["curve_rate0_loss"]
     assert rate0 == pytest.approx(summary["accuracy_rate"]["best_single_expert_loss"], abs=1e-6)
     for name in ("selection", "router", "bound", "curve", "experts"):

@@ -1,4 +1,4 @@
-"""innet.info.bounds: the Xu-Raginsky and union bounds (nats) and the Gibbs posterior."""
+"""innet.info.bounds: the Xu-Raginsky and union bounds (nats), the Gibbs posterior, Î's error."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from innet.info import (
     union_bound,
     xu_raginsky_bound,
 )
+from innet.info.bounds import mixture_information_se
 
 
 def test_xu_raginsky_closed_forms() -> None:
@@ -118,3 +119,54 @@ def test_gibbs_posterior_validation() -> None:
         gibbs_posterior([0.1, 0.2], alpha=1.0, prior=[0.5, 0.6])
     with pytest.raises(ValueError, match="losses must contain only finite"):
         gibbs_posterior([0.1, math.inf], alpha=1.0)
+
+
+def _gibbs_rows(rng: np.random.Generator, sets: int, alpha: float = 20.0) -> np.ndarray:
+    """Gibbs rows of ``sets`` training sets of 30 Bernoulli losses for 6 unequal hypotheses."""
+    losses = (rng.uniform(size=(sets, 30, 6)) < np.linspace(0.1, 0.4, 6)).mean(axis=1)
+    return gibbs_posterior(losses, alpha)
+
+
+def test_finite_bank_information_is_the_mutual_information_of_the_joint_dit():
+    """Î over the drawn sets is I(S;W) of the joint table with S uniform over them (dit)."""
+    dit = pytest.importorskip("dit")
+    rows = _gibbs_rows(np.random.default_rng(5), sets=12)
+    outcomes = [(i, k) for i in range(rows.shape[0]) for k in range(rows.shape[1])]
+    joint = dit.Distribution(outcomes, (rows / rows.shape[0]).ravel().tolist())
+    expected = dit.shannon.mutual_information(joint, [0], [1])
+    assert mixture_mutual_information(rows) == pytest.approx(expected, abs=1e-12)
+    assert mixture_mutual_information(rows, base=math.e) == pytest.approx(expected * math.log(2))
+
+
+def test_information_se_agrees_with_the_jackknife():
+    rows = _gibbs_rows(np.random.default_rng(6), sets=200)
+    n = rows.shape[0]
+    leave_one_out = np.array(
+        [mixture_mutual_information(np.delete(rows, i, axis=0), base=math.e) for i in range(n)]
+    )
+    jackknife = math.sqrt((n - 1) / n * ((leave_one_out - leave_one_out.mean()) ** 2).sum())
+    assert mixture_information_se(rows, base=math.e) == pytest.approx(jackknife, rel=0.05)
+
+
+def test_information_se_matches_the_spread_of_independent_replicates():
+    """The delta-method error of one estimate predicts how much Î moves between replicates."""
+    rng = np.random.default_rng(7)
+    estimates, errors = [], []
+    for _ in range(300):
+        rows = _gibbs_rows(rng, sets=200)
+        estimates.append(mixture_mutual_information(rows, base=math.e))
+        errors.append(mixture_information_se(rows, base=math.e))
+    spread = float(np.std(estimates, ddof=1))
+    assert float(np.mean(errors)) == pytest.approx(spread, rel=0.15)
+    # in bits the error scales like the estimate
+    rows = _gibbs_rows(rng, sets=50)
+    assert mixture_information_se(rows) == pytest.approx(
+        mixture_information_se(rows, base=math.e) / math.log(2)
+    )
+
+
+def test_information_se_validation():
+    with pytest.raises(ValueError, match="at least two"):
+        mixture_information_se([[0.5, 0.5]])
+    with pytest.raises(ValueError, match="rows"):
+        mixture_information_se([[0.5, 0.6], [0.5, 0.5]])

@@ -1,4 +1,4 @@
-"""innet.info.gaussian: closed forms, streaming, invariances and the bracket's ordering."""
+"""innet.info.gaussian: closed forms, streaming, invariances, the bracket, the Monte Carlo rate."""
 
 from __future__ import annotations
 
@@ -12,9 +12,11 @@ from hypothesis import strategies as st
 
 from innet.gates import gaussian_kl_bits
 from innet.info import (
+    SATURATION_MARGIN_BITS,
     PairwiseBracket,
     RunningMoments,
     gaussian_channel_upper_bound,
+    mixture_information_mc,
     pairwise_bracket,
 )
 
@@ -277,3 +279,118 @@ def test_bracket_equals_its_first_implementation(
     bracket = pairwise_bracket(mu, sigma, n=n)
     assert bracket.lower == pytest.approx(lower, abs=1e-12)
     assert bracket.upper == pytest.approx(upper, abs=1e-12)
+
+
+# --- Monte Carlo estimate of the empirical mixture's information ---------------------------
+
+
+def _quadrature_information(mu: np.ndarray, sigma: np.ndarray) -> float:
+    """I(X;T) of a one-dimensional mixture by numerical integration (an independent oracle).
+
+    ``h(T) - mean_i h(T|x_i)`` with ``h(T) = -int p log2 p`` on a fine grid (scipy's
+    Simpson rule), ``p`` the equal-weight mixture of ``N(mu_i, sigma_i^2)`` from scipy.stats.
+    """
+    from scipy import integrate, stats
+
+    mu, sigma = mu[:, 0], sigma[:, 0]
+    grid = np.linspace((mu - 12 * sigma).min(), (mu + 12 * sigma).max(), 50_001)
+    density = stats.norm.pdf(grid[None, :], mu[:, None], sigma[:, None]).mean(axis=0)
+    integrand = -density * np.log2(np.where(density > 0, density, 1.0))
+    marginal = float(integrate.simpson(integrand, x=grid))
+    conditional = float(np.mean(0.5 * np.log2(2 * math.pi * math.e * sigma**2)))
+    return marginal - conditional
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_monte_carlo_matches_numerical_integration(seed: int) -> None:
+    """One-dimensional mixtures of 12 components: the estimate within 4 standard errors."""
+    rng = np.random.default_rng(seed)
+    mu = rng.normal(scale=2.0, size=(12, 1))
+    sigma = rng.uniform(0.3, 1.5, size=(12, 1))
+    exact = _quadrature_information(mu, sigma)
+    estimate = mixture_information_mc(mu, sigma, samples=4000, seed=seed)
+    assert 0.3 < exact < math.log2(12) - 1  # an informative, unsaturated case
+    assert abs(estimate.bits - exact) <= 4 * estimate.stderr_bits
+    assert estimate.stderr_bits < 0.02 and not estimate.saturated
+    lower, upper, _, _ = pairwise_bracket(mu, sigma)
+    assert lower <= exact <= upper
+
+
+def test_gaussian_inputs_where_moment_matching_is_exact() -> None:
+    """mu ~ N(0, P I), sigma = s: (D/2) log2(1 + P/s^2) bits, far below log2 n.
+
+    The moment-matched bound is tight here; the Monte Carlo estimate of the n-point
+    mixture's information (which tends to the population's as n grows) agrees.
+    """
+    n, d, s = 1000, 2, 0.6
+    rng = np.random.default_rng(11)
+    mu = rng.normal(size=(n, d))
+    sigma = np.full((n, d), s)
+    reference = d / 2 * math.log2(1 + 1 / s**2)
+    estimate = mixture_information_mc(mu, sigma, samples=4, seed=3)
+    assert estimate.bits == pytest.approx(reference, abs=0.1)
+    assert gaussian_channel_upper_bound(mu, sigma) == pytest.approx(reference, abs=0.05)
+    lower, upper, _, _ = pairwise_bracket(mu, sigma, n=n)
+    assert lower <= estimate.bits <= upper
+    assert not estimate.saturated and estimate.ceiling_bits == pytest.approx(math.log2(n))
+
+
+@pytest.mark.parametrize("k", [2, 4, 8])
+def test_well_separated_components_give_log2_k(k: int) -> None:
+    """k clusters of identical inputs, far apart: log2 k bits, and the moment bound is loose."""
+    rng = np.random.default_rng(k)
+    centres = 40.0 * rng.normal(size=(k, 3))
+    mu = np.repeat(centres, 16, axis=0)  # 16 indistinguishable inputs per cluster
+    sigma = np.full(mu.shape, 0.5)
+    estimate = mixture_information_mc(mu, sigma, samples=8)
+    lower, upper, n, _ = pairwise_bracket(mu, sigma, n=len(mu))
+    assert estimate.bits == pytest.approx(math.log2(k), abs=1e-6)
+    assert lower == pytest.approx(math.log2(k), abs=1e-6)
+    assert upper == pytest.approx(math.log2(k), abs=1e-6)
+    assert not estimate.saturated and n == 16 * k
+    assert gaussian_channel_upper_bound(mu, sigma) > math.log2(k) + 5  # not the information
+
+
+def test_information_above_log2_n_is_flagged_saturated() -> None:
+    """A 16-dimensional channel at SNR 10^4 carries ~106 bits; 64 inputs can show 6."""
+    n, d = 64, 16
+    rng = np.random.default_rng(4)
+    mu = rng.normal(size=(n, d))
+    sigma = np.full((n, d), 0.01)
+    population = d / 2 * math.log2(1 + 1 / 0.01**2)
+    assert population > 100
+    estimate = mixture_information_mc(mu, sigma)
+    bracket = pairwise_bracket(mu, sigma, saturation_tol=SATURATION_MARGIN_BITS)
+    assert estimate.saturated and bracket.saturated
+    assert estimate.bits <= math.log2(n) + 1e-12 and bracket.upper <= math.log2(n) + 1e-12
+    assert estimate.bits == pytest.approx(math.log2(n), abs=1e-6)
+
+
+@given(st.integers(0, 2**32 - 1), st.integers(2, 120), st.integers(1, 6), st.floats(1e-3, 1e3))
+@settings(max_examples=40, deadline=None)
+def test_monte_carlo_lies_in_the_bracket_and_is_scale_invariant(
+    seed: int, n: int, d: int, scale: float
+) -> None:
+    """Both estimate the same mixture information: lower - 5 s.e. <= estimate <= upper + 5 s.e."""
+    mu, sigma = gate_like(seed, n, d)
+    estimate = mixture_information_mc(mu, sigma, samples=32, seed=seed)
+    lower, upper, _, _ = pairwise_bracket(mu, sigma, n=n)
+    slack = 5 * estimate.stderr_bits + 1e-9
+    assert lower - slack <= estimate.bits <= upper + slack
+    assert estimate.bits <= math.log2(n) + 1e-12
+    scaled = mixture_information_mc(scale * mu, scale * sigma, samples=32, seed=seed)
+    assert scaled.bits == pytest.approx(estimate.bits, abs=1e-6)
+
+
+def test_monte_carlo_is_seeded_and_validates() -> None:
+    mu, sigma = gate_like(9, 30, 2)
+    first = mixture_information_mc(mu, sigma, samples=4, seed=1)
+    assert mixture_information_mc(mu, sigma, samples=4, seed=1) == first
+    assert mixture_information_mc(mu, sigma, samples=4, seed=2).bits != first.bits
+    assert math.isnan(mixture_information_mc(mu, sigma, samples=1).stderr_bits)
+    with pytest.raises(ValueError, match="samples must be a positive integer"):
+        mixture_information_mc(mu, sigma, samples=0)
+    with pytest.raises(ValueError, match="saturation_margin"):
+        mixture_information_mc(mu, sigma, saturation_margin=-1.0)
+    with pytest.raises(ValueError, match="same shape"):
+        mixture_information_mc(mu, sigma[:, :1])

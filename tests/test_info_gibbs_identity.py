@@ -64,3 +64,17 @@ def test_distortion_lower_bound_rejects_a_negative_rate():
     curve = rate_distortion_curve([0.5, 0.5], [[0, 1], [1, 0]], [1.0, 2.0])
     with pytest.raises(ValueError, match="rate"):
         distortion_lower_bound(curve, -0.1)
+
+
+def test_the_identity_needs_the_resampled_population_loss():
+    """With the pool's own loss in place of the drawn sets' mean, one draw misses it."""
+    from innet.families.finite_bank.selection import selection_cells
+
+    rng = np.random.default_rng(4)
+    pool = (rng.uniform(size=(500, 6)) < np.linspace(0.1, 0.5, 6)).astype(float)
+    rows = selection_cells(pool, [5.0, 50.0], [20], resamples=60, rng=np.random.default_rng(5))
+    for row in rows:
+        assert row["identity_error"] < 1e-12
+        miss = abs(row["alpha"] * row["gap"] - row["skl_nats"])
+        assert miss > 1e-4  # the gap against the pool: a draw's noise, not rounding
+        assert row["alpha"] * abs(row["gap"] - row["gap_resampled"]) == pytest.approx(miss)

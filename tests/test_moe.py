@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import networkx as nx
 import numpy as np
 import ot
 import pandas as pd
 import pytest
 import torch
+import yaml
 
 from innet.cli import main
 from innet.families.moe.balance import BalanceController
@@ -17,7 +19,7 @@ from innet.families.moe.config import BalanceCheckConfig, RouterConfig
 from innet.families.moe.data import make_clusters
 from innet.families.moe.metrics import skew
 from innet.families.moe.placement import predicted_max_group_load, propose_placement
-from innet.families.moe.report import first_reach, hop_loads
+from innet.families.moe.report import first_reach, hop_loads, lambda_acceptance
 from innet.families.moe.routers import (
     ac_logits,
     ac_weights,
@@ -30,7 +32,8 @@ from innet.netsim import NetworkModel
 from innet.report.rundir import load_run
 from innet.topology.load import load_topology
 
-TWO_LEVEL = Path(__file__).resolve().parents[1] / "topologies" / "two_level16.yaml"
+ROOT = Path(__file__).resolve().parents[1]
+TWO_LEVEL = ROOT / "topologies" / "two_level16.yaml"
 
 
 # -- routers -------------------------------------------------------------------------------
@@ -82,6 +85,38 @@ def test_ac_router_with_equal_dispersion_gives_the_base_logits():
     assert torch.allclose(weights, torch.ones(3, 6))
     assert torch.allclose(ac_logits(tokens, router, weights, assigned), tokens @ router.T,
                           atol=1e-6)  # fmt: skip
+
+
+def _public_acmoe_weights(x: np.ndarray, assigned: np.ndarray, experts: int) -> np.ndarray:
+    """The public ACMoE code's ``compute_W_var`` (``mad=True``), written again in numpy."""
+    w = np.stack([1 / (np.abs(x[assigned == k] - x[assigned == k].mean(0)).mean(0) + 1e-4)
+                  for k in range(experts)])  # fmt: skip
+    w = np.minimum(w, 10 * w.mean())  # clamp(max = 10 * W.mean())
+    return w / w.mean(axis=0)  # W / W.mean(dim=0)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_ac_weights_follow_the_public_code_per_feature_across_clusters(seed):
+    gen = np.random.default_rng(seed)
+    experts, d = 5, 7
+    assigned = np.repeat(np.arange(experts), 20)
+    scale = gen.uniform(0.01, 3.0, size=(experts, d))  # dispersion per cluster and feature
+    scale[0, 0] = 1e-7  # one nearly constant feature: its weight hits the clip
+    x = gen.normal(size=(len(assigned), d)) * scale[assigned]
+    weights = ac_weights(torch.as_tensor(x), torch.as_tensor(assigned), experts).numpy()
+    reference = _public_acmoe_weights(x, assigned, experts)
+    assert np.allclose(weights, reference, rtol=1e-9, atol=0)
+    assert np.allclose(weights.mean(axis=0), 1.0)  # every feature averages 1 over the clusters
+    raw = np.stack([1 / (np.abs(x[assigned == k] - x[assigned == k].mean(0)).mean(0) + 1e-4)
+                    for k in range(experts)])  # fmt: skip
+    assert raw.max() > 10 * raw.mean()  # the clip is active in this case
+
+
+def test_ac_weights_give_a_cluster_without_dispersion_the_base_router():
+    x = torch.tensor([[0.0, 1.0], [1.0, 3.0], [2.0, 2.0], [4.0, 2.0], [7.0, 7.0]])
+    weights = ac_weights(x, torch.tensor([0, 0, 1, 1, 2]), 4)  # expert 2: one token, 3: none
+    assert torch.equal(weights[2:], torch.ones(2, 2))
+    assert torch.allclose(weights[:2].mean(dim=0), torch.ones(2))
 
 
 def _purity(chosen: np.ndarray, labels: np.ndarray, experts: int) -> float:
@@ -171,6 +206,45 @@ def test_skew_metrics_against_closed_forms():
     assert m["gini"] == pytest.approx(mean_abs / (2 * loads.mean()))
 
 
+# -- the report's comparisons ---------------------------------------------------------------
+
+
+def _variant(router: str, lam: float, accuracy: list[float], cross: list[int], **parts) -> dict:
+    return {
+        "router": router, "lambda": lam, "accuracy_per_seed": accuracy,
+        "cross_group_bytes": cross, "train_exchange_bytes_per_seed": cross,
+        "purity_per_seed": accuracy, "equivalence_margin": 0.01,
+        "carl_parts": {"balance": "off", "warm_start": 0, "replace_every": 0, **parts}
+        if router == "carl" else None,
+    }  # fmt: skip
+
+
+def test_lambda_acceptance_is_the_largest_lambda_shown_equivalent_its_change_above_minus_100():
+    base = [0.80, 0.85, 0.90, 0.82]
+    summary = {"variants": {
+        "topk": _variant("topk", 0, base, [1000, 1000, 1000, 1000]),
+        # lambda 4: far cheaper, but 3 points less accurate: not equivalent
+        "carl_l4": _variant("carl", 4, [a - 0.03 for a in base], [1, 2, 1, 3]),
+        # lambda 2: within +-0.002 of the baseline in every seed: equivalent at 0.01
+        "carl_l2": _variant("carl", 2, [a + d for a, d in
+                                        zip(base, [0.002, -0.001, 0.0, 0.001], strict=True)],
+                            [5, 600, 30, 8]),
+        # balancing at lambda 8 is not part of the sweep
+        "carl_l8_balance": _variant("carl", 8, base, [1, 1, 1, 1], balance="adaptive"),
+    }}  # fmt: skip
+    accepted = lambda_acceptance(summary)
+    assert accepted["variant"] == "carl_l2" and accepted["lambda"] == 2
+    assert accepted["accuracy_equivalence"]["verdict"] == "equivalent"
+    ratio = accepted["cross_group_bytes_ratio"]
+    # a t interval on the differences crosses -100% here; the log-ratio interval cannot
+    differences = np.array([5, 600, 30, 8]) / 1000 - 1
+    t_low = differences.mean() - 3.182446 * differences.std(ddof=1) / 2
+    assert t_low < -1 < ratio["change_ci_low"] <= ratio["change"] <= ratio["change_ci_high"]
+    assert ratio["change"] == pytest.approx(np.exp(np.log([5, 600, 30, 8]).mean()) / 1000 - 1)
+    summary["variants"]["carl_l2"]["accuracy_per_seed"] = [a - 0.02 for a in base]
+    assert lambda_acceptance(summary)["variant"] is None  # none equivalent: said so
+
+
 # -- end to end ----------------------------------------------------------------------------
 
 SCENARIO = """
@@ -193,10 +267,33 @@ variants:
 """
 
 
+def _shipped_variants(*names: str) -> dict:
+    """Variants of the shipped ``moe_routing`` scenario, as written there."""
+    shipped = yaml.safe_load((ROOT / "scenarios" / "moe_routing.yaml").read_text())
+    return {name: shipped["variants"][name] for name in names}
+
+
+def _hops_by_hand(exchanges: pd.DataFrame, graph) -> pd.Series:
+    """Training bytes per (variant, seed), every hop: linked pairs direct, others routed."""
+
+    def hops(src: str, dst: str, nbytes: int) -> int:
+        if graph.has_edge(src, dst):
+            return 1
+        weight = lambda u, v, e: e["latency"] + 8 * nbytes / e["capacity"]  # noqa: E731
+        return len(nx.shortest_path(graph, src, dst, weight=weight)) - 1
+
+    x = exchanges[exchanges.phase.str.startswith("moe_")]
+    counted = [n * hops(s, d, n) for s, d, n in zip(x.src, x.dst, x.nbytes, strict=True)]
+    return x.assign(on_links=counted).groupby(["variant", "seed"]).on_links.sum()
+
+
 @pytest.mark.slow
 def test_a_moe_run_through_the_cli_reports_every_summary_field(tmp_path):
     topology = TWO_LEVEL
-    (tmp_path / "moe.yaml").write_text(SCENARIO.format(topology=topology, seeds=2))
+    text = SCENARIO.format(topology=topology, seeds=2)
+    scenario = yaml.safe_load(text)
+    scenario["variants"].update(_shipped_variants("carl_l0"))  # lambda 0, as shipped
+    (tmp_path / "moe.yaml").write_text(yaml.safe_dump(scenario))
     out = tmp_path / "run"
     assert main(["--scenario", str(tmp_path / "moe.yaml"), "--out", str(out),
                  "--no-progress"]) == 0  # fmt: skip
@@ -204,17 +301,42 @@ def test_a_moe_run_through_the_cli_reports_every_summary_field(tmp_path):
     exchanges = pd.read_parquet(out / "exchanges.parquet")
     nodes = pd.read_csv(out / "moe_nodes.csv")
     steps = pd.read_csv(out / "moe_steps.csv")
+    links = pd.read_csv(out / "links.csv")
     group = dict(zip(nodes.node, nodes.group, strict=False))
+    graph = load_topology(TWO_LEVEL).graph
+    on_links = _hops_by_hand(exchanges, graph)
     for name, variant in summary["variants"].items():
         for field in ("accuracy_mean", "accuracy_std", "cross_group_bytes", "max_vio_expert",
                       "max_vio_group", "sim_time_s_per_step"):  # fmt: skip
             assert variant[field] is not None, (name, field)
-        rows = exchanges[(exchanges.variant == name) & (exchanges.phase == "moe_dispatch")]
+        # cross-group bytes: a hand count over every phase, migration included
+        rows = exchanges[exchanges.variant == name]
         cross = rows[rows.src.map(group) != rows.dst.map(group)]
+        assert set(cross.phase) <= {"moe_dispatch", "moe_combine", "moe_combine_grad",
+                                    "moe_dispatch_grad", "moe_migrate"}  # fmt: skip
         assert variant["cross_group_bytes"] == cross.groupby("seed").nbytes.sum().tolist()
-        # the same bytes counted from the tensors in the trainer's step table
-        per_seed = steps[steps.variant == name].groupby("seed").cross_group_bytes.sum().tolist()
-        assert per_seed == variant["cross_group_bytes"]
+        migrate = cross[cross.phase == "moe_migrate"].groupby("seed").nbytes.sum()
+        assert variant["cross_group_migrate_bytes"] == [int(migrate.get(s, 0)) for s in (0, 1)]
+        # the step table counts the dispatch part from the tensors in the trainer
+        dispatch = cross[cross.phase == "moe_dispatch"].groupby("seed").nbytes.sum().tolist()
+        mine = steps[steps.variant == name].groupby("seed").cross_group_dispatch_bytes.sum()
+        assert mine.tolist() == dispatch
+        # bytes on links, every hop: by hand, in summary.json and in links.csv (the figures)
+        assert variant["train_exchange_bytes_per_seed"] == on_links[name].tolist()
+        table = links[(links.variant == name) & (links.phase != "eval")]
+        assert table.nbytes.sum() == sum(variant["train_exchange_bytes_per_seed"])
+        assert variant["sent_bytes_per_seed"] == rows.groupby("seed").nbytes.sum().tolist()
+    assert summary["variants"]["carl"]["cross_group_migrate_bytes"] != [0, 0]  # it was counted
+    # lambda 0 routes exactly as top-k: the same messages, bytes, times and metrics
+    key = ["seed", "epoch", "step", "phase", "src", "dst", "payload", "nbytes", "t_start", "t_end"]
+    pair = [exchanges[exchanges.variant == v][key].reset_index(drop=True)
+            for v in ("topk", "carl_l0")]  # fmt: skip
+    pd.testing.assert_frame_equal(pair[0], pair[1])
+    metrics = pd.read_csv(out / "metrics.csv").drop(columns="variant")
+    pd.testing.assert_frame_equal(
+        metrics[pd.read_csv(out / "metrics.csv").variant == "topk"].reset_index(drop=True),
+        metrics[pd.read_csv(out / "metrics.csv").variant == "carl_l0"].reset_index(drop=True),
+    )
     # every token message: hidden (32) float32 columns; outputs and gradients mirror it
     x = exchanges[exchanges.variant == "topk"]
     assert (x[x.phase == "moe_dispatch"].nbytes % (32 * 4) == 0).all()
@@ -226,13 +348,18 @@ def test_a_moe_run_through_the_cli_reports_every_summary_field(tmp_path):
     assert (x.t_end > x.t_start).all()  # timed by the network model
     # laid hop by hop on the model's paths, the links between groups carry each cross-group
     # token four times (tokens, outputs and both gradients), one inter-group link each way
-    links = hop_loads(load_run(out))
-    inter = links[(links.variant == "topk") & links.inter_group].bytes_per_step.sum()
+    hop = hop_loads(load_run(out))
+    inter = hop[(hop.variant == "topk") & hop.inter_group].bytes_per_step.sum()
     n_steps = steps[steps.variant == "topk"].groupby("seed").step.nunique().mean()
-    expected = 4 * np.mean(summary["variants"]["topk"]["cross_group_bytes"]) / n_steps
+    expected = np.mean(summary["variants"]["topk"]["cross_group_bytes"]) / n_steps
     assert inter == pytest.approx(expected)
     assert (out / "figures" / "cost_accuracy.png").is_file()
-    assert "## Mixture of experts" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "## Mixture of experts" in report
+    # the report speaks the family's language: no plans, no routing, no fusion node
+    assert "## Plans" not in report and "| routing |" not in report and "fusion" not in report
+    assert "4 token sources, 12 expert nodes" in report
+    assert "| training bytes on links / seed |" in report.replace("  ", "")
 
 
 def test_the_ac_router_without_a_layer_before_is_one_line_exit_2(tmp_path, capsys):

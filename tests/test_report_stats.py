@@ -9,19 +9,31 @@ quantile taken from a table, not from the code under test.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import statistics
 from pathlib import Path
 
 import networkx as nx
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import stats as scipy_stats
 
 from innet.records import REQUIRED_EXCHANGE_COLUMNS
 from innet.report import build_summary, headline_table, load_run, save_topology_json, write_report
-from innet.report.stats import mean_ratio, paired_difference, t_interval
+from innet.report.stats import (
+    bounded_mean,
+    mean_ratio,
+    paired_bootstrap,
+    paired_difference,
+    paired_log_ratio,
+    t_interval,
+)
 from innet.topology.model import Topology
 
 # two-sided 95% Student t quantiles t_{0.975, df} (any statistics table)
@@ -149,7 +161,18 @@ def test_paired_differences_and_t_intervals_of_a_hand_made_run(tmp_path: Path) -
     mean, low, high = expected_interval([-3.0, -4.0, -4.0])
     assert time["mean"] == pytest.approx(-11 / 3)
     assert (time["ci_low"], time["ci_high"]) == pytest.approx((low, high))
-    assert comparison["sim_time_ratio"] == pytest.approx((0.5 / 2.0 + 0.5 / 2.5 + 1.0 / 3.0) / 3)
+    # the time ratio on the log scale: per seed 1/4, 1/5, 1/3; geometric mean (1/60)^(1/3)
+    assert comparison["sim_time_ratio"] == pytest.approx(60 ** (-1 / 3))
+    logs = [math.log(1 / 4), math.log(1 / 5), math.log(1 / 3)]
+    _, low, high = expected_interval(logs)
+    assert comparison["sim_time_ratio_ci_low"] == pytest.approx(math.exp(low))
+    assert comparison["sim_time_ratio_ci_high"] == pytest.approx(math.exp(high))
+    assert comparison["sim_time_log_ratio"]["change_ci_low"] == pytest.approx(math.exp(low) - 1)
+    # training exchange per seed: b/a = 500/1000, 500/1100, 700/1200
+    exchange_ratio = comparison["train_exchange_log_ratio"]
+    expected = math.exp(statistics.fmean([math.log(5 / 10), math.log(5 / 11), math.log(7 / 12)]))
+    assert exchange_ratio["reduction"] == pytest.approx(1 - expected)
+    assert exchange_ratio["reduction_ci_high"] < 1 and exchange_ratio["n"] == 3
 
     # the letter's criterion is kept, on a's sample standard deviation (0.05)
     assert comparison["accuracy_std_a"] == pytest.approx(statistics.stdev(ACCURACY["a"]))
@@ -167,7 +190,8 @@ def test_the_report_states_paired_seeds_and_t_intervals(tmp_path: Path) -> None:
     assert f"paired difference +0.017, 95% t interval [{low:+.3f}, {high:+.3f}]" in comparisons
     assert "The letter's criterion: within one standard deviation of a's accuracy" in comparisons
     assert "training exchange per seed: paired difference -6.4 kB, 95% t interval [" in comparisons
-    assert "simulated training time: 0.261× a's" in comparisons
+    assert "simulated training time: 0.255× [" in comparisons  # geometric mean of the ratios
+    assert "a's (ratio per seed, geometric mean;" in comparisons
 
 
 def test_one_seed_gives_no_std_and_no_interval(tmp_path: Path) -> None:
@@ -235,3 +259,134 @@ def test_tost_p_value_is_the_larger_one_sided_t_test() -> None:
     shifted = equivalence_test([d + 0.015 for d in differences], margin)
     assert shifted.verdict == "not shown equivalent" and shifted.interval[1] > margin
     assert equivalence_test([0.01, None], margin).verdict is None
+
+
+# --- log-ratio, bounded and bootstrap intervals ----------------------------------------------
+
+FAST = settings(max_examples=100, deadline=None)
+positive = st.floats(min_value=1e-6, max_value=1e9, allow_nan=False, allow_infinity=False)
+unit = st.floats(min_value=0.0, max_value=1.0, allow_nan=False)
+
+
+@FAST
+@given(st.lists(st.tuples(positive, positive), min_size=2, max_size=8))
+def test_log_ratio_is_scipys_t_interval_of_the_logs(pairs: list[tuple[float, float]]) -> None:
+    a, b = [x for x, _ in pairs], [y for _, y in pairs]
+    logs = np.log(b) - np.log(a)
+    ratio = paired_log_ratio(a, b)
+    assert ratio.n == len(pairs) and ratio.excluded == 0
+    assert ratio.ratio == pytest.approx(math.exp(logs.mean()), rel=1e-9)
+    low, high = ratio.interval
+    assert low <= ratio.ratio <= high and low > 0
+    if logs.std() > 1e-9 * max(1.0, abs(logs.mean())):
+        expected = scipy_stats.t.interval(
+            0.95, len(logs) - 1, loc=logs.mean(), scale=scipy_stats.sem(logs)
+        )
+        assert (math.log(low), math.log(high)) == pytest.approx(expected, rel=1e-7, abs=1e-9)
+    change_low, change_high = ratio.change_interval
+    assert change_low >= -1.0 and change_low <= ratio.change <= change_high
+    reduction_low, reduction_high = ratio.reduction_interval
+    assert reduction_high <= 1.0 and reduction_low <= ratio.reduction <= reduction_high
+
+
+def test_a_large_spread_of_ratios_never_gives_a_change_below_minus_100_percent() -> None:
+    # the same numbers on the linear scale: mean change -0.33 ± 4.3 · 0.58 / sqrt(3) < -1
+    ratio = paired_log_ratio([1.0, 1.0, 1.0], [0.01, 1.0, 1.0])
+    linear = t_interval([0.01 - 1, 0.0, 0.0])
+    assert linear[0] < -1  # what a t interval of percentage changes would claim
+    assert ratio.change_interval[0] > -1
+    assert ratio.reduction_interval[1] < 1
+    assert ratio.ratio == pytest.approx(0.01 ** (1 / 3))
+
+
+def test_log_ratio_by_hand_and_its_edge_cases() -> None:
+    # b/a = 0.6 and 0.5: log ratios -0.510826, -0.693147; mean -0.601986; s = 0.128921
+    ratio = paired_log_ratio([100.0, 200.0], [60.0, 100.0])
+    assert ratio.ratio == pytest.approx(math.sqrt(0.3))
+    half = T_975[1] * 0.128920 / math.sqrt(2)  # 1.158304
+    assert ratio.interval == pytest.approx(
+        (math.exp(-0.601986 - half), math.exp(-0.601986 + half)), rel=1e-5
+    )
+    assert ratio.per_seed == pytest.approx((0.6, 0.5))
+    document = ratio.to_json()
+    assert document["change"] == pytest.approx(math.sqrt(0.3) - 1)
+    assert document["reduction_ci_high"] == pytest.approx(1 - ratio.interval[0])
+    assert document["interval"] == "t on log ratio"
+    dropped = paired_log_ratio([0.0, 2.0, None, -1.0, 4.0], [1.0, 1.0, 1.0, 1.0, 1.0])
+    assert dropped.n == 2 and dropped.excluded == 2 and dropped.per_seed[0] is None
+    one = paired_log_ratio([2.0], [1.0])
+    assert one.ratio == pytest.approx(0.5) and one.interval is None and one.change_interval is None
+    none = paired_log_ratio([0.0], [1.0])
+    assert none.n == 0 and none.ratio is None and none.change is None and none.reduction is None
+    with pytest.raises(ValueError):
+        paired_log_ratio([1.0], [1.0, 2.0])
+
+
+@FAST
+@given(st.lists(unit, min_size=2, max_size=10))
+def test_bounded_mean_is_the_t_interval_clipped_to_the_range(values: list[float]) -> None:
+    bounded = bounded_mean(values)
+    low, high = bounded.interval
+    assert 0.0 <= low <= bounded.mean <= high <= 1.0
+    assert bounded.mean == pytest.approx(statistics.fmean(values))
+    t_low, t_high = t_interval(values)
+    assert low == pytest.approx(max(0.0, min(t_low, bounded.mean)), abs=1e-12)
+    assert high == pytest.approx(min(1.0, max(t_high, bounded.mean)), abs=1e-12)
+
+
+def test_bounded_mean_by_hand_and_its_edge_cases() -> None:
+    # the issue's sweep point: accuracies whose t interval ran to 1.195
+    accuracies = [0.78, 0.98, 1.0]
+    mean, low, high = expected_interval(accuracies)
+    assert high > 1
+    bounded = bounded_mean(accuracies)
+    assert bounded.mean == pytest.approx(mean)
+    assert bounded.interval == pytest.approx((low, 1.0))
+    assert bounded.to_json()["ci_high"] == 1.0
+    assert bounded_mean([1.0, 1.0, 1.0]).interval == (1.0, 1.0)
+    percent = bounded_mean([50.0, 100.0], lower=0.0, upper=100.0)
+    assert percent.interval == (0.0, 100.0)  # 75 ± 12.7 · 25: both ends clipped
+    gap = bounded_mean([0.5, None, float("nan")])
+    assert gap.n == 1 and gap.mean == 0.5 and gap.std is None and gap.interval is None
+    assert bounded_mean([]).mean is None
+    with pytest.raises(ValueError, match="outside"):
+        bounded_mean([0.5, 1.2])
+    with pytest.raises(ValueError, match="lower < upper"):
+        bounded_mean([0.5], lower=1.0, upper=0.0)
+
+
+def exact_bootstrap_quantiles(differences: list[float]) -> list[float]:
+    """The means of all n^n equally likely resamples of ``differences``, sorted."""
+    n = len(differences)
+    return sorted(statistics.fmean(c) for c in itertools.product(differences, repeat=n))
+
+
+def test_paired_bootstrap_matches_the_exact_bootstrap_distribution() -> None:
+    a = [1.0, 2.0, 3.0, 4.0]
+    b = [1.0, 3.0, 5.0, 14.0]  # differences 0, 1, 2, 10
+    boot = paired_bootstrap(a, b, lambda x, y: statistics.fmean(y) - statistics.fmean(x))
+    assert boot.n == 4 and boot.estimate == pytest.approx(3.25) and not boot.widened
+    means = exact_bootstrap_quantiles([0.0, 1.0, 2.0, 10.0])  # 256 resamples
+    low, high = boot.interval
+    # each end lies between the atoms of the exact distribution around its quantile
+    assert means[int(0.025 * 256) - 1] <= low <= means[int(0.025 * 256) + 1]
+    assert means[int(0.975 * 256) - 1] <= high <= means[int(0.975 * 256) + 1]
+    again = paired_bootstrap(a, b, lambda x, y: statistics.fmean(y) - statistics.fmean(x))
+    assert again == boot  # deterministic for a seed
+
+
+def test_paired_bootstrap_keeps_the_estimate_inside_and_says_so() -> None:
+    # all six differences distinct: a resample keeps them all with probability 6!/6^6 = 1.5%,
+    # so the 97.5% percentile of "all distinct" is 0 while the estimate is 1
+    a = [0.0] * 6
+    b = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+
+    def all_distinct(x: list[float], y: list[float]) -> float:
+        differences = [v - u for u, v in zip(x, y, strict=True)]
+        return float(len(set(differences)) == len(differences))
+
+    boot = paired_bootstrap(a, b, all_distinct, n_resamples=2000)
+    assert boot.estimate == 1.0 and boot.widened and boot.interval == (0.0, 1.0)
+    assert boot.to_json()["widened"] is True
+    one = paired_bootstrap([1.0, None], [2.0, 3.0], lambda x, y: y[0] - x[0])
+    assert one.n == 1 and one.estimate == 1.0 and one.interval is None

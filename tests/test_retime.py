@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
 from innet.cli import main
+from innet.families import get_family
+from innet.report.rundir import resolved_config
+from innet.scenario import find_scenario, load_scenario
 
 SCENARIO = """
 name: retime_check
@@ -83,3 +89,49 @@ def test_retime_refuses_a_topology_that_changes_the_plans_or_the_graph(tmp_path,
     assert not (tmp_path / "b").exists()
     assert main(["retime", str(tmp_path / "nowhere"), "--topology", str(other)]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_retime_names_the_plan_edges_that_would_change_and_records_its_source(tmp_path, capsys):
+    """A slow a-f makes the capacity-aware tree send a's latent through c; a uniform
+    latency change keeps every plan, and the new run says which run it retimed."""
+    write(tmp_path, "base")
+    scenario = tmp_path / "scenario.yaml"
+    text = SCENARIO.format(topology="base.yaml").replace("epochs: 2", "epochs: 1")
+    scenario.write_text(text.replace("hop: {routing: hop}", "tree: {routing: dijkstra}"))
+    assert main(["--scenario", str(scenario), "--out", str(tmp_path / "a"), "--no-progress"]) == 0
+    capsys.readouterr()
+    slow_af = tmp_path / "slow_af.yaml"
+    base = (tmp_path / "base.yaml").read_text()
+    slow_af.write_text(base.replace("  - [a, f]\n", "  - {between: [a, f], capacity: 1kbps}\n"))
+    assert main(["retime", str(tmp_path / "a"), "--topology", str(slow_af),
+                 "--out", str(tmp_path / "b")]) == 2  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "variant tree's dijkstra plan would change" in err
+    assert "(drops a->f; adds a->c, c->f)" in err
+    assert not (tmp_path / "b").exists()
+
+    later = write(tmp_path, "later", latency="3ms")
+    assert main(["retime", str(tmp_path / "a"), "--topology", str(later),
+                 "--out", str(tmp_path / "c")]) == 0  # fmt: skip
+    record = json.loads((tmp_path / "c" / "provenance.json").read_text())
+    original = json.loads((tmp_path / "a" / "provenance.json").read_text())
+    assert record["retime_of"] == {
+        "run_dir": str((tmp_path / "a").resolve()),
+        "topology": str(later.resolve()),
+        "provenance": original,
+    }
+    assert record["started_utc"] >= original["started_utc"]
+    times = [pd.read_csv(tmp_path / run / "metrics.csv")["sim_time_s"] for run in "ac"]
+    assert (times[1] > times[0]).all()  # 3 ms instead of 1 ms per hop
+
+
+@pytest.mark.parametrize("name", ["moe_routing", "finite_bank", "dense_vs_dijkstra"])
+def test_the_saved_config_reads_back_as_the_same_scenario(tmp_path: Path, name: str) -> None:
+    """``config.yaml`` is what retime and report read back: every field by the name users write
+    (``router.lambda``, not the attribute ``lam``), and it resolves to the same variants."""
+    loaded = load_scenario(find_scenario(name), [], None)
+    written = resolved_config(loaded, tmp_path)
+    family = get_family(loaded.scenario.family)
+    again = family.scenario_model(**{**written, "topology": str(loaded.topology_path)})
+    variants = family.resolve_variants(again, tmp_path / "config.yaml", None)
+    assert [v.model_dump() for v in variants] == [v.model_dump() for v in loaded.variants]

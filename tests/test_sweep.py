@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -13,9 +15,9 @@ from scipy import stats
 
 import innet
 from innet.cli import main
-from innet.errors import ConfigError
-from innet.report.sweep import RUNS_FILE, SWEEP_FILE, SWEEP_JSON, aggregate
-from innet.sweeps import parse_sweep_option, prepare_sweep, sweep_points
+from innet.errors import ConfigError, InnetError
+from innet.report.sweep import RUNS_FILE, SWEEP_FILE, SWEEP_JSON, aggregate, tradeoff_figure
+from innet.sweeps import SweepWarning, parse_sweep_option, prepare_sweep, sweep_points
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,7 +57,9 @@ def test_points_are_the_cartesian_product_in_order():
 
 def test_command_line_keys_join_and_replace_the_file_block(scenario, tmp_path):
     path = write(tmp_path, {**scenario, "sweep": {"gate.beta": [0, 0.1], "training.lr": [0.1]}})
-    base, points = prepare_sweep(path, [], None, ["training.lr=0.01,0.02", "model.hidden=4,6"])
+    with pytest.warns(SweepWarning, match=rf"^{re.escape(str(path))}: sweep\.gate\.beta: variant "
+                      "dijkstra_rate sets its own gate.beta=0.01"):  # fmt: skip
+        base, points = prepare_sweep(path, [], None, ["training.lr=0.01,0.02", "model.hidden=4,6"])
     assert base.sweep == {"gate.beta": [0, 0.1], "training.lr": [0.1]}
     assert [p.values for p, _ in points][:2] == [
         {"gate.beta": 0, "training.lr": 0.01, "model.hidden": 4},
@@ -138,10 +142,12 @@ def test_innet_sweep_matches_the_cli_with_jobs(scenario, tmp_path, capsys):
     path = write(tmp_path, scenario)
     out = tmp_path / "cli"
     argv = ["--scenario", str(path), "--sweep", "gate.beta=0,0.05", "--jobs", "2"]
-    assert main([*argv, "--out", str(out), "--no-progress"]) == 0
+    with pytest.warns(SweepWarning, match="variant dijkstra_rate sets its own gate.beta"):
+        assert main([*argv, "--out", str(out), "--no-progress"]) == 0
     assert "sweep table" in capsys.readouterr().out
     cli = innet.load(out)
-    ours = innet.sweep(scenario, {"gate.beta": [0, 0.05]}, progress=False, jobs=1)
+    with pytest.warns(SweepWarning, match="variant dijkstra_rate sets its own gate.beta"):
+        ours = innet.sweep(scenario, {"gate.beta": [0, 0.05]}, progress=False, jobs=1)
 
     assert ours.run_dir is None and cli.run_dir == out
     for name in ("sweep", "runs"):
@@ -154,7 +160,9 @@ def test_innet_sweep_matches_the_cli_with_jobs(scenario, tmp_path, capsys):
     runs = pd.read_csv(out / RUNS_FILE)
     assert len(runs) == 2 * 3 * 2 and list(runs.columns[:4]) == ["point", "gate.beta", "variant",
                                                                  "seed"]  # fmt: skip
-    assert sorted(set(runs["gate.beta"])) == [0, 0.05]
+    swept = runs[runs["variant"] != "dijkstra_rate"]  # which keeps its own gate.beta, 0.01
+    assert sorted(set(swept["gate.beta"])) == [0, 0.05]
+    assert set(runs.loc[runs["variant"] == "dijkstra_rate", "gate.beta"]) == {0.01}
     table = pd.read_csv(out / SWEEP_FILE)
     assert len(table) == 2 * 3 and set(table["seeds"]) == {2}
     # each point is a complete run with the value set; its rows are the sweep's rows
@@ -175,3 +183,115 @@ def test_innet_sweep_matches_the_cli_with_jobs(scenario, tmp_path, capsys):
     assert "sweep_accuracy_vs_latent_rate_bits.png" in figures
     assert "sweep_accuracy_vs_train_exchange_bytes.png" in figures
     assert "sweep_accuracy_vs_sim_time_s.png" in figures
+
+
+def test_the_same_key_swept_twice_is_one_line_and_writes_nothing(scenario, tmp_path, capsys):
+    path = write(tmp_path, scenario)
+    out = tmp_path / "out"
+    argv = ["--scenario", str(path), "--sweep", "gate.beta=0,1", "--sweep", "gate.beta=0.5"]
+    assert main([*argv, "--out", str(out)]) == 2
+    assert capsys.readouterr().err == (
+        "error: --sweep gate.beta=0.5: gate.beta is swept twice (also --sweep gate.beta=0,1): "
+        "give one list\n"
+    )
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["s.yaml"]
+
+
+def test_aggregate_keeps_bounded_numbers_inside_their_range():
+    # two seeds: t_{0.975, 1} = 12.706: the t intervals run past 1 and below 0
+    runs = pd.DataFrame({
+        "point": ["p0", "p0"], "k": [1, 1], "variant": ["v", "v"], "seed": [0, 1],
+        "accuracy": [0.9, 1.0], "train_exchange_bytes": [10, 1000], "beta": [0.9, 1.0],
+    })  # fmt: skip
+    row = aggregate(runs, ["k"], ["accuracy", "train_exchange_bytes", "beta"]).iloc[0]
+    low, high = stats.t.interval(0.95, 1, loc=0.95, scale=stats.sem([0.9, 1.0]))
+    assert high > 1 and row["accuracy_ci_high"] == 1.0
+    assert row["accuracy_ci_low"] == pytest.approx(low) and row["accuracy_mean"] == 0.95
+    assert row["train_exchange_bytes_ci_low"] == 0.0 and row["train_exchange_bytes_mean"] == 505
+    assert row["beta_ci_high"] == pytest.approx(high)  # no range declared: the t interval
+    broken = runs.assign(accuracy=[0.9, 1.5])
+    with pytest.raises(InnetError, match=r"^sweep\.csv: accuracy: value 1\.5 lies outside"):
+        aggregate(broken, ["k"], ["accuracy"])
+
+
+def _summary(x_column: str, x_values: list[float]) -> pd.DataFrame:
+    """Two variants x two beta values; ``v`` keeps beta = 0.5 (its own value)."""
+    return pd.DataFrame({
+        "point": ["p0", "p0", "p1", "p1"], "gate.beta": [0.0, 0.5, 0.1, 0.5],
+        "variant": ["u", "v", "u", "v"], "seeds": [2] * 4,
+        "accuracy_mean": [0.6, 0.7, 0.65, 0.7], "accuracy_ci_low": [0.5, 0.6, 0.55, 0.6],
+        "accuracy_ci_high": [0.7, 0.8, 0.75, 0.8], f"{x_column}_mean": x_values,
+    })  # fmt: skip
+
+
+def test_a_figure_against_a_constant_measure_is_drawn_against_the_swept_key():
+    summary = _summary("train_exchange_bytes", [2000.0, 1000.0, 2000.0, 1000.0])
+    figure = tradeoff_figure(summary, ["gate.beta"], "accuracy", "train_exchange_bytes")
+    ax = figure.axes[0]
+    assert ax.get_xlabel() == "gate.beta (as set in the scenario)"
+    assert "training exchange per seed: the same at every gate.beta" in ax.get_title()
+    legend = [text.get_text() for text in ax.get_legend().get_texts()]
+    assert legend == ["u (2 kB)", "v (gate.beta=0.5 at every point; 1 kB)"]
+    u = ax.get_lines()[0]
+    assert list(u.get_xdata()) == [0.0, 0.1] and list(u.get_ydata()) == [0.6, 0.65]
+
+
+def test_a_figure_against_a_changing_measure_keeps_it_on_the_x_axis():
+    summary = _summary("latent_rate_bits", [3.0, 1.0, 2.0, 1.0])
+    figure = tradeoff_figure(summary, ["gate.beta"], "accuracy", "latent_rate_bits")
+    ax = figure.axes[0]
+    assert ax.get_xlabel() == "latent rate (bits per sample)"
+    assert "the same at every" not in ax.get_title()
+    assert list(ax.get_lines()[0].get_xdata()) == [2.0, 3.0]  # sorted by rate
+    legend = [text.get_text() for text in ax.get_legend().get_texts()]
+    assert legend == ["u", "v (gate.beta=0.5 at every point)"]
+
+
+@pytest.mark.slow
+def test_a_variant_that_sets_the_swept_key_keeps_it_and_says_so(scenario, tmp_path):
+    """smoke's dijkstra_rate sets gate.beta = 0.01: it runs with it at every point."""
+    del scenario["variants"]["dense"]  # two variants are enough (and faster)
+    scenario["comparisons"] = [["dijkstra", "dijkstra_rate"]]
+    scenario["report"] = {"figures": False}  # drawn in the tests above
+    path = write(tmp_path, scenario)
+    out = tmp_path / "out"
+    argv = ["--scenario", str(path), "--sweep", "gate.beta=0,0.01", "--out", str(out)]
+    with pytest.warns(SweepWarning) as caught:
+        assert main([*argv, "--no-progress"]) == 0
+    (said,) = [w for w in caught if issubclass(w.category, SweepWarning)]
+    line = warnings.formatwarning(said.message, said.category, said.filename, said.lineno)
+    assert line == (  # as the command line prints it: one line
+        "warning: --sweep gate.beta=0,0.01: variant dijkstra_rate sets its own gate.beta=0.01 "
+        "and keeps it at every point (its rows are labelled with it)\n"
+    )
+    runs = pd.read_csv(out / RUNS_FILE)
+    labels = runs.groupby(["point", "variant"])["gate.beta"].first().to_dict()
+    assert labels == {
+        ("p00", "dijkstra"): 0.0, ("p00", "dijkstra_rate"): 0.01,
+        ("p01", "dijkstra"): 0.01, ("p01", "dijkstra_rate"): 0.01,
+    }  # fmt: skip
+    # the label is true: dijkstra_rate at p00 ran exactly as dijkstra at beta = 0.01 (p01)
+    measured = ["accuracy", "latent_rate_bits", "train_exchange_bytes"]
+    kept = runs[(runs["point"] == "p00") & (runs["variant"] == "dijkstra_rate")][measured]
+    same = runs[(runs["point"] == "p01") & (runs["variant"] == "dijkstra")][measured]
+    pd.testing.assert_frame_equal(kept.reset_index(drop=True), same.reset_index(drop=True))
+    metrics = pd.read_csv(out / "metrics.csv")
+    assert set(metrics.loc[metrics["variant"] == "dijkstra_rate", "gate.beta"]) == {0.01}
+    record = json.loads((out / SWEEP_JSON).read_text())
+    assert record["variant_own_values"] == {"dijkstra_rate": {"gate.beta": 0.01}}
+    assert "Variant dijkstra_rate sets gate.beta=0.01 itself" in (out / "report.md").read_text()
+    loaded = innet.load(out)
+    assert set(loaded.metrics.loc[loaded.metrics["variant"] == "dijkstra_rate", "gate.beta"]) == {
+        0.01
+    }
+    # every interval of a bounded number lies inside its range, around its mean
+    table = pd.read_csv(out / SWEEP_FILE)
+    for column, (lower, upper) in {"accuracy": (0, 1), "train_loss": (0, math.inf),
+                                   "latent_rate_bits": (0, math.inf),
+                                   "train_exchange_bytes": (0, math.inf)}.items():  # fmt: skip
+        low, mean, high = (table[f"{column}_{part}"] for part in ("ci_low", "mean", "ci_high"))
+        assert ((lower <= low) & (low <= mean + 1e-12) & (mean <= high + 1e-12)).all(), column
+        assert (high <= upper).all(), column
+    before = {name: (out / name).read_bytes() for name in (SWEEP_FILE, RUNS_FILE, "metrics.csv")}
+    assert main(["report", str(out)]) == 0  # rebuilt from sweep.json: the same labels
+    assert {name: (out / name).read_bytes() for name in before} == before

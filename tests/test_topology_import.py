@@ -163,7 +163,22 @@ def test_every_zoo_file_imports(zoo, readme_counts, tmp_path, stem):
     assert len(merged) == (1 if pairs else 0) and len(dropped) == (1 if isolated else 0)
     if pairs:
         assert f"merged {in_pairs} parallel links into {pairs}" in merged[0]
-    assert len(messages) == len(merged) + len(dropped)
+    # links whose two ends sit at one place get 0 s of geo latency, and a warning naming them
+    same_place = {
+        frozenset((u, v))
+        for u, v in raw.edges()
+        if u != v
+        and u in graph
+        and v in graph
+        and "Latitude" in raw.nodes[u]
+        and (raw.nodes[u].get("Latitude"), raw.nodes[u].get("Longitude"))
+        == (raw.nodes[v].get("Latitude"), raw.nodes[v].get("Longitude"))
+    }
+    zero = [m for m in messages if "geo latency is 0 s" in m]
+    assert len(zero) == (1 if same_place else 0)
+    if same_place:
+        assert f"geo latency is 0 s on {len(same_place)} link" in zero[0]
+    assert len(messages) == len(merged) + len(dropped) + len(zero)
 
     # The same attributes as a hand-written topology, ids and labels from the file.
     assert set(graph.nodes) <= set(raw.nodes)

@@ -455,3 +455,79 @@ def test_mesh14_is_designed_for_routing_to_matter():
     lateral = [(u, v) for u, v in graph.edges if hops[u] == hops[v]]
     assert len(lateral) >= 3
     assert graph.number_of_edges() - (graph.number_of_nodes() - 1) >= 10
+
+
+# --- parts the fusion node cannot reach: as an import treats them -------------------------
+
+CUT_OFF_RELAYS = """\
+name: islands
+defaults: {capacity: 1Mbps, latency: 1ms}
+nodes:
+  - {id: f, role: fusion}
+  - {id: s, role: sensor}
+  - {id: r10, role: relay}
+  - {id: r2, role: relay}
+links:
+  - [s, f]
+  - [r2, r10]
+"""
+
+
+def test_relays_the_fusion_node_cannot_reach_are_dropped_with_a_warning(tmp_path):
+    with pytest.warns(TopologyImportWarning) as caught:
+        topology = load_topology(write_file(tmp_path, CUT_OFF_RELAYS))
+    assert [str(w.message) for w in caught] == [
+        "topology 'islands': dropped 2 relays the fusion node 'f' cannot reach "
+        "(they could take no part): r2, r10"
+    ]
+    assert sorted(topology.graph.nodes) == ["f", "s"]
+    assert nx.is_connected(topology.graph)
+    # the same two islands as GraphML: the import drops them with the same kind of warning
+    graph = nx.Graph()
+    graph.add_edges_from([("f", "s"), ("r2", "r10")])
+    nx.write_graphml(graph, tmp_path / "islands.graphml")
+    imported = write_file(
+        tmp_path,
+        "name: islands\nimport: {graphml: islands.graphml, latency: 1ms, default_capacity: "
+        "1Mbps, fusion: {id: f}, sensors: {ids: [s]}}\n",
+        "imported.yaml",
+    )
+    with pytest.warns(TopologyImportWarning, match="dropped 2 nodes the fusion node"):
+        assert sorted(load_topology(imported).graph.nodes) == ["f", "s"]
+
+
+def test_a_sensor_cut_off_is_an_error_in_both(tmp_path):
+    text = CUT_OFF_RELAYS.replace("{id: r2, role: relay}", "{id: r2, role: sensor}")
+    assert "sensor r2 cannot reach the fusion node" in str(load_error(write_file(tmp_path, text)))
+    graph = nx.Graph()
+    graph.add_edges_from([("f", "s"), ("r2", "r10")])
+    nx.write_graphml(graph, tmp_path / "islands.graphml")
+    imported = write_file(
+        tmp_path,
+        "name: islands\nimport: {graphml: islands.graphml, latency: 1ms, default_capacity: "
+        "1Mbps, fusion: {id: f}, sensors: {ids: [s, r2]}}\n",
+        "imported.yaml",
+    )
+    assert "r2 cannot reach the fusion node" in str(load_error(imported))
+
+
+def test_geo_latency_of_zero_is_a_warning(tmp_path):
+    graph = nx.Graph()
+    graph.add_node("f", Latitude=52.0, Longitude=4.0)
+    graph.add_node("s", Latitude=52.0, Longitude=4.0)  # the same place, as two Kdl sites
+    graph.add_node("t", Latitude=50.0, Longitude=8.0)
+    graph.add_edges_from([("f", "s"), ("f", "t")])
+    nx.write_graphml(graph, tmp_path / "sites.graphml")
+    path = write_file(
+        tmp_path,
+        "name: sites\nimport: {graphml: sites.graphml, latency: geo, default_capacity: 1Gbps, "
+        "fusion: {id: f}, sensors: {ids: [s, t]}}\n",
+    )
+    with pytest.warns(TopologyImportWarning) as caught:
+        topology = load_topology(path)
+    assert [str(w.message) for w in caught] == [
+        "topology 'sites' (sites.graphml): geo latency is 0 s on 1 link with both ends at "
+        "the same Latitude/Longitude: f-s"
+    ]
+    assert topology.graph.edges["f", "s"]["latency"] == 0
+    assert topology.graph.edges["f", "t"]["latency"] > 0

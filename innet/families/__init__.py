@@ -146,7 +146,15 @@ class FamilyReport:
     primary_metric: str | None = None  # shown around events
     follows_plan: bool = True
     """Whether training traffic runs along the variant's plan (topology figures draw its
-    arrows); False for families that send where they choose (tokens to experts)."""
+    arrows, the report shows each variant's routing and plan); False for families that
+    send where they choose (tokens to experts)."""
+    node_roles: Callable[[RunData], dict[str, str]] | None = None
+    """Each node's role in the family's words (the report's overview counts them);
+    None: the topology's roles (fusion, sensor, relay)."""
+    exchange_label: str = "training exchange"
+    """What the headline calls the training bytes of ``train_exchange_bytes``."""
+    traffic_label: str = "forward latents and backward gradients"
+    """What the training traffic on the links is, in the report's words."""
     tradeoff_metrics: tuple[str, ...] | None = None
     """Final-epoch metrics a sweep plots the primary metric against (the ``inl`` family's
     latent rate: the beta curve); None: every one of ``metric_names`` but the primary."""

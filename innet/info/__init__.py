@@ -12,9 +12,12 @@ algorithm family), each module opening with what its concept means:
   :func:`rate_distortion` and :func:`rate_distortion_curve`, with certified
   convergence gaps, and :func:`distortion_lower_bound` (``D(R)`` from below).
 - :mod:`innet.info.gaussian` — rate estimates for a Gaussian gate
-  ``T = mu + sigma * eps``: :func:`gaussian_channel_upper_bound` (streamable
-  with :class:`RunningMoments`) and the Kolchinsky–Tracey
-  :func:`pairwise_bracket`.
+  ``T = mu + sigma * eps``: the information of the empirical mixture over
+  ``n`` inputs (at most ``log2 n``) by Monte Carlo,
+  :func:`mixture_information_mc`, inside the Kolchinsky–Tracey
+  :func:`pairwise_bracket`; and :func:`gaussian_channel_upper_bound`
+  (streamable with :class:`RunningMoments`), a loose upper bound on the
+  population ``I(Z;T)``.
 - :mod:`innet.info.bounds` — :func:`xu_raginsky_bound`, :func:`union_bound`
   (mutual information in nats), :func:`gibbs_posterior` and
   :func:`symmetrized_kl_information` (the Gibbs rule's exact gap).
@@ -50,14 +53,19 @@ from innet.info.entropy import (
     mutual_information,
 )
 from innet.info.gaussian import (
+    SATURATION_MARGIN_BITS,
+    MixtureInformation,
     PairwiseBracket,
     RunningMoments,
     gaussian_channel_upper_bound,
+    mixture_information_mc,
     pairwise_bracket,
 )
 
 __all__ = [
+    "SATURATION_MARGIN_BITS",
     "ChannelCapacity",
+    "MixtureInformation",
     "PairwiseBracket",
     "RateDistortionCurve",
     "RateDistortionPoint",
@@ -68,6 +76,7 @@ __all__ = [
     "gaussian_channel_upper_bound",
     "gibbs_posterior",
     "kl_divergence",
+    "mixture_information_mc",
     "mixture_mutual_information",
     "mutual_information",
     "pairwise_bracket",

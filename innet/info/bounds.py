@@ -28,6 +28,16 @@ information* ``D(P_SW || P_S P_W) + D(P_S P_W || P_SW)``
 training sets (rows ``q_i``, mean row ``q̄``, losses ``L_i``, mean loss
 ``L̄``) it reads ``alpha * (q̄ · L̄ - mean_i q_i · L_i) = I_SKL`` exactly, for
 any ``n``: the population loss is then the mean of the training losses.
+With the population loss of the data distribution in place of ``L̄`` it holds
+only in expectation over the drawn sets, not for one draw.
+
+The plug-in ``Î = H(q̄) - mean_i H(q_i) = mean_i D(q_i || q̄)`` is a mean over
+the drawn sets; :func:`mixture_information_se` is its Monte Carlo standard
+error by the delta method: the linearised contribution of set ``i`` is
+``D(q_i || q̄) - Î``, so the standard error is the standard deviation of the
+``D(q_i || q̄)`` over ``sqrt(n)``. (The plug-in is biased low: ``q̄`` is the
+centre that minimises ``mean_i D(q_i || r)`` over ``r``; the bias is of order
+``1/n``.)
 
 >>> import math
 >>> round(union_bound(16, m=1000), 6)  # sqrt(ln 16 / 2000)
@@ -46,7 +56,13 @@ from scipy.special import logsumexp
 
 from innet.info._validate import as_float_array, as_positive_number, as_stochastic
 
-__all__ = ["xu_raginsky_bound", "union_bound", "gibbs_posterior", "symmetrized_kl_information"]
+__all__ = [
+    "xu_raginsky_bound",
+    "union_bound",
+    "gibbs_posterior",
+    "symmetrized_kl_information",
+    "mixture_information_se",
+]
 
 
 def xu_raginsky_bound(mutual_information_nats: float, m: int, sigma: float = 0.5) -> float:
@@ -149,3 +165,32 @@ def symmetrized_kl_information(rows: ArrayLike, *, base: float = 2) -> float:
         terms = (probs - mean) * (np.log(probs) - np.log(mean))
     terms = np.where(probs == mean, 0.0, terms)  # both zero: no contribution
     return float(max(terms.sum(axis=1).mean(), 0.0) / log_base)
+
+
+def mixture_information_se(rows: ArrayLike, *, base: float = 2) -> float:
+    """Monte Carlo standard error of ``Î = H(mean rows) - mean H(rows)`` over the rows.
+
+    ``rows``: an ``n x K`` matrix, row ``i`` the distribution ``q(w|S_i)`` of
+    an independently drawn training set ``S_i`` (``n >= 2``). Delta method:
+    ``std_i D(q_i || q̄) / sqrt(n)`` (ddof = 1), ``q̄`` the mean row, in units
+    of ``base`` (bits by default; ``math.e`` for nats). 0 when every row is
+    the same.
+
+    >>> mixture_information_se([[0.5, 0.5], [0.5, 0.5]])
+    0.0
+    >>> round(mixture_information_se([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0]]), 12)
+    0.0
+    >>> # q̄ = (3/4, 1/4): D(q_1 || q̄) = ln(4/3), D(q_2 || q̄) = ln(4/3) / 2, SE = ln(4/3) / 4
+    >>> round(mixture_information_se([[1.0, 0.0], [0.5, 0.5]], base=math.e), 6)
+    0.071921
+    """
+    probs = as_stochastic(rows, "rows", ndim=(2,))
+    n = probs.shape[0]
+    if n < 2:
+        raise ValueError(f"rows must hold at least two distributions for a standard error, got {n}")
+    log_base = math.log(as_positive_number(base, "base"))
+    mean = probs.mean(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(probs > 0, probs * (np.log(probs) - np.log(mean)), 0.0)
+    divergences = terms.sum(axis=1)
+    return float(divergences.std(ddof=1) / math.sqrt(n) / log_base)

@@ -6,7 +6,10 @@
   bytes per seed when the run has no time columns) and carry an arrow from
   sender to receiver of the plan; links the variant left silent are dashed
   grey; every link's width grows with its capacity (log scale, legend in
-  bit/s); links that failed in an event are crossed in red. Nodes are
+  bit/s). The bottleneck (the busiest link that did not fail) glows magenta
+  and is labelled; a link that failed in an event is redrawn red and dashed
+  with a red X where no other link is near; stragglers (nodes computing 10x
+  longer per step than the median node) are ringed and labelled. Nodes are
   coloured by role and labelled (city names for imported networks) up to 40
   nodes; above, only the fusion node is named and, above 300 nodes, the
   arrows are left out.
@@ -18,20 +21,25 @@
 Figures are drawn on :class:`matplotlib.figure.Figure` objects with the Agg
 renderer, so no window opens and no global pyplot state is touched; the
 constrained layout and the axes' margins keep titles, labels and legends
-inside the canvas. Links are drawn as one
+inside the canvas. Figures with one entry per variant draw each variant in
+its own colour and marker (line style and hatch past ten variants,
+:func:`variant_styles`) and put the legend beside the axes, off the data
+(:func:`outside_legend`). Links are drawn as one
 :class:`~matplotlib.collections.LineCollection` per kind, busiest on top, so
 a network of thousands of links draws in about a second. Where nodes sit is
-:func:`innet.report.layout.node_positions`: their ``pos`` or a seeded
-layout, with no link drawn through a node it does not touch.
+:func:`innet.report.layout.node_positions`: their ``pos`` (a map missing a
+few coordinates keeps its map) or a seeded layout, with no link drawn through
+a node it does not touch.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import matplotlib as mpl
 import networkx as nx
@@ -45,32 +53,44 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter
 
 from innet.records import FIGURES_DIR
-from innet.report.layout import node_positions
+from innet.report.layout import dense_map, node_positions, quiet_point, room_around
 from innet.report.sections import event_steps
+from innet.report.stats import value_range
 from innet.report.tables import undirected_link_totals
 from innet.topology.model import Topology
 from innet.units import format_bitrate
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
+    from matplotlib.legend import Legend
 
     from innet.report.rundir import RunData
 
 __all__ = [
+    "CROWDED_NODES_MIN",
     "FIGURES_DIR",
     "LABELLED_NODES_MAX",
+    "STRAGGLER_FACTOR",
+    "VariantStyle",
+    "bottleneck_link",
     "event_marks",
     "event_times",
     "metric_time_figure",
+    "node_roles",
+    "outside_legend",
     "save_figure",
+    "stragglers",
     "topology_figure_name",
     "topology_figure",
     "node_positions",
     "draw_figures",
+    "variant_styles",
 ]
 
 
 ROLE_COLOURS = {"fusion": "#d62728", "sensor": "#1f77b4", "relay": "#8c8c8c"}
+_OTHER_ROLE_COLOURS = ("#2ca02c", "#ff7f0e", "#9467bd", "#8c564b")
+"""Colours of roles a family names in its own words (e.g. MoE's token sources, expert nodes)."""
 LABELLED_NODES_MAX = 40
 CROWDED_NODES_MIN = 2000
 """From this many nodes, topology figures leave silent links out and draw idle relays as dots."""
@@ -83,6 +103,99 @@ _FAILED_COLOUR = "#d62728"
 _ARROW_COLOUR = "#111111"
 _LATER_ARROW_COLOUR = "#e6550d"  # links a plan takes after an event
 _SHORT_LABEL = 3  # labels up to this many characters are written inside the node
+_MAP_NODE_SIZE = 90  # points^2: a dense map's nodes (labels beside them)
+_BOTTLENECK_COLOUR = "#e7298a"  # magenta: nothing else on a topology figure has it
+_STRAGGLER_COLOUR = "#111111"
+STRAGGLER_FACTOR = 10.0
+"""A straggler computes at least this many times longer per step than the median node."""
+_VARIANT_COLOURS = tuple(mpl.colormaps["tab10"].colors)
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X")  # 7 and 10 coprime: (colour, marker) unique to 70
+_LINESTYLES = ("-", "--", ":", "-.")  # one per ten variants
+_HATCHES = ("", "////", "....", "xxxx")  # bars: one per ten variants
+
+
+@dataclass(frozen=True)
+class VariantStyle:
+    """How one variant is drawn: its colour, marker, line style and bar hatch."""
+
+    colour: Any
+    marker: str
+    linestyle: str
+    hatch: str
+
+    def line(self) -> dict[str, Any]:
+        """Keyword arguments of ``Axes.plot`` for this variant."""
+        return {"color": self.colour, "marker": self.marker, "linestyle": self.linestyle}
+
+    def bar(self) -> dict[str, Any]:
+        """Keyword arguments of ``Axes.bar`` for this variant (white hatching on the colour)."""
+        return {"color": self.colour, "hatch": self.hatch, "edgecolor": "white",
+                "linewidth": 0.0}  # fmt: skip
+
+
+def variant_styles(variants: Sequence[str]) -> dict[str, VariantStyle]:
+    """A distinct look for every variant, in order.
+
+    The k-th variant gets colour ``k mod 10`` of matplotlib's ``tab10``, marker
+    ``k mod 7``, and the line style and bar hatch of its group of ten (solid and
+    plain for the first ten), so no two variants share colour and marker (up to
+    70) nor colour and hatch (up to 40); past 40 variants the colours are
+    sampled from ``nipy_spectral``, one per variant.
+
+    >>> styles = variant_styles([f"v{k}" for k in range(12)])
+    >>> styles["v0"].colour == styles["v10"].colour, styles["v0"].hatch, styles["v10"].hatch
+    (True, '', '////')
+    >>> len({(s.colour, s.marker) for s in styles.values()})
+    12
+    """
+    count = len(variants)
+    spectral = mpl.colormaps["nipy_spectral"](np.linspace(0.03, 0.95, max(count, 1)))
+    styles = {}
+    for k, variant in enumerate(variants):
+        group = k // len(_VARIANT_COLOURS)
+        colour = (_VARIANT_COLOURS[k % len(_VARIANT_COLOURS)] if count <= 40
+                  else tuple(spectral[k]))  # fmt: skip
+        styles[variant] = VariantStyle(colour=colour, marker=_MARKERS[k % len(_MARKERS)],
+                                       linestyle=_LINESTYLES[group % len(_LINESTYLES)],
+                                       hatch=_HATCHES[group % len(_HATCHES)])  # fmt: skip
+    return styles
+
+
+def outside_legend(
+    figure: Figure,
+    handles: Sequence[Any] | None = None,
+    labels: Sequence[str] | None = None,
+    *,
+    title: str | None = None,
+    fontsize: float = 8,
+) -> Legend | None:
+    """A legend to the right of the axes, never over the data, in as many columns as it needs.
+
+    ``handles`` and ``labels`` default to those of every axes of ``figure``
+    (each label once). The figure must use the constrained layout, which
+    makes room for the legend beside the axes. When the entries are more than
+    the figure's height holds in one column, they go into several; when even
+    that would be wider than half the figure, the figure grows taller.
+    """
+    if handles is None:
+        handles, labels = [], []
+        for ax in figure.axes:
+            for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+                if label not in labels:
+                    handles.append(handle)
+                    labels.append(label)
+    if not handles:
+        return None
+    labels = list(labels) if labels is not None else [h.get_label() for h in handles]
+    row_points = 1.55 * fontsize  # one entry and the space below it
+    rows = max(int((figure.get_figheight() * 72 - 3 * row_points) // row_points), 4)
+    columns = math.ceil(len(handles) / rows)
+    if columns > 2:  # too many for the height: a taller figure, two columns
+        columns = 2
+        needed = (math.ceil(len(handles) / columns) + 3) * row_points / 72
+        figure.set_figheight(max(figure.get_figheight(), needed))
+    return figure.legend(handles, labels, loc="outside right upper", ncols=columns,
+                         fontsize=fontsize, title=title, title_fontsize=fontsize)  # fmt: skip
 
 
 def topology_figure_name(variant: str) -> str:
@@ -103,6 +216,101 @@ def draw_figures(run: RunData, link_totals: pd.DataFrame, out_dir: str | Path) -
     return written
 
 
+@dataclass
+class _Traffic:
+    """What a variant's links carried: bytes per seed and the colour value of each."""
+
+    carried: dict[frozenset[str], float]
+    shade: dict[frozenset[str], float]  # utilisation in %, or bytes per seed
+    timed: bool
+    unit_scale: float
+    label: str  # the colour bar's
+    norm: Normalize
+
+
+def _traffic(link_rows: pd.DataFrame, variant: str) -> _Traffic:
+    """The variant's link traffic, on one colour scale for every variant of the run."""
+    rows = link_rows[link_rows["variant"] == variant]
+    timed = "utilisation" in link_rows.columns and link_rows["utilisation"].notna().any()
+    colour_column = "utilisation" if timed else "nbytes_per_seed"
+    factor = 100.0 if timed else 1.0  # utilisation in %
+    carried: dict[frozenset[str], float] = {}
+    shade: dict[frozenset[str], float] = {}
+    for row in rows.itertuples(index=False):
+        link = frozenset((row.u, row.v))
+        carried[link] = float(row.nbytes_per_seed)
+        value = getattr(row, colour_column)
+        shade[link] = float(value) * factor if pd.notna(value) else 0.0
+    highest = float(link_rows[colour_column].max(skipna=True) or 0.0) * factor  # all variants
+    if timed:
+        unit_scale, label = 1.0, "utilisation of the busier direction (% of step time)"
+    else:
+        unit_scale, unit = _byte_scale(highest)
+        label = f"training traffic per seed ({unit}), both directions"
+    top = highest / unit_scale if math.isfinite(highest) else 0.0
+    norm = Normalize(vmin=0.0, vmax=top if top > 0 else 1.0)
+    return _Traffic(carried, shade, timed, unit_scale, label, norm)
+
+
+def bottleneck_link(
+    graph: nx.Graph,
+    used: Sequence[tuple[str, str]],
+    shade: dict[frozenset[str], float],
+    timed: bool,
+    exclude: Sequence[tuple[str, str]] = (),
+) -> tuple[str, str] | None:
+    """The link of ``used`` that limits the plan: the busiest, the failed ones left out.
+
+    With times (``timed``), the highest ``shade`` (utilisation of the busier
+    direction); without, the most bytes per bit/s of capacity (``shade`` is
+    bytes then), i.e. the longest transmission. Ties go to the first in
+    ``used``; None when nothing is left.
+
+    >>> import networkx as nx
+    >>> graph = nx.Graph()
+    >>> graph.add_edge("a", "b", capacity=1e6); graph.add_edge("b", "c", capacity=1e9)
+    >>> load = {frozenset("ab"): 1000.0, frozenset("bc"): 5000.0}  # bytes
+    >>> bottleneck_link(graph, [("a", "b"), ("b", "c")], load, timed=False)
+    ('a', 'b')
+    >>> bottleneck_link(graph, [("a", "b"), ("b", "c")], load, timed=True)
+    ('b', 'c')
+    """
+    lost = {frozenset(edge) for edge in exclude}
+    candidates = [edge for edge in used if frozenset(edge) not in lost]
+    if not candidates:
+        return None
+
+    def load(edge: tuple[str, str]) -> float:
+        value = shade.get(frozenset(edge), 0.0)
+        if timed:
+            return value
+        capacity = graph.edges[edge].get("capacity")
+        return value / float(capacity) if capacity else 0.0
+
+    return max(candidates, key=load)
+
+
+def stragglers(run: RunData, variant: str) -> list[tuple[str, float]]:
+    """(node, compute seconds per training step) of the variant's stragglers, slowest first.
+
+    A straggler computes at least :data:`STRAGGLER_FACTOR` times longer per
+    step (forward plus backward, ``nodes.csv``) than the median node with a
+    compute rate; runs without compute rates have none.
+    """
+    nodes = run.nodes
+    if nodes is None or nodes.empty or "forward_s" not in nodes.columns:
+        return []
+    rows = nodes[nodes["variant"] == variant]
+    seconds = (rows["forward_s"] + rows["backward_s"]).to_numpy(dtype=float)
+    positive = seconds[np.isfinite(seconds) & (seconds > 0)]
+    if positive.size < 2:
+        return []
+    threshold = STRAGGLER_FACTOR * float(np.median(positive))
+    slow = [(str(node), float(time)) for node, time in zip(rows["node"], seconds, strict=True)
+            if np.isfinite(time) and time >= threshold]  # fmt: skip
+    return sorted(slow, key=lambda item: -item[1])
+
+
 def topology_figure(
     run: RunData,
     variant: str,
@@ -116,52 +324,43 @@ def topology_figure(
     utilisation of their busier direction (by bytes per seed when the table has
     no time columns; one colour scale for all the run's variants), with an
     arrow from sender to receiver of the plan; links left silent are dashed
-    grey; every link's width grows with its capacity (log scale); links that
-    failed in an event are crossed in red.
+    grey; every link's width grows with its capacity (log scale). The
+    bottleneck (:func:`bottleneck_link`) glows magenta and is labelled; a
+    link that failed in an event is redrawn red and dashed, with a red X where
+    no other link is near; stragglers (:func:`stragglers`) are ringed and
+    labelled. The legend says what width, colour and each mark mean.
     """
     topology = run.topology
     graph = topology.graph
     n_nodes = graph.number_of_nodes()
     large = n_nodes > LABELLED_NODES_MAX
-    rows = link_rows[link_rows["variant"] == variant]
-    timed = "utilisation" in link_rows.columns and link_rows["utilisation"].notna().any()
-    colour_column = "utilisation" if timed else "nbytes_per_seed"
-    factor = 100.0 if timed else 1.0  # utilisation in %
-    carried: dict[frozenset[str], float] = {}
-    shade: dict[frozenset[str], float] = {}
-    for row in rows.itertuples(index=False):
-        link = frozenset((row.u, row.v))
-        carried[link] = float(row.nbytes_per_seed)
-        value = getattr(row, colour_column)
-        shade[link] = float(value) * factor if pd.notna(value) else 0.0
-    highest = float(link_rows[colour_column].max(skipna=True) or 0.0) * factor  # all variants
+    crowded = n_nodes >= CROWDED_NODES_MIN
+    traffic = _traffic(link_rows, variant)
+    carried, shade = traffic.carried, traffic.shade
     used = sorted((e for e in graph.edges if carried.get(frozenset(e), 0.0) > 0),
                   key=lambda e: shade[frozenset(e)])  # fmt: skip  # the busiest drawn last
     silent = [e for e in graph.edges if carried.get(frozenset(e), 0.0) <= 0]
-    if timed:
-        unit_scale, label = 1.0, "utilisation of the busier direction (% of step time)"
-    else:
-        unit_scale, unit = _byte_scale(highest)
-        label = f"training traffic per seed ({unit}), both directions"
-    top = highest / unit_scale if math.isfinite(highest) else 0.0
-    norm = Normalize(vmin=0.0, vmax=top if top > 0 else 1.0)
     width = _capacity_widths(graph, large)
 
-    figure = Figure(figsize=(7.5, 6.2) if not large else (9, 7.8) if n_nodes <= 300 else (11, 9.5))
+    roomy = large or dense_map(graph, positions)  # many nodes, or nodes close together
+    figure = Figure(figsize=(7.5, 6.2) if not roomy else (9, 7.8) if n_nodes <= 300 else (11, 9.5))
     figure.set_layout_engine("constrained")
     ax = figure.add_subplot()
-    crowded = n_nodes >= CROWDED_NODES_MIN
     if silent and not crowded:
         ax.add_collection(LineCollection(
             [(positions[u], positions[v]) for u, v in silent],
             linewidths=[width(e) * 0.6 for e in silent], linestyles=(0, (3, 2)),
             colors="#bdbdbd", zorder=1,
         ))  # fmt: skip
+    failed = _failed_links(run, variant, graph)
+    bottleneck = bottleneck_link(graph, used, shade, traffic.timed, exclude=failed)
+    if bottleneck is not None:
+        _draw_bottleneck(ax, graph, positions, bottleneck, width(bottleneck))
     if used:
-        values = np.array([shade[frozenset(e)] / unit_scale for e in used])
+        values = np.array([shade[frozenset(e)] / traffic.unit_scale for e in used])
         ax.add_collection(LineCollection(
             [(positions[u], positions[v]) for u, v in used],
-            linewidths=[width(e) for e in used], colors=_LINK_COLOURS(norm(values)),
+            linewidths=[width(e) for e in used], colors=_LINK_COLOURS(traffic.norm(values)),
             capstyle="round", zorder=2,
         ))  # fmt: skip
     follows_plan = run.family.report.follows_plan
@@ -170,24 +369,27 @@ def topology_figure(
     if arrows:
         _draw_arrows(ax, first, positions, large, _ARROW_COLOUR)
         _draw_arrows(ax, later, positions, large, _LATER_ARROW_COLOUR)
-    failed = _failed_links(run, variant, graph)
-    if failed:  # a third of the way along, beside the link's arrow
-        marks = np.array([np.add(np.multiply(positions[u], 2), positions[v]) / 3
-                          for u, v in failed])  # fmt: skip
-        ax.scatter(marks[:, 0], marks[:, 1], marker="X", s=90 if not large else 40,
-                   c=_FAILED_COLOUR, edgecolors="white", linewidths=0.6, zorder=6)  # fmt: skip
+    if failed:
+        _draw_failed(ax, graph, positions, failed, width, large)
     busy_nodes = {node for edge in used for node in edge} if crowded else None
-    _draw_nodes(ax, topology, positions, busy_nodes)
+    roles = node_roles(run)
+    _draw_nodes(ax, topology, roles, positions, busy_nodes)
     _draw_labels(ax, topology, positions, large)
-    colourbar = figure.colorbar(ScalarMappable(norm=norm, cmap=_LINK_COLOURS), ax=ax,
+    slow = stragglers(run, variant)
+    _draw_stragglers(ax, topology, positions, slow, large)
+    colourbar = figure.colorbar(ScalarMappable(norm=traffic.norm, cmap=_LINK_COLOURS), ax=ax,
                                 shrink=0.75, pad=0.01)  # fmt: skip
-    colourbar.set_label(label)
-    handles = [*_role_handles(graph),
+    colourbar.set_label(traffic.label)
+    handles = [*_role_handles(roles),
                *_link_handles(bool(arrows and first), bool(arrows and later),
                               bool(silent) and not crowded, bool(failed))]  # fmt: skip
+    handles += _mark_handles(graph, bottleneck, shade, traffic, slow)
     handles += _capacity_handles(graph, width)
-    figure.legend(handles=handles, loc="outside lower center", ncols=4, fontsize=8,
-                  frameon=False)  # fmt: skip
+    colour = "utilisation" if traffic.timed else "traffic"
+    figure.legend(handles=handles, loc="outside lower center", ncols=3, fontsize=8,
+                  frameon=False, title=f"line width: link capacity; colour: {colour} (bar)",
+                  title_fontsize=8)  # fmt: skip
+    rows = link_rows[link_rows["variant"] == variant]
     total = float(rows["nbytes_per_seed"].sum()) if not rows.empty else 0.0
     total_scale, total_unit = _byte_scale(total)
     routing = run.variant_config(variant).get("routing") or run.plans.get(variant, {}).get(
@@ -205,6 +407,88 @@ def topology_figure(
     ax.set_aspect("equal", adjustable="datalim")
     ax.set_axis_off()
     return figure
+
+
+def _draw_bottleneck(
+    ax: Axes, graph: nx.Graph, positions: dict[str, tuple[float, float]],
+    edge: tuple[str, str], line_width: float,
+) -> None:  # fmt: skip
+    """A magenta glow under the bottleneck link and the word beside it."""
+    u, v = edge
+    ax.add_collection(LineCollection([(positions[u], positions[v])],
+                                     linewidths=[line_width + 9], colors=_BOTTLENECK_COLOUR,
+                                     alpha=0.45, capstyle="round", zorder=1.5))  # fmt: skip
+    start, end = np.asarray(positions[u], dtype=float), np.asarray(positions[v], dtype=float)
+    dx, dy = end - start
+    normal = np.array([-dy, dx]) / (math.hypot(dx, dy) or 1.0)
+    xy = np.array(list(positions.values()), dtype=float)
+    span = float(np.ptp(xy, axis=0).max()) or 1.0
+    fractions = np.array([0.2, 0.25, 0.3, 0.35, 0.65, 0.7, 0.75, 0.8])  # the arrow: mid-link
+    along = start + fractions[:, None] * (end - start)
+    spots = np.concatenate([along + normal * 0.05 * span, along - normal * 0.05 * span])
+    inside = np.all((spots >= xy.min(axis=0)) & (spots <= xy.max(axis=0)), axis=1)
+    spots = spots[inside] if inside.any() else along  # on the drawing, where it is drawn
+    x, y = spots[int(np.argmax(room_around(graph, positions, spots, edge)))]  # the emptiest
+    ax.annotate("bottleneck", (x, y), ha="center", va="center", fontsize=7,
+                fontweight="bold", color=_BOTTLENECK_COLOUR, zorder=8,
+                bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "alpha": 0.85,
+                      "linewidth": 0})  # fmt: skip
+
+
+def _draw_failed(
+    ax: Axes, graph: nx.Graph, positions: dict[str, tuple[float, float]],
+    failed: list[tuple[str, str]], width: Callable[[tuple[str, str]], float], large: bool,
+) -> None:  # fmt: skip
+    """Each failed link redrawn red and dashed, and a red X on it where no other link is near."""
+    ax.add_collection(LineCollection(
+        [(positions[u], positions[v]) for u, v in failed],
+        linewidths=[max(width(e), 1.5) for e in failed], linestyles=(0, (2, 1.5)),
+        colors=_FAILED_COLOUR, zorder=2.5,
+    ))  # fmt: skip
+    marks = np.array([quiet_point(graph, positions, edge) for edge in failed], dtype=float)
+    ax.scatter(marks[:, 0], marks[:, 1], marker="X", s=110 if not large else 50,
+               c=_FAILED_COLOUR, edgecolors="white", linewidths=0.8, zorder=6)  # fmt: skip
+
+
+def _draw_stragglers(
+    ax: Axes, topology: Topology, positions: dict[str, tuple[float, float]],
+    slow: list[tuple[str, float]], large: bool,
+) -> None:  # fmt: skip
+    """A dashed ring around each straggler and its compute time per step below it."""
+    if not slow:
+        return
+    xy = np.array([positions[node] for node, _ in slow], dtype=float)
+    ring = 160 if large else 300 if dense_map(topology.graph, positions) else 900
+    ax.scatter(xy[:, 0], xy[:, 1], s=ring, facecolors="none",
+               edgecolors=_STRAGGLER_COLOUR, linewidths=2.0, linestyles="--",
+               zorder=6)  # fmt: skip
+    for (node, seconds), (x, y) in zip(slow, xy, strict=True):
+        ax.annotate(f"straggler {topology.label(node)}: {1e3 * seconds:.3g} ms/step", (x, y),
+                    xytext=(0, -17 if not large else -9), textcoords="offset points",
+                    ha="center", va="top", fontsize=7, color=_STRAGGLER_COLOUR, zorder=8,
+                    bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "alpha": 0.85,
+                          "linewidth": 0})  # fmt: skip
+
+
+def _mark_handles(
+    graph: nx.Graph, bottleneck: tuple[str, str] | None, shade: dict[frozenset[str], float],
+    traffic: _Traffic, slow: list[tuple[str, float]],
+) -> list[Line2D]:  # fmt: skip
+    """Legend entries for the bottleneck and the stragglers."""
+    handles = []
+    if bottleneck is not None:
+        capacity = graph.edges[bottleneck].get("capacity")
+        what = format_bitrate(float(capacity), 3) if capacity else "capacity unknown"
+        if traffic.timed:
+            what += f", {shade[frozenset(bottleneck)]:.3g}% busy"
+        handles.append(Line2D([], [], color=_BOTTLENECK_COLOUR, alpha=0.45, linewidth=8,
+                              solid_capstyle="round", label=f"bottleneck ({what})"))  # fmt: skip
+    if slow:
+        handles.append(Line2D([], [], marker="o", markersize=13, markerfacecolor="none",
+                              markeredgecolor=_STRAGGLER_COLOUR, markeredgewidth=1.5,
+                              linestyle="", label=f"straggler (compute ≥ {STRAGGLER_FACTOR:g}× "
+                              "the median node)"))  # fmt: skip
+    return handles
 
 
 def _capacity_widths(graph: nx.Graph, large: bool) -> Callable[[tuple[str, str]], float]:
@@ -255,8 +539,9 @@ def _link_handles(first: bool, later: bool, silent: bool, failed: bool) -> list[
         handles.append(Line2D([], [], color="#bdbdbd", linestyle=(0, (3, 2)), linewidth=1.5,
                               label="silent link (no traffic)"))  # fmt: skip
     if failed:
-        handles.append(Line2D([], [], color=_FAILED_COLOUR, marker="X", linestyle="",
-                              markersize=8, label="link failed (event)"))  # fmt: skip
+        handles.append(Line2D([], [], color=_FAILED_COLOUR, marker="X", linestyle=(0, (2, 1.5)),
+                              markersize=8, markeredgecolor="white", linewidth=2,
+                              label="link failed (event)"))  # fmt: skip
     return handles
 
 
@@ -314,27 +599,51 @@ def _failed_links(run: RunData, variant: str, graph: nx.Graph) -> list[tuple[str
     return [edge for edge in graph.edges if frozenset(edge) in lost]
 
 
+def node_roles(run: RunData) -> dict[str, str]:
+    """Each node's role in the words of the run's family.
+
+    The topology's roles (fusion, sensor, relay) unless the family names its
+    own (``FamilyReport.node_roles``: MoE's token sources and expert nodes);
+    a node the family does not name is then a relay.
+    """
+    graph = run.topology.graph
+    hook = run.family.report.node_roles
+    named = hook(run) if hook is not None else {}
+    if not named:
+        return {str(node): str(role) for node, role in graph.nodes(data="role")}
+    return {str(node): named.get(str(node), "relay") for node in graph.nodes}
+
+
+def _role_colours(roles: dict[str, str]) -> dict[str, str]:
+    """A colour per role present: INL's fixed ones, then a palette for a family's own words."""
+    present = sorted(set(roles.values()), key=lambda role: (role not in ROLE_COLOURS, role))
+    others = iter(_OTHER_ROLE_COLOURS * (1 + len(present) // len(_OTHER_ROLE_COLOURS)))
+    return {role: ROLE_COLOURS.get(role) or next(others) for role in present}
+
+
 def _draw_nodes(
-    ax: Axes, topology: Topology, positions: dict[str, tuple[float, float]],
-    busy: set[str] | None = None,
+    ax: Axes, topology: Topology, roles: dict[str, str],
+    positions: dict[str, tuple[float, float]], busy: set[str] | None = None,
 ) -> None:  # fmt: skip
-    """Relays, then sensors, then the fusion node on top; smaller as the network grows.
+    """Relays, then the other roles (the most numerous first), the fusion node on top;
+    smaller as the network grows.
 
     With ``busy`` (crowded networks), relays outside it are drawn as small pale dots.
     """
-    graph = topology.graph
-    n_nodes = graph.number_of_nodes()
+    n_nodes = len(roles)
     size = 320 if n_nodes <= LABELLED_NODES_MAX else 40 if n_nodes <= 300 else 14
+    if dense_map(topology.graph, positions):
+        size = _MAP_NODE_SIZE
     if busy is not None:
-        idle = [
-            node for node, role in graph.nodes(data="role") if role == "relay" and node not in busy
-        ]
+        idle = [node for node, role in roles.items() if role == "relay" and node not in busy]
         if idle:
             xy = np.array([positions[node] for node in idle], dtype=float)
             ax.scatter(xy[:, 0], xy[:, 1], s=0.5, c="#d0d0d0", linewidths=0, zorder=1)
-    for role, colour in (("relay", ROLE_COLOURS["relay"]), ("sensor", ROLE_COLOURS["sensor"]),
-                         ("fusion", ROLE_COLOURS["fusion"])):  # fmt: skip
-        nodes = [node for node, node_role in graph.nodes(data="role") if node_role == role]
+    colours = _role_colours(roles)
+    counts = {role: sum(1 for r in roles.values() if r == role) for role in colours}
+    order = sorted(colours, key=lambda role: (role != "relay", role == "fusion", -counts[role]))
+    for role in order:
+        nodes = [node for node, node_role in roles.items() if node_role == role]
         if busy is not None and role == "relay":
             nodes = [node for node in nodes if node in busy]
         if not nodes:
@@ -343,8 +652,8 @@ def _draw_nodes(
         ax.scatter(
             xy[:, 0],
             xy[:, 1],
-            s=size * (4 if role == "fusion" and n_nodes > LABELLED_NODES_MAX else 1),
-            c=colour,
+            s=size * (4 if role == "fusion" and size < 320 else 1),
+            c=colours[role],
             edgecolors="white" if role != "fusion" else "black",
             linewidths=0.5,
             zorder=3 if role != "fusion" else 4,
@@ -356,10 +665,11 @@ def _draw_labels(ax: Axes, topology: Topology, positions: dict[str, tuple[float,
     """Every node's label up to 40 nodes (short ones inside the node, longer ones beside it);
     the fusion node's alone on larger networks."""
     nodes = [topology.fusion] if large else topology.nodes
+    inside = _SHORT_LABEL if not dense_map(topology.graph, positions) else 0
     for node in nodes:
         label = topology.label(node)
         x, y = positions[node]
-        if not large and len(label) <= _SHORT_LABEL:
+        if not large and len(label) <= inside:
             ax.text(x, y, label, ha="center", va="center", fontsize=8, zorder=7)
             continue
         ax.annotate(label, (x, y), xytext=(0, 8 if not large else 7), textcoords="offset points",
@@ -412,6 +722,7 @@ def metric_time_figure(
 
     metrics = run.metrics
     variants = run.variants if variants is None else variants
+    styles = variant_styles(variants)
     figure = Figure(figsize=(7, 4.5), layout="constrained")
     ax = figure.add_subplot()
     spread = metrics["seed"].nunique() >= 2
@@ -425,10 +736,12 @@ def metric_time_figure(
         )
         x = curve["time"].to_numpy(dtype=float)
         mean = curve["mean"].to_numpy(dtype=float)
-        (line,) = ax.plot(x, mean, marker="o", markersize=3, label=variant)
+        (line,) = ax.plot(x, mean, markersize=4, label=variant, **styles[variant].line())
         if spread:
             std = curve["std"].fillna(0.0).to_numpy(dtype=float)
-            ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+            low, high = value_range(metric) or (-np.inf, np.inf)  # a band stays where values can be
+            band = (np.clip(mean - std, low, high), np.clip(mean + std, low, high))
+            ax.fill_between(x, *band, color=line.get_color(), alpha=0.2)
         for at_time, description in event_times(run, variant):
             ax.axvline(at_time, color=line.get_color(), linestyle=":", linewidth=1.2)
             ax.annotate(description, (at_time, 0.02), xycoords=("data", "axes fraction"),
@@ -454,24 +767,20 @@ def metric_time_figure(
         )
     ax.set_xlabel("cumulative simulated training time per seed (s)")
     ax.set_ylabel(label)
-    ax.set_title(
-        f"{label.capitalize()} against simulated time (mean{' ± std' if spread else ''} over seeds)"
-    )
+    spread_text = " ± std" if spread else ""
+    ax.set_title(f"{label.capitalize()} against simulated time\n(mean{spread_text} over seeds)")
     ax.grid(alpha=0.3)
     if ax.get_xscale() == "log":
         ax.grid(alpha=0.12, which="minor")
-    if ax.lines:
-        ax.legend()
+    outside_legend(figure)
     return figure
 
 
-def _role_handles(graph: nx.Graph) -> list[Line2D]:
+def _role_handles(roles: dict[str, str]) -> list[Line2D]:
     """Legend entries for the node roles present."""
-    present = {role for _, role in graph.nodes(data="role")}
     return [
         Line2D([], [], marker="o", linestyle="", color=colour, label=role)
-        for role, colour in ROLE_COLOURS.items()
-        if role in present
+        for role, colour in _role_colours(roles).items()
     ]
 
 

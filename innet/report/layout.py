@@ -2,7 +2,10 @@
 
 Nodes sit at their ``pos`` when every node has one (generated grids, rings
 and geometric graphs; imported files, where ``pos`` is longitude and
-latitude); otherwise a seeded force-directed layout places them. A straight
+latitude). When most nodes have one and a few do not (a map whose file leaves
+some cities without coordinates), the map is kept and each of those few is
+drawn at the mean of its placed neighbours, a little aside
+(:func:`place_missing`). Otherwise a seeded force-directed layout places them. A straight
 link drawn from ``u`` to ``v`` that passes over a third node ``w`` reads as
 two links, ``u-w`` and ``w-v``: :func:`edges_through_nodes` finds every such
 crossing (the distance from ``w`` to the segment ``u-v`` below a clearance),
@@ -34,18 +37,28 @@ from innet.topology.model import Topology, node_key
 __all__ = [
     "CHECKED_NODES_MAX",
     "node_positions",
+    "place_missing",
+    "MAP_CLEARANCE",
     "clearance_for",
+    "dense_map",
     "edges_through_nodes",
     "separate_nodes",
+    "quiet_point",
+    "room_around",
 ]
 
 CHECKED_NODES_MAX = 300
 """Networks up to this size are checked for links drawn through nodes (and fixed)."""
+MAP_CLEARANCE = 0.015
+"""A dense map's clearance, as a share of the drawing's larger side (:func:`dense_map`)."""
 
 _SPRING_NODES_MAX = 300  # networkx's spring layout up to here, the numpy one above
 _FORCE_NODES_MAX = 3000  # the dense numpy layout needs n^2 memory; spectral above
 _ROUNDS = 30  # at most this many rounds of each way of moving nodes
 _APART = 1.6  # nodes closer than this many clearances are drawn on top of each other
+_MAP_SHARE = 0.5  # from this share of nodes with a `pos`, the others are placed on that map
+_ASIDE = 0.04  # a placed node sits this share of the drawing's span aside its neighbours' mean
+_GOLDEN_ANGLE = np.pi * (3 - np.sqrt(5))  # successive placed nodes turn by this much
 
 Positions = Mapping[str, tuple[float, float]]
 
@@ -53,7 +66,9 @@ Positions = Mapping[str, tuple[float, float]]
 def node_positions(topology: Topology) -> dict[str, tuple[float, float]]:
     """Where to draw each node: its ``pos`` (or a seeded layout), off the links it is not on.
 
-    The layout is networkx's spring layout (seed 0) up to 300 nodes; up to
+    Nodes keep their ``pos`` when at least half of them have one (the others
+    placed by :func:`place_missing`). Else the layout is networkx's spring
+    layout (seed 0) up to 300 nodes; up to
     3,000 nodes the same Fruchterman-Reingold forces computed with dense numpy
     arrays from a spectral start (about a second for 1,000 nodes, where networkx
     takes several); above that the spectral layout alone. All are
@@ -61,8 +76,10 @@ def node_positions(topology: Topology) -> dict[str, tuple[float, float]]:
     would be drawn through are moved off it (:func:`separate_nodes`).
     """
     graph = topology.graph
-    if all(graph.nodes[node].get("pos") is not None for node in graph.nodes):
-        layout = {node: tuple(map(float, graph.nodes[node]["pos"])) for node in graph.nodes}
+    given = {node: graph.nodes[node]["pos"] for node in graph.nodes
+             if graph.nodes[node].get("pos") is not None}  # fmt: skip
+    if given and len(given) >= _MAP_SHARE * graph.number_of_nodes():
+        layout = place_missing(graph, {node: tuple(map(float, xy)) for node, xy in given.items()})
     elif graph.number_of_nodes() <= _SPRING_NODES_MAX:
         layout = nx.spring_layout(graph, seed=0)
     elif graph.number_of_nodes() <= _FORCE_NODES_MAX:
@@ -76,15 +93,121 @@ def node_positions(topology: Topology) -> dict[str, tuple[float, float]]:
     return separate_nodes(graph, positions, 1.1 * clearance_for(graph, positions))
 
 
+def place_missing(graph: nx.Graph, given: Positions) -> dict[str, tuple[float, float]]:
+    """Every node's position: ``given`` ones kept, the others near their placed neighbours.
+
+    In node order, round after round, a node without a position that has
+    placed neighbours goes to the nearest spot around their mean (rings of
+    0.5 to 8 clearances, :func:`clearance_for`) where it sits on no drawn link
+    and no node, and its links pass over no node; where there is no such spot,
+    to the mean itself, a little aside (4% of the drawing's span, the k-th
+    placed node turned by k golden angles). Nodes no placed node reaches go
+    around the mean of all given positions the same way.
+
+    >>> import networkx as nx
+    >>> graph = nx.Graph([("a", "x"), ("b", "x"), ("x", "y")])
+    >>> placed = place_missing(graph, {"a": (0.0, 0.0), "b": (2.0, 0.0)})
+    >>> [round(value, 2) for value in placed["x"]]  # half a clearance from the mean (1, 0)
+    [1.03, 0.0]
+    >>> sorted(placed) == ["a", "b", "x", "y"] and placed["a"] == (0.0, 0.0)
+    True
+    """
+    placed = {node: np.array(xy, dtype=float) for node, xy in given.items()}
+    xy = np.array(list(placed.values()), dtype=float).reshape(-1, 2)
+    span = float(np.ptp(xy, axis=0).max()) if len(xy) > 1 else 0.0
+    step = _ASIDE * (span or 1.0)
+    clearance = clearance_for(graph, _plain(placed)) if len(xy) > 1 else step
+    missing = [node for node in sorted(graph.nodes, key=node_key) if node not in placed]
+    count = 0
+    while missing:
+        ready = [node for node in missing if any(n in placed for n in graph.neighbors(node))]
+        for node in ready or missing[:1]:  # none ready: one goes around the map's middle
+            around = [placed[n] for n in graph.neighbors(node) if n in placed] or [
+                xy.mean(axis=0) if len(xy) else np.zeros(2)
+            ]
+            angle = count * _GOLDEN_ANGLE
+            placed[node] = np.mean(around, axis=0) + step * np.array([np.cos(angle), np.sin(angle)])
+            count += 1
+            drawn = graph.subgraph([*placed])
+            spot = _clear_spot(drawn, {**placed, node: np.mean(around, axis=0)}, node, clearance)
+            if spot is not None:
+                placed[node] = spot
+        missing = [node for node in missing if node not in placed]
+    return _plain(placed)
+
+
+def quiet_point(
+    graph: nx.Graph, positions: Positions, edge: tuple[str, str], avoid: tuple[float, ...] = (0.5,)
+) -> tuple[float, float]:
+    """The point of the drawn link ``edge`` farthest from every other link and node.
+
+    Candidates lie between 15% and 85% of the way from ``edge[0]`` to
+    ``edge[1]``, at least 12% of the way from each fraction in ``avoid`` (the
+    plan arrow sits at the middle); the one whose distance to the nearest other
+    link or node is largest wins, so a mark put there is not read as marking
+    a crossing link.
+
+    >>> import networkx as nx
+    >>> graph = nx.Graph([("a", "b"), ("c", "d")])  # c-d crosses a-b at 30% of its length
+    >>> where = {"a": (0.0, 0.0), "b": (10.0, 0.0), "c": (3.0, -1.0), "d": (3.0, 1.0)}
+    >>> quiet_point(graph, where, ("a", "b"))
+    (8.5, 0.0)
+    """
+    start = np.asarray(positions[edge[0]], dtype=float)
+    end = np.asarray(positions[edge[1]], dtype=float)
+    fractions = np.linspace(0.15, 0.85, 29)
+    away = np.all([np.abs(fractions - a) >= 0.12 for a in avoid], axis=0) if avoid else True
+    fractions = fractions[away] if np.any(away) else fractions
+    points = start + fractions[:, None] * (end - start)
+    best = points[int(np.argmax(room_around(graph, positions, points, edge)))]
+    return float(best[0]), float(best[1])
+
+
+def room_around(
+    graph: nx.Graph, positions: Positions, points: np.ndarray, edge: tuple[str, str]
+) -> np.ndarray:
+    """Each point's distance to the nearest link other than ``edge`` or node not on it."""
+    points = np.asarray(points, dtype=float).reshape(-1, 2)
+    pair = {edge[0], edge[1]}
+    others = [(u, v) for u, v in graph.edges if {u, v} != pair]
+    nearest = np.full(len(points), np.inf)
+    if others:
+        a = np.array([positions[u] for u, _ in others], dtype=float)
+        b = np.array([positions[v] for _, v in others], dtype=float)
+        nearest = np.minimum(nearest, _segment_distances(a, b, points).min(axis=0))
+    nodes = np.array([positions[n] for n in graph.nodes if n not in pair], dtype=float)
+    if len(nodes):
+        gaps = np.hypot(*(points[:, None, :] - nodes[None, :, :]).transpose(2, 0, 1))
+        nearest = np.minimum(nearest, gaps.min(axis=1))
+    return nearest
+
+
 def clearance_for(graph: nx.Graph, positions: Positions) -> float:
     """How far a link must stay from a node it does not touch, in drawing units.
 
     About a node's drawn radius: 3.5% of the drawing's larger side up to 40
-    nodes (large labelled markers), 0.7% above.
+    nodes (large labelled markers), 0.7% above; 1.5% on a dense map
+    (:func:`dense_map`), where large markers would push cities far off it.
     """
     xy = np.array(list(positions.values()), dtype=float)
-    span = float(np.ptp(xy, axis=0).max()) if len(xy) > 1 else 1.0
-    return (0.035 if graph.number_of_nodes() <= 40 else 0.007) * (span or 1.0)
+    span = (float(np.ptp(xy, axis=0).max()) if len(xy) > 1 else 1.0) or 1.0
+    if graph.number_of_nodes() > 40:
+        return 0.007 * span
+    return (MAP_CLEARANCE if dense_map(graph, positions) else 0.035) * span
+
+
+def dense_map(graph: nx.Graph, positions: Positions) -> bool:
+    """Whether a small network's nodes sit closer than its large markers allow.
+
+    True when two of up to 40 nodes are within 1.6 times 3.5% of the drawing's
+    larger side (e.g. Vienna and Bratislava on a map of Europe): such a network
+    is drawn with small markers and labels beside them.
+    """
+    if graph.number_of_nodes() > 40 or len(positions) < 2:
+        return False
+    xy = np.array(list(positions.values()), dtype=float)
+    span = float(np.ptp(xy, axis=0).max()) or 1.0
+    return bool(_overlapping(positions, _APART * 0.035 * span))
 
 
 def edges_through_nodes(

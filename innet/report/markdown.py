@@ -4,10 +4,12 @@
 runner prints it to the terminal as well; columns are padded so it reads as a
 table there too). :func:`render_report` writes the whole ``report.md``: what
 was run, the headline table, each comparison in words, how to read the
-numbers, the routing plans, the busiest links (the ten with the highest
-utilisation per variant and one line of totals, so it stays short on a network
-of thousands of links), the retransmissions on lossy links when there were
-any, and the figures.
+numbers, the routing plans (for a family whose traffic follows them), the
+busiest links (the ten with the highest utilisation per variant and one line
+of totals, so it stays short on a network of thousands of links), the
+retransmissions on lossy links when there were any, and the figures. The
+family's report (:class:`~innet.families.FamilyReport`) brings its words: its
+nodes' roles, the name of its training bytes and of its traffic.
 
 The family's comparison sentences use :func:`comparisons_preamble` (seeds are
 paired; what the intervals and the time to target are) and
@@ -24,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from innet.records import FIGURES_DIR
-from innet.report.figures import topology_figure_name
+from innet.report.figures import node_roles, topology_figure_name
 from innet.report.mdtable import markdown_table
 from innet.report.sections import compute_section, events_section, placement_section
 from innet.report.summary import reduction
@@ -59,7 +61,9 @@ def headline_table(summary: dict[str, Any], family: FamilyReport | None = None) 
     """One Markdown row per variant with the numbers that the comparisons are about.
 
     Exchange reductions are against the first variant. ``family`` (the run's
-    family report; the summary's ``family`` when None) adds its own columns.
+    family report; the summary's ``family`` when None) adds its own columns,
+    names the training bytes (``exchange_label``) and, when its traffic does
+    not follow the plan, leaves out the routing column.
     """
     if family is None:
         from innet.families import get_family
@@ -69,12 +73,15 @@ def headline_table(summary: dict[str, Any], family: FamilyReport | None = None) 
     first = names[0] if names else None
     lead = [column for column in family.headline if column.before_exchange]
     tail = [column for column in family.headline if not column.before_exchange]
+    routing = ["routing"] if family.follows_plan else []
+    label = family.exchange_label
+    reduction_label = "exchange reduction" if label == "training exchange" else "reduction"
     headers = [
         "variant",
-        "routing",
+        *routing,
         *(column.header for column in lead),
-        "training exchange / seed",
-        f"exchange reduction vs {first}",
+        f"{label} / seed",
+        f"{reduction_label} vs {first}",
         *(column.header for column in tail),
         "sim time / epoch",
     ]
@@ -89,7 +96,7 @@ def headline_table(summary: dict[str, Any], family: FamilyReport | None = None) 
         rows.append(
             [
                 name,
-                str(variant.get("routing") or MISSING),
+                *([str(variant.get("routing") or MISSING)] if routing else []),
                 *(column.value(variant, name, summary) for column in lead),
                 f"{format_bytes(exchange)} ({_exact_bytes(exchange)})",
                 exchange_reduction,
@@ -97,7 +104,7 @@ def headline_table(summary: dict[str, Any], family: FamilyReport | None = None) 
                 format_seconds(variant.get("sim_time_s_per_epoch")),
             ]
         )
-    align = ["left", "left", *(c.align for c in lead), "right", "right",
+    align = ["left", *(["left"] if routing else []), *(c.align for c in lead), "right", "right",
              *(c.align for c in tail), "right"]  # fmt: skip
     return markdown_table(headers, rows, align)
 
@@ -121,8 +128,8 @@ def render_report(
         _overview(run, summary),
         "## Headline\n\n" + headline_table(summary, family),
         *(section(run, summary) for section in family.sections),
-        "## Plans\n\n" + _plans(run, summary),
-        "## Busiest links\n\n" + _busiest_links(run, link_totals),
+        "## Plans\n\n" + _plans(run, summary) if family.follows_plan else "",
+        "## Busiest links\n\n" + _busiest_links(run, link_totals, family.traffic_label),
     ]
     if _retransmitted(summary):
         sections.append("## Retransmissions\n\n" + _retransmissions(run, summary, link_totals))
@@ -204,8 +211,9 @@ def comparisons_preamble(summary: dict[str, Any]) -> str:
         "are the same wherever a node's module has the same shape. Each difference is taken "
         f"{averaged}; the 95% interval is a Student t interval with n − 1 degrees of freedom"
         + (" (none with one seed: n/a)." if n < 2 else ".")
-        + " The simulated-time ratio is the mean over seeds of B's simulated training time "
-        "divided by A's."
+        + " The simulated-time ratio is the geometric mean over seeds of B's simulated "
+        "training time divided by A's, with the 95% t interval of the log ratios, "
+        "exponentiated."
     )
     target = summary.get("time_to_target")
     if target:
@@ -225,8 +233,11 @@ def time_comparison_lines(summary: dict[str, Any], comparison: dict[str, Any]) -
     va, vb = summary["variants"][a], summary["variants"][b]
     ratio = comparison.get("sim_time_ratio")
     ratio_text = MISSING if ratio is None else f"{ratio:.3g}×"
+    low, high = comparison.get("sim_time_ratio_ci_low"), comparison.get("sim_time_ratio_ci_high")
+    if low is not None and high is not None and f"{low:.3g}" != f"{high:.3g}":
+        ratio_text += f" [{low:.3g}×, {high:.3g}×]"  # 95% interval, log scale
     lines = [
-        f"simulated training time: {ratio_text} {a}'s (ratio per seed, mean; "
+        f"simulated training time: {ratio_text} {a}'s (ratio per seed, geometric mean; "
         f"{format_seconds(vb.get('sim_time_s_total'))} vs "
         f"{format_seconds(va.get('sim_time_s_total'))} per seed); paired difference "
         + _paired_or_constant(comparison.get("sim_time_paired_delta_s"), _signed_seconds)
@@ -267,10 +278,11 @@ def _signed_bytes(nbytes: float) -> str:
 
 def _overview(run: RunData, summary: dict[str, Any]) -> str:
     graph = run.topology.graph
-    roles = [role for _, role in graph.nodes(data="role")]
+    roles = list(node_roles(run).values())
+    order = list(dict.fromkeys(["fusion", "sensor", *roles]))  # INL's roles in their usual order
     counts = ", ".join(
         f"{roles.count(role):,} {role}{'s' if roles.count(role) != 1 else ''}"
-        for role in ("fusion", "sensor", "relay")
+        for role in order
         if roles.count(role)
     )
     seeds = summary["seeds"]
@@ -331,7 +343,9 @@ def _plans(run: RunData, summary: dict[str, Any]) -> str:
     return "\n\n".join(blocks)
 
 
-def _busiest_links(run: RunData, link_totals: pd.DataFrame) -> str:
+def _busiest_links(
+    run: RunData, link_totals: pd.DataFrame, traffic: str = "forward latents and backward gradients"
+) -> str:
     table = busiest_links(link_totals, n=_TOP_LINKS)
     if table.empty:
         return "No training traffic was recorded."
@@ -366,7 +380,7 @@ def _busiest_links(run: RunData, link_totals: pd.DataFrame) -> str:
         align.append("right")
     if timed:
         intro = (
-            "Training traffic per undirected link (forward latents and backward gradients), "
+            f"Training traffic per undirected link ({traffic}), "
             f"the {_TOP_LINKS} with the highest utilisation per variant: the bottlenecks first. "
             "Each direction of a link transmits on its own; *busy / step* is the transmission "
             "time of its busier direction (*both*: the two are equally busy) per training "
@@ -378,7 +392,7 @@ def _busiest_links(run: RunData, link_totals: pd.DataFrame) -> str:
         )
     else:
         intro = (
-            "Training traffic per undirected link (forward latents and backward gradients, "
+            f"Training traffic per undirected link ({traffic}, "
             f"both directions), the {_TOP_LINKS} busiest per variant:\n\n"
         )
     return (

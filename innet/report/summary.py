@@ -22,9 +22,15 @@ the mean over seeds), per seed in ``time_to_target_s_per_seed``; ``None``
 where it is never reached.
 
 Seeds are paired across variants (:mod:`innet.report.stats`): per
-comparison, ``sim_time_ratio`` is the mean over seeds of ``time(b) / time(a)``,
-and ``sim_time_paired_delta_s`` and ``train_exchange_paired_delta_bytes`` the
-mean paired difference ``b - a`` with its 95% Student t interval
+comparison, ``sim_time_ratio`` is the geometric mean over seeds of
+``time(b) / time(a)``, with its 95% interval (the t interval of the log
+ratios, exponentiated: never below 0, so the change it implies never below
+-100%) in ``sim_time_ratio_ci_low`` and ``sim_time_ratio_ci_high``;
+``sim_time_log_ratio`` and ``train_exchange_log_ratio`` hold the whole
+:meth:`~innet.report.stats.PairedRatio.to_json` (ratio, change and
+reduction, each with its interval). ``sim_time_paired_delta_s`` and
+``train_exchange_paired_delta_bytes`` are the mean paired difference ``b -
+a`` with its 95% Student t interval
 (:meth:`~innet.report.stats.PairedDifference.to_json`).
 
 A reduction is ``None`` (``null`` in JSON) when ``a``'s value is 0. All
@@ -44,7 +50,7 @@ import numpy as np
 import pandas as pd
 
 from innet.errors import InnetError
-from innet.report.stats import first_reach, mean_ratio, paired_difference
+from innet.report.stats import first_reach, paired_difference, paired_log_ratio
 from innet.report.tables import links_used, retransmitted_bytes, training_exchange
 
 if TYPE_CHECKING:
@@ -117,15 +123,20 @@ def build_summary(run: RunData) -> dict[str, Any]:
 
 
 def _paired_core(summary_a: dict[str, Any], summary_b: dict[str, Any]) -> dict[str, Any]:
-    """Simulated-time ratio and paired differences of time and training exchange (b - a)."""
+    """Ratios (log scale) and paired differences (b - a) of simulated time and training exchange."""
     time_a, time_b = summary_a["sim_time_s_per_seed"], summary_b["sim_time_s_per_seed"]
-    exchange = paired_difference(
-        summary_a["train_exchange_bytes_per_seed"], summary_b["train_exchange_bytes_per_seed"]
-    )
+    bytes_a = summary_a["train_exchange_bytes_per_seed"]
+    bytes_b = summary_b["train_exchange_bytes_per_seed"]
+    time_ratio = paired_log_ratio(time_a, time_b)
+    low, high = time_ratio.interval or (None, None)
     return {
-        "sim_time_ratio": mean_ratio(time_a, time_b),
+        "sim_time_ratio": time_ratio.ratio,
+        "sim_time_ratio_ci_low": low,
+        "sim_time_ratio_ci_high": high,
+        "sim_time_log_ratio": time_ratio.to_json(),
         "sim_time_paired_delta_s": paired_difference(time_a, time_b).to_json(),
-        "train_exchange_paired_delta_bytes": exchange.to_json(),
+        "train_exchange_log_ratio": paired_log_ratio(bytes_a, bytes_b).to_json(),
+        "train_exchange_paired_delta_bytes": paired_difference(bytes_a, bytes_b).to_json(),
     }
 
 

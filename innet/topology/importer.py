@@ -177,6 +177,7 @@ def import_nodes_and_links(
 
     coordinates = {node: _coordinates(node, network.nodes[node], spec) for node in graph}
     latencies = _latencies(graph, spec, defaults, coordinates, labels)
+    _warn_zero_latency(graph, spec, latencies, labels, where)
     nodes = [
         NodeSpec(
             id=node,
@@ -434,6 +435,24 @@ def _coordinates(
             f"node {node}: Latitude {latitude:g} is not between -90 and 90 degrees",
         )
     return latitude, longitude
+
+
+def _warn_zero_latency(
+    graph: nx.Graph,
+    spec: ImportSpec,
+    latencies: Mapping[tuple[str, str], float],
+    labels: Mapping[str, str],
+    where: str,
+) -> None:
+    """A warning naming the links whose geo latency is 0 s (both ends at one place)."""
+    if spec.latency != "geo":
+        return
+    zero = [_pair_name(u, v, labels) for u, v in graph.edges if latencies[u, v] == 0]
+    if zero:
+        _warn(
+            f"{where}: geo latency is 0 s on {len(zero)} link{'s' * (len(zero) != 1)} with "
+            f"both ends at the same Latitude/Longitude: {_listing(zero)}"
+        )
 
 
 def _latencies(

@@ -28,6 +28,8 @@ one-line :class:`~innet.errors.ConfigError` ``FILE:LINE: FIELD: MESSAGE``:
    least one sensor, links between known and distinct nodes, no link given
    twice (in either orientation), a capacity and latency for every link (its
    own or from ``defaults``), every sensor connected to the fusion node.
+   Relays that cannot reach the fusion node are dropped with a warning, as an
+   import drops the nodes its fusion node cannot reach.
 
 Filled in while loading: ``label`` defaults to the id, ``compute`` and
 ``tx_ports`` to ``defaults``, a link's ``loss`` to ``defaults.loss`` (for an
@@ -42,6 +44,7 @@ graph is exactly what it was before losses existed: read it as
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -51,7 +54,7 @@ from pydantic import ValidationError
 
 from innet.errors import ConfigError
 from innet.topology.generators import generate_topology
-from innet.topology.importer import import_nodes_and_links
+from innet.topology.importer import TopologyImportWarning, import_nodes_and_links
 from innet.topology.model import Topology, loss_attribute, node_key
 from innet.topology.schema import NodeSpec, TopologyFile
 from innet.yamlio import (
@@ -222,6 +225,7 @@ def _graph_from_lists(spec: TopologyFile) -> nx.Graph:
         graph.add_edge(a, b, capacity=capacity, latency=latency, **loss_attribute(loss))
 
     _check_reachability(graph, index)
+    _drop_unreachable(graph, spec.name)
     return graph
 
 
@@ -299,6 +303,28 @@ def _check_reachability(graph: nx.Graph, index: Mapping[str, int]) -> None:
         raise FieldError(
             ("nodes", index[stranded[0]]),
             f"sensor{plural} {_names(stranded)} cannot reach the fusion node {fusion!r}",
+        )
+
+
+def _drop_unreachable(graph: nx.Graph, name: str | None) -> None:
+    """Drop, with a warning, the relays that cannot reach the fusion node.
+
+    They can take no part in training. An imported file's nodes cut off from
+    the fusion node are dropped the same way (:mod:`innet.topology.importer`);
+    a sensor cut off is an error in both (:func:`_check_reachability`).
+    """
+    fusion = next(n for n, role in graph.nodes(data="role") if role == "fusion")
+    reachable = nx.node_connected_component(graph, fusion)
+    cut_off = sorted((node for node in graph if node not in reachable), key=node_key)
+    if cut_off:
+        graph.remove_nodes_from(cut_off)
+        where = f"topology {name!r}: " if name else ""
+        plural = "s" if len(cut_off) > 1 else ""
+        warnings.warn(
+            f"{where}dropped {len(cut_off)} relay{plural} the fusion node {fusion!r} cannot "
+            f"reach (they could take no part): {_names(cut_off)}",
+            TopologyImportWarning,
+            stacklevel=2,
         )
 
 

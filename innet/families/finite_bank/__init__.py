@@ -5,14 +5,15 @@ of unequal experts once (cached, :mod:`~innet.families.finite_bank.bank`),
 places them on the nodes of a star around a gate node and runs three
 experiments:
 
-- item 4 (:mod:`~innet.families.finite_bank.selection`): a Gibbs selection
-  rule of strength ``alpha``; ``Î(S;W)`` against the generalisation gap, the
+- the selection experiment (:mod:`~innet.families.finite_bank.selection`): a
+  Gibbs selection rule of strength ``alpha``; ``Î(S;W)`` against the generalisation gap, the
   Xu–Raginsky and union bounds, and the rule's exact identity;
-- item 5 (:mod:`~innet.families.finite_bank.trainer`): the accuracy–rate curve
+- the accuracy–rate curve (:mod:`~innet.families.finite_bank.trainer`)
   over the bank by Blahut–Arimoto, and innet's discrete gate trained as a
   router through the network at several ``beta``;
-- item 6 (:mod:`~innet.families.finite_bank.gating_bound`): the finite-rate
-  gating bound on a synthetic Gaussian mixture.
+- the finite-rate gating bound
+  (:mod:`~innet.families.finite_bank.gating_bound`) on a synthetic Gaussian
+  mixture.
 
 Its blocks are in :mod:`~innet.families.finite_bank.config`, its report in
 :mod:`~innet.families.finite_bank.report`; ``docs/finite_bank.md`` explains

@@ -5,15 +5,15 @@ A finite-bank scenario adds to the blocks every scenario has
 
 - ``bank``: the data set the experts are trained on and how many experts
   (``K``, 8 to 16) the bank holds;
-- ``gibbs``: the Gibbs selection experiment (item 4): the strengths
+- ``gibbs``: the Gibbs selection experiment: the strengths
   ``alphas``, the training-set sizes ``sample_sizes`` and the number of
   resampled training sets per cell;
-- ``router``: the discrete gate trained as a router over the bank (item 5):
+- ``router``: the discrete gate trained as a router over the bank:
   the rate penalties ``betas`` (one epoch of the run per beta), its
   temperature, steps, batch size and learning rate, and the slopes of the
   Blahut–Arimoto curve it is compared with;
 - ``gating_bound``: the synthetic Gaussian-mixture task of the finite-rate
-  gating bound (item 6).
+  gating bound.
 
 A variant names a routing (the plan of the expert nodes around the gate node)
 and may override ``router`` fields.

@@ -24,27 +24,51 @@ exact). ``q(W|S) ∝ exp(-alpha R_S(W))`` with ``R_S`` the risk on ``S``;
 ``Î(S;W)`` is :func:`~innet.info.mixture_mutual_information` of ``q`` over
 ``resamples`` sets.
 
-**The terms, per cell (tau, m).**
+**The terms, per cell (tau, m).** Every expectation is a mean over the
+``resamples`` drawn sets ``S_i``; beside each ``S_i`` a *held-out* set
+``V_i`` of ``m`` samples is drawn from the population independently (with its
+own generator), which the selection never sees.
 
 - ``expected_risk``: ``E[R(W)] = mean_i sum_w q(w|S_i) R(w)``;
+- ``train_risk``: ``E[R_S(W)] = mean_i sum_w q(w|S_i) R_{S_i}(w)``;
 - ``rate_bits``: ``R_g = mean_i sum_w q(w|S_i) R_g(w)``, the expected rate of
   the learned gate;
 - ``distortion_rate``: ``D(R_g)``, a certified lower bound from the
   Blahut–Arimoto curve of the population with distortion ``l``
   (:func:`~innet.info.distortion_lower_bound`); since ``D`` is convex and
-  every gate is a test channel, ``D(R_g) <= E[R(W)]`` always;
-- ``delta_m``: ``E[R_S(W)] - D(R_g)``, the learned gate's *training* risk
-  above the rate–distortion function at its rate (what a gate of this
-  family, chosen on ``m`` samples, gives away to the best channel of that
-  rate; it may be negative when training risk is optimistic);
-- ``sqrt_term``: ``sqrt((2/m) Î(S;W))``, ``Î`` in nats (the bound's constant
-  is that of a 1-sub-Gaussian loss; ours, in [0, 1], is 1/2-sub-Gaussian,
-  so the term is twice the Xu–Raginsky bound);
-- ``bound = D(R_g) + delta_m + sqrt_term`` and ``holds``.
+  every gate is a test channel, ``D(R_g) <= E[R(W)]`` always (``achievable``);
+- ``heldout_risk``: ``mean_i min_w R_{V_i}(w)``, the best candidate's risk on
+  ``m`` held-out samples: what the gate family reaches from ``m`` samples the
+  selection never saw;
+- ``delta_m = heldout_risk - D(R_g)``: what the family, seen through ``m``
+  samples, gives away to the best channel of rate ``R_g``;
+- ``mi_nats`` ``Î(S;W)`` (nats) with ``mi_se``, its Monte Carlo standard error;
+  ``sqrt_term``: :func:`~innet.info.xu_raginsky_bound` ``sqrt(2 sigma^2 Î /
+  m)`` with ``sigma = 1/2`` (the loss lies in [0, 1]);
+- ``bound = D(R_g) + delta_m + sqrt_term``, ``margin = bound -
+  expected_risk`` with ``margin_se`` (the standard error over the sets of
+  ``min_w R_{V_i}(w) - sum_w q(w|S_i) R(w)``; Î's own error is apart, in
+  ``mi_se``) and ``holds`` (``margin >= 0``);
+- the Xu–Raginsky step alone: ``xr_gap = E[R(W)] - E[R_S(W)]`` with
+  ``xr_gap_se`` and ``xr_step_holds`` (``xr_gap <= sqrt_term``);
+- ``gibbs_slack = E[R_S(W)] - mean_i min_w R_{S_i}(w) >= 0``: how far the
+  soft choice's training risk lies above the empirical best's.
 
-With this ``delta_m`` the inequality is equivalent to ``E[R(W)] -
-E[R_S(W)] <= sqrt((2/m) Î)``: what the experiment tests is the
-information-theoretic step, with the estimate ``Î`` in place of ``I``.
+**What is an identity and what is tested.** ``D(R_g)`` cancels:
+``D(R_g) + delta_m = heldout_risk`` by definition, so the bound says
+``E[R(W)] <= mean_i min_w R_{V_i}(w) + sqrt_term``: the rate acts through
+the gates compared, but ``D(R_g)`` plays no part in whether the bound holds.
+That is a claim the data can refute. Since ``V_i`` and
+``S_i`` are alike, ``E[min_w R_{V}(w)] = E[min_w R_S(w)]``, and
+``E[R(W)] - heldout_risk`` is ``xr_gap + gibbs_slack`` up to the held-out
+sets' sampling error: the bound holds for the empirical risk minimiser
+(``gibbs_slack = 0``) by the Xu–Raginsky theorem and fails when the soft
+choice's slack exceeds what is left of ``sqrt_term`` (``alpha = 0``:
+``Î = 0``, the uniform choice's risk is the candidates' mean). The former
+definition ``delta_m = E[R_S(W)] - D(R_g)`` made the bound the Xu–Raginsky
+step itself (``xr_step_holds``), a theorem about the true ``I(S;W)``: checked
+here with Î in its place, it can fail only through Î's and the gap's
+sampling error.
 """
 
 from __future__ import annotations
@@ -64,9 +88,14 @@ from innet.info import (
     gibbs_posterior,
     mixture_mutual_information,
     rate_distortion_curve,
+    xu_raginsky_bound,
 )
+from innet.info.bounds import mixture_information_se
 
-__all__ = ["GaussianMixtureTask", "make_task", "bound_cells"]
+__all__ = ["SIGMA", "GaussianMixtureTask", "make_task", "bound_cells"]
+
+SIGMA = 0.5
+"""Sub-Gaussian parameter of a loss with values in [0, 1] (Hoeffding)."""
 
 
 class GaussianMixtureTask:
@@ -112,39 +141,70 @@ def bound_cells(
     alpha: float,
     resamples: int,
     rng: np.random.Generator,
+    heldout_rng: np.random.Generator,
 ) -> list[dict[str, Any]]:
-    """One row per ``(tau, m)`` with every term of the bound (see the module docstring)."""
+    """One row per ``(tau, m)`` with every term of the bound (see the module docstring).
+
+    ``rng`` draws the training sets, ``heldout_rng`` the held-out ones (a
+    generator of its own, so the training sets do not depend on it).
+    """
     n = task.x.shape[0]
     rows = []
     for tau in temperatures:
         risks, rates = task.gates(tau)
-        population_risk = risks.mean(axis=1)
         for m in sample_sizes:
-            draws = rng.integers(0, n, size=(resamples, m))
-            train = risks[:, draws].mean(axis=2).T  # [resamples, G]
-            q = gibbs_posterior(train, alpha)
-            expected_risk = float((q @ population_risk).mean())
-            train_risk = float((q * train).sum(axis=1).mean())
-            rate_bits = float((q @ rates).mean())
-            distortion = distortion_lower_bound(task.curve, rate_bits)
-            mi_nats = mixture_mutual_information(q, base=math.e)
-            sqrt_term = math.sqrt(2.0 * mi_nats / m)
-            delta = train_risk - distortion
-            bound = distortion + delta + sqrt_term
-            rows.append(
-                {
-                    "tau": float(tau),
-                    "m": int(m),
-                    "rate_bits": rate_bits,
-                    "expected_risk": expected_risk,
-                    "train_risk": train_risk,
-                    "distortion_rate": distortion,
-                    "delta_m": delta,
-                    "mi_nats": mi_nats,
-                    "sqrt_term": sqrt_term,
-                    "bound": bound,
-                    "holds": bool(expected_risk <= bound),
-                    "achievable": bool(distortion <= expected_risk),
-                }
-            )
+            train = risks[:, rng.integers(0, n, size=(resamples, m))].mean(axis=2).T
+            heldout = risks[:, heldout_rng.integers(0, n, size=(resamples, m))].mean(axis=2).T
+            row = _cell(task, train, heldout, risks.mean(axis=1), rates, alpha, m)
+            rows.append({"tau": float(tau), "m": int(m), **row})
     return rows
+
+
+def _mean_se(values: NDArray[np.float64]) -> tuple[float, float]:
+    return float(values.mean()), float(values.std(ddof=1) / math.sqrt(len(values)))
+
+
+def _cell(
+    task: GaussianMixtureTask,
+    train: NDArray[np.float64],
+    heldout: NDArray[np.float64],
+    population_risk: NDArray[np.float64],
+    rates: NDArray[np.float64],
+    alpha: float,
+    m: int,
+) -> dict[str, Any]:
+    """The terms of one cell from the ``[resamples, G]`` training and held-out risks."""
+    q = gibbs_posterior(train, alpha)
+    chosen_risk = q @ population_risk  # [resamples]: R(W) of each set's choice
+    chosen_train = (q * train).sum(axis=1)
+    best_heldout = heldout.min(axis=1)
+    expected_risk = float(chosen_risk.mean())
+    heldout_risk = float(best_heldout.mean())
+    rate_bits = float((q @ rates).mean())
+    distortion = distortion_lower_bound(task.curve, rate_bits)
+    mi_nats = mixture_mutual_information(q, base=math.e)
+    sqrt_term = xu_raginsky_bound(mi_nats, m, SIGMA)
+    delta = heldout_risk - distortion
+    bound = distortion + delta + sqrt_term
+    _, margin_se = _mean_se(best_heldout - chosen_risk)
+    xr_gap, xr_gap_se = _mean_se(chosen_risk - chosen_train)
+    return {
+        "rate_bits": rate_bits,
+        "expected_risk": expected_risk,
+        "train_risk": float(chosen_train.mean()),
+        "heldout_risk": heldout_risk,
+        "distortion_rate": distortion,
+        "delta_m": delta,
+        "mi_nats": mi_nats,
+        "mi_se": mixture_information_se(q, base=math.e),
+        "sqrt_term": sqrt_term,
+        "bound": bound,
+        "margin": bound - expected_risk,
+        "margin_se": margin_se,
+        "holds": bool(expected_risk <= bound),
+        "xr_gap": xr_gap,
+        "xr_gap_se": xr_gap_se,
+        "xr_step_holds": bool(xr_gap <= sqrt_term),
+        "gibbs_slack": float((chosen_train - train.min(axis=1)).mean()),
+        "achievable": bool(distortion <= expected_risk),
+    }

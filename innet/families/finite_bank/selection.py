@@ -11,18 +11,21 @@ selection rule is the Gibbs posterior ``q(k|S) ∝ exp(-alpha L_S(k))``
 For each ``(m, alpha)`` cell, over ``n`` resampled training sets ``S_i``:
 
 - ``mi_nats``: ``Î(S;W)``, :func:`~innet.info.mixture_mutual_information` of
-  the rows ``q(.|S_i)``, in nats;
+  the rows ``q(.|S_i)``, in nats, and ``mi_se``, its Monte Carlo standard
+  error over the sets (:func:`~innet.info.bounds.mixture_information_se`);
 - ``gap``: the generalisation gap ``mean_i sum_k q(k|S_i) (L_D(k) -
   L_{S_i}(k))`` and ``gap_se``, the standard error of that mean over the sets;
 - ``xu_raginsky`` ``sqrt(2 sigma^2 Î / m)`` and ``union`` ``sqrt(2 sigma^2 ln
   K / m)`` with ``sigma = 1/2`` (a loss in [0, 1]), and the looseness ratios
   ``bound / gap`` (None where ``gap <= 0``);
-- the exact Gibbs identity: ``alpha * gap_resampled = skl_nats`` where
+- the Gibbs identity: ``alpha * gap_resampled = skl_nats`` where
   ``skl_nats`` is the symmetrised KL information with ``S`` uniform over the
   drawn sets (:func:`~innet.info.symmetrized_kl_information`) and
   ``gap_resampled`` the gap with the population loss replaced by the mean of
   the drawn sets' losses (their own population); ``identity_error`` is
-  ``|alpha * gap_resampled - skl_nats|``. As the number of sets grows
+  ``|alpha * gap_resampled - skl_nats|``. It is exact *only* with that
+  resampled population loss; with the pool's loss ``L_D`` (``gap``) it holds
+  in expectation, not for one draw of the sets. As the number of sets grows
   ``gap_resampled`` tends to ``gap``.
 
 >>> losses = np.array([[0.0, 1.0], [1.0, 0.0], [0.0, 0.0], [1.0, 1.0]])
@@ -49,6 +52,7 @@ from innet.info import (
     union_bound,
     xu_raginsky_bound,
 )
+from innet.info.bounds import mixture_information_se
 
 __all__ = ["SIGMA", "selection_cells"]
 
@@ -87,6 +91,7 @@ def selection_cells(
                     "m": int(m),
                     "alpha": float(alpha),
                     "mi_nats": mi_nats,
+                    "mi_se": mixture_information_se(q, base=math.e),
                     "mi_bits": mi_nats / math.log(2),
                     "gap": gap,
                     "gap_se": gap_se,

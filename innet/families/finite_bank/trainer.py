@@ -36,8 +36,8 @@ estimator ``onehot(t) + p - stop_gradient(p)``. After each epoch it is
 evaluated on the pool as the stochastic channel ``p(t|x)``: rate ``I(X;T)``
 in bits and expected 0-1 loss with its standard error over the pool.
 
-The selection experiment (item 4, :mod:`.selection`), the accuracy–rate
-curve (item 5) and the gating bound (item 6, :mod:`.gating_bound`) are
+The selection experiment (:mod:`.selection`), the accuracy–rate
+curve and the gating bound (:mod:`.gating_bound`) are
 computed after training, from the profiled losses and the seed, and returned
 as the family's tables.
 """
@@ -255,7 +255,8 @@ class FiniteBankTrainer:
         task = make_task(bound, seed)
         cells = bound_cells(task, bound.temperatures, bound.sample_sizes, alpha=bound.alpha,
                             resamples=bound.resamples,
-                            rng=np.random.default_rng([seed, 6]))  # fmt: skip
+                            rng=np.random.default_rng([seed, 6]),
+                            heldout_rng=np.random.default_rng([seed, 6, 1]))  # fmt: skip
         tag = {"variant": variant, "seed": seed}
         expert_losses = pool_losses.mean(axis=0)
         oracle = float(pool_losses.min(axis=1).mean())

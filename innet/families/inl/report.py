@@ -34,15 +34,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from innet.families import FamilyReport, FamilyTable, HeadlineColumn
-from innet.gates import RateEstimate
+from innet.gates import BRACKET_METRICS, FUSION_METRICS, RATE_METRICS, RateEstimate
 from innet.records import METRICS_FILE, training_phases
 from innet.report.figures import (
     LABELLED_NODES_MAX,
     event_marks,
     metric_time_figure,
+    outside_legend,
     save_figure,
+    variant_styles,
 )
 from innet.report.markdown import (
     MISSING,
@@ -53,7 +56,7 @@ from innet.report.markdown import (
     format_percent,
     time_comparison_lines,
 )
-from innet.report.stats import equivalence_test, paired_difference
+from innet.report.stats import equivalence_test, paired_difference, paired_log_ratio
 from innet.report.summary import final_epoch_metrics, mean_or_none, plain_float, reduction
 from innet.report.tables import training_exchange, training_exchange_per_epoch
 from innet.topology.model import node_key
@@ -119,13 +122,9 @@ def _codebook_bytes(run: RunData, variant: str, seeds: list[int]) -> dict[str, A
 
 
 RATE_EXTRAS = (
-    "vib_kl_bits",
-    "rate_ceiling_bits",
-    "rate_capped_nodes",
-    "rate_bracket_lower_bits",
-    "rate_bracket_upper_bits",
-    "rate_bracket_n",
-    "rate_bracket_saturated_nodes",
+    *BRACKET_METRICS,
+    *(column for column in RATE_METRICS if column != "latent_rate_bits"),
+    *FUSION_METRICS,
 )
 """Rate columns of ``metrics.csv`` beside ``latent_rate_bits`` (final epoch, mean over seeds)."""
 
@@ -143,6 +142,7 @@ def _rate_extras(run: RunData, variant: str, seeds: list[int]) -> dict[str, Any]
     except (OSError, ValueError, pd.errors.ParserError):
         table = pd.DataFrame()
     extras: dict[str, Any] = dict.fromkeys(RATE_EXTRAS)
+    extras.update(_rate_bracket_per_seed(pd.DataFrame()))
     if table.empty or not {"variant", "seed", "epoch"} <= set(table.columns):
         return extras
     rows = table[(table["variant"].astype(str) == variant) & table["seed"].isin(seeds)]
@@ -153,7 +153,16 @@ def _rate_extras(run: RunData, variant: str, seeds: list[int]) -> dict[str, Any]
         if column in final.columns:
             values = [float(v) for v in final[column] if pd.notna(v)]
             extras[column] = mean_or_none(values) if values else None
-    return extras
+    return extras | _rate_bracket_per_seed(final.sort_values("seed"))
+
+
+def _rate_bracket_per_seed(final: pd.DataFrame) -> dict[str, list[float | None]]:
+    """The final epoch's bracket ends of the summed rate, seed by seed (None where absent)."""
+    out: dict[str, list[float | None]] = {}
+    for column in ("rate_bracket_lower_bits", "rate_bracket_upper_bits"):
+        values = final[column] if column in final.columns else [None] * len(final)
+        out[f"{column}_per_seed"] = [plain_float(v) if pd.notna(v) else None for v in values]
+    return out
 
 
 def _node_rates(node_rates: pd.DataFrame, variant: str) -> dict[str, float | None]:
@@ -173,13 +182,13 @@ def comparison(a: str, b: str, summary_a: dict, summary_b: dict) -> dict[str, An
     """
     delta = summary_b["accuracy_mean"] - summary_a["accuracy_mean"]
     per_seed_a, per_seed_b = summary_a["accuracy_per_seed"], summary_b["accuracy_per_seed"]
-    paired = paired_difference(per_seed_a, per_seed_b)
+    paired = paired_difference(per_seed_a, per_seed_b, bounds=(0.0, 1.0))
     margin = summary_a.get("equivalence_margin")
     return {
         "accuracy_equivalence": (
             equivalence_test(paired.differences, margin).to_json() if margin else None
         ),
-        "rate_reduction": reduction(summary_a["latent_rate_bits"], summary_b["latent_rate_bits"]),
+        **rate_reduction(summary_a, summary_b),
         "accuracy_delta": delta,
         "accuracy_paired_delta": paired.to_json(),
         "accuracy_std_a": summary_a["accuracy_std"],
@@ -187,6 +196,58 @@ def comparison(a: str, b: str, summary_a: dict, summary_b: dict) -> dict[str, An
             abs(delta) <= summary_a["accuracy_std"] if len(per_seed_a) > 1 else None
         ),
     }
+
+
+def rate_reduction(summary_a: dict, summary_b: dict) -> dict[str, Any]:
+    """``b``'s rate reduction against ``a``: the point, the bracket's range, the paired interval.
+
+    ``rate_reduction``: ``1 - mean rate(b) / mean rate(a)`` (mean point
+    estimates over seeds). ``rate_reduction_range``: ``[1 - upper(b) /
+    lower(a), 1 - lower(b) / upper(a)]`` from the means of the bracket ends,
+    which contains the point whenever each point lies in its bracket (None
+    without brackets). ``rate_reduction_paired``: :func:`paired_log_ratio` of
+    the per-seed point estimates (the geometric-mean reduction and its 95%
+    interval). All None, with ``rate_reduction_note`` saying why, when either
+    variant's gate is ``none``: its rate is the message's size, not
+    information, and a "reduction" against it would measure the gate, not a
+    rate.
+    """
+    ungated = [s.get("gate") == "none" for s in (summary_a, summary_b)]
+    if any(ungated):
+        return {
+            "rate_reduction": None,
+            "rate_reduction_range": None,
+            "rate_reduction_paired": None,
+            "rate_reduction_note": "no gate: its rate is a ceiling, not information",
+        }
+    rate_a, rate_b = summary_a["latent_rate_bits"], summary_b["latent_rate_bits"]
+    ends = [
+        _mean_of_all(summary.get(f"rate_bracket_{end}_bits_per_seed") or [])
+        for summary, end in ((summary_a, "lower"), (summary_a, "upper"),
+                             (summary_b, "lower"), (summary_b, "upper"))
+    ]  # fmt: skip
+    low_a, high_a, low_b, high_b = ends
+    span = None
+    if None not in ends:
+        span = [reduction(low_a, high_b), reduction(high_a, low_b)]
+        span = None if None in span else span
+    paired = paired_log_ratio(
+        summary_a.get("latent_rate_bits_per_seed") or [],
+        summary_b.get("latent_rate_bits_per_seed") or [],
+    )
+    return {
+        "rate_reduction": reduction(rate_a, rate_b),
+        "rate_reduction_range": span,
+        "rate_reduction_paired": paired.to_json() if paired.ratio is not None else None,
+        "rate_reduction_note": None,
+    }
+
+
+def _mean_of_all(values: list[float | None]) -> float | None:
+    """The mean, or None when there is no value or one is missing (a bracket needs every seed)."""
+    if not values or any(value is None for value in values):
+        return None
+    return mean_or_none(values)
 
 
 def _comparison_sentences(summary: dict[str, Any]) -> str:
@@ -204,13 +265,7 @@ def _comparison_sentences(summary: dict[str, Any]) -> str:
             f"{format_bytes(va['train_exchange_bytes'])} per seed",
             f"{a} sent no training bytes",
         )
-        rate = _change_phrase(
-            "latent rate",
-            comparison["rate_reduction"],
-            f"{_format_rate(vb['latent_rate_bits'])} vs "
-            f"{_format_rate(va['latent_rate_bits'])} bits/sample",
-            f"{a}'s latent rate is 0 or unknown",
-        )
+        rate = _rate_phrase(comparison, va, vb, a)
         within = comparison["accuracy_within_one_std"]
         criterion = (
             f"The letter's criterion (within one standard deviation of {a}'s accuracy): "
@@ -230,6 +285,39 @@ def _comparison_sentences(summary: dict[str, Any]) -> str:
             lines.append(f"  - {_equivalence_sentence(comparison['accuracy_equivalence'])}")
         lines.extend(f"  - {line}" for line in time_comparison_lines(summary, comparison))
     return "\n".join(lines)
+
+
+def _rate_phrase(comparison: dict[str, Any], va: dict, vb: dict, a: str) -> str:
+    """The latent-rate part of a comparison sentence: point, bracket range, paired interval."""
+    values = (
+        f"{_format_rate(vb['latent_rate_bits'])} vs {_format_rate(va['latent_rate_bits'])} "
+        "bits/sample"
+    )
+    if comparison.get("rate_reduction_note"):
+        return f"no latent-rate reduction ({comparison['rate_reduction_note']}; {values})"
+    phrase = _change_phrase(
+        "latent rate", comparison["rate_reduction"], values, f"{a}'s latent rate is 0 or unknown"
+    )
+    extras = []
+    if _is_span(comparison.get("rate_reduction_range")):
+        low, high = comparison["rate_reduction_range"]
+        extras.append(f"from the brackets' ends {_percent_span(low, high)}")
+    paired = comparison.get("rate_reduction_paired")
+    if paired and paired.get("reduction_ci_low") is not None:
+        extras.append(
+            f"paired over seeds {format_percent(paired['reduction'])}, 95% interval "
+            f"{_percent_span(paired['reduction_ci_low'], paired['reduction_ci_high'])}"
+        )
+    return phrase + (f" [{'; '.join(extras)}]" if extras else "")
+
+
+def _is_span(span: list[float] | None) -> bool:
+    """A range worth showing: present and not a single point (exact estimators' brackets)."""
+    return bool(span) and abs(span[1] - span[0]) > 1e-9
+
+
+def _percent_span(low: float, high: float) -> str:
+    return f"{format_percent(low)} to {format_percent(high)}"
 
 
 def _equivalence_sentence(test: dict[str, Any]) -> str:
@@ -274,15 +362,23 @@ def _reading_guide(lossy: bool = False) -> str:
             "format, plus any header) over all forward latents and backward gradients of all "
             "training steps; evaluation traffic is not counted.",
             "- **Exchange reduction** of B against A: `1 - exchange(B) / exchange(A)`.",
-            "- **Latent rate**: an estimate of `I(Z;T)` in bits per sample over the evaluation "
-            "samples of the final epoch, summed over the nodes that send. Gaussian gate: the "
-            "moment-matched Gaussian upper bound of its noisy channel (the Kolchinsky–Tracey "
-            "pairwise bracket on a seeded subsample is in `summary.json`); discrete gate: the "
-            "exact mutual information `H(mean p) - mean H(p)` over the whole evaluation set "
-            "(with m codebook groups, the sum over groups: an upper bound on the joint one); "
-            "`none` gate: not finite, so the ceiling is reported. No node's rate exceeds the "
-            "bits its message carries per sample (the ceiling): it is capped there. Rate "
-            "reduction is `1 - rate(B) / rate(A)`.",
+            "- **Latent rate**: the information a node's message carries about which input "
+            "was sent, in bits per sample, final epoch, summed over the nodes that send. "
+            "Gaussian gate: a Monte Carlo estimate (± its standard error) of the information "
+            "of the empirical mixture over a seeded subsample of n test inputs, shown with the "
+            "Kolchinsky–Tracey pairwise bracket [lower, upper] of that same quantity; it "
+            "cannot exceed log2 n per node, and a node within 1 bit of log2 n is *saturated* "
+            "(its gate may carry more than n inputs can show). The moment-matched Gaussian "
+            "value is a loose upper bound on the population `I(Z;T)`, shown for reference. "
+            "Discrete gate: the exact mutual information `H(mean p) - mean H(p)` over the whole "
+            "evaluation set (with m codebook groups, the sum over groups: an upper bound on the "
+            "joint one). `none` gate: not finite, so the ceiling is reported. No node's rate "
+            "exceeds the bits its message carries per sample (the ceiling): it is capped "
+            "there. The sum over senders double counts (relays re-encode what they receive); "
+            "the information reaching the fusion node is reported beside it. Rate reduction "
+            "is `1 - rate(B) / rate(A)` of the point estimates, with the range the brackets' "
+            "ends allow and the paired-seed interval; none is given against a variant "
+            "without a gate.",
             "- **VIB KL**: the Gaussian gate's training penalty, `KL(N(mu, sigma²) || N(0, I))` "
             "in bits, the variational information bottleneck (VIB) bound. It also grows with "
             "the scale and offset of `mu`, which carry no information: it is not the rate.",
@@ -298,11 +394,35 @@ def _reading_guide(lossy: bool = False) -> str:
 
 def _rate_reductions(summary: dict[str, Any], name: str) -> str:
     parts = [
-        f"{format_percent(comparison['rate_reduction'])} vs {comparison['a']}"
+        f"{format_percent(comparison['rate_reduction'])}"
+        + (
+            f" [{_percent_span(*comparison['rate_reduction_range'])}]"
+            if _is_span(comparison.get("rate_reduction_range"))
+            else ""
+        )
+        + f" vs {comparison['a']}"
         for comparison in summary["comparisons"]
-        if comparison["b"] == name
+        if comparison["b"] == name and comparison.get("rate_reduction") is not None
     ]
     return "; ".join(parts) or "—"
+
+
+def _spread_above_zero(rows: pd.DataFrame) -> np.ndarray:
+    """Error bars of ``mean ± std`` that stop at 0 bits (a rate is never negative)."""
+    mean, std = rows["mean"].fillna(0.0).to_numpy(), rows["std"].fillna(0.0).to_numpy()
+    return np.vstack([np.minimum(std, mean), std])
+
+
+def _format_headline_rate(v: dict[str, Any]) -> str:
+    """The latent rate with its bracket, ``36.20 [31.05, 40.10]``, and saturated nodes."""
+    rate = _format_rate(v.get("latent_rate_bits"))
+    low, high = v.get("rate_bracket_lower_bits"), v.get("rate_bracket_upper_bits")
+    if low is None or high is None or v.get("rate_bracket_n") is None:
+        return rate
+    saturated = v.get("rate_saturated_nodes") or 0
+    return f"{rate} [{_format_rate(low)}, {_format_rate(high)}]" + (
+        f" ({_count(saturated)} nodes saturated)" if saturated else ""
+    )
 
 
 def _format_rate(bits: float | None) -> str:
@@ -326,42 +446,75 @@ def _comparisons_section(run: RunData, summary: dict[str, Any]) -> str:
 def _rates_section(run: RunData, summary: dict[str, Any]) -> str:
     """Per variant: the reported rate and every estimator beside it (final epoch)."""
     header = (
-        "| variant | gate | wire (fwd/bwd) | latent rate | VIB KL | pairwise bracket "
-        "[lower, upper] (n) | message bits/sample | capped nodes |"
+        "| variant | gate | wire (fwd/bwd) | latent rate ± s.e. | pairwise bracket "
+        "[lower, upper] (n) | saturated nodes | fusion input [bracket] | moment-matched "
+        "bound (loose) | VIB KL | message bits/sample | capped nodes |"
     )
-    lines = [header, "|---|---|---|---:|---:|---|---:|---:|"]
+    lines = [header, "|---|---|---|---:|---|---:|---|---:|---:|---:|---:|"]
     for name, v in summary["variants"].items():
-        if v.get("rate_bracket_n") is not None:
-            saturated = v.get("rate_bracket_saturated_nodes") or 0
-            bracket = (
-                f"[{_format_rate(v.get('rate_bracket_lower_bits'))}, "
-                f"{_format_rate(v.get('rate_bracket_upper_bits'))}] "
-                f"(n = {int(v['rate_bracket_n'])}"
-                + (f"; saturated at {saturated:g} node(s)" if saturated else "")
-                + ")"
-            )
-        else:
-            bracket = MISSING
         capped = v.get("rate_capped_nodes")
         lines.append(
-            f"| {name} | {v.get('gate')} | {_format_wire(v)} | "
-            f"{_format_rate(v.get('latent_rate_bits'))} | {_format_rate(v.get('vib_kl_bits'))} | "
-            f"{bracket} | {_format_rate(v.get('rate_ceiling_bits'))} | "
-            f"{MISSING if capped is None else f'{capped:g}'} |"
+            f"| {name} | {v.get('gate')} | {_format_wire(v)} | {_rate_with_error(v)} | "
+            f"{_bracket_cell(v)} | {_count(v.get('rate_saturated_nodes'))} | "
+            f"{_fusion_cell(v)} | {_format_rate(v.get('rate_moment_upper_bits'))} | "
+            f"{_format_rate(v.get('vib_kl_bits'))} | "
+            f"{_format_rate(v.get('rate_ceiling_bits'))} | {_count(capped)} |"
         )
     return (
         "## Rates\n\n"
-        "Bits per sample, summed over the sending nodes, final epoch, mean over seeds. "
-        "Latent rate: Gaussian gate, the moment-matched Gaussian upper bound on `I(Z;T)`; "
-        "discrete gate, the exact mutual information over the evaluation set (with m "
-        "codebook groups, the sum of the groups' informations, an upper bound); `none` gate, "
-        "the message's bits per sample (its `I(Z;T)` is not finite). Each node's rate is "
-        "capped at the bits its message carries per sample (message bits/sample, summed); "
-        "capped nodes are those at that ceiling. The VIB KL is the Gaussian gate's training "
-        "penalty, not a rate. The pairwise (Kolchinsky–Tracey) bracket is computed on a "
-        "seeded subsample of n test inputs and cannot exceed log2 n per node.\n\n"
-        + "\n".join(lines)
+        "Bits per sample, final epoch, mean over seeds. **Latent rate**: summed over the "
+        "sending nodes. Gaussian gate: the Monte Carlo estimate of the information of the "
+        "empirical mixture over a seeded subsample of n test inputs (± its standard error), "
+        "clipped into the Kolchinsky–Tracey pairwise bracket of the same mixture (Bhattacharyya "
+        "lower, KL upper; the true value lies inside). Each node's value cannot exceed log2 n; "
+        "a node within 1 bit of it is *saturated*: there the number says more about n than "
+        "about the gate, which may carry more. Discrete gate: the exact mutual information "
+        "over the evaluation set (with m codebook groups, the sum of the groups' "
+        "informations, an upper bound; its bracket's lower end is the largest group's). "
+        "`none` gate: the message's bits per sample (its `I(Z;T)` is not finite). Each "
+        "node's rate is capped at the bits its message carries per sample (message "
+        "bits/sample, summed); capped nodes are those at that ceiling. **Fusion input**: "
+        "the information in the messages reaching the fusion node taken together (one "
+        "Gaussian channel of their joint, same estimators, at most log2 n): the sum over "
+        "senders double counts, since relays re-encode what they receive. The "
+        "**moment-matched bound** (a Gaussian of the same covariance, whole evaluation set) "
+        "is an upper bound on `I(Z;T)`, loose when the latents cluster by class: shown for "
+        "reference, never the headline. The VIB KL is the Gaussian gate's training penalty, "
+        "not a rate.\n\n" + "\n".join(lines)
     )
+
+
+def _rate_with_error(v: dict[str, Any]) -> str:
+    rate, error = v.get("latent_rate_bits"), v.get("rate_stderr_bits")
+    return _format_rate(rate) + ("" if error is None else f" ± {error:.2f}")
+
+
+def _bracket_cell(v: dict[str, Any]) -> str:
+    if v.get("rate_bracket_lower_bits") is None or v.get("rate_bracket_upper_bits") is None:
+        return MISSING
+    n = v.get("rate_bracket_n")
+    return (
+        f"[{_format_rate(v['rate_bracket_lower_bits'])}, "
+        f"{_format_rate(v['rate_bracket_upper_bits'])}]" + ("" if n is None else f" (n = {int(n)})")
+    )
+
+
+def _fusion_cell(v: dict[str, Any]) -> str:
+    rate = v.get("fusion_input_rate_bits")
+    if rate is None:
+        return MISSING
+    low, high = v.get("fusion_input_lower_bits"), v.get("fusion_input_upper_bits")
+    saturated = v.get("fusion_input_saturated")
+    return f"{_format_rate(rate)} [{_format_rate(low)}, {_format_rate(high)}]" + (
+        " (saturated)" if saturated and saturated >= 0.5 else ""
+    )
+
+
+def _count(value: float | None) -> str:
+    """A count of nodes; a mean over seeds that is not whole says so (``1.2 on average``)."""
+    if value is None:
+        return MISSING
+    return f"{value:g}" if float(value).is_integer() else f"{value:.1f} on average"
 
 
 def _reading_section(run: RunData, summary: dict[str, Any]) -> str:
@@ -422,26 +575,27 @@ def _rate_cost_figure(run: RunData) -> Figure:
         ("megabytes", "training exchange per seed (MB)"),
         ("time_s", "simulated training time per seed (s)"),
     )
-    markers = "osD^v<>pP*Xh"
+    styles = variant_styles(list(costs["variant"]))
     for ax, (column, label) in zip(axes, columns, strict=True):
-        for number, row in enumerate(costs.itertuples()):
+        for row in costs.itertuples():
             value = getattr(row, column)
             if np.isfinite(value) and value > 0:
-                ax.scatter(value, row.accuracy, marker=markers[number % len(markers)],
+                style = styles[row.variant]
+                ax.scatter(value, row.accuracy, marker=style.marker, color=style.colour,
                            label=f"{row.variant} ({row.wire})")  # fmt: skip
         ax.set_xscale("log")
         ax.set_xlabel(label)
         ax.grid(alpha=0.3, which="both")
     axes[0].set_ylabel("final test accuracy (mean over seeds)")
-    handles, labels = axes[0].get_legend_handles_labels()
-    figure.legend(handles, labels, loc="outside right", fontsize=8, title="variant (wire fwd/bwd)")
+    outside_legend(figure, title="variant (wire fwd/bwd)")
     figure.suptitle("What rate costs: accuracy against rate, bytes actually sent, simulated time")
     return figure
 
 
 def _accuracy_figure(run: RunData, variants: list[str]) -> Figure:
     curves = _accuracy_curves(run)
-    figure = Figure(figsize=(7, 4.5), layout="constrained")
+    styles = variant_styles(variants)
+    figure = Figure(figsize=(8, 4.5), layout="constrained")
     ax = figure.add_subplot()
     for variant in variants:
         curve = curves[curves["variant"] == variant]
@@ -450,8 +604,9 @@ def _accuracy_figure(run: RunData, variants: list[str]) -> Figure:
         x = curve["bytes_mean"].to_numpy() / 1e6
         mean = curve["accuracy_mean"].to_numpy()
         std = curve["accuracy_std"].to_numpy()
-        (line,) = ax.plot(x, mean, marker="o", markersize=3, label=variant)
-        ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+        (line,) = ax.plot(x, mean, markersize=4, label=variant, **styles[variant].line())
+        band = (np.clip(mean - std, 0.0, 1.0), np.clip(mean + std, 0.0, 1.0))  # accuracy's range
+        ax.fill_between(x, *band, color=line.get_color(), alpha=0.2)
         for at_bytes, description in event_marks(run, variant):
             ax.axvline(at_bytes / 1e6, color=line.get_color(), linestyle=":", linewidth=1.2)
             ax.annotate(description, (at_bytes / 1e6, 0.02), xycoords=("data", "axes fraction"),
@@ -461,8 +616,7 @@ def _accuracy_figure(run: RunData, variants: list[str]) -> Figure:
     ax.set_ylabel("test accuracy")
     ax.set_title("Test accuracy against training bytes (mean ± std over seeds)")
     ax.grid(alpha=0.3)
-    if ax.lines:
-        ax.legend()
+    outside_legend(figure)
     return figure
 
 
@@ -492,7 +646,7 @@ def _rate_figure(run: RunData, variants: list[str]) -> Figure:
     nodes = sorted(rates["node"].unique(), key=node_key)
     if len(nodes) > LABELLED_NODES_MAX:
         return _sorted_rate_figure(run, variants)
-    width_inches = float(np.clip(2.0 + 0.08 * len(nodes) * max(len(variants), 1), 6.0, 18.0))
+    width_inches = float(np.clip(4.0 + 0.08 * len(nodes) * max(len(variants), 1), 8.0, 20.0))
     figure = Figure(figsize=(width_inches, 4.5), layout="constrained")
     ax = figure.add_subplot()
     if not nodes:
@@ -504,6 +658,7 @@ def _rate_figure(run: RunData, variants: list[str]) -> Figure:
     bar_width = 0.8 / max(len(variants), 1)
     spread = rates["seed"].nunique() >= 2
     shown: list[float] = []
+    styles = variant_styles(variants)
     for index, variant in enumerate(variants):
         if variant not in stats.index.get_level_values("variant"):
             continue
@@ -512,9 +667,10 @@ def _rate_figure(run: RunData, variants: list[str]) -> Figure:
             positions + (index - (len(variants) - 1) / 2) * bar_width,
             rows["mean"].fillna(0.0),
             width=bar_width,
-            yerr=rows["std"].fillna(0.0) if spread else None,
+            yerr=_spread_above_zero(rows) if spread else None,
             capsize=2,
-            label=variant,
+            label=_rate_label(run, variant),
+            **styles[variant].bar(),
         )
         bits = _wire_size_line(ax, run, variant, bars.patches[0].get_facecolor())
         shown.extend([*rows["mean"].dropna().tolist(), *([bits] if bits else [])])
@@ -526,11 +682,11 @@ def _rate_figure(run: RunData, variants: list[str]) -> Figure:
     ax.set_xlim(-0.6, len(nodes) - 0.4)
     ax.set_ylabel("latent rate (bits/sample, log scale)")
     ax.set_title(
-        f"Latent rate per sending node (final evaluation, mean{' ± std' if spread else ''} "
+        f"Latent rate per sending node\n(final evaluation, mean{' ± std' if spread else ''} "
         "over seeds)"
     )
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    _rate_legend(figure, ax)
     return figure
 
 
@@ -552,8 +708,23 @@ def _wire_size_line(ax: Any, run: RunData, variant: str, color: Any) -> float | 
     bits = _message_bits(run, variant)
     if bits is not None:
         ax.axhline(bits, color=color, linestyle="--", linewidth=1.2,
-                   label=f"{variant}: message size, {bits:g} bits/sample")  # fmt: skip
+                   label=f"_{variant}: message size")  # fmt: skip  # in the variant's entry
     return bits
+
+
+def _rate_label(run: RunData, variant: str) -> str:
+    """The variant's legend entry: its name and the size of its messages."""
+    bits = _message_bits(run, variant)
+    return f"{variant} ({bits:g}-bit messages)" if bits is not None else variant
+
+
+def _rate_legend(figure: Figure, ax: Any) -> None:
+    """The variants beside the axes, and one entry for the dashed message-size lines."""
+    handles, labels = ax.get_legend_handles_labels()
+    if any(line.get_linestyle() == "--" for line in ax.lines):
+        handles.append(Line2D([], [], color="#555555", linestyle="--", linewidth=1.2))
+        labels.append("message size (bits/sample),\nin the variant's colour")
+    outside_legend(figure, handles, labels)
 
 
 def _log_rate_axis(ax: Any, values: list[float]) -> None:
@@ -568,26 +739,28 @@ def _log_rate_axis(ax: Any, values: list[float]) -> None:
 def _sorted_rate_figure(run: RunData, variants: list[str]) -> Figure:
     """Many nodes: each variant's node rates (mean over seeds) sorted from the highest."""
     means = run.tables["node_rates"].groupby(["variant", "node"])["rate_bits"].mean()
-    figure = Figure(figsize=(8, 4.5), layout="constrained")
+    figure = Figure(figsize=(9, 4.5), layout="constrained")
     ax = figure.add_subplot()
     shown: list[float] = []
+    styles = variant_styles(variants)
     for variant in variants:
         if variant not in means.index.get_level_values("variant"):
             continue
         values = np.sort(means.loc[variant].to_numpy())[::-1]
         ranks = np.arange(1, len(values) + 1)
-        (line,) = ax.plot(
-            ranks, values, drawstyle="steps-mid", label=f"{variant} ({len(values):,} nodes)"
-        )
+        style = styles[variant]
+        (line,) = ax.plot(ranks, values, drawstyle="steps-mid", color=style.colour,
+                          linestyle=style.linestyle,
+                          label=f"{_rate_label(run, variant)}, {len(values):,} nodes")  # fmt: skip
         bits = _wire_size_line(ax, run, variant, line.get_color())
         shown.extend([*values.tolist(), *([bits] if bits else [])])
     _log_rate_axis(ax, shown)
     ax.set_xlabel("sending nodes, from the highest rate to the lowest")
     ax.set_ylabel("latent rate (bits/sample, log scale)")
-    ax.set_title("Latent rate per sending node, sorted (final evaluation, mean over seeds)")
+    ax.set_title("Latent rate per sending node, sorted\n(final evaluation, mean over seeds)")
     ax.set_xlim(left=0.5)
     ax.grid(alpha=0.3)
-    ax.legend()
+    _rate_legend(figure, ax)
     return figure
 
 
@@ -595,8 +768,9 @@ RATE_DETAILS = tuple(
     field.name for field in dataclasses.fields(RateEstimate) if field.name != "rate_bits"
 )
 """``node_rates.csv``'s columns after the reported rate: how it was estimated
-(:class:`~innet.gates.RateEstimate`: estimator, estimate before the cap, ceiling,
-capped, VIB KL, the pairwise bracket and its subsample)."""
+(:class:`~innet.gates.RateEstimate`: estimator, estimate before the clip and cap,
+ceiling, capped, standard error, saturation, the moment-matched bound, VIB KL,
+the pairwise bracket and its subsample)."""
 
 
 INL_REPORT = FamilyReport(
@@ -611,13 +785,15 @@ INL_REPORT = FamilyReport(
             before_exchange=True,
         ),
         HeadlineColumn(
-            "latent rate (bits/sample)", lambda v, name, s: _format_rate(v.get("latent_rate_bits"))
+            "latent rate [bracket] (bits/sample)", lambda v, name, s: _format_headline_rate(v)
         ),
         HeadlineColumn(
             "VIB KL (bits/sample)", lambda v, name, s: _format_rate(v.get("vib_kl_bits"))
         ),
         HeadlineColumn("wire (fwd/bwd)", lambda v, name, s: _format_wire(v), align="left"),
-        HeadlineColumn("rate reduction", lambda v, name, s: _rate_reductions(s, name)),
+        HeadlineColumn(
+            "rate reduction [bracket range]", lambda v, name, s: _rate_reductions(s, name)
+        ),
     ),
     sections=(_comparisons_section, _rates_section, _reading_section),
     figures=_figures,

@@ -9,15 +9,23 @@ network as it is at the end of the epoch. Every message goes through the
 recording transport, which writes the exchange log; each process's results
 are merged on the leader.
 
-Rates (per epoch, on the evaluation set; see :class:`~innet.gates.RateStats`):
+Rates (on the evaluation set; see :class:`~innet.gates.RateStats`):
 ``latent_rate_bits`` is the sum over sending nodes of each node's reported
-rate (the Gaussian gate's moment-matched upper bound on ``I(Z;T)``, the
-discrete gate's mutual information over the set, the ``none`` gate's
-ceiling), each capped at the bits its message carries per sample;
-``vib_kl_bits`` the sum of the Gaussian gates' VIB penalties (the training
-term, not a rate); ``rate_ceiling_bits`` the sum of the ceilings;
-``rate_capped_nodes`` how many nodes were capped. After the final epoch the
-pairwise bracket of each Gaussian gate is added (``rate_bracket_*``).
+rate (the Gaussian gate's Monte Carlo estimate of the information of the
+empirical mixture over a subsample of ``n`` inputs, inside its pairwise
+bracket; the discrete gate's mutual information over the set; the ``none``
+gate's ceiling), each capped at the bits its message carries per sample.
+The Gaussian gate's subsample estimators run after the final epoch only:
+on earlier epochs its rate, and so ``latent_rate_bits``, is empty.
+Every epoch: ``rate_moment_upper_bits`` the sum of the Gaussian gates'
+moment-matched upper bounds (loose), ``vib_kl_bits`` the sum of their VIB
+penalties (the training term, not a rate), ``rate_ceiling_bits`` the sum of
+the ceilings, ``rate_capped_nodes`` how many nodes were capped. After the
+final epoch: the sum's standard error and bracket (``rate_stderr_bits``,
+``rate_bracket_*``), the saturated nodes, and the information reaching the
+fusion node (``fusion_input_*``: the joint of the messages it receives,
+estimated the same way; the sum over senders double counts what relays
+re-encode).
 
 :class:`InlTrainer` is what the ``inl`` family gives the runner: the plans of
 each variant over the run, and :meth:`InlTrainer.train` for one (variant, seed).
@@ -27,6 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -41,7 +50,12 @@ from innet.executors.batched import BatchedExecutor, batched_unsupported
 from innet.executors.per_node import PerNodeExecutor
 from innet.families import TrainResult
 from innet.families.inl.config import InlScenario, ResolvedVariant, TrainingConfig
-from innet.gates import RateEstimate
+from innet.gates import (
+    BRACKET_METRICS,
+    FUSION_METRICS,
+    RateEstimate,
+    mixture_estimate,
+)
 from innet.group import Group
 from innet.inputs import NodeInputs, load_inputs
 from innet.modules import ModuleSpec
@@ -53,7 +67,16 @@ from innet.topology.model import Topology
 from innet.transport import RecordingTransport, Transport
 from innet.yamlio import FieldError
 
-__all__ = ["FitResult", "fit", "make_executor", "module_specs", "variant_timeline", "InlTrainer"]
+__all__ = [
+    "FitResult",
+    "fit",
+    "fusion_input_estimate",
+    "rate_metrics",
+    "make_executor",
+    "module_specs",
+    "variant_timeline",
+    "InlTrainer",
+]
 
 
 @dataclass
@@ -120,12 +143,13 @@ def fit(
                 for node in executor.plan.forward_order()
                 if node in evaluation.rate_stats
             }
+            fusion_input = fusion_input_estimate(evaluation, executor.plan) if final else None
             metrics.append(
                 {
                     "epoch": epoch,
                     "train_loss": float(np.mean(all_losses)) if all_losses else float("nan"),
                     **task.metrics(evaluation.metric_sums, evaluation.samples),
-                    **rate_metrics(estimates, bracket=final),
+                    **rate_metrics(estimates, bracket=final, fusion_input=fusion_input),
                 }
             )
         if on_epoch is not None:
@@ -139,43 +163,78 @@ def fit(
     )
 
 
-RATE_METRICS = ("latent_rate_bits", "vib_kl_bits", "rate_ceiling_bits", "rate_capped_nodes")
-"""Rate columns of every epoch's metrics row (see the module docstring)."""
-BRACKET_METRICS = (
-    "rate_bracket_lower_bits",
-    "rate_bracket_upper_bits",
-    "rate_bracket_n",
-    "rate_bracket_saturated_nodes",
-)
-"""Columns of the final epoch's row: the pairwise bracket, summed over Gaussian gates."""
-
-
-def rate_metrics(estimates: dict[str, RateEstimate], *, bracket: bool) -> dict[str, Any]:
+def rate_metrics(
+    estimates: dict[str, RateEstimate],
+    *,
+    bracket: bool,
+    fusion_input: RateEstimate | None = None,
+) -> dict[str, Any]:
     """One epoch's rate columns from each sending node's estimate (sums over senders).
 
-    ``vib_kl_bits`` and the bracket are None (empty in ``metrics.csv``) when no
-    sender has a Gaussian gate (the bracket also on every epoch but the final
-    one); ``rate_bracket_n`` is the smallest subsample of any node.
+    ``latent_rate_bits`` is None when a sender's rate was not estimated this
+    epoch; ``rate_moment_upper_bits`` and ``vib_kl_bits`` when no sender has
+    a Gaussian gate. The bracket of the sum (the sums of the ends) is None
+    unless every sender has one (a ``none`` gate has no finite rate), and on
+    every epoch but the final one; ``rate_stderr_bits`` is the root sum of the
+    squared standard errors (independent draws per node); ``rate_bracket_n``
+    is the smallest subsample of any node. ``fusion_input``: the estimate of
+    the joint of the fusion node's inputs (:func:`fusion_input_estimate`).
     """
-    vib = [e.vib_kl_bits for e in estimates.values() if e.vib_kl_bits is not None]
+    values = list(estimates.values())
+    rate = sum(e.rate_bits for e in values)
     row: dict[str, Any] = {
-        "latent_rate_bits": sum(e.rate_bits for e in estimates.values()),
-        "vib_kl_bits": sum(vib) if vib else None,
-        "rate_ceiling_bits": sum(e.ceiling_bits for e in estimates.values()),
-        "rate_capped_nodes": sum(e.capped for e in estimates.values()),
+        "latent_rate_bits": None if math.isnan(rate) else rate,
+        "rate_moment_upper_bits": _sum_or_none([e.moment_upper_bits for e in values]),
+        "vib_kl_bits": _sum_or_none([e.vib_kl_bits for e in values]),
+        "rate_ceiling_bits": sum(e.ceiling_bits for e in values),
+        "rate_capped_nodes": sum(e.capped for e in values),
     }
-    brackets = [e for e in estimates.values() if e.bracket_n is not None]
-    row.update(
-        {
-            "rate_bracket_lower_bits": sum(e.bracket_lower_bits or 0.0 for e in brackets),
-            "rate_bracket_upper_bits": sum(e.bracket_upper_bits or 0.0 for e in brackets),
-            "rate_bracket_n": min(e.bracket_n or 0 for e in brackets),
-            "rate_bracket_saturated_nodes": sum(bool(e.bracket_saturated) for e in brackets),
-        }
-        if bracket and brackets
-        else dict.fromkeys(BRACKET_METRICS)
-    )
+    row.update(dict.fromkeys((*BRACKET_METRICS, *FUSION_METRICS)))
+    bracketed = values and all(e.bracket_lower_bits is not None for e in values)
+    if bracket and bracketed and row["latent_rate_bits"] is not None:
+        errors = [e.stderr_bits for e in values if e.stderr_bits is not None]
+        sizes = [e.bracket_n for e in values if e.bracket_n is not None]
+        row.update(
+            rate_stderr_bits=math.sqrt(sum(x * x for x in errors)) if errors else None,
+            rate_saturated_nodes=sum(bool(e.saturated) for e in values),
+            rate_bracket_lower_bits=sum(e.bracket_lower_bits or 0.0 for e in values),
+            rate_bracket_upper_bits=sum(e.bracket_upper_bits or 0.0 for e in values),
+            rate_bracket_n=min(sizes) if sizes else None,
+            rate_bracket_saturated_nodes=sum(bool(e.bracket_saturated) for e in values),
+        )
+    if fusion_input is not None and not math.isnan(fusion_input.rate_bits):
+        row.update(
+            fusion_input_rate_bits=fusion_input.rate_bits,
+            fusion_input_stderr_bits=fusion_input.stderr_bits,
+            fusion_input_lower_bits=fusion_input.bracket_lower_bits,
+            fusion_input_upper_bits=fusion_input.bracket_upper_bits,
+            fusion_input_n=fusion_input.bracket_n,
+            fusion_input_saturated=fusion_input.saturated,
+        )
     return row
+
+
+def fusion_input_estimate(evaluation: EvalSums, plan: Plan) -> RateEstimate | None:
+    """The information in the messages reaching the fusion node, taken together.
+
+    The fusion node's inputs are the Gaussian channels of its children (their
+    noises independent given the input), so their joint is one Gaussian
+    channel whose ``mu`` and ``sigma`` are the children's side by side; it is
+    estimated like one node's (:func:`~innet.gates.mixture_estimate`, the
+    ceiling the sum of the children's). None unless every child has a
+    Gaussian gate and the subsample.
+    """
+    stats = [evaluation.rate_stats.get(child) for child in plan.children(plan.fusion)]
+    rows = [s.subsample() if s is not None and s.kind == "gaussian" else None for s in stats]
+    if not rows or any(r is None for r in rows) or len({len(r[0]) for r in rows}) != 1:
+        return None
+    joint = (np.hstack([r[0] for r in rows]), np.hstack([r[1] for r in rows]))
+    return mixture_estimate(joint, sum(s.ceiling_bits for s in stats))
+
+
+def _sum_or_none(values: list[float | None]) -> float | None:
+    present = [value for value in values if value is not None]
+    return sum(present) if present else None
 
 
 def _follow(executor: Executor, timeline: Timeline, step: int) -> None:
@@ -278,6 +337,17 @@ def variant_timeline(
     )
 
 
+def warn_full_batches(variants: Any, n_train: int) -> None:
+    """A warning where ``training.batch_size`` exceeds the training set (one step per epoch)."""
+    for batch in sorted({variant.training.batch_size for variant in variants}):
+        if batch > n_train:
+            warnings.warn(
+                f"training.batch_size {batch} is larger than the {n_train} training samples: "
+                "every step trains on all of them (one step per epoch)",
+                stacklevel=2,
+            )
+
+
 class InlTrainer:
     """The ``inl`` family's trainer for one scenario (see :class:`~innet.families.Trainer`)."""
 
@@ -288,6 +358,7 @@ class InlTrainer:
         self._seed: int | None = None
         self._inputs: NodeInputs | None = None
         n_train = self.inputs(self.scenario.seed_list[0]).n_train  # data problems show first
+        warn_full_batches(self.variants.values(), n_train)
         try:
             self.timelines = {
                 name: variant_timeline(self.scenario, variant, topology, n_train)

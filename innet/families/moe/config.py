@@ -3,8 +3,10 @@
 A MoE scenario adds to the blocks every scenario has (:mod:`innet.scenario`):
 
 - ``moe``: the data, the experts and where they live, the model sizes,
-  training, the skew workload, and the balance check (CARL's controller on a
-  Zipf hot-expert workload, no training);
+  training, the skew workload, the margin of the accuracy equivalence test
+  against the top-k baseline (``equivalence_margin``, a fraction: 0.01 is
+  one percentage point), and the balance check (CARL's controller on a Zipf
+  hot-expert workload, no training);
 - ``router``: the router every variant starts from; a variant overrides any
   of its fields (``variants.NAME.router``), typically ``kind`` and ``lambda``.
 
@@ -79,6 +81,7 @@ class MoeConfig(_Strict):
     sources: list[str] | None = None  # default: the topology's sensors
     expert_nodes: list[str] | None = None  # default: every other node
     workload: WorkloadConfig = Field(default_factory=WorkloadConfig)
+    equivalence_margin: float = Field(0.01, gt=0, le=1)  # accuracy: TOST margin against top-k
     balance_check: BalanceCheckConfig = Field(default_factory=BalanceCheckConfig)
 
 
@@ -99,7 +102,7 @@ class RouterConfig(_Strict):
     gamma: float = Field(0.02, ge=0)  # carl: gamma0
     warm_start: int = Field(0, ge=0)  # carl: W steps of Sinkhorn selection
     replace_every: int = Field(0, ge=0)  # carl: P (0: never re-place)
-    ac_clamp: float = Field(5.0, ge=1)  # ac: weights clamped to [1/c, c]
+    ac_clip: float = Field(10.0, gt=0)  # ac: weights clipped at ac_clip × their mean (above only)
 
 
 class MoeVariant(VariantBase):

@@ -28,7 +28,7 @@ STEP_COLUMNS = (
     "variant", "seed", "epoch", "step", "layer",
     *(f"expert_{name}" for name in SKEW_METRICS),
     *(f"group_{name}" for name in SKEW_METRICS),
-    "cross_group_bytes", "dispatch_bytes",
+    "cross_group_dispatch_bytes", "dispatch_bytes",
 )  # fmt: skip
 """Columns of ``moe_steps.csv`` (one row per training step and layer)."""
 

@@ -23,7 +23,7 @@ has no gradient). What differs is how they choose:
   adaptive expert- and group-level balance biases (:mod:`.balance`), a
   Sinkhorn warm start and periodic re-placement (see the trainer).
 - ``ac``: the adaptive-clustering router (:func:`ac_weights`): token features
-  weighted per expert before scoring.
+  weighted per expert before scoring, normalised as the public ACMoE code does.
 
 >>> import torch
 >>> probs = torch.full((8, 4), 0.25)
@@ -183,31 +183,45 @@ def cap_remote(scores: torch.Tensor, k: int, local: np.ndarray, cap: float) -> t
 
 
 def ac_weights(
-    tokens: torch.Tensor, assigned: torch.Tensor, experts: int, clamp: float = 5.0
+    tokens: torch.Tensor, assigned: torch.Tensor, experts: int, clip: float = 10.0
 ) -> torch.Tensor:
     """Per-expert feature weights of the adaptive-clustering router, ``[E, d]`` (no gradient).
 
-    For each expert ``e``, the tokens the previous layer sent to it (top-1
-    ``assigned``): ``w = 1 / (MAD + 1e-4)`` per feature, MAD the mean absolute
-    deviation from the cluster's mean. Normalisation (ours, stated): each row
-    is divided by its mean, so the weights average 1 over the features (equal
-    dispersion gives all ones), then clamped to ``[1/clamp, clamp]`` and
-    divided by its mean again. An expert with fewer than two tokens gets ones.
+    As the public ACMoE code does it (Fsoft-AIC/Tight-Clusters-Make-Specialized-Experts,
+    ``language-modeling/custom_gates.py``, ``COSAGate_Balance.compute_W_var`` with
+    ``mad=True``): for each expert ``k``, the tokens the previous layer sent to it
+    (top-1 ``assigned``), per feature ``q``, ``W_kq = 1 / (MAD_kq + 1e-4)`` with
+    ``MAD_kq`` the mean absolute deviation from the cluster's mean; then the
+    upper clip ``W <= clip * mean(W)`` (the mean over every entry, as there;
+    no lower clip); then each feature is divided by its mean over the clusters
+    (``W / W.mean(dim=0)``, "dimwise mean scaling"), so every column averages 1.
 
-    >>> x = torch.tensor([[0.0, 0.0], [2.0, 0.2], [5.0, 5.0], [5.0, 5.0]])
-    >>> ac_weights(x, torch.tensor([0, 0, 1, 1]), 2)[1].tolist()
-    [1.0, 1.0]
+    Where innet differs, and why: a cluster with fewer than two tokens has no
+    dispersion to measure (the public code reads its MAD as 0, so ``W = 1e4``
+    before the clip); here its row takes no part in the clip's or the
+    columns' means and is set to ones, the columns' mean after scaling, so
+    its tokens are scored by the base router. With no cluster of two tokens
+    every weight is 1.
+
+    >>> x = torch.tensor([[0.0, 0.0], [2.0, 2.0], [5.0, 5.0], [5.5, 5.5], [9.0, 9.0]])
+    >>> w = ac_weights(x, torch.tensor([0, 0, 1, 1, 2]), 3)  # MAD 1 and 0.25; one lone token
+    >>> [[round(v, 3) for v in row] for row in w.tolist()]  # 1 and 4, over their mean 2.5
+    [[0.4, 0.4], [1.6, 1.6], [1.0, 1.0]]
     """
     with torch.no_grad():
         weights = torch.ones(experts, tokens.shape[1], dtype=tokens.dtype)
+        rows = []
         for e in range(experts):
             cluster = tokens[assigned == e]
             if cluster.shape[0] < 2:
                 continue
+            rows.append(e)
             mad = (cluster - cluster.mean(dim=0)).abs().mean(dim=0)
-            w = 1.0 / (mad + 1e-4)
-            w = (w / w.mean()).clamp(1.0 / clamp, clamp)
-            weights[e] = w / w.mean()
+            weights[e] = 1.0 / (mad + 1e-4)
+        if rows:
+            measured = weights[rows]
+            measured = measured.clamp(max=clip * float(measured.mean()))
+            weights[rows] = measured / measured.mean(dim=0)
     return weights
 
 

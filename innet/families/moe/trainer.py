@@ -75,7 +75,7 @@ from innet.families.moe.routers import (
 )
 from innet.families.moe.workloads import expert_bias, source_shares, split_counts
 from innet.group import Group
-from innet.netsim import NetworkModel
+from innet.netsim import Message, NetworkModel
 from innet.records import ExchangeLog
 from innet.scenario import LoadedScenario
 from innet.seeding import seeded_torch
@@ -262,6 +262,35 @@ class MoeTrainer:
     def epochs(self, variant: str) -> int:
         return self.scenario.moe.epochs
 
+    def step_compute(self, messages: tuple[Message, ...]) -> dict[str, tuple[float, float]] | None:
+        """Each expert node's compute in one step, from the tokens its messages bring.
+
+        An expert's forward pass costs ``4 * hidden * expert_hidden`` FLOPs per
+        token (two linear layers, ``2 * in * out`` each), its backward pass twice
+        that; a node computes at its ``compute`` FLOP/s (none: instantly). The
+        network model (:mod:`innet.netsim`) then holds a node's ``combine``
+        messages until the forward pass on its ``dispatch`` tokens is done, and
+        its ``dispatch_grad`` messages until the backward pass on its
+        ``combine_grad`` gradients is.
+        """
+        network, moe = self.scenario.network, self.scenario.moe
+        if not network.compute:
+            return None
+        per_token, token_bytes = 4 * moe.hidden * moe.expert_hidden, 4 * moe.hidden
+        seconds: dict[str, tuple[float, float]] = {}
+        for m in messages:
+            backward = m.phase == PHASES["combine_grad"]
+            rate = self.topology.graph.nodes[m.dst].get("compute")
+            if not rate or not (backward or m.phase == PHASES["dispatch"]):
+                continue
+            work = (m.nbytes - network.header_bytes) / token_bytes * per_token / float(rate)
+            forward_s, backward_s = seconds.get(m.dst, (0.0, 0.0))
+            if backward:
+                seconds[m.dst] = (forward_s, backward_s + 2 * work)
+            else:
+                seconds[m.dst] = (forward_s + work, backward_s)
+        return seconds or None
+
     def train(
         self,
         variant: str,
@@ -337,7 +366,7 @@ class MoeTrainer:
                     "group": self.groups[node],
                     "role": "source"
                     if node in self.sources
-                    else ("experts" if node in self.expert_nodes else "relay"),
+                    else ("experts" if node in placement else "relay"),  # hosts an expert
                 }  # fmt: skip
                 for node in self.topology.graph.nodes
             ],
@@ -365,7 +394,7 @@ class MoeTrainer:
                                dtype=torch.float32)  # fmt: skip
         if config.kind == "ac" and layer > 0 and previous is not None:
             joint = torch.cat(tokens).detach()
-            weights = ac_weights(joint, torch.cat(previous)[:, 0], moe.experts, config.ac_clamp)
+            weights = ac_weights(joint, torch.cat(previous)[:, 0], moe.experts, config.ac_clip)
             return [ac_logits(h, nets[s].routers[layer].weight, weights, previous[s][:, 0]) + bias
                     for s, h in enumerate(tokens)]  # fmt: skip
         return [nets[s].routers[layer](h) + bias for s, h in enumerate(tokens)]
@@ -501,7 +530,7 @@ class MoeTrainer:
             "layer": layer,
             **{f"expert_{name}": value for name, value in skew(counts).items()},
             **{f"group_{name}": value for name, value in skew(group_counts).items()},
-            "cross_group_bytes": int(cross),
+            "cross_group_dispatch_bytes": int(cross),
             "dispatch_bytes": int(sum(p.numel() * p.element_size() for p in sent.values())),
         }
 
