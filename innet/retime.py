@@ -85,8 +85,8 @@ def retime_run(
         raise InnetError(f"{steps_path}: file not found (a run made before retime existed)")
     if network_model is not None:
         run.config["network"] = {**(run.config.get("network") or {}), "model": network_model}
-    if topology_path is None:
-        topology_path = Path(run.config["topology"])
+    if topology_path is None:  # config.yaml names it relative to the run directory
+        topology_path = Path(run.run_dir) / run.config["topology"]
     loaded = _loaded(run.run_dir, run.config, Path(topology_path))
     try:
         topology = apply_node_flops(

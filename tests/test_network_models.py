@@ -97,13 +97,18 @@ def test_a_moe_run_on_either_model_sends_the_same_messages(tmp_path):
 
 
 @pytest.mark.slow
-def test_retime_with_the_fifo_model_gives_back_the_run_and_flow_changes_only_times(tmp_path):
+def test_retime_with_the_fifo_model_gives_back_the_run_and_flow_changes_only_times(
+    tmp_path, monkeypatch
+):
     run = tmp_path / "run"
     (tmp_path / "inl.yaml").write_text(INL)
     assert main(["--scenario", str(tmp_path / "inl.yaml"), "--out", str(run), "--no-progress",
                  "--set", "report.figures=false"]) == 0  # fmt: skip
     original = pd.read_parquet(run / "exchanges.parquet")
     fifo, flow = tmp_path / "fifo", tmp_path / "flow"
+    elsewhere = tmp_path.joinpath(*["deep"] * 40)  # too deep for the run's "../" to reach "/"
+    elsewhere.mkdir(parents=True)
+    monkeypatch.chdir(elsewhere)  # the run's own topology is found from the run, not from here
     assert main(["retime", str(run), "--network-model", "fifo", "--out", str(fifo)]) == 0
     pd.testing.assert_frame_equal(pd.read_parquet(fifo / "exchanges.parquet"), original)
     assert main(["retime", str(run), "--network-model", "flow", "--out", str(flow)]) == 0
