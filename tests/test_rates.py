@@ -354,3 +354,20 @@ def test_no_rate_reduction_against_a_variant_without_a_gate() -> None:
         result = rate_reduction(a, b)
         assert result["rate_reduction"] is None and result["rate_reduction_range"] is None
         assert "no gate" in result["rate_reduction_note"]
+
+
+def test_the_rate_figure_marks_log2_n_where_rates_were_estimated_on_n_inputs() -> None:
+    """The dotted line at log2 n shows where a node's estimate saturates; none without one."""
+    import pandas as pd
+    from matplotlib.figure import Figure
+
+    from innet.families.inl.report import _saturation_line
+
+    rates = pd.DataFrame({"estimator": ["mixture_mc", "mixture_mc", "batch_mi"],
+                          "bracket_n": [256, 256, 1]})  # fmt: skip
+    ax = Figure().add_subplot()
+    assert _saturation_line(ax, rates) == [8.0]
+    (line,) = ax.lines
+    assert line.get_ydata()[0] == 8.0 and "n = 256" in line.get_label()
+    discrete_only = rates[rates["estimator"] == "batch_mi"]
+    assert _saturation_line(Figure().add_subplot(), discrete_only) == []

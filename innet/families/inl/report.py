@@ -27,6 +27,7 @@ Added to the core report (bytes, simulated time, links, events, placement):
 from __future__ import annotations
 
 import dataclasses
+import math
 import statistics
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -420,8 +421,10 @@ def _format_headline_rate(v: dict[str, Any]) -> str:
     if low is None or high is None or v.get("rate_bracket_n") is None:
         return rate
     saturated = v.get("rate_saturated_nodes") or 0
+    whole = float(saturated).is_integer()
+    count = f"{saturated:g} nodes" if whole else f"on average {saturated:.1f} nodes"
     return f"{rate} [{_format_rate(low)}, {_format_rate(high)}]" + (
-        f" ({_count(saturated)} nodes saturated)" if saturated else ""
+        f" ({count} saturated)" if saturated else ""
     )
 
 
@@ -674,6 +677,7 @@ def _rate_figure(run: RunData, variants: list[str]) -> Figure:
         )
         bits = _wire_size_line(ax, run, variant, bars.patches[0].get_facecolor())
         shown.extend([*rows["mean"].dropna().tolist(), *([bits] if bits else [])])
+    shown.extend(_saturation_line(ax, rates))
     _log_rate_axis(ax, shown)
     graph = run.topology.graph
     labels = [run.topology.label(node) if node in graph else node for node in nodes]
@@ -718,6 +722,24 @@ def _rate_label(run: RunData, variant: str) -> str:
     return f"{variant} ({bits:g}-bit messages)" if bits is not None else variant
 
 
+def _saturation_line(ax: Any, rates: pd.DataFrame) -> list[float]:
+    """A dotted line at ``log2 n``, the most a rate estimated on ``n`` inputs can show.
+
+    Drawn when some node's rate was estimated on a subsample (the Gaussian
+    gate's ``bracket_n``); returns the heights drawn, for the axis limits.
+    """
+    if "bracket_n" not in rates or "estimator" not in rates:
+        return []
+    sizes = rates.loc[rates["estimator"] == "mixture_mc", "bracket_n"].dropna().unique()
+    heights = []
+    for n in sorted(int(size) for size in sizes if size > 1):
+        height = math.log2(n)
+        label = f"log2 n = {height:.3g} bits: the most\nn = {n} test inputs can show"
+        ax.axhline(height, color="black", linestyle=":", linewidth=1.2, label=label)
+        heights.append(height)
+    return heights
+
+
 def _rate_legend(figure: Figure, ax: Any) -> None:
     """The variants beside the axes, and one entry for the dashed message-size lines."""
     handles, labels = ax.get_legend_handles_labels()
@@ -754,6 +776,7 @@ def _sorted_rate_figure(run: RunData, variants: list[str]) -> Figure:
                           label=f"{_rate_label(run, variant)}, {len(values):,} nodes")  # fmt: skip
         bits = _wire_size_line(ax, run, variant, line.get_color())
         shown.extend([*values.tolist(), *([bits] if bits else [])])
+    shown.extend(_saturation_line(ax, run.tables["node_rates"]))
     _log_rate_axis(ax, shown)
     ax.set_xlabel("sending nodes, from the highest rate to the lowest")
     ax.set_ylabel("latent rate (bits/sample, log scale)")
