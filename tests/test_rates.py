@@ -131,7 +131,6 @@ def test_clustered_latents_make_the_moment_bound_loose_not_the_reported_rate() -
     estimate = evaluate(executor, N_TEST).rate_stats["s"].estimate()
     kept = np.arange(N_TEST)[executor._bracket_keep] % 4  # the cluster of each kept input
     label_entropy = float(entropy(np.bincount(kept, minlength=4) / len(kept)))
-    assert 1.9 < label_entropy <= 2.0
     assert estimate.rate_bits == pytest.approx(label_entropy, abs=1e-4)
     assert estimate.bracket_lower_bits == pytest.approx(label_entropy, abs=1e-4)
     assert estimate.moment_upper_bits > 4 * estimate.rate_bits
