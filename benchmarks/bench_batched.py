@@ -42,22 +42,22 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from innet.app.runner import configure_torch
+from innet.core.events import step_plan
+from innet.core.plans import build_plan
+from innet.core.records import ExchangeLog
+from innet.core.scenario import find_scenario, load_scenario
+from innet.core.topology import load_topology
+from innet.core.topology.generators import generate_topology
+from innet.core.topology.schema import GeneratorSpec
+from innet.core.transport import InProcessTransport, RecordingTransport
 from innet.distributed import DistributedTransport, place_nodes
-from innet.events import step_plan
-from innet.executors.batched import BatchedExecutor
-from innet.executors.per_node import PerNodeExecutor
 from innet.families.inl.config import DataConfig
+from innet.families.inl.executors.batched import BatchedExecutor
+from innet.families.inl.executors.per_node import PerNodeExecutor
+from innet.families.inl.inputs import load_inputs
+from innet.families.inl.modules import ModuleSpec
 from innet.families.inl.trainer import module_specs, variant_timeline
-from innet.inputs import load_inputs
-from innet.modules import ModuleSpec
-from innet.plans import build_plan
-from innet.records import ExchangeLog
-from innet.runner import configure_torch
-from innet.scenario import find_scenario, load_scenario
-from innet.topology import load_topology
-from innet.topology.generators import generate_topology
-from innet.topology.schema import GeneratorSpec
-from innet.transport import InProcessTransport, RecordingTransport
 
 
 def time_steps(

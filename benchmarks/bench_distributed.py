@@ -60,8 +60,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from innet.core.transport import ExpectedMessage
 from innet.distributed import DistributedTransport
-from innet.transport import ExpectedMessage
 
 ROOT = Path(__file__).resolve().parent.parent
 LAUNCHER_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK",

@@ -5,9 +5,9 @@ same batches of the default scenario. The per-node executor sends every latent
 and gradient through the in-process transport, wrapped in the recording
 transport that writes each exchange to the exchange log, and runs one backward
 pass and one optimiser per node; the batched executor stacks the nodes of the
-same shape (:mod:`innet.executors.batched`) and records the same exchanges. The
+same shape (:mod:`innet.families.inl.executors.batched`) and records the same exchanges. The
 baseline wires the very same modules into a single autograd graph
-(:func:`innet.reference.monolithic_objective`) with a single Adam optimiser.
+(:func:`innet.testing.reference.monolithic_objective`) with a single Adam optimiser.
 The ratios executor / monolithic are the overhead of simulating the network in
 one process.
 
@@ -22,16 +22,16 @@ import time
 import numpy as np
 import torch
 
-from innet.events import StepPlan, step_plan
-from innet.executors.per_node import PerNodeExecutor
+from innet.app.runner import configure_torch
+from innet.core.events import StepPlan, step_plan
+from innet.core.records import ExchangeLog
+from innet.core.scenario import find_scenario, load_scenario
+from innet.core.topology import load_topology
+from innet.core.transport import InProcessTransport, RecordingTransport
+from innet.families.inl.executors.per_node import PerNodeExecutor
+from innet.families.inl.inputs import load_inputs
 from innet.families.inl.trainer import make_executor, variant_timeline
-from innet.inputs import load_inputs
-from innet.records import ExchangeLog
-from innet.reference import monolithic_objective
-from innet.runner import configure_torch
-from innet.scenario import find_scenario, load_scenario
-from innet.topology import load_topology
-from innet.transport import InProcessTransport, RecordingTransport
+from innet.testing.reference import monolithic_objective
 
 
 def build_executor(scenario, variant, plan, inputs, topology, seed: int, kind: str = "per_node"):

@@ -5,7 +5,7 @@ Builds a random geometric graph, routes every node's latent to the fusion node
 dense``), and times ``--steps`` training steps (forward latents, then gradients
 back) twice:
 
-- through :class:`innet.netsim.NetworkModel`, the model the simulator uses;
+- through :class:`innet.core.netsim.NetworkModel`, the model the simulator uses;
 - through a baseline written here: the same links as ``simpy.Resource``
   transmitters and the same dependencies, written minimally, every step
   simulated afresh.
@@ -51,8 +51,8 @@ from typing import TypeVar
 import networkx as nx
 import simpy
 
-from innet.netsim import Message, NetworkModel
-from innet.topology.model import Topology, node_key
+from innet.core.netsim import Message, NetworkModel
+from innet.core.topology.model import Topology, node_key
 
 LATENT_BYTES = 64 * 32 * 4  # batch 64, latent dim 32, float32
 T = TypeVar("T")
@@ -152,7 +152,7 @@ def best_time(run: Callable[[], T], repeat: int) -> tuple[T, float]:
 
 def all_to_all_step(topology: Topology, nbytes: int) -> list[Message]:
     """Every node sends ``nbytes`` to every other at once, routed (as MoE tokens are)."""
-    from innet.records import register_phase
+    from innet.core.records import register_phase
 
     phase = register_phase("bench_all_to_all", training=True, flow="forward", routed=True).name
     nodes = sorted(topology.graph.nodes, key=node_key)
@@ -161,8 +161,8 @@ def all_to_all_step(topology: Topology, nbytes: int) -> list[Message]:
 
 def compare_models(path: str, plans: Sequence[str], steps: int, nbytes: int, repeat: int) -> None:
     """Wall-clock seconds per distinct training step, fifo against flow, on ``path``."""
-    from innet.plans import build_plan
-    from innet.topology import load_topology
+    from innet.core.plans import build_plan
+    from innet.core.topology import load_topology
 
     topology = load_topology(path)
     print(

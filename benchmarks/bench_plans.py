@@ -3,7 +3,7 @@
 For random geometric graphs of 1,000, 10,000 and 100,000 nodes (built
 directly with numpy and ``scipy.spatial.cKDTree``, about 6 links per node,
 largest component kept, ids ``n0 ..``, capacities drawn from 1/10/100 Mbps,
-latencies uniform in 0.1-2 ms) it times :func:`innet.plans.dijkstra_plan`
+latencies uniform in 0.1-2 ms) it times :func:`innet.core.plans.dijkstra_plan`
 with an 8,192-bit message and three scipy baselines on the same link weights
 (``latency + message_bits / capacity``):
 
@@ -19,11 +19,11 @@ with an 8,192-bit message and three scipy baselines on the same link weights
 
 ``plan`` is the whole call on a loaded topology: scipy's Dijkstra on the
 topology's link arrays, ties broken to the lowest id, the Plan built with
-string ids. The arrays (:attr:`innet.topology.model.Topology.links`) are
+string ids. The arrays (:attr:`innet.core.topology.model.Topology.links`) are
 read out of the graph the first time a topology builds a large tree and then
 kept, as the topology's fusion node is; ``first`` is that first call,
 reading included, on a fresh ``Topology`` of the same graph. Below
-:data:`innet.plans.SCIPY_THRESHOLD` nodes ``dijkstra_plan`` runs networkx's
+:data:`innet.core.plans.SCIPY_THRESHOLD` nodes ``dijkstra_plan`` runs networkx's
 Dijkstra instead (the ``path`` column says which); the ``scipy path`` rows
 force the scipy path at every size. Each time is the fastest of ``--repeat``
 runs, the previous run's result released outside the timed region. For the
@@ -47,10 +47,10 @@ import scipy.sparse
 import scipy.sparse.csgraph
 import scipy.spatial
 
-import innet.plans
-from innet.plans import dijkstra_plan
-from innet.topology.links import link_table
-from innet.topology.model import Topology
+import innet.core.plans
+from innet.core.plans import dijkstra_plan
+from innet.core.topology.links import link_table
+from innet.core.topology.model import Topology
 
 MESSAGE_BITS = 8192.0  # one small forward message: 1 KiB
 MEAN_DEGREE = 6.0
@@ -153,11 +153,11 @@ def routes_are_shortest(plan_edges: Sequence[tuple[str, str]], topology: Topolog
 
 def plan_times(
     topology: Topology, repeat: int, force_scipy: bool
-) -> tuple[innet.plans.Plan, float, float]:
+) -> tuple[innet.core.plans.Plan, float, float]:
     """The plan, its fastest build on ``topology``, and the fastest first build on a fresh copy."""
-    threshold = innet.plans.SCIPY_THRESHOLD
+    threshold = innet.core.plans.SCIPY_THRESHOLD
     if force_scipy:
-        innet.plans.SCIPY_THRESHOLD = 0
+        innet.core.plans.SCIPY_THRESHOLD = 0
     try:
         plan, loaded_s = best_time(lambda: dijkstra_plan(topology, MESSAGE_BITS), repeat)
         _, first_s = best_time(
@@ -165,7 +165,7 @@ def plan_times(
         )
         return plan, loaded_s, first_s
     finally:
-        innet.plans.SCIPY_THRESHOLD = threshold
+        innet.core.plans.SCIPY_THRESHOLD = threshold
 
 
 def stage_times(topology: Topology, repeat: int) -> dict[str, float]:
@@ -178,7 +178,7 @@ def stage_times(topology: Topology, repeat: int) -> dict[str, float]:
     matrix = table.matrix(weights)
     _, dijkstra_s = best_time(lambda: scipy_dijkstra(matrix, fusion), repeat)
     slots, tree_s = best_time(
-        lambda: innet.plans._dijkstra_slots_scipy(table, fusion, MESSAGE_BITS), repeat
+        lambda: innet.core.plans._dijkstra_slots_scipy(table, fusion, MESSAGE_BITS), repeat
     )
     _, edges_s = best_time(lambda: tuple(table.pairs[slots].tolist()), repeat)
     return {
@@ -204,7 +204,7 @@ def measure(topology: Topology, repeat: int) -> list[str]:
         return scipy_dijkstra(csr(len(nodes), u, v, weight), fusion)
 
     _, graph_s = best_time(from_graph, repeat)
-    auto = graph.number_of_nodes() > innet.plans.SCIPY_THRESHOLD
+    auto = graph.number_of_nodes() > innet.core.plans.SCIPY_THRESHOLD
     rows = []
     for force_scipy in [False] if auto else [False, True]:
         plan, plan_s, first_s = plan_times(topology, repeat, force_scipy)

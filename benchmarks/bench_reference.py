@@ -3,7 +3,7 @@
 ``--reference`` trains each variant of a scenario (default ``scale_1000``;
 as shipped, and with the gate set to ``none``) with the batched executor,
 every message recorded as in a run, and with
-:class:`~innet.reference.VectorisedReference` (the same modules and weights as
+:class:`~innet.testing.reference.VectorisedReference` (the same modules and weights as
 one autograd graph, stacked by shape, one backward and one Adam step), from
 the same initial weights on the same batches. The two alternate step by step,
 so both see the same machine; it prints the median milliseconds per training
@@ -38,17 +38,17 @@ from collections import defaultdict
 import numpy as np
 import torch
 
-from innet.errors import InnetError
-from innet.events import step_plan
-from innet.executors.batched import BatchedExecutor
+from innet.app.runner import configure_torch
+from innet.core.errors import InnetError
+from innet.core.events import step_plan
+from innet.core.records import ExchangeLog
+from innet.core.scenario import find_scenario, load_scenario
+from innet.core.topology import load_topology
+from innet.core.transport import InProcessTransport, RecordingTransport
+from innet.families.inl.executors.batched import BatchedExecutor
+from innet.families.inl.inputs import load_inputs
 from innet.families.inl.trainer import module_specs, variant_timeline
-from innet.inputs import load_inputs
-from innet.records import ExchangeLog
-from innet.reference import VectorisedReference
-from innet.runner import configure_torch
-from innet.scenario import find_scenario, load_scenario
-from innet.topology import load_topology
-from innet.transport import InProcessTransport, RecordingTransport
+from innet.testing.reference import VectorisedReference
 
 STAGES = [
     ("train_step", "BatchedExecutor.train_step"),
@@ -142,8 +142,8 @@ def reference(scenario_name: str, names: list[str] | None, steps: int, warmup: i
 
 
 def profile(scenario_name: str, names: list[str] | None, steps: int, warmup: int) -> None:
-    from innet.executors import batched as module
-    from innet.executors import stacked_optim
+    from innet.families.inl.executors import batched as module
+    from innet.families.inl.executors import stacked_optim
 
     owners = {"BatchedExecutor": module.BatchedExecutor, "_Stack": module._Stack,
               "_Weights": module._Weights, "torch.autograd": torch.autograd,

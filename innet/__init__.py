@@ -8,7 +8,7 @@ accounts every byte and every second of network time that this costs.
 From Python: :func:`innet.run` runs a scenario and returns its tables as
 pandas DataFrames (:class:`innet.Results`); :func:`innet.sweep` runs it at
 every point of a grid of settings; :func:`innet.load` reads a finished run
-(or sweep) directory (see :mod:`innet.api`). They are imported on first
+(or sweep) directory (see :mod:`innet.app.api`). They are imported on first
 use, so ``import innet`` stays fast.
 """
 
@@ -22,9 +22,9 @@ _API = ("run", "sweep", "load", "Results")
 
 
 def __getattr__(name: str) -> Any:
-    """``run``, ``sweep``, ``load`` and ``Results``, imported lazily from :mod:`innet.api`."""
+    """``run``, ``sweep``, ``load`` and ``Results``, imported lazily from :mod:`innet.app.api`."""
     if name in _API:
-        from innet import api
+        from innet.app import api
 
         return getattr(api, name)
     raise AttributeError(f"module 'innet' has no attribute {name!r}")

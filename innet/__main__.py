@@ -2,7 +2,7 @@
 
 import sys
 
-from innet.cli import main
+from innet.app.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -16,10 +16,10 @@ import torch
 import yaml
 
 import innet
-from innet.api import _load, _override_strings
-from innet.cli import main
-from innet.errors import ConfigError, InnetError
-from innet.scenario import apply_overrides
+from innet.app.api import _load, _override_strings
+from innet.app.cli import main
+from innet.core.errors import ConfigError, InnetError
+from innet.core.scenario import apply_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,18 +10,18 @@ import pandas as pd
 import pytest
 import torch
 
-from innet.events import step_plan
-from innet.executors.batched import BatchedExecutor, batched_unsupported
-from innet.executors.per_node import PerNodeExecutor
-from innet.executors.stacked_optim import make_stacked_optimizer
-from innet.modules import ModuleSpec
-from innet.plans import build_plan
-from innet.records import ExchangeLog
-from innet.reference import monolithic_objective
-from innet.scenario import find_scenario, find_topology
-from innet.topology.load import load_topology
-from innet.transport import InProcessTransport, RecordingTransport
-from innet.yamlio import read_yaml
+from innet.core.events import step_plan
+from innet.core.plans import build_plan
+from innet.core.records import ExchangeLog
+from innet.core.scenario import find_scenario, find_topology
+from innet.core.topology.load import load_topology
+from innet.core.transport import InProcessTransport, RecordingTransport
+from innet.core.yamlio import read_yaml
+from innet.families.inl.executors.batched import BatchedExecutor, batched_unsupported
+from innet.families.inl.executors.per_node import PerNodeExecutor
+from innet.families.inl.executors.stacked_optim import make_stacked_optimizer
+from innet.families.inl.modules import ModuleSpec
+from innet.testing.reference import monolithic_objective
 
 N_TRAIN, N_TEST, VIEW, LATENT = 24, 10, 3, 4
 
@@ -254,7 +254,7 @@ def _read_run(out: Path) -> tuple[pd.DataFrame, pd.DataFrame, set[str]]:
 )  # fmt: skip
 def test_batched_runs_equal_per_node_runs(tmp_path, name, gate):
     """Losses, accuracies and every exchange record agree to 1e-5 (float rounding)."""
-    from innet.cli import main
+    from innet.app.cli import main
 
     candidate = "auto" if (name, gate) in MIXED else "batched"
     topology = _topology(name, tmp_path)
@@ -276,7 +276,7 @@ def test_batched_runs_equal_per_node_runs(tmp_path, name, gate):
 
 
 def test_batched_refuses_what_it_cannot_run_with_one_line(tmp_path, capsys):
-    from innet.cli import main
+    from innet.app.cli import main
 
     code = main(["--scenario", "smoke", *SHORT, "--set", "gate.kind=discrete",
                  "--set", "training.executor=batched", "--out", str(tmp_path / "run")])  # fmt: skip

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from innet.executors.batched import _GaussianGate
-from innet.gates import bound_logvar, bound_logvar_slope, gaussian_kl_bits
+from innet.families.inl.executors.batched import _GaussianGate
+from innet.families.inl.gates import bound_logvar, bound_logvar_slope, gaussian_kl_bits
 
 
 @pytest.mark.parametrize("penalty", [[0.0, 0.0, 0.0], [0.5, 0.0, 2.0]])

@@ -43,12 +43,12 @@ from test_batched import _setup as _batched_setup
 from test_distributed_transport import _join_job, run_processes, run_strict_threads
 from test_torchrun import run, torchrun_command
 
+from innet.core.events import step_plan
+from innet.core.records import ExchangeLog
+from innet.core.transport import InProcessTransport, RecordingTransport
 from innet.distributed import DistributedTransport, place_nodes, shutdown
-from innet.events import step_plan
-from innet.executors.batched import BatchedExecutor
-from innet.modules import NodeModule
-from innet.records import ExchangeLog
-from innet.transport import InProcessTransport, RecordingTransport
+from innet.families.inl.executors.batched import BatchedExecutor
+from innet.families.inl.modules import NodeModule
 
 pytestmark = pytest.mark.distributed
 

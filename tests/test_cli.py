@@ -2,11 +2,11 @@
 
 One real smoke run (a subprocess, module-scoped) backs the checks of the run
 directory, the exchange accounting, the summary contract and ``report``.
-Everything else calls :func:`innet.cli.main` in-process (fast), with a few
+Everything else calls :func:`innet.app.cli.main` in-process (fast), with a few
 subprocess calls where the real process boundary matters (exit status, stray
 output on stderr).
 
-Contract under test (README "Usage", ``innet/cli.py``): problems with the
+Contract under test (README "Usage", ``innet/app/cli.py``): problems with the
 user's input end with exit status 2 and exactly one line on stderr naming the
 file, the field (and, for topology files, the line), never a traceback, and no
 run directory, hidden or not.
@@ -33,10 +33,10 @@ import pytest
 import torch
 import yaml
 
-import innet.runner
-from innet.cli import default_message_bits, main
+import innet.app.runner
+from innet.app.cli import default_message_bits, main
+from innet.core.scenario import find_scenario, load_scenario
 from innet.families.inl.trainer import InlTrainer
-from innet.scenario import find_scenario, load_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_SIM = ROOT / "run_sim.py"
@@ -838,7 +838,7 @@ def test_crash_while_writing_the_report_leaves_nothing(
         assert (Path(run_dir) / "exchanges.parquet").is_file()  # the tables were written
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(innet.runner, "write_report", broken_write_report)
+    monkeypatch.setattr(innet.app.runner, "write_report", broken_write_report)
     out = tmp_path / "run"
     with pytest.raises(RuntimeError, match="disk on fire"):
         main([*FAST_RUN, "--out", str(out)])

@@ -31,8 +31,8 @@ import yaml
 from test_cli import Call, call
 
 import innet
-import innet.runner
-import innet.staging
+import innet.app.runner
+import innet.rundir.staging
 from innet.families.inl.trainer import InlTrainer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -242,7 +242,7 @@ def test_measured_block_is_validated(
 def test_full_disk_at_the_end_is_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    write_report = innet.runner.write_report
+    write_report = innet.app.runner.write_report
     reached: list[Path] = []
 
     def disk_fills_up(run_dir: Path) -> dict:
@@ -250,7 +250,7 @@ def test_full_disk_at_the_end_is_one_line(
         write_report(run_dir)  # part of the report is written, then the disk is full
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(run_dir / "report.md"))
 
-    monkeypatch.setattr(innet.runner, "write_report", disk_fills_up)
+    monkeypatch.setattr(innet.app.runner, "write_report", disk_fills_up)
     out = tmp_path / "run"
     line = assert_user_error(call(capsys, *FAST_RUN, "--out", str(out)), str(out))
     assert "No space left on device after" in line and "nothing was kept" in line
@@ -262,12 +262,12 @@ def test_full_disk_at_the_end_is_one_line(
 def test_full_disk_at_the_end_of_a_sweep_is_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import innet.report.sweep
+    import innet.app.sweep_report
 
     def disk_fills_up(run_dir: Path, *args: object) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(Path(run_dir) / "sweep.csv"))
 
-    monkeypatch.setattr(innet.report.sweep, "write_sweep_report", disk_fills_up)
+    monkeypatch.setattr(innet.app.sweep_report, "write_sweep_report", disk_fills_up)
     out = tmp_path / "sweep"
     argv = [*FAST_RUN, "--sweep", "gate.beta=0,0.01", "--out", str(out)]
     line = assert_user_error(call(capsys, *argv), str(out))
@@ -279,10 +279,10 @@ def test_too_little_free_space_is_refused_before_training(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
     no_training: None,
 ) -> None:  # fmt: skip
-    real = innet.staging.shutil.disk_usage
+    real = innet.rundir.staging.shutil.disk_usage
     usage = real(tmp_path)
     fake = type(usage)(usage.total, usage.total - 50_000, 50_000)
-    monkeypatch.setattr(innet.staging.shutil, "disk_usage", lambda path: fake)
+    monkeypatch.setattr(innet.rundir.staging.shutil, "disk_usage", lambda path: fake)
     out = tmp_path / "run"
     line = assert_user_error(call(capsys, *FAST_RUN, "--out", str(out)), str(out), "50 kB free")
     assert "at least 160 kB" in line  # tables and figures

@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import pytest
 
-from innet.cli import main
+from innet.app.cli import main
 
 SMOKE = ["--scenario", "smoke", "--seeds", "1", "--no-progress", "--set", "training.epochs=1"]
 

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from innet.data import (
+from innet.core.datasets import (
     Dataset,
     load_digits_dataset,
     load_idx_dataset,
@@ -21,7 +21,7 @@ from innet.data import (
     split_views,
     write_idx,
 )
-from innet.errors import InnetError
+from innet.core.errors import InnetError
 
 
 def assert_well_formed(data: Dataset) -> None:

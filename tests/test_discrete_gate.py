@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import torch
 
-from innet.gates import (
+from innet.families.inl.gates import (
     COMMITMENT,
     EMA_DECAY,
     RESTART_EVERY,
@@ -21,8 +21,8 @@ from innet.gates import (
     RateStats,
     make_gate,
 )
+from innet.families.inl.wire import make_codec, message_bits_per_sample
 from innet.info import entropy
-from innet.wire import make_codec, message_bits_per_sample
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -81,7 +81,7 @@ def test_group_sum_equals_the_joint_information_for_independent_groups() -> None
     probs[np.arange(n), 0, 1 - np.arange(n) % 2] = 0.1
     probs[np.arange(n), 1, (np.arange(n) >= 4).astype(int)] = 0.8
     probs[np.arange(n), 1, (np.arange(n) < 4).astype(int)] = 0.2
-    from innet.gates import GateOutput, discrete_rate_bits
+    from innet.families.inl.gates import GateOutput, discrete_rate_bits
 
     tensor = torch.tensor(probs)
     out = GateOutput(t=torch.zeros(n, 2), rate_bits=discrete_rate_bits(tensor), probs=tensor)

@@ -26,6 +26,10 @@ import numpy as np
 import pytest
 import torch
 
+from innet.core.events import step_plan
+from innet.core.plans import Plan, dense_plan, hop_plan
+from innet.core.topology.model import Topology, node_key
+from innet.core.transport import InProcessTransport, phase_messages
 from innet.distributed import (
     DistributedError,
     DistributedTransport,
@@ -36,12 +40,8 @@ from innet.distributed import (
 )
 from innet.distributed.context import DistContext
 from innet.distributed.group import ProcessGroup
-from innet.events import step_plan
-from innet.executors.per_node import PerNodeExecutor
-from innet.modules import ModuleSpec
-from innet.plans import Plan, dense_plan, hop_plan
-from innet.topology.model import Topology, node_key
-from innet.transport import InProcessTransport, phase_messages
+from innet.families.inl.executors.per_node import PerNodeExecutor
+from innet.families.inl.modules import ModuleSpec
 
 pytestmark = pytest.mark.distributed
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 from test_distributed_transport import PROCESS_TIMEOUT_S, _join_job, run_processes
 
+from innet.core.transport import ANY, InProcessTransport
 from innet.distributed import DistributedTransport, shutdown
-from innet.transport import ANY, InProcessTransport
 
 pytestmark = pytest.mark.distributed
 

@@ -8,14 +8,14 @@ import pandas as pd
 import pytest
 import torch
 
-from innet.events import step_plan
-from innet.executors.per_node import PerNodeExecutor
-from innet.modules import ModuleSpec
-from innet.plans import build_plan
-from innet.records import ExchangeLog
-from innet.reference import monolithic_objective
-from innet.topology.model import Topology
-from innet.transport import InProcessTransport, RecordingTransport
+from innet.core.events import step_plan
+from innet.core.plans import build_plan
+from innet.core.records import ExchangeLog
+from innet.core.topology.model import Topology
+from innet.core.transport import InProcessTransport, RecordingTransport
+from innet.families.inl.executors.per_node import PerNodeExecutor
+from innet.families.inl.modules import ModuleSpec
+from innet.testing.reference import monolithic_objective
 
 LATENT = 4
 

@@ -10,16 +10,16 @@ import pandas as pd
 import pytest
 import torch
 
-from innet.cli import main
-from innet.events import build_timeline, step_plan
-from innet.executors.per_node import PerNodeExecutor
-from innet.modules import ModuleSpec
-from innet.plans import build_plan
-from innet.records import ExchangeLog
-from innet.scenario import EventConfig
-from innet.topology.model import Topology
-from innet.transport import InProcessTransport, RecordingTransport
-from innet.yamlio import FieldError
+from innet.app.cli import main
+from innet.core.events import build_timeline, step_plan
+from innet.core.plans import build_plan
+from innet.core.records import ExchangeLog
+from innet.core.scenario import EventConfig
+from innet.core.topology.model import Topology
+from innet.core.transport import InProcessTransport, RecordingTransport
+from innet.core.yamlio import FieldError
+from innet.families.inl.executors.per_node import PerNodeExecutor
+from innet.families.inl.modules import ModuleSpec
 
 BITS = 8 * 64 * 16 * 4
 

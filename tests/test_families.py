@@ -17,12 +17,12 @@ import pytest
 import torch
 from pydantic import Field
 
-from innet.cli import main
-from innet.events import build_timeline
+from innet.app.cli import main
+from innet.core.events import build_timeline
+from innet.core.scenario import ScenarioBase, VariantBase
+from innet.core.transport import RecordingTransport
 from innet.families import _FAMILIES as REGISTRY
 from innet.families import Family, FamilyReport, TrainResult, register_family
-from innet.scenario import ScenarioBase, VariantBase
-from innet.transport import RecordingTransport
 
 TOPOLOGY = """
 name: pair3

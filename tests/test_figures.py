@@ -17,8 +17,11 @@ from matplotlib.figure import Figure
 from matplotlib.quiver import Quiver
 from matplotlib.text import Text
 
+from innet.app.sweep_report import aggregate, tradeoff_figure
+from innet.core.plans import build_plan
+from innet.core.topology import load_topology
+from innet.core.topology.model import Topology
 from innet.families import get_family
-from innet.plans import build_plan
 from innet.report.figures import (
     CROWDED_NODES_MIN,
     STRAGGLER_FACTOR,
@@ -35,9 +38,6 @@ from innet.report.layout import (
     place_missing,
     separate_nodes,
 )
-from innet.report.sweep import aggregate, tradeoff_figure
-from innet.topology import load_topology
-from innet.topology.model import Topology
 
 ROOT = Path(__file__).resolve().parents[1]
 TOPOLOGIES = ROOT / "topologies"
@@ -356,7 +356,7 @@ def test_the_bottleneck_is_the_busiest_link_and_stands_out(topologies):
     assert np.allclose(sorted(map(tuple, segment)), ends)
     capacity = graph.edges[busiest["u"], busiest["v"]]["capacity"]
     texts = [text.get_text() for text in figure.findobj(Text)]
-    from innet.units import format_bitrate
+    from innet.core.units import format_bitrate
 
     assert f"bottleneck ({format_bitrate(capacity, 3)}, 7% busy)" in texts
     assert "bottleneck" in texts  # the word on the map

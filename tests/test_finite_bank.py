@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from scipy.stats import spearmanr
 
-from innet.cli import main
+from innet.app.cli import main
 from innet.families.finite_bank.bank import bank_key, load_bank
 from innet.families.finite_bank.config import BankConfig, GatingBoundConfig
 from innet.families.finite_bank.gating_bound import bound_cells, make_task

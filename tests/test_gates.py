@@ -9,8 +9,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from innet.errors import InnetError
-from innet.gates import (
+from innet.core.errors import InnetError
+from innet.families.inl.gates import (
     GATE_KINDS,
     LOGVAR_BOUND,
     DiscreteGate,

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from innet.cli import main
+from innet.app.cli import main
 
 GOLDEN = Path(__file__).parent / "golden"
 SAME = ["train_loss", "test_loss", "accuracy", "train_bytes", "train_bytes_cum", "sim_time_s",

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import yaml
 
-from innet.report.rundir import resolved_config
-from innet.scenario import LoadedScenario, load_scenario
+from innet.core.scenario import LoadedScenario, load_scenario
+from innet.rundir.io import resolved_config
 
 DIAMOND = Path(__file__).resolve().parents[1] / "topologies" / "diamond.yaml"
 

@@ -9,9 +9,9 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from innet.topology.links import link_table
-from innet.topology.model import Topology
-from innet.topology.order import node_key, ordered_ids
+from innet.core.topology.links import link_table
+from innet.core.topology.model import Topology
+from innet.core.topology.order import node_key, ordered_ids
 
 PROPERTY = settings(max_examples=50, deadline=None)
 

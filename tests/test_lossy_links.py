@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 from topology_files import load_error, write_file
 
-from innet.events import Segment, Timeline
-from innet.netsim import Message, MessageTiming, NetworkModel, simulate_run
-from innet.plans import Plan
-from innet.records import ExchangeLog
-from innet.timing import RunTiming, time_run
-from innet.topology import load_topology, topology_from_dict, topology_to_dict
-from innet.topology.model import Topology
+from innet.core.events import Segment, Timeline
+from innet.core.netsim import Message, MessageTiming, NetworkModel, simulate_run
+from innet.core.plans import Plan
+from innet.core.records import ExchangeLog
+from innet.core.timing import RunTiming, time_run
+from innet.core.topology import load_topology, topology_from_dict, topology_to_dict
+from innet.core.topology.model import Topology
 
 MBPS = 1e6
 

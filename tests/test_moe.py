@@ -13,7 +13,9 @@ import pytest
 import torch
 import yaml
 
-from innet.cli import main
+from innet.app.cli import main
+from innet.core.netsim import NetworkModel
+from innet.core.topology.load import load_topology
 from innet.families.moe.balance import BalanceController
 from innet.families.moe.config import BalanceCheckConfig, RouterConfig
 from innet.families.moe.data import make_clusters
@@ -28,9 +30,7 @@ from innet.families.moe.routers import (
     topk,
 )
 from innet.families.moe.trainer import Router, balance_trace
-from innet.netsim import NetworkModel
-from innet.report.rundir import load_run
-from innet.topology.load import load_topology
+from innet.rundir.io import load_run
 
 ROOT = Path(__file__).resolve().parents[1]
 TWO_LEVEL = ROOT / "topologies" / "two_level16.yaml"

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from innet.netsim import Message, MessageTiming, NetworkModel, StepTiming, simulate_run
-from innet.topology.model import Topology
+from innet.core.netsim import Message, MessageTiming, NetworkModel, StepTiming, simulate_run
+from innet.core.topology.model import Topology
 
 MBPS = 1e6
 

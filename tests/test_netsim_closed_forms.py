@@ -18,9 +18,9 @@ from collections import Counter
 import networkx as nx
 import pytest
 
-from innet.netsim import Message, NetworkModel
-from innet.records import register_phase
-from innet.topology.model import Topology
+from innet.core.netsim import Message, NetworkModel
+from innet.core.records import register_phase
+from innet.core.topology.model import Topology
 
 ROUTED = register_phase("closed_form_routed", training=True, flow="forward", routed=True).name
 

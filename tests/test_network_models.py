@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from innet.cli import main
+from innet.app.cli import main
 from innet.report import load_run
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -3,7 +3,7 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from innet.topology.model import node_key
+from innet.core.topology.model import node_key
 
 
 def test_digit_runs_compare_as_numbers():

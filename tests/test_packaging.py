@@ -100,7 +100,7 @@ def test_wheel_installs_and_runs_the_smoke_scenario_anywhere(tmp_path):
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
         entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
-        assert "innet = innet.cli:main" in archive.read(entry_points).decode()
+        assert "innet = innet.app.cli:main" in archive.read(entry_points).decode()
     code = {str(p.relative_to(ROOT).as_posix()) for p in (ROOT / "innet").rglob("*.py")}
     assert code <= names, sorted(code - names)
     assert shipped_data() <= names, sorted(shipped_data() - names)
@@ -118,7 +118,7 @@ def test_wheel_installs_and_runs_the_smoke_scenario_anywhere(tmp_path):
 import sys
 from pathlib import Path
 import innet
-from innet.cli import main
+from innet.app.cli import main
 site = Path({str(site)!r})
 assert Path(innet.__file__).resolve().is_relative_to(site.resolve()), innet.__file__
 others = [p for p in sys.path if (Path(p or ".") / "innet").exists() and Path(p) != site]

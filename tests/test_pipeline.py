@@ -10,18 +10,18 @@ import pandas as pd
 import pytest
 import torch
 
-from innet.events import Segment, Timeline, build_timeline
-from innet.executors.per_node import PerNodeExecutor
+from innet.core.events import Segment, Timeline, build_timeline
+from innet.core.group import LocalGroup
+from innet.core.netsim import Message, NetworkModel
+from innet.core.plans import build_plan
+from innet.core.records import ExchangeLog, register_phase
+from innet.core.timing import epoch_columns, time_run
+from innet.core.topology.model import Topology
+from innet.core.transport import InProcessTransport, RecordingTransport
 from innet.families.inl.config import ResolvedVariant
+from innet.families.inl.executors.per_node import PerNodeExecutor
+from innet.families.inl.inputs import NodeInputs
 from innet.families.inl.trainer import fit, module_specs
-from innet.group import LocalGroup
-from innet.inputs import NodeInputs
-from innet.netsim import Message, NetworkModel
-from innet.plans import build_plan
-from innet.records import ExchangeLog, register_phase
-from innet.timing import epoch_columns, time_run
-from innet.topology.model import Topology
-from innet.transport import InProcessTransport, RecordingTransport
 
 
 def chain() -> Topology:
@@ -184,7 +184,7 @@ def test_fit_runs_every_step_and_evaluation_and_records_them():
 
 
 def test_fit_loses_the_messages_of_a_link_that_fails_during_a_step():
-    from innet.scenario import EventConfig
+    from innet.core.scenario import EventConfig
 
     event = EventConfig.model_validate({"at": {"epoch": 1, "step": 1}, "link_down": ["r", "f"]})
     executor, recorder, timeline, inputs, variant = make_fit(events=[event])
@@ -203,7 +203,7 @@ def test_fit_loses_the_messages_of_a_link_that_fails_during_a_step():
 
 
 def test_report_without_figures_and_metrics_read_back_whole(tmp_path):
-    from innet.cli import main
+    from innet.app.cli import main
     from innet.report import load_run
 
     out = tmp_path / "run"
@@ -228,7 +228,7 @@ def test_the_smoke_scenario_learns(tmp_path):
     """Chance is 1/3: a training regression shows here, in seconds."""
     import json
 
-    from innet.cli import main
+    from innet.app.cli import main
 
     assert main(["--scenario", "smoke", "--out", str(tmp_path / "run"), "--no-progress"]) == 0
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
@@ -238,10 +238,10 @@ def test_the_smoke_scenario_learns(tmp_path):
 
 
 def test_a_variant_sets_the_hop_cost_of_its_tree():
-    from innet.errors import ConfigError
+    from innet.core.errors import ConfigError
+    from innet.core.scenario import find_scenario, load_scenario
+    from innet.core.topology import load_topology
     from innet.families.inl.trainer import variant_timeline
-    from innet.scenario import find_scenario, load_scenario
-    from innet.topology import load_topology
 
     loaded = load_scenario(
         find_scenario("dense_vs_dijkstra"), ["variants.dijkstra_rate.hop_cost_s=1s"]

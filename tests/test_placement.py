@@ -16,10 +16,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from innet.core.errors import InnetError
+from innet.core.plans import Plan, dense_plan
+from innet.core.topology.model import Topology
 from innet.distributed.placement import STRATEGIES, cross_rank_links, place_nodes
-from innet.errors import InnetError
-from innet.plans import Plan, dense_plan
-from innet.topology.model import Topology
 
 PROPERTY = settings(max_examples=60, deadline=None)
 
@@ -87,7 +87,7 @@ def test_partition_is_the_same_under_any_hash_seed():
     """Every rank computes the placement itself, with its own PYTHONHASHSEED."""
     script = (
         "import json, networkx as nx\n"
-        "from innet.topology.model import Topology\n"
+        "from innet.core.topology.model import Topology\n"
         "from innet.distributed.placement import place_nodes\n"
         "g = nx.relabel_nodes(nx.random_geometric_graph(40, 0.3, seed=1), lambda n: f's{n}')\n"
         "print(json.dumps(place_nodes(Topology('t', g), None, 3, 'partition')))\n"

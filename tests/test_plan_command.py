@@ -10,8 +10,8 @@ import networkx as nx
 import pandas as pd
 import pytest
 
-from innet.cli import main
-from innet.topology import load_topology
+from innet.app.cli import main
+from innet.core.topology import load_topology
 
 ROOT = Path(__file__).resolve().parents[1]
 MESH14 = ROOT / "topologies" / "mesh14.yaml"

@@ -1,4 +1,4 @@
-"""Tests for innet.plans: dense orientation, shortest-path / BFS / max-capacity trees."""
+"""Tests for innet.core.plans: dense orientation, shortest-path / BFS / max-capacity trees."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import innet.plans
-from innet.errors import InnetError
-from innet.plans import (
+import innet.core.plans
+from innet.core.errors import InnetError
+from innet.core.plans import (
     ROUTINGS,
     Plan,
     build_plan,
@@ -25,7 +25,7 @@ from innet.plans import (
     link_weight,
     max_capacity_plan,
 )
-from innet.topology.model import Topology, node_key
+from innet.core.topology.model import Topology, node_key
 
 PROPERTY = settings(max_examples=50, deadline=None)
 TREE_BUILDERS = {
@@ -175,7 +175,7 @@ def test_dijkstra_ties_break_to_lowest_id_in_natural_order() -> None:
     )
     expected = (("n9", "f"), ("n10", "f"), ("n11", "n9"))
     assert dijkstra_plan(topology, 1000.0).edges == expected
-    assert innet.plans._dijkstra_parents_scipy(topology, 1000.0)["n11"] == "n9"
+    assert innet.core.plans._dijkstra_parents_scipy(topology, 1000.0)["n11"] == "n9"
     assert parent_map(hop_plan(topology))["n11"] == "n9"
 
 
@@ -195,7 +195,7 @@ def test_dijkstra_zero_weight_links_still_give_a_tree() -> None:
     links = [("a", "b", 1e6, 0.0), ("b", "c", 1e6, 0.0), ("c", "a", 1e6, 0.0), ("a", "f", 1e6, 0.0)]
     topology = make_topology(links, fusion="f", sensors=["b", "c"])
     assert_tree_to_fusion(dijkstra_plan(topology, message_bits=0.0), topology)
-    scipy_parent = innet.plans._dijkstra_parents_scipy(topology, 0.0)
+    scipy_parent = innet.core.plans._dijkstra_parents_scipy(topology, 0.0)
     assert_tree_to_fusion(Plan("dijkstra", "f", tuple(scipy_parent.items())), topology)
 
 
@@ -209,15 +209,15 @@ def test_dijkstra_rejects_bad_message_size(message_bits: float) -> None:
 @PROPERTY
 @given(topologies(), message_sizes)
 def test_scipy_dijkstra_matches_networkx(topology: Topology, message_bits: float) -> None:
-    scipy_parent = innet.plans._dijkstra_parents_scipy(topology, message_bits)
-    assert scipy_parent == innet.plans._dijkstra_parents_networkx(topology, message_bits)
+    scipy_parent = innet.core.plans._dijkstra_parents_scipy(topology, message_bits)
+    assert scipy_parent == innet.core.plans._dijkstra_parents_networkx(topology, message_bits)
 
 
 @PROPERTY
 @given(topologies(), message_sizes)
 def test_scipy_path_gives_the_networkx_plan(topology: Topology, message_bits: float) -> None:
     expected = dijkstra_plan(topology, message_bits)  # small graphs: networkx
-    with mock.patch.object(innet.plans, "SCIPY_THRESHOLD", 0):
+    with mock.patch.object(innet.core.plans, "SCIPY_THRESHOLD", 0):
         on_arrays = dijkstra_plan(Topology(topology.name, topology.graph), message_bits)
     assert on_arrays.edges == expected.edges
     assert on_arrays == expected
@@ -231,14 +231,14 @@ def test_large_graphs_use_scipy(monkeypatch: pytest.MonkeyPatch) -> None:
     graph.add_edge("x1", "x2", capacity=1e6, latency=0.0)  # an island: not in the plan
     topology = topology_from_graph(graph, "n14", ["n0", "n35"])
     calls = []
-    scipy_slots = innet.plans._dijkstra_slots_scipy
+    scipy_slots = innet.core.plans._dijkstra_slots_scipy
 
     def spy(*args):
         calls.append(args)
         return scipy_slots(*args)
 
-    monkeypatch.setattr(innet.plans, "_dijkstra_slots_scipy", spy)
-    monkeypatch.setattr(innet.plans, "SCIPY_THRESHOLD", 10)
+    monkeypatch.setattr(innet.core.plans, "_dijkstra_slots_scipy", spy)
+    monkeypatch.setattr(innet.core.plans, "SCIPY_THRESHOLD", 10)
     plan = dijkstra_plan(topology, 4096.0)
     assert len(calls) == 1
     shortest = nx.single_source_dijkstra_path_length(graph, "n14", weight=weight_function(4096.0))
@@ -292,7 +292,7 @@ def depths(plan: Plan) -> dict[str, int]:
 def dijkstra_both_paths(topology: Topology, message_bits: float, hop_cost_s: float) -> Plan:
     """The networkx plan, checked equal to the plan of the scipy path."""
     plan = dijkstra_plan(topology, message_bits, hop_cost_s)
-    with mock.patch.object(innet.plans, "SCIPY_THRESHOLD", 0):
+    with mock.patch.object(innet.core.plans, "SCIPY_THRESHOLD", 0):
         on_arrays = dijkstra_plan(Topology(topology.name, topology.graph), message_bits, hop_cost_s)
     assert on_arrays == plan
     return plan
@@ -302,8 +302,8 @@ def dijkstra_both_paths(topology: Topology, message_bits: float, hop_cost_s: flo
 @given(topologies(), message_sizes)
 def test_zero_hop_cost_is_todays_dijkstra_tree(topology: Topology, message_bits: float) -> None:
     expected = todays_dijkstra_parents(topology, message_bits)
-    assert innet.plans._dijkstra_parents_networkx(topology, message_bits, 0.0) == expected
-    assert innet.plans._dijkstra_parents_scipy(topology, message_bits, 0.0) == expected
+    assert innet.core.plans._dijkstra_parents_networkx(topology, message_bits, 0.0) == expected
+    assert innet.core.plans._dijkstra_parents_scipy(topology, message_bits, 0.0) == expected
     plan = dijkstra_both_paths(topology, message_bits, 0.0)
     assert parent_map(plan) == expected
     assert plan == dijkstra_plan(topology, message_bits)

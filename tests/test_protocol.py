@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 import innet
-from innet.plans import build_plan
-from innet.scenario import load_scenario
-from innet.topology import load_topology
+from innet.core.plans import build_plan
+from innet.core.scenario import load_scenario
+from innet.core.topology import load_topology
 
 ROOT = Path(__file__).resolve().parents[1]
 PROTOCOL = ROOT / "scenarios" / "dinl_protocol.yaml"

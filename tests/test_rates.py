@@ -9,17 +9,23 @@ import numpy as np
 import pytest
 import torch
 
-from innet.executors import EvalSums
-from innet.executors.per_node import PerNodeExecutor
+from innet.core.plans import Plan
+from innet.core.records import ExchangeLog
+from innet.core.transport import InProcessTransport, RecordingTransport
+from innet.families.inl.executors import EvalSums
+from innet.families.inl.executors.per_node import PerNodeExecutor
+from innet.families.inl.gates import (
+    LOGVAR_BOUND,
+    GateOutput,
+    RateStats,
+    discrete_rate_bits,
+    make_gate,
+)
+from innet.families.inl.modules import ModuleSpec
 from innet.families.inl.report import rate_reduction
 from innet.families.inl.trainer import fusion_input_estimate, rate_metrics
-from innet.gates import LOGVAR_BOUND, GateOutput, RateStats, discrete_rate_bits, make_gate
+from innet.families.inl.wire import message_bits_per_sample
 from innet.info import entropy, mixture_mutual_information, mutual_information
-from innet.modules import ModuleSpec
-from innet.plans import Plan
-from innet.records import ExchangeLog
-from innet.transport import InProcessTransport, RecordingTransport
-from innet.wire import message_bits_per_sample
 
 D = 4
 N_TEST = 4000

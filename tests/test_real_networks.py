@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from innet.cli import main
-from innet.topology.importer import TopologyImportWarning
+from innet.app.cli import main
+from innet.core.topology.importer import TopologyImportWarning
 
 ROOT = Path(__file__).resolve().parents[1]
 GEANT_YAML = ROOT / "topologies" / "geant.yaml"

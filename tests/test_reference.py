@@ -9,12 +9,12 @@ import pytest
 import torch
 from test_batched import N_TRAIN, _setup
 
-from innet.events import step_plan
-from innet.executors.batched import BatchedExecutor
-from innet.modules import NodeModule
-from innet.records import ExchangeLog
-from innet.reference import VectorisedReference, monolithic_objective
-from innet.transport import InProcessTransport, RecordingTransport
+from innet.core.events import step_plan
+from innet.core.records import ExchangeLog
+from innet.core.transport import InProcessTransport, RecordingTransport
+from innet.families.inl.executors.batched import BatchedExecutor
+from innet.families.inl.modules import NodeModule
+from innet.testing.reference import VectorisedReference, monolithic_objective
 
 SEED = 11
 

@@ -22,8 +22,9 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from innet.errors import InnetError
-from innet.records import REQUIRED_EXCHANGE_COLUMNS
+from innet.core.errors import InnetError
+from innet.core.records import REQUIRED_EXCHANGE_COLUMNS
+from innet.core.topology.model import Topology
 from innet.report import (
     build_summary,
     busiest_links,
@@ -42,7 +43,6 @@ from innet.report import (
 )
 from innet.report.figures import node_positions
 from innet.report.sections import compute_section
-from innet.topology.model import Topology
 
 SEEDS = (0, 1)
 EPOCHS = (0, 1)

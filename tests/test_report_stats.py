@@ -24,7 +24,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats as scipy_stats
 
-from innet.records import REQUIRED_EXCHANGE_COLUMNS
+from innet.core.records import REQUIRED_EXCHANGE_COLUMNS
+from innet.core.topology.model import Topology
 from innet.report import build_summary, headline_table, load_run, save_topology_json, write_report
 from innet.report.stats import (
     bounded_mean,
@@ -34,7 +35,6 @@ from innet.report.stats import (
     paired_log_ratio,
     t_interval,
 )
-from innet.topology.model import Topology
 
 # two-sided 95% Student t quantiles t_{0.975, df} (any statistics table)
 T_975 = {1: 12.706204736, 2: 4.302652730, 3: 3.182446305}

@@ -14,11 +14,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from innet.records import REQUIRED_EXCHANGE_COLUMNS
+from innet.core.records import REQUIRED_EXCHANGE_COLUMNS
+from innet.core.topology.model import Topology
 from innet.report import build_summary, busiest_links, load_run, save_topology_json, write_report
 from innet.report.summary import time_to_target
 from innet.report.tables import TIME_COLUMNS, link_table, link_totals, undirected_link_totals
-from innet.topology.model import Topology
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

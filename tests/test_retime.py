@@ -8,10 +8,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from innet.cli import main
+from innet.app.cli import main
+from innet.core.scenario import find_scenario, load_scenario
 from innet.families import get_family
-from innet.report.rundir import resolved_config
-from innet.scenario import find_scenario, load_scenario
+from innet.rundir.io import resolved_config
 
 SCENARIO = """
 name: retime_check

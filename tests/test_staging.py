@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from innet.errors import InnetError
-from innet.staging import (
+from innet.core.errors import InnetError
+from innet.rundir.staging import (
     MIN_FIGURES_BYTES,
     MIN_RUN_BYTES,
     check_free_space,

@@ -14,10 +14,10 @@ import yaml
 from scipy import stats
 
 import innet
-from innet.cli import main
-from innet.errors import ConfigError, InnetError
-from innet.report.sweep import RUNS_FILE, SWEEP_FILE, SWEEP_JSON, aggregate, tradeoff_figure
-from innet.sweeps import SweepWarning, parse_sweep_option, prepare_sweep, sweep_points
+from innet.app.cli import main
+from innet.app.sweep_report import RUNS_FILE, SWEEP_FILE, SWEEP_JSON, aggregate, tradeoff_figure
+from innet.app.sweeps import SweepWarning, parse_sweep_option, prepare_sweep, sweep_points
+from innet.core.errors import ConfigError, InnetError
 
 ROOT = Path(__file__).resolve().parents[1]
 

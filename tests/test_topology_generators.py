@@ -11,8 +11,8 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from innet.errors import ConfigError
-from innet.topology import (
+from innet.core.errors import ConfigError
+from innet.core.topology import (
     Topology,
     format_summary,
     load_topology,

@@ -13,17 +13,17 @@ import pytest
 import yaml
 from topology_files import load_error, write_file
 
-from innet.errors import ConfigError
-from innet.plans import dense_plan, dijkstra_plan, hop_plan, max_capacity_plan
-from innet.topology import Topology, load_topology, topology_from_dict, topology_to_dict
-from innet.topology.importer import (
+from innet.core.errors import ConfigError
+from innet.core.plans import dense_plan, dijkstra_plan, hop_plan, max_capacity_plan
+from innet.core.topology import Topology, load_topology, topology_from_dict, topology_to_dict
+from innet.core.topology.importer import (
     EARTH_RADIUS_M,
     PROPAGATION_SPEED_M_PER_S,
     TopologyImportWarning,
     geo_latency_s,
     haversine_m,
 )
-from innet.yamlio import parse_yaml
+from innet.core.yamlio import parse_yaml
 
 REPO = Path(__file__).resolve().parents[1]
 TOPOLOGIES = REPO / "topologies"

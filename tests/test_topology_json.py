@@ -13,8 +13,8 @@ from pathlib import Path
 import networkx as nx
 import pytest
 
+from innet.core.topology import load_topology
 from innet.report import load_topology_json, save_topology_json
-from innet.topology import load_topology
 
 TOPOLOGIES = Path(__file__).resolve().parent.parent / "topologies"
 

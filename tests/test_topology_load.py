@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from topology_files import load_error, write_file
 
-from innet.errors import ConfigError
-from innet.topology import (
+from innet.core.errors import ConfigError
+from innet.core.topology import (
     Topology,
     format_summary,
     load_topology,
@@ -23,8 +23,8 @@ from innet.topology import (
     topology_from_dict,
     topology_to_dict,
 )
-from innet.topology.importer import TopologyImportWarning
-from innet.yamlio import format_path, parse_yaml
+from innet.core.topology.importer import TopologyImportWarning
+from innet.core.yamlio import format_path, parse_yaml
 
 TOPOLOGIES = Path(__file__).resolve().parent.parent / "topologies"
 

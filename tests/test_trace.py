@@ -18,12 +18,12 @@ import networkx as nx
 import pandas as pd
 import pytest
 
-import innet.trace as trace_module
-from innet.cli import main
-from innet.netsim import Message, time_messages
+import innet.report.trace as trace_module
+from innet.app.cli import main
+from innet.core.netsim import Message, time_messages
+from innet.core.topology.model import Topology
 from innet.report.timeline import timeline_figure
-from innet.topology.model import Topology
-from innet.trace import TraceSelection, build_trace, select_rows
+from innet.report.trace import TraceSelection, build_trace, select_rows
 
 REQUIRED = {"X": {"name", "ts", "dur", "pid", "tid"}, "b": {"name", "ts", "id", "cat", "pid"},
             "e": {"name", "ts", "id", "cat", "pid"}, "s": {"name", "ts", "id", "pid", "tid"},

@@ -1,4 +1,4 @@
-"""Parsing and formatting of bit rates, durations and compute speeds (innet.units)."""
+"""Parsing and formatting of bit rates, durations and compute speeds (innet.core.units)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from innet.units import format_bitrate, format_duration, parse_bitrate, parse_duration, parse_flops
+from innet.core.units import (
+    format_bitrate,
+    format_duration,
+    parse_bitrate,
+    parse_duration,
+    parse_flops,
+)
 
 BITRATE_UNITS = {"bps": 1.0, "kbps": 1e3, "Mbps": 1e6, "Gbps": 1e9, "Tbps": 1e12}
 DURATION_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "\u00b5s": 1e-6, "\u03bcs": 1e-6, "ns": 1e-9}

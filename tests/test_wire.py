@@ -11,15 +11,15 @@ import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from innet.errors import ConfigError, InnetError
-from innet.events import step_plan
-from innet.executors.per_node import PerNodeExecutor
+from innet.core.errors import ConfigError, InnetError
+from innet.core.events import step_plan
+from innet.core.plans import Plan
+from innet.core.records import ExchangeLog
+from innet.core.transport import ANY, InProcessTransport, RecordingTransport
 from innet.families.inl.config import InlScenario, resolve_variants
-from innet.modules import ModuleSpec
-from innet.plans import Plan
-from innet.records import ExchangeLog
-from innet.transport import ANY, InProcessTransport, RecordingTransport
-from innet.wire import (
+from innet.families.inl.executors.per_node import PerNodeExecutor
+from innet.families.inl.modules import ModuleSpec
+from innet.families.inl.wire import (
     BACKWARD_FORMATS,
     FORWARD_FORMATS,
     make_codec,

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from innet.errors import ConfigError
-from innet.topology import load_topology
-from innet.topology.importer import TopologyImportWarning
+from innet.core.errors import ConfigError
+from innet.core.topology import load_topology
+from innet.core.topology.importer import TopologyImportWarning
 
 
 def write_file(tmp_path: Path, text: str, name: str = "topo.yaml") -> Path:

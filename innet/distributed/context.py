@@ -24,7 +24,7 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
-from innet.errors import InnetError
+from innet.core.errors import InnetError
 
 __all__ = ["DistContext", "DistributedError", "init_distributed", "is_torchrun", "shutdown"]
 

@@ -1,6 +1,6 @@
 """The group of a torch.distributed run: gather on rank 0, broadcast from it, barriers.
 
-:class:`ProcessGroup` implements :class:`~innet.group.Group` with
+:class:`ProcessGroup` implements :class:`~innet.core.group.Group` with
 torch.distributed's object collectives. A peer that is gone, or a collective
 that times out, raises :class:`~innet.distributed.context.DistributedError`
 with one line saying which rank was doing what.
@@ -12,9 +12,9 @@ from typing import Any
 
 import torch.distributed as dist
 
+from innet.core.group import LEADER_RANK, Group
 from innet.distributed.context import DistContext, DistributedError
 from innet.distributed.errors import first_line
-from innet.group import LEADER_RANK, Group
 
 __all__ = ["ProcessGroup"]
 

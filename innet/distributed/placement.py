@@ -20,7 +20,7 @@ every process: the strategies depend only on node ids and links, never on
 Python's hash seed or on the order a file listed them in.
 
 >>> import networkx as nx
->>> from innet.topology.model import Topology
+>>> from innet.core.topology.model import Topology
 >>> path = Topology("path", nx.path_graph(["n1", "n2", "n3", "n4", "n5", "n6"]))
 >>> place_nodes(path, None, 2, "round_robin")
 {'n1': 0, 'n2': 1, 'n3': 0, 'n4': 1, 'n5': 0, 'n6': 1}
@@ -38,9 +38,9 @@ from collections.abc import Iterable, Mapping
 
 import networkx as nx
 
-from innet.errors import InnetError
-from innet.plans import Plan
-from innet.topology.model import Topology
+from innet.core.errors import InnetError
+from innet.core.plans import Plan
+from innet.core.topology.model import Topology
 
 __all__ = ["STRATEGIES", "cross_rank_links", "place_nodes"]
 
@@ -63,7 +63,7 @@ def place_nodes(
     ``plan`` only matters for ``partition``: its edges are the links whose
     cut is minimised. ``explicit`` is the mapping for the ``explicit``
     strategy. The result lists nodes in node order. Invalid requests raise
-    :class:`~innet.errors.InnetError`; an explicit placement that leaves a
+    :class:`~innet.core.errors.InnetError`; an explicit placement that leaves a
     rank without nodes only warns.
     """
     nodes = topology.nodes

@@ -15,15 +15,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from innet.core.errors import ConfigError
+from innet.core.group import Processes
+from innet.core.plans import Plan
+from innet.core.topology.model import Topology
+from innet.core.transport import Transport
 from innet.distributed.context import DistContext
 from innet.distributed.group import ProcessGroup
 from innet.distributed.placement import cross_rank_links, place_nodes
 from innet.distributed.transport import DistributedTransport
-from innet.errors import ConfigError
-from innet.group import Processes
-from innet.plans import Plan
-from innet.topology.model import Topology
-from innet.transport import Transport
 
 __all__ = ["DistributedProcesses"]
 

@@ -2,7 +2,7 @@
 
 Each process (rank) runs the nodes a placement gives it. A message between
 two nodes of the same rank waits in an in-memory mailbox, as in
-:class:`~innet.transport.InProcessTransport`. A message between ranks is a
+:class:`~innet.core.transport.InProcessTransport`. A message between ranks is a
 tensor sent with ``torch.distributed.isend`` and received into a buffer
 posted with ``irecv``.
 
@@ -10,7 +10,7 @@ posted with ``irecv``.
 pairs the k-th send from rank A to rank B with the k-th receive B posted
 from A. So both sides must agree on one order of all messages. That order is
 the *canonical order*, the order in which the executor sends (see
-:mod:`innet.transport`); before each phase the executor announces the whole
+:mod:`innet.core.transport`); before each phase the executor announces the whole
 list with :meth:`~DistributedTransport.expect`, every rank the same list.
 Then each rank keeps two queues in canonical order: the sends its nodes owe
 and the receives its nodes are owed from other ranks. Sends must come in
@@ -28,7 +28,7 @@ of ranks, all ranks meet at a barrier and then greet each such pair in one
 fixed order, a tiny exchange that is not counted as traffic.
 
 **Sizes known only when sent.** A message announced with a dimension of
-:data:`~innet.transport.ANY` (e.g. the number of tokens routed to an expert)
+:data:`~innet.core.transport.ANY` (e.g. the number of tokens routed to an expert)
 is preceded on the wire by its shape, a small int64 tensor; the receiver
 posts the receive for the shape, waits for it, then posts the receive for the
 data, before any later receive. Waiting there cannot deadlock: the sender
@@ -65,9 +65,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from innet.distributed.context import DistributedError
-from innet.distributed.errors import first_line
-from innet.transport import (
+from innet.core.transport import (
     ANY,
     ExpectedMessage,
     InProcessTransport,
@@ -75,6 +73,8 @@ from innet.transport import (
     Transport,
     shape_matches,
 )
+from innet.distributed.context import DistributedError
+from innet.distributed.errors import first_line
 
 __all__ = ["DistributedTransport"]
 

@@ -6,10 +6,10 @@ network model, and reported. What differs is what the nodes learn and how.
 A *family* supplies that part:
 
 - ``scenario_model``: the pydantic model of its scenarios (extending
-  :class:`~innet.scenario.ScenarioBase` with its own blocks and variant type),
+  :class:`~innet.core.scenario.ScenarioBase` with its own blocks and variant type),
   and ``resolve_variants`` to merge each variant's overrides;
 - ``prepare``: given the loaded scenario and topology, a :class:`Trainer` that
-  knows each variant's plans over the run (its :class:`~innet.events.Timeline`)
+  knows each variant's plans over the run (its :class:`~innet.core.events.Timeline`)
   and trains one (variant, seed) through a transport;
 - ``report``: its own summary fields, headline columns, report sections,
   figures and tables (:class:`FamilyReport`).
@@ -33,14 +33,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     import torch
 
-    from innet.events import Timeline
-    from innet.group import Group
-    from innet.records import ExchangeLog
-    from innet.report.rundir import RunData
-    from innet.scenario import LoadedScenario, ScenarioBase
-    from innet.topology.model import Topology
-    from innet.transport import RecordingTransport
-    from innet.yamlio import LineMap
+    from innet.core.events import Timeline
+    from innet.core.group import Group
+    from innet.core.records import ExchangeLog
+    from innet.core.scenario import LoadedScenario, ScenarioBase
+    from innet.core.topology.model import Topology
+    from innet.core.transport import RecordingTransport
+    from innet.core.yamlio import LineMap
+    from innet.rundir.io import RunData
 
 __all__ = [
     "Family",

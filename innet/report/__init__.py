@@ -1,7 +1,7 @@
 """Reports of a run: tables, a JSON summary, a Markdown report and figures.
 
 Everything here reads the raw tables of a run directory (see
-:mod:`innet.report.rundir`) and adds them up; nothing is measured again, so
+:mod:`innet.rundir.io`) and adds them up; nothing is measured again, so
 ``write_report(run_dir)`` rebuilds the same report from a finished run.
 
 - :mod:`~innet.report.tables`: bytes (and bytes retransmitted on lossy links)
@@ -10,9 +10,9 @@ Everything here reads the raw tables of a run directory (see
 - :mod:`~innet.report.markdown`: the headline table and ``report.md``;
 - :mod:`~innet.report.figures`: the topology figures, with nodes placed by
   :mod:`~innet.report.layout` (no link drawn through a node it does not touch);
-- :mod:`~innet.report.sweep`: the tables, report and trade-off figures of a
-  sweep (:mod:`innet.sweeps`);
-- :mod:`~innet.report.rundir`: writing and reading the run directory.
+- :mod:`~innet.app.sweep_report`: the tables, report and trade-off figures of a
+  sweep (:mod:`innet.app.sweeps`);
+- :mod:`~innet.rundir.io`: writing and reading the run directory.
 
 The scenario's family adds its own summary fields, sections, figures and
 tables (:class:`~innet.families.FamilyReport`).
@@ -26,16 +26,6 @@ from innet.report.markdown import (
     headline_table,
     render_report,
 )
-from innet.report.rundir import (
-    RunData,
-    RunTables,
-    load_run,
-    load_topology_json,
-    resolved_config,
-    save_topology_json,
-    write_report,
-    write_tables,
-)
 from innet.report.summary import build_summary, comparison_pairs, reduction
 from innet.report.tables import (
     busiest_links,
@@ -45,6 +35,16 @@ from innet.report.tables import (
     training_exchange,
     training_exchange_per_epoch,
     undirected_link_totals,
+)
+from innet.rundir.io import (
+    RunData,
+    RunTables,
+    load_run,
+    load_topology_json,
+    resolved_config,
+    save_topology_json,
+    write_report,
+    write_tables,
 )
 
 __all__ = [

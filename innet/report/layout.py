@@ -32,7 +32,7 @@ from collections.abc import Mapping
 import networkx as nx
 import numpy as np
 
-from innet.topology.model import Topology, node_key
+from innet.core.topology.model import Topology, node_key
 
 __all__ = [
     "CHECKED_NODES_MAX",

@@ -1,6 +1,6 @@
 """Report sections that appear only when a run has something to say about them.
 
-Each reads what :func:`~innet.report.rundir.load_run` loaded; none reads files.
+Each reads what :func:`~innet.rundir.io.load_run` loaded; none reads files.
 
 - **Events** (``events.json``): what each event did to each variant's plan,
   the messages lost in the event step, the sensors cut off, and the accuracy
@@ -24,7 +24,7 @@ import pandas as pd
 from innet.report.mdtable import markdown_table
 
 if TYPE_CHECKING:
-    from innet.report.rundir import RunData
+    from innet.rundir.io import RunData
 
 __all__ = ["events_section", "placement_section", "compute_section", "event_steps"]
 

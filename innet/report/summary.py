@@ -49,12 +49,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from innet.errors import InnetError
+from innet.core.errors import InnetError
 from innet.report.stats import first_reach, paired_difference, paired_log_ratio
 from innet.report.tables import links_used, retransmitted_bytes, training_exchange
 
 if TYPE_CHECKING:
-    from innet.report.rundir import RunData
+    from innet.rundir.io import RunData
 
 __all__ = [
     "SCHEMA_VERSION",

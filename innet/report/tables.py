@@ -46,12 +46,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from innet.netsim import NetworkModel
-from innet.records import STEPS_FILE, get_phase, training_phases
-from innet.topology.model import Topology, node_key
+from innet.core.netsim import NetworkModel
+from innet.core.records import STEPS_FILE, get_phase, training_phases
+from innet.core.topology.model import Topology, node_key
 
 if TYPE_CHECKING:
-    from innet.report.rundir import RunData
+    from innet.rundir.io import RunData
 
 __all__ = [
     "TIME_COLUMNS",
@@ -145,9 +145,9 @@ def link_totals(
 def _per_hop(exchanges: pd.DataFrame, topology: Topology) -> pd.DataFrame:
     """``exchanges`` with each routed message between unlinked nodes as one row per hop.
 
-    A message of a routed phase (:class:`~innet.records.Phase`) may join nodes
+    A message of a routed phase (:class:`~innet.core.records.Phase`) may join nodes
     that share no link; the network model carries it over the capacity-aware
-    shortest path (:meth:`~innet.netsim.NetworkModel.route`), and each link on
+    shortest path (:meth:`~innet.core.netsim.NetworkModel.route`), and each link on
     that path carries its bytes.
     """
     routed = [phase for phase in exchanges["phase"].unique() if get_phase(phase).routed]

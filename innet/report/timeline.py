@@ -1,7 +1,7 @@
 """A Gantt chart of one training step: the link directions as rows, each message a bar.
 
 :func:`timeline_figure` draws the exchange records of one step of one (variant,
-seed) from the same rows as the trace (:mod:`innet.trace`): a bar from each
+seed) from the same rows as the trace (:mod:`innet.report.trace`): a bar from each
 message's ``t_start`` to its ``t_end`` on the row of its link direction
 (sender → receiver), coloured by phase, with the time it queued for a radio
 or its link (``queue_s``) as a thin grey line before the bar (messages over
@@ -23,7 +23,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from innet.topology.model import Topology
+from innet.core.topology.model import Topology
 
 __all__ = ["MAX_ROWS", "timeline_figure"]
 

@@ -20,11 +20,11 @@ Its blocks are in :mod:`~innet.families.finite_bank.config`, its report in
 the quantities and what we defined ourselves.
 """
 
+from innet.core.scenario import LoadedScenario
+from innet.core.topology.model import Topology
 from innet.families import Family, Trainer, register_family
 from innet.families.finite_bank.config import FiniteBankScenario, resolve_variants
 from innet.families.finite_bank.report import FINITE_BANK_REPORT
-from innet.scenario import LoadedScenario
-from innet.topology.model import Topology
 
 __all__ = ["FINITE_BANK"]
 

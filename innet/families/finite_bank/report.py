@@ -40,7 +40,7 @@ from innet.report.stats import paired_bootstrap
 from innet.report.summary import plain_float
 
 if TYPE_CHECKING:
-    from innet.report.rundir import RunData
+    from innet.rundir.io import RunData
 
 __all__ = ["FINITE_BANK_REPORT", "selection_relations", "TABLES"]
 

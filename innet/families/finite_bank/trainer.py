@@ -28,7 +28,7 @@ and sends each expert its queries; the answers give the step's observed
 loss.
 
 **The router** is a linear encoder (standardised features → ``latent_dim``)
-followed by innet's discrete gate (:func:`innet.gates.make_gate`, ``K``
+followed by innet's discrete gate (:func:`innet.families.inl.gates.make_gate`, ``K``
 codewords, codeword ``k`` = expert ``k``; the codebook stays fixed, so that
 no codeword is moved onto data it should not serve), trained with Adam on ``E[d(x, t)] +
 beta * rate`` (the gate's batch rate in bits) through the straight-through
@@ -52,20 +52,20 @@ import numpy as np
 import torch
 from torch import nn
 
-from innet.errors import InnetError
-from innet.events import build_timeline
+from innet.core.errors import InnetError
+from innet.core.events import build_timeline
+from innet.core.group import Group
+from innet.core.scenario import LoadedScenario
+from innet.core.topology.model import Topology
+from innet.core.transport import RecordingTransport
+from innet.core.yamlio import FieldError
 from innet.families import TrainResult
 from innet.families.finite_bank.bank import Bank, load_bank
 from innet.families.finite_bank.config import FiniteBankScenario, ResolvedBankVariant
 from innet.families.finite_bank.gating_bound import bound_cells, make_task
 from innet.families.finite_bank.selection import selection_cells
-from innet.gates import make_gate
-from innet.group import Group
+from innet.families.inl.gates import make_gate
 from innet.info import distortion_lower_bound, mixture_mutual_information, rate_distortion_curve
-from innet.scenario import LoadedScenario
-from innet.topology.model import Topology
-from innet.transport import RecordingTransport
-from innet.yamlio import FieldError
 
 __all__ = ["QUERY", "ANSWER", "FiniteBankTrainer", "expert_nodes"]
 
@@ -78,7 +78,7 @@ ANSWER = ("backward", "answer")
 def expert_nodes(topology: Topology, experts: int) -> tuple[str, list[str]]:
     """The gate node and the nodes of the ``experts`` experts.
 
-    A :class:`~innet.yamlio.FieldError` on the scenario's ``topology`` field
+    A :class:`~innet.core.yamlio.FieldError` on the scenario's ``topology`` field
     when the topology has too few sensors or one is not next to the gate node.
     """
     gate = topology.fusion

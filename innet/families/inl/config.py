@@ -1,9 +1,9 @@
 """The scenario blocks of the ``inl`` family: data, node model, gate, training, variants.
 
-An INL scenario adds to the blocks every scenario has (:mod:`innet.scenario`)
+An INL scenario adds to the blocks every scenario has (:mod:`innet.core.scenario`)
 the dataset and how sensors see it (``data``), the node modules (``model``),
 the gate every sending node passes its latent through (``gate``), the wire
-formats of its messages (``wire``, :mod:`innet.wire`) and the training
+formats of its messages (``wire``, :mod:`innet.families.inl.wire`) and the training
 settings (``training``). A variant names a routing and may override
 ``model``, ``gate``, ``wire`` and ``training``; :func:`resolve_variants`
 merges those overrides into the scenario's blocks. Every choice among names (dataset,
@@ -19,9 +19,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from innet.errors import ConfigError
-from innet.scenario import ScenarioBase, VariantBase, merge_variant_block, registered
-from innet.yamlio import LineMap
+from innet.core.errors import ConfigError
+from innet.core.scenario import ScenarioBase, VariantBase, merge_variant_block, registered
+from innet.core.yamlio import LineMap
 
 __all__ = [
     "DataConfig",
@@ -42,10 +42,12 @@ class _Strict(BaseModel):
 
 
 class DataConfig(_Strict):
-    dataset: Annotated[str, AfterValidator(registered("dataset", "innet.inputs", "DATASETS"))] = (
-        "digits"
-    )
-    views: Annotated[str, AfterValidator(registered("views", "innet.inputs", "VIEWS"))] = "split"
+    dataset: Annotated[
+        str, AfterValidator(registered("dataset", "innet.families.inl.inputs", "DATASETS"))
+    ] = "digits"
+    views: Annotated[
+        str, AfterValidator(registered("views", "innet.families.inl.inputs", "VIEWS"))
+    ] = "split"
     test_fraction: float = Field(0.2, gt=0, lt=1)
     snr_db: float | list[float] = 10.0
     n_samples: int = Field(5000, gt=0)
@@ -60,14 +62,14 @@ class ModelConfig(_Strict):
     latent_dim: int = Field(16, gt=0)
     hidden: int = Field(64, gt=0)
     aggregator: Annotated[
-        str, AfterValidator(registered("aggregator", "innet.modules", "AGGREGATORS"))
+        str, AfterValidator(registered("aggregator", "innet.families.inl.modules", "AGGREGATORS"))
     ] = "sum"
 
 
 class GateConfig(_Strict):
-    kind: Annotated[str, AfterValidator(registered("gate kind", "innet.gates", "GATE_KINDS"))] = (
-        "gaussian"
-    )
+    kind: Annotated[
+        str, AfterValidator(registered("gate kind", "innet.families.inl.gates", "GATE_KINDS"))
+    ] = "gaussian"
     beta: float = Field(0.0, ge=0)
     # discrete gate: a product codebook of `groups` groups (dividing latent_dim) of `codewords`
     # codewords each, groups * log2(codewords) bits per sample; its temperature goes
@@ -77,7 +79,7 @@ class GateConfig(_Strict):
     tau: float = Field(1.0, gt=0)
     tau_final: float | None = Field(None, gt=0)
     # `trained`: running means, data initialisation, dead-codeword restarts; `fixed`: the
-    # seeded start, kept, with a commitment loss pulling the latents to it (innet.gates)
+    # seeded start, kept, with a commitment loss pulling the latents to it (inl.gates)
     codebook: Literal["trained", "fixed"] = "trained"
     # with the index and entropy wire formats (codeword indices on the wire), each sender
     # publishes its codebook to its parents on its first step, to a parent new after a plan
@@ -91,10 +93,16 @@ class GateConfig(_Strict):
 
 class WireConfig(_Strict):
     forward: Annotated[
-        str, AfterValidator(registered("forward wire format", "innet.wire", "FORWARD_FORMATS"))
+        str,
+        AfterValidator(
+            registered("forward wire format", "innet.families.inl.wire", "FORWARD_FORMATS")
+        ),
     ] = "float32"
     backward: Annotated[
-        str, AfterValidator(registered("backward wire format", "innet.wire", "BACKWARD_FORMATS"))
+        str,
+        AfterValidator(
+            registered("backward wire format", "innet.families.inl.wire", "BACKWARD_FORMATS")
+        ),
     ] = "float32"
 
 
@@ -104,10 +112,10 @@ class TrainingConfig(_Strict):
     eval_batch_size: int = Field(1024, gt=0)
     lr: float = Field(3e-3, gt=0)
     optimizer: Annotated[
-        str, AfterValidator(registered("optimizer", "innet.executors", "OPTIMIZERS"))
+        str, AfterValidator(registered("optimizer", "innet.families.inl.executors", "OPTIMIZERS"))
     ] = "adam"
     executor: Annotated[
-        str, AfterValidator(registered("executor", "innet.executors", "EXECUTORS"))
+        str, AfterValidator(registered("executor", "innet.families.inl.executors", "EXECUTORS"))
     ] = "auto"
 
 
@@ -149,7 +157,7 @@ class ResolvedVariant(BaseModel):
         ``ceil(batch × groups × ceil(log2 K) / 8)`` bytes; ``entropy`` (whose size
         only the coder knows) is counted as the symbols it codes.
         """
-        from innet.wire import message_bits_per_sample
+        from innet.families.inl.wire import message_bits_per_sample
 
         batch = self.training.batch_size
         codewords = self.gate.codewords if self.gate.kind == "discrete" else None
@@ -245,7 +253,9 @@ def tidy_config(config: dict[str, Any]) -> dict[str, Any]:
             for name in names
         }
         config["data"] = {key: value for key, value in data.items() if key not in unused}
-    from innet.wire import publishes_codebook  # imported late: the wire codecs load torch
+    from innet.families.inl.wire import (
+        publishes_codebook,  # imported late: the wire codecs load torch
+    )
 
     blocks = [config] + list(config.get("variants", {}).values())
     for block in blocks:

@@ -37,9 +37,10 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from innet.core.records import METRICS_FILE, training_phases
+from innet.core.topology.model import node_key
 from innet.families import FamilyReport, FamilyTable, HeadlineColumn
-from innet.gates import BRACKET_METRICS, FUSION_METRICS, RATE_METRICS, RateEstimate
-from innet.records import METRICS_FILE, training_phases
+from innet.families.inl.gates import BRACKET_METRICS, FUSION_METRICS, RATE_METRICS, RateEstimate
 from innet.report.figures import (
     LABELLED_NODES_MAX,
     event_marks,
@@ -60,10 +61,9 @@ from innet.report.markdown import (
 from innet.report.stats import equivalence_test, paired_difference, paired_log_ratio
 from innet.report.summary import final_epoch_metrics, mean_or_none, plain_float, reduction
 from innet.report.tables import training_exchange, training_exchange_per_epoch
-from innet.topology.model import node_key
 
 if TYPE_CHECKING:
-    from innet.report.rundir import RunData
+    from innet.rundir.io import RunData
 
 __all__ = ["INL_REPORT", "ACCURACY_FIGURE", "RATE_FIGURE"]
 
@@ -791,7 +791,7 @@ RATE_DETAILS = tuple(
     field.name for field in dataclasses.fields(RateEstimate) if field.name != "rate_bits"
 )
 """``node_rates.csv``'s columns after the reported rate: how it was estimated
-(:class:`~innet.gates.RateEstimate`: estimator, estimate before the clip and cap,
+(:class:`~innet.families.inl.gates.RateEstimate`: estimator, estimate before the clip and cap,
 ceiling, capped, standard error, saturation, the moment-matched bound, VIB KL,
 the pairwise bracket and its subsample)."""
 

@@ -1,6 +1,6 @@
 """Training one INL variant with one seed: the epoch loop, in one sitting.
 
-:func:`fit` drives an executor (:mod:`innet.executors`) through the epochs:
+:func:`fit` drives an executor (:mod:`innet.families.inl.executors`) through the epochs:
 each epoch visits the training samples in an order drawn from ``(seed,
 epoch)``, one synchronous step per batch on the plan the network allows at
 that step (plans change on events; a step during which a link fails loses the
@@ -9,7 +9,7 @@ network as it is at the end of the epoch. Every message goes through the
 recording transport, which writes the exchange log; each process's results
 are merged on the leader.
 
-Rates (on the evaluation set; see :class:`~innet.gates.RateStats`):
+Rates (on the evaluation set; see :class:`~innet.families.inl.gates.RateStats`):
 ``latent_rate_bits`` is the sum over sending nodes of each node's reported
 rate (the Gaussian gate's Monte Carlo estimate of the information of the
 empirical mixture over a subsample of ``n`` inputs, inside its pairwise
@@ -43,29 +43,29 @@ from typing import Any
 import numpy as np
 import torch
 
-from innet.errors import InnetError
-from innet.events import Timeline, build_timeline
-from innet.executors import EvalSums, Executor
-from innet.executors.batched import BatchedExecutor, batched_unsupported
-from innet.executors.per_node import PerNodeExecutor
+from innet.core.errors import InnetError
+from innet.core.events import Timeline, build_timeline
+from innet.core.group import Group
+from innet.core.plans import Plan
+from innet.core.records import ExchangeLog
+from innet.core.scenario import LoadedScenario
+from innet.core.topology.model import Topology
+from innet.core.transport import RecordingTransport, Transport
+from innet.core.yamlio import FieldError
 from innet.families import TrainResult
 from innet.families.inl.config import InlScenario, ResolvedVariant, TrainingConfig
-from innet.gates import (
+from innet.families.inl.executors import EvalSums, Executor
+from innet.families.inl.executors.batched import BatchedExecutor, batched_unsupported
+from innet.families.inl.executors.per_node import PerNodeExecutor
+from innet.families.inl.gates import (
     BRACKET_METRICS,
     FUSION_METRICS,
     RateEstimate,
     mixture_estimate,
 )
-from innet.group import Group
-from innet.inputs import NodeInputs, load_inputs
-from innet.modules import ModuleSpec
-from innet.plans import Plan
-from innet.records import ExchangeLog
-from innet.scenario import LoadedScenario
-from innet.tasks import Classification, Task
-from innet.topology.model import Topology
-from innet.transport import RecordingTransport, Transport
-from innet.yamlio import FieldError
+from innet.families.inl.inputs import NodeInputs, load_inputs
+from innet.families.inl.modules import ModuleSpec
+from innet.families.inl.tasks import Classification, Task
 
 __all__ = [
     "FitResult",
@@ -220,7 +220,7 @@ def fusion_input_estimate(evaluation: EvalSums, plan: Plan) -> RateEstimate | No
     The fusion node's inputs are the Gaussian channels of its children (their
     noises independent given the input), so their joint is one Gaussian
     channel whose ``mu`` and ``sigma`` are the children's side by side; it is
-    estimated like one node's (:func:`~innet.gates.mixture_estimate`, the
+    estimated like one node's (:func:`~innet.families.inl.gates.mixture_estimate`, the
     ceiling the sum of the children's). None unless every child has a
     Gaussian gate and the subsample.
     """
@@ -286,7 +286,7 @@ def make_executor(
     """The executor of one (variant, seed), starting on ``plans[0]``, able to serve every plan.
 
     ``training.executor``: ``per_node``, ``batched``, or ``auto`` (batched
-    whenever it can run the variant, see :mod:`innet.executors`).
+    whenever it can run the variant, see :mod:`innet.families.inl.executors`).
     """
     specs = module_specs(plans, variant, inputs)
     training, wire = variant.training, variant.wire

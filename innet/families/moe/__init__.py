@@ -12,11 +12,11 @@ balanced, with Sinkhorn warm start and re-placement). Scenario blocks:
 training: :mod:`.trainer`; report: :mod:`.report`. See ``docs/moe.md``.
 """
 
+from innet.core.scenario import LoadedScenario
+from innet.core.topology.model import Topology
 from innet.families import Family, Trainer, register_family
 from innet.families.moe.config import MoeScenario, resolve_variants
 from innet.families.moe.report import MOE_REPORT
-from innet.scenario import LoadedScenario
-from innet.topology.model import Topology
 
 __all__ = ["MOE"]
 

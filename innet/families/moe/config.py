@@ -1,6 +1,6 @@
 """The scenario blocks of the ``moe`` family.
 
-A MoE scenario adds to the blocks every scenario has (:mod:`innet.scenario`):
+A MoE scenario adds to the blocks every scenario has (:mod:`innet.core.scenario`):
 
 - ``moe``: the data, the experts and where they live, the model sizes,
   training, the skew workload, the margin of the accuracy equivalence test
@@ -22,9 +22,9 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from innet.errors import ConfigError
-from innet.scenario import ScenarioBase, VariantBase, merge_variant_block, registered
-from innet.yamlio import LineMap
+from innet.core.errors import ConfigError
+from innet.core.scenario import ScenarioBase, VariantBase, merge_variant_block, registered
+from innet.core.yamlio import LineMap
 
 __all__ = [
     "MoeConfig",
@@ -106,9 +106,9 @@ class RouterConfig(_Strict):
 
 
 class MoeVariant(VariantBase):
-    routing: Annotated[str, AfterValidator(registered("routing", "innet.plans", "ROUTINGS"))] = (
-        "dense"
-    )
+    routing: Annotated[
+        str, AfterValidator(registered("routing", "innet.core.plans", "ROUTINGS"))
+    ] = "dense"
     router: dict[str, Any] = Field(default_factory=dict)
 
 

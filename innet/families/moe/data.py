@@ -1,6 +1,6 @@
 """The data the ``moe`` family trains on (everything ships or is generated; nothing downloads).
 
-- ``digits``: scikit-learn's bundled 8x8 digits (:func:`innet.data.load_digits_dataset`);
+- ``digits``: scikit-learn's bundled 8x8 digits (:func:`innet.core.datasets.load_digits_dataset`);
 - ``clusters``: a Gaussian mixture with controllable cluster structure
   (:func:`make_clusters`): each class is a cluster that is *tight* (standard
   deviation ``tight_std``) along ``tight_features`` features of its own and
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from innet.data import Dataset, load_digits_dataset
+from innet.core.datasets import Dataset, load_digits_dataset
 
 __all__ = ["MOE_DATASETS", "load_moe_dataset", "make_clusters", "make_mnist1d"]
 

@@ -1,4 +1,4 @@
-"""The MoE family's kinds of traffic, registered with :mod:`innet.records` on import.
+"""The MoE family's kinds of traffic, registered with :mod:`innet.core.records` on import.
 
 All are training traffic and *routed*: the network model carries each message
 from its source to its destination hop by hop over the capacity-aware
@@ -14,7 +14,7 @@ step starts.
 
 from __future__ import annotations
 
-from innet.records import register_phase
+from innet.core.records import register_phase
 
 __all__ = ["PHASES"]
 

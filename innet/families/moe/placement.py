@@ -27,8 +27,8 @@ from collections.abc import Mapping, Sequence
 import networkx as nx
 import numpy as np
 
-from innet.netsim import NetworkModel
-from innet.topology.model import Topology
+from innet.core.netsim import NetworkModel
+from innet.core.topology.model import Topology
 
 __all__ = [
     "node_groups",

@@ -4,7 +4,7 @@
 headline, ``summary.json``, the topology figures, ``links.csv``): the bytes
 the links carry, every hop counted. A message between linked nodes crosses
 its link; one between unlinked nodes crosses every link of the path the
-network model sends it over (:meth:`~innet.netsim.NetworkModel.route`), and
+network model sends it over (:meth:`~innet.core.netsim.NetworkModel.route`), and
 each of those links carries its bytes. So the family's ``summary.json``
 gives, per variant and seed:
 
@@ -50,20 +50,20 @@ import pandas as pd
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
+from innet.core.netsim import NetworkModel
+from innet.core.records import training_phases
 from innet.families import FamilyReport, FamilyTable, HeadlineColumn
 from innet.families.moe.config import RouterConfig
 from innet.families.moe.metrics import STEP_COLUMNS
 from innet.families.moe.phases import PHASES
 from innet.families.moe.placement import node_groups
-from innet.netsim import NetworkModel
-from innet.records import training_phases
 from innet.report.figures import save_figure
 from innet.report.mdtable import markdown_table
 from innet.report.stats import equivalence_test, paired_difference, paired_log_ratio
 from innet.report.summary import final_epoch_metrics
 
 if TYPE_CHECKING:
-    from innet.report.rundir import RunData
+    from innet.rundir.io import RunData
 
 __all__ = [
     "MOE_REPORT",
@@ -132,7 +132,7 @@ def hop_bytes(run: RunData, variant: str | None = None) -> pd.DataFrame:
     Columns ``variant, seed, src, dst, nbytes`` (one row per link direction
     and seed). A message between linked nodes crosses that link (as on the
     network model); a routed one between unlinked nodes every link of its
-    path (:meth:`~innet.netsim.NetworkModel.route`).
+    path (:meth:`~innet.core.netsim.NetworkModel.route`).
     """
     x = _training(run, variant)
     sizes = x.groupby(["variant", "seed", "src", "dst", "nbytes"], observed=True).size()

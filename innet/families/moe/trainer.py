@@ -48,7 +48,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from innet.events import build_timeline
+from innet.core.events import build_timeline
+from innet.core.group import Group
+from innet.core.netsim import Message, NetworkModel
+from innet.core.records import ExchangeLog
+from innet.core.scenario import LoadedScenario
+from innet.core.seeding import seeded_torch
+from innet.core.topology.model import Topology
+from innet.core.transport import ANY, RecordingTransport
+from innet.core.yamlio import FieldError
 from innet.families import TrainResult
 from innet.families.moe.balance import BalanceController
 from innet.families.moe.config import MoeScenario, ResolvedMoeVariant, RouterConfig
@@ -74,14 +82,6 @@ from innet.families.moe.routers import (
     topk,
 )
 from innet.families.moe.workloads import expert_bias, source_shares, split_counts
-from innet.group import Group
-from innet.netsim import Message, NetworkModel
-from innet.records import ExchangeLog
-from innet.scenario import LoadedScenario
-from innet.seeding import seeded_torch
-from innet.topology.model import Topology
-from innet.transport import ANY, RecordingTransport
-from innet.yamlio import FieldError
 
 __all__ = ["MoeTrainer", "Router", "balance_trace"]
 
@@ -268,7 +268,7 @@ class MoeTrainer:
         An expert's forward pass costs ``4 * hidden * expert_hidden`` FLOPs per
         token (two linear layers, ``2 * in * out`` each), its backward pass twice
         that; a node computes at its ``compute`` FLOP/s (none: instantly). The
-        network model (:mod:`innet.netsim`) then holds a node's ``combine``
+        network model (:mod:`innet.core.netsim`) then holds a node's ``combine``
         messages until the forward pass on its ``dispatch`` tokens is done, and
         its ``dispatch_grad`` messages until the backward pass on its
         ``combine_grad`` gradients is.

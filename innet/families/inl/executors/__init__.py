@@ -1,0 +1,166 @@
+"""Executors: the code that runs the node modules of a plan, one training step at a time.
+
+An executor owns the node modules of the nodes its transport says this
+process runs, and their optimisers. The training loop drives it through a
+small protocol (:class:`Executor`): follow a new plan, run one synchronous
+training step on a batch, evaluate one batch, say how many FLOPs each module
+costs. Every message between nodes goes through the transport it was given;
+what was sent is recorded by the transport (see
+:class:`~innet.core.transport.RecordingTransport`), not by the executor, and which
+links fail during a step is decided by events (:class:`~innet.core.events.StepPlan`).
+
+- :class:`~innet.families.inl.executors.per_node.PerNodeExecutor`: one module, one
+  optimiser and one autograd graph per node, walked node by node.
+- :class:`~innet.families.inl.executors.batched.BatchedExecutor`: the nodes of the same
+  shape stacked and computed together, level by level; the same numbers
+  (to float rounding), many times faster on large networks. Under torchrun
+  each process computes its own nodes and sends one tensor per (phase,
+  level, pair of processes) instead of one per node pair.
+
+:data:`EXECUTORS` names the choices of ``training.executor``; ``auto`` runs a
+configuration batched whenever the batched executor can
+(:func:`~innet.families.inl.executors.batched.batched_unsupported` says why not: a gate or
+aggregator it does not stack, a wire format other than float32), else per
+node, in one process and under torchrun alike.
+
+:data:`OPTIMIZERS` is the registry of optimisers a scenario may name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+import torch
+
+from innet.core.seeding import node_seed
+from innet.families.inl.gates import RateStats
+
+if TYPE_CHECKING:
+    from innet.core.events import StepPlan
+    from innet.core.plans import Plan
+
+__all__ = ["Executor", "EvalSums", "EXECUTORS", "OPTIMIZERS", "bracket_subsample", "make_optimizer"]
+
+
+@dataclass
+class EvalSums:
+    """What one process measured on evaluation batches; sums merge across batches and ranks.
+
+    ``metric_sums`` come from the task (the fusion node's owner only);
+    ``rate_sums`` are each sending node's training penalty (the gate's
+    ``rate_bits``: the Gaussian gate's VIB KL) times the samples it saw;
+    ``rate_stats`` what each sending node's reported rate is computed from
+    (:class:`~innet.families.inl.gates.RateStats`: numpy, picklable, mergeable), fed by
+    the process that runs the node.
+    """
+
+    samples: int = 0
+    metric_sums: dict[str, float] = field(default_factory=dict)
+    rate_sums: dict[str, float] = field(default_factory=dict)
+    rate_stats: dict[str, RateStats] = field(default_factory=dict)
+
+    def add(self, other: EvalSums) -> None:
+        """Add another batch's sums (a later batch of the same evaluation)."""
+        self.samples += other.samples
+        _add_into(self.metric_sums, other.metric_sums)
+        _add_into(self.rate_sums, other.rate_sums)
+        _merge_stats(self.rate_stats, other.rate_stats)
+
+    @staticmethod
+    def merge(parts: Iterable[EvalSums]) -> EvalSums:
+        """The sums of several processes that evaluated the same samples."""
+        parts = list(parts)
+        merged = EvalSums(samples=max(part.samples for part in parts))
+        for part in parts:
+            _add_into(merged.metric_sums, part.metric_sums)
+            _add_into(merged.rate_sums, part.rate_sums)
+            _merge_stats(merged.rate_stats, part.rate_stats)
+        return merged
+
+
+def _add_into(total: dict[str, float], more: dict[str, float]) -> None:
+    for key, value in more.items():
+        total[key] = total.get(key, 0) + value
+
+
+def _merge_stats(total: dict[str, RateStats], more: dict[str, RateStats]) -> None:
+    for node, stats in more.items():
+        if node in total:
+            total[node].merge(stats)
+        else:  # a copy: merging later batches must not change the part it came from
+            total[node] = RateStats(stats.kind, stats.ceiling_bits).merge(stats)
+
+
+class Executor(Protocol):
+    """What the training loop needs from an executor."""
+
+    plan: Plan
+    """The plan it currently routes along."""
+
+    def set_plan(self, plan: Plan) -> None:
+        """Route along ``plan`` from now on (plans change when the network does)."""
+        ...
+
+    def train_step(self, index: np.ndarray, step: StepPlan) -> float | None:
+        """One synchronous training step on the training samples ``index``.
+
+        Returns the training loss when this process computed it, else None.
+        """
+        ...
+
+    def evaluate_batch(self, index: np.ndarray) -> EvalSums:
+        """Forward the test samples ``index`` on the current plan; no parameter changes."""
+        ...
+
+    def flops(self) -> dict[str, int]:
+        """Forward FLOPs per sample of each node module this process runs."""
+        ...
+
+
+def _adam(params: Iterable[torch.nn.Parameter], lr: float) -> torch.optim.Optimizer:
+    return torch.optim.Adam(params, lr=lr)
+
+
+def _sgd(params: Iterable[torch.nn.Parameter], lr: float) -> torch.optim.Optimizer:
+    return torch.optim.SGD(params, lr=lr, momentum=0.9)
+
+
+def bracket_subsample(seed: int, n_test: int, samples: int) -> np.ndarray:
+    """Which test samples feed the pairwise rate bracket: ``samples`` of them, seeded by ``seed``.
+
+    The same for every executor and process, so the bracket is too.
+
+    >>> int(bracket_subsample(0, 10, 4).sum()), int(bracket_subsample(0, 10, 0).sum())
+    (4, 0)
+    """
+    keep = np.zeros(n_test, dtype=bool)
+    if samples > 0 and n_test > 0:
+        rng = np.random.default_rng(node_seed(seed, "", "rate-bracket"))
+        keep[rng.choice(n_test, size=min(samples, n_test), replace=False)] = True
+    return keep
+
+
+EXECUTORS = ("auto", "per_node", "batched")
+"""The choices of ``training.executor`` (see the module docstring for ``auto``)."""
+
+
+OPTIMIZERS: dict[str, Callable[[Iterable[torch.nn.Parameter], float], torch.optim.Optimizer]] = {
+    "adam": _adam,
+    "sgd": _sgd,
+}
+"""Optimisers by name: Adam, and SGD with momentum 0.9."""
+
+
+def make_optimizer(
+    name: str, params: Iterable[torch.nn.Parameter], lr: float
+) -> torch.optim.Optimizer:
+    """The optimiser called ``name`` (one of :data:`OPTIMIZERS`) over ``params``."""
+    try:
+        return OPTIMIZERS[name](params, lr)
+    except KeyError:
+        raise ValueError(
+            f"unknown optimizer {name!r} (expected one of: {', '.join(OPTIMIZERS)})"
+        ) from None

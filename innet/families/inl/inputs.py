@@ -1,0 +1,162 @@
+"""From a scenario's data block and a topology to what each node observes.
+
+Loads the dataset for a seed (the train/test split depends on the seed, so all
+variants of one seed see the same samples), then gives every sensor its view:
+a disjoint block of features (``split``) or the whole input with independent
+noise at a per-sensor SNR (``noisy``). A sensor's ``view`` attribute picks its
+block; sensors without one take the blocks in node order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from innet.core.datasets import (
+    Dataset,
+    load_digits_dataset,
+    load_idx_dataset,
+    make_gaussian_mixture,
+    noisy_views,
+    split_views,
+)
+from innet.core.topology.model import Topology
+from innet.core.yamlio import FieldError
+
+if TYPE_CHECKING:
+    from innet.families.inl.config import DataConfig
+
+__all__ = ["DATASETS", "VIEWS", "NodeInputs", "load_inputs", "sensor_view_indices"]
+
+
+@dataclass
+class NodeInputs:
+    """Per-sensor views (train, test) as tensors, the labels, and the dataset's shape."""
+
+    views: dict[str, tuple[torch.Tensor, torch.Tensor]]
+    labels: tuple[torch.Tensor, torch.Tensor]
+    n_classes: int
+    dataset: str
+
+    @property
+    def n_train(self) -> int:
+        return len(self.labels[0])
+
+    def view_dim(self, node: str) -> int | None:
+        views = self.views.get(node)
+        return int(views[0].shape[1]) if views is not None else None
+
+
+def sensor_view_indices(topology: Topology) -> dict[str, int]:
+    """The view index of each sensor: its ``view`` attribute, else its rank in node order."""
+    indices = {}
+    for rank, sensor in enumerate(topology.sensors):
+        view = topology.graph.nodes[sensor].get("view")
+        indices[sensor] = int(view) if view is not None else rank
+    return indices
+
+
+def _digits(config: DataConfig, seed: int) -> Dataset:
+    return load_digits_dataset(seed=seed, test_fraction=config.test_fraction)
+
+
+def _gaussian_mixture(config: DataConfig, seed: int) -> Dataset:
+    return make_gaussian_mixture(
+        n_samples=config.n_samples,
+        n_features=config.n_features,
+        n_classes=config.n_classes,
+        seed=seed,
+        test_fraction=config.test_fraction,
+        class_sep=config.class_sep,
+    )
+
+
+def _idx(config: DataConfig, seed: int) -> Dataset:
+    if config.path is None:
+        raise FieldError(("data", "path"), "the idx dataset needs a directory of IDX files")
+    return load_idx_dataset(
+        config.path, seed=seed, test_fraction=config.test_fraction, limit=config.limit
+    )
+
+
+DATASETS: dict[str, Callable[[DataConfig, int], Dataset]] = {
+    "digits": _digits,
+    "gaussian_mixture": _gaussian_mixture,
+    "idx": _idx,
+}
+"""The datasets a scenario's ``data.dataset`` may name."""
+
+
+def _split_blocks(config: DataConfig, dataset: Dataset, n_views: int, seed: int) -> tuple:
+    if n_views > dataset.x_train.shape[1]:
+        raise FieldError(
+            ("data", "views"),
+            f"{n_views} sensor views requested but the {dataset.name} data has only "
+            f"{dataset.x_train.shape[1]} features to split",
+        )
+    return split_views(dataset.x_train, n_views), split_views(dataset.x_test, n_views)
+
+
+def _noisy_blocks(config: DataConfig, dataset: Dataset, n_views: int, seed: int) -> tuple:
+    snr = config.snr_db if isinstance(config.snr_db, list) else [config.snr_db] * n_views
+    if len(snr) < n_views:
+        raise FieldError(("data", "snr_db"), f"{len(snr)} values given for {n_views} views")
+    return (
+        noisy_views(dataset.x_train, snr[:n_views], seed=seed),
+        noisy_views(dataset.x_test, snr[:n_views], seed=seed + 1_000_003),
+    )
+
+
+VIEWS: dict[str, Callable[[DataConfig, Dataset, int, int], tuple]] = {
+    "split": _split_blocks,
+    "noisy": _noisy_blocks,
+}
+"""How sensors see the data (``data.views``): disjoint feature blocks or noisy copies."""
+
+
+def _check_noisy_views(config: DataConfig, indices: dict[str, int], topology: Topology) -> None:
+    """With noisy views and one ``snr_db``, a view is one of the sensors' noisy copies.
+
+    Each index makes a noisy copy of the whole data set, so a view beyond the
+    number of sensors (``view: 99`` with 3 sensors) only costs memory and is
+    most likely a slip; a list of ``snr_db`` values sets the number of views.
+    """
+    if config.views != "noisy" or isinstance(config.snr_db, list):
+        return
+    sensor, view = max(indices.items(), key=lambda item: item[1])
+    if view >= len(indices):
+        raise FieldError(
+            ("data", "views"),
+            f"topology {topology.name!r}: sensor {sensor} has view {view}, but with noisy views "
+            f"and one snr_db the {len(indices)} sensors' views are 0..{len(indices) - 1} "
+            "(give snr_db a list to have more views)",
+        )
+
+
+def load_inputs(config: DataConfig, topology: Topology, seed: int) -> NodeInputs:
+    """Load the dataset for ``seed`` and cut it into the sensors' views.
+
+    Problems with the data block raise :class:`~innet.core.yamlio.FieldError` with the
+    path of the field in the scenario (e.g. ``("data", "views")``).
+    """
+    dataset = DATASETS[config.dataset](config, seed)
+    indices = sensor_view_indices(topology)
+    n_views = max(indices.values()) + 1
+    _check_noisy_views(config, indices, topology)
+    train_blocks, test_blocks = VIEWS[config.views](config, dataset, n_views, seed)
+    views = {
+        sensor: (
+            torch.as_tensor(np.ascontiguousarray(train_blocks[index]), dtype=torch.float32),
+            torch.as_tensor(np.ascontiguousarray(test_blocks[index]), dtype=torch.float32),
+        )
+        for sensor, index in indices.items()
+    }
+    labels = (
+        torch.as_tensor(dataset.y_train, dtype=torch.int64),
+        torch.as_tensor(dataset.y_test, dtype=torch.int64),
+    )
+    return NodeInputs(views=views, labels=labels, n_classes=dataset.n_classes, dataset=dataset.name)

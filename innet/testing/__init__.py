@@ -1,0 +1,1 @@
+"""Test-only references (never imported by the package itself)."""
