@@ -43,10 +43,10 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from innet.app.runner import configure_torch
+from innet.app.scenario import find_scenario, load_scenario
 from innet.core.events import step_plan
 from innet.core.plans import build_plan
 from innet.core.records import ExchangeLog
-from innet.core.scenario import find_scenario, load_scenario
 from innet.core.topology import load_topology
 from innet.core.topology.generators import generate_topology
 from innet.core.topology.schema import GeneratorSpec

@@ -23,9 +23,9 @@ import numpy as np
 import torch
 
 from innet.app.runner import configure_torch
+from innet.app.scenario import find_scenario, load_scenario
 from innet.core.events import StepPlan, step_plan
 from innet.core.records import ExchangeLog
-from innet.core.scenario import find_scenario, load_scenario
 from innet.core.topology import load_topology
 from innet.core.transport import InProcessTransport, RecordingTransport
 from innet.families.inl.executors.per_node import PerNodeExecutor

@@ -152,7 +152,7 @@ def best_time(run: Callable[[], T], repeat: int) -> tuple[T, float]:
 
 def all_to_all_step(topology: Topology, nbytes: int) -> list[Message]:
     """Every node sends ``nbytes`` to every other at once, routed (as MoE tokens are)."""
-    from innet.core.records import register_phase
+    from innet.core.phases import register_phase
 
     phase = register_phase("bench_all_to_all", training=True, flow="forward", routed=True).name
     nodes = sorted(topology.graph.nodes, key=node_key)

@@ -39,10 +39,10 @@ import numpy as np
 import torch
 
 from innet.app.runner import configure_torch
+from innet.app.scenario import find_scenario, load_scenario
 from innet.core.errors import InnetError
 from innet.core.events import step_plan
 from innet.core.records import ExchangeLog
-from innet.core.scenario import find_scenario, load_scenario
 from innet.core.topology import load_topology
 from innet.core.transport import InProcessTransport, RecordingTransport
 from innet.families.inl.executors.batched import BatchedExecutor

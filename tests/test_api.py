@@ -18,8 +18,8 @@ import yaml
 import innet
 from innet.app.api import _load, _override_strings
 from innet.app.cli import main
+from innet.app.scenario import apply_overrides
 from innet.core.errors import ConfigError, InnetError
-from innet.core.scenario import apply_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 import torch
 
+from innet.app.scenario import find_scenario, find_topology
 from innet.core.events import step_plan
 from innet.core.plans import build_plan
 from innet.core.records import ExchangeLog
-from innet.core.scenario import find_scenario, find_topology
 from innet.core.topology.load import load_topology
 from innet.core.transport import InProcessTransport, RecordingTransport
 from innet.core.yamlio import read_yaml

@@ -35,7 +35,7 @@ import yaml
 
 import innet.app.runner
 from innet.app.cli import default_message_bits, main
-from innet.core.scenario import find_scenario, load_scenario
+from innet.app.scenario import find_scenario, load_scenario
 from innet.families.inl.trainer import InlTrainer
 
 ROOT = Path(__file__).resolve().parent.parent

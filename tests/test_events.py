@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from innet.app.cli import main
+from innet.core.config import EventConfig
 from innet.core.events import build_timeline, step_plan
 from innet.core.plans import build_plan
 from innet.core.records import ExchangeLog
-from innet.core.scenario import EventConfig
 from innet.core.topology.model import Topology
 from innet.core.transport import InProcessTransport, RecordingTransport
 from innet.core.yamlio import FieldError

@@ -18,11 +18,13 @@ import torch
 from pydantic import Field
 
 from innet.app.cli import main
+from innet.core.config import ScenarioBase, VariantBase
 from innet.core.events import build_timeline
-from innet.core.scenario import ScenarioBase, VariantBase
+from innet.core.training import TrainResult
 from innet.core.transport import RecordingTransport
 from innet.families import _FAMILIES as REGISTRY
-from innet.families import Family, FamilyReport, TrainResult, register_family
+from innet.families import Family, register_family
+from innet.report.family import FamilyReport
 
 TOPOLOGY = """
 name: pair3

@@ -30,7 +30,7 @@ from figure_checks import figure_problems
 from matplotlib.figure import Figure
 
 import innet
-from innet.core.scenario import list_scenarios
+from innet.app.scenario import list_scenarios
 
 _INL = {"training.epochs": 1, "training.batch_size": 512, "gate.bracket_samples": 16}
 _SCALE = {**_INL, "data.n_samples": 300}

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import yaml
 
-from innet.core.scenario import LoadedScenario, load_scenario
+from innet.app.scenario import load_scenario
+from innet.core.config import LoadedScenario
 from innet.rundir.io import resolved_config
 
 DIAMOND = Path(__file__).resolve().parents[1] / "topologies" / "diamond.yaml"

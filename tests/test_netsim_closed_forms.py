@@ -19,7 +19,7 @@ import networkx as nx
 import pytest
 
 from innet.core.netsim import Message, NetworkModel
-from innet.core.records import register_phase
+from innet.core.phases import register_phase
 from innet.core.topology.model import Topology
 
 ROUTED = register_phase("closed_form_routed", training=True, flow="forward", routed=True).name

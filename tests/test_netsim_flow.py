@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from innet.core.netsim import Message, NetworkModel, max_min_rates, time_messages
-from innet.core.records import register_phase
+from innet.core.phases import register_phase
 from innet.core.topology.model import Topology
 
 PHASE = register_phase("flow_model_test", training=True, flow="forward", routed=True).name

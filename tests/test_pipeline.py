@@ -13,8 +13,9 @@ import torch
 from innet.core.events import Segment, Timeline, build_timeline
 from innet.core.group import LocalGroup
 from innet.core.netsim import Message, NetworkModel
+from innet.core.phases import register_phase
 from innet.core.plans import build_plan
-from innet.core.records import ExchangeLog, register_phase
+from innet.core.records import ExchangeLog
 from innet.core.timing import epoch_columns, time_run
 from innet.core.topology.model import Topology
 from innet.core.transport import InProcessTransport, RecordingTransport
@@ -184,7 +185,7 @@ def test_fit_runs_every_step_and_evaluation_and_records_them():
 
 
 def test_fit_loses_the_messages_of_a_link_that_fails_during_a_step():
-    from innet.core.scenario import EventConfig
+    from innet.core.config import EventConfig
 
     event = EventConfig.model_validate({"at": {"epoch": 1, "step": 1}, "link_down": ["r", "f"]})
     executor, recorder, timeline, inputs, variant = make_fit(events=[event])
@@ -238,8 +239,8 @@ def test_the_smoke_scenario_learns(tmp_path):
 
 
 def test_a_variant_sets_the_hop_cost_of_its_tree():
+    from innet.app.scenario import find_scenario, load_scenario
     from innet.core.errors import ConfigError
-    from innet.core.scenario import find_scenario, load_scenario
     from innet.core.topology import load_topology
     from innet.families.inl.trainer import variant_timeline
 

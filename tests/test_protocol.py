@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 import innet
+from innet.app.scenario import load_scenario
 from innet.core.plans import build_plan
-from innet.core.scenario import load_scenario
 from innet.core.topology import load_topology
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from innet.app.cli import main
-from innet.core.scenario import find_scenario, load_scenario
+from innet.app.scenario import find_scenario, load_scenario
 from innet.families import get_family
 from innet.rundir.io import resolved_config
 

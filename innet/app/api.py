@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pandas as pd
 
+    from innet.core.config import LoadedScenario
     from innet.core.errors import InnetError
-    from innet.core.scenario import LoadedScenario
     from innet.core.topology.model import Topology
 
 __all__ = ["run", "sweep", "load", "Results"]
@@ -114,9 +114,9 @@ class Results:
         import pandas as pd
 
         from innet.app.sweep_report import SWEEP_JSON
-        from innet.core.records import LINKS_FILE, SUMMARY_FILE
         from innet.report import load_run
         from innet.rundir.io import read_json
+        from innet.rundir.layout import LINKS_FILE, SUMMARY_FILE
 
         if (Path(run_dir) / SWEEP_JSON).is_file():
             return cls._from_sweep_dir(Path(run_dir), keep=keep)
@@ -252,7 +252,7 @@ def run(
 
     This is ``python run_sim.py --scenario SCENARIO [--set ...] [--seeds N]
     [--topology T] [--out DIR]`` from Python: the same loading, validation and
-    run (:func:`innet.core.scenario.load_scenario`, :func:`innet.app.runner.run_scenario`).
+    run (:func:`innet.core.config.load_scenario`, :func:`innet.app.runner.run_scenario`).
 
     Args:
         scenario: a shipped scenario's name (``"smoke"``), a YAML file, or a dict
@@ -334,9 +334,9 @@ def sweep(
     >>> sorted(results.points)
     ['p00', 'p01']
     """
+    from innet.app.scenario import find_scenario
     from innet.app.sweeps import run_sweep
     from innet.core.errors import InnetError
-    from innet.core.scenario import find_scenario
 
     items = _seeded(_override_strings(overrides), seeds)
     axes = {str(key): _plain(list(values)) if isinstance(values, (list, tuple)) else values
@@ -416,8 +416,8 @@ def _load(
     scenario: str | os.PathLike[str] | Mapping[str, Any], overrides: list[str], topology: str | None
 ) -> LoadedScenario:
     """Load and validate the scenario as the command line does."""
+    from innet.app.scenario import find_scenario, load_scenario
     from innet.core.errors import InnetError
-    from innet.core.scenario import find_scenario, load_scenario
 
     if isinstance(scenario, Mapping):
         with _scenario_file(scenario) as path:

@@ -237,7 +237,7 @@ def _retime_parser() -> argparse.ArgumentParser:
 
 def _cmd_retime(args: argparse.Namespace) -> int:
     from innet.app.retime import retime_run
-    from innet.core.scenario import find_topology
+    from innet.app.scenario import find_topology
     from innet.report import headline_table, load_run
 
     topology = find_topology(args.topology, option="--topology") if args.topology else None
@@ -250,7 +250,7 @@ def _cmd_retime(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from innet.core.scenario import find_scenario, list_scenarios, load_scenario
+    from innet.app.scenario import find_scenario, list_scenarios, load_scenario
 
     if args.list:
         _print_listing()
@@ -320,7 +320,7 @@ def _print_listing() -> None:
     """``--list``: each scenario, its runs (variants x seeds x points) and its measured time."""
     import textwrap
 
-    from innet.core.scenario import scenario_listing
+    from innet.app.scenario import scenario_listing
 
     for entry in scenario_listing():
         if entry.runs is None:
@@ -414,7 +414,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 def _validate_target(text: str) -> Path:
     """A file given by path, else a shipped scenario's name, else a shipped topology's name."""
-    from innet.core.scenario import find_scenario, find_topology, list_scenarios, shipped_topologies
+    from innet.app.scenario import find_scenario, find_topology, list_scenarios, shipped_topologies
 
     path = Path(text)
     if path.exists() or path.suffix.lower() in (".yaml", ".yml", ".graphml", ".xml"):
@@ -436,7 +436,7 @@ def _validate_scenario(path: Path, args: argparse.Namespace) -> tuple[Topology, 
     """
     import yaml
 
-    from innet.core.scenario import load_scenario
+    from innet.app.scenario import load_scenario
     from innet.core.topology import load_topology
     from innet.core.yamlio import FieldError
     from innet.rundir.io import resolved_config
@@ -472,7 +472,7 @@ def _validate_scenario(path: Path, args: argparse.Namespace) -> tuple[Topology, 
 
 def default_message_bits() -> int:
     """Forward message size of the default scenario's first variant."""
-    from innet.core.scenario import find_scenario, load_scenario
+    from innet.app.scenario import find_scenario, load_scenario
 
     loaded = load_scenario(find_scenario(DEFAULT_SCENARIO))
     return loaded.variants[0].forward_message_bits(loaded.scenario.network.header_bytes)
@@ -488,9 +488,9 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     step time is the network model's (no node compute, the topology's own
     ``tx_ports``): a run adds compute time on nodes with a ``compute`` attribute.
     """
+    from innet.app.scenario import find_topology
     from innet.core.netsim import Message, NetworkModel
     from innet.core.plans import build_plan, dense_plan
-    from innet.core.scenario import find_topology
     from innet.core.topology import load_topology
     from innet.core.transport import phase_messages
     from innet.core.units import format_duration, parse_duration
@@ -644,7 +644,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _unknown_command(word: str) -> str:
     """``unknown command 'valdiate' (did you mean validate? ...)``, the nearest command first."""
-    from innet.core.scenario import list_scenarios
+    from innet.app.scenario import list_scenarios
 
     name = command_name()
     near = difflib.get_close_matches(word, COMMANDS, n=1, cutoff=0.6)

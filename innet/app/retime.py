@@ -31,8 +31,16 @@ import pandas as pd
 import yaml
 
 from innet.app.provenance import provenance
+from innet.core.config import LoadedScenario
 from innet.core.errors import InnetError
-from innet.core.records import (
+from innet.core.records import ExchangeLog
+from innet.core.timing import apply_node_flops, compute_seconds, epoch_columns, time_run
+from innet.core.topology import load_topology
+from innet.core.topology.model import Topology
+from innet.core.yamlio import FieldError
+from innet.families import get_family
+from innet.report import load_run, save_topology_json, write_report
+from innet.rundir.layout import (
     CONFIG_FILE,
     EVENTS_FILE,
     EXCHANGES_CSV_FILE,
@@ -44,15 +52,7 @@ from innet.core.records import (
     PROVENANCE_FILE,
     STEPS_FILE,
     TOPOLOGY_FILE,
-    ExchangeLog,
 )
-from innet.core.scenario import LoadedScenario
-from innet.core.timing import apply_node_flops, compute_seconds, epoch_columns, time_run
-from innet.core.topology import load_topology
-from innet.core.topology.model import Topology
-from innet.core.yamlio import FieldError
-from innet.families import get_family
-from innet.report import load_run, save_topology_json, write_report
 from innet.rundir.staging import (
     MIN_FIGURES_BYTES,
     MIN_RUN_BYTES,

@@ -26,17 +26,18 @@ from typing import Any
 import torch
 
 from innet.app.provenance import provenance
+from innet.core.config import LoadedScenario
 from innet.core.errors import InnetError
 from innet.core.group import LocalProcesses, Processes
 from innet.core.plans import Plan
-from innet.core.records import PROVENANCE_FILE, ExchangeLog
-from innet.core.scenario import LoadedScenario
+from innet.core.records import ExchangeLog
 from innet.core.timing import apply_node_flops, compute_seconds, node_rows, time_run
 from innet.core.topology import load_topology
 from innet.core.topology.model import Topology
 from innet.core.transport import RecordingTransport
 from innet.core.yamlio import FieldError
 from innet.report import RunTables, write_report, write_tables
+from innet.rundir.layout import PROVENANCE_FILE
 from innet.rundir.staging import (
     MIN_FIGURES_BYTES,
     MIN_RUN_BYTES,

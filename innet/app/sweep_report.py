@@ -44,13 +44,13 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
 from innet.core.errors import InnetError
-from innet.core.records import FIGURES_DIR, METRICS_FILE, REPORT_FILE
 from innet.report.figures import save_figure
 from innet.report.markdown import MISSING, format_bytes, format_seconds
 from innet.report.mdtable import markdown_table
 from innet.report.stats import CONFIDENCE, mean_interval
 from innet.report.summary import final_epoch_metrics
 from innet.rundir.io import RunData, load_run
+from innet.rundir.layout import FIGURES_DIR, METRICS_FILE, REPORT_FILE
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -411,7 +411,8 @@ def _with_interval(row: pd.Series, metric: str) -> str:
 def rebuild_sweep_report(directory: Path) -> None:
     """Rebuild every point's report, then the sweep's tables, report and figures."""
     from innet.app.sweeps import POINTS_DIR, SweepPoint
-    from innet.rundir.io import read_json, write_report
+    from innet.report.write import write_report
+    from innet.rundir.io import read_json
 
     record = read_json(directory / SWEEP_JSON)
     keys = list(record["keys"])

@@ -53,8 +53,9 @@ from typing import Any
 
 import yaml
 
+from innet.app.scenario import load_scenario
+from innet.core.config import LoadedScenario
 from innet.core.errors import ConfigError, InnetError
-from innet.core.scenario import LoadedScenario, load_scenario
 from innet.rundir.staging import finishing, new_run_dir, prepare_staging
 
 __all__ = [

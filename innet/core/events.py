@@ -31,9 +31,9 @@ from typing import Any
 import networkx as nx
 import numpy as np
 
+from innet.core.config import EVENT_ACTIONS, EventConfig
 from innet.core.errors import InnetError
 from innet.core.plans import Plan, build_plan
-from innet.core.scenario import EVENT_ACTIONS, EventConfig
 from innet.core.topology.model import Topology, node_key
 from innet.core.units import parse_bitrate, parse_duration
 from innet.core.yamlio import FieldError

@@ -131,7 +131,7 @@ import numpy as np
 import simpy
 from simpy.resources.resource import Request
 
-from innet.core.records import get_phase
+from innet.core.phases import get_phase
 from innet.core.topology.model import Topology
 
 if TYPE_CHECKING:

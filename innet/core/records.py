@@ -12,12 +12,8 @@ a sender's codebook comes before its latents in a step's records. ``lost`` marks
 message sent into a link that had just failed: it is counted but never
 arrives. The network model later adds when each record left and arrived.
 
-**Phases** are a small registry. Each phase says whether its bytes count
-towards the *training exchange* and how its messages flow through a node in
-the network model: ``forward`` (a node sends once all its forward inputs have
-arrived), ``backward`` (once all its backward inputs have arrived), or
-``None`` (the family gives each message's dependencies explicitly). Families
-register their own phases with :func:`register_phase`.
+Phases are registered in :mod:`innet.core.phases`; the run directory's files are named
+in :mod:`innet.rundir.layout`.
 
 **Columnar and interned.** Training repeats the same step thousands of times:
 same messages, same sizes. An :class:`ExchangeLog` keeps each distinct step's
@@ -42,22 +38,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
+from innet.core.phases import get_phase, phase_names
 from innet.core.topology.order import node_key
 
 if TYPE_CHECKING:
     from innet.core.timing import RunTiming
 
 __all__ = [
-    "Phase",
-    "register_phase",
-    "get_phase",
-    "phase_names",
-    "training_phases",
     "StepRecords",
     "ExchangeLog",
     "EXCHANGE_COLUMNS",
@@ -65,100 +57,10 @@ __all__ = [
     "OPTIONAL_EXCHANGE_COLUMNS",
     "CORE_METRICS_COLUMNS",
     "STEP_KINDS",
-    "CONFIG_FILE",
-    "TOPOLOGY_FILE",
-    "PLANS_FILE",
-    "EXCHANGES_FILE",
-    "EXCHANGES_CSV_FILE",
-    "METRICS_FILE",
-    "STEPS_FILE",
-    "STEPS_COLUMNS",
-    "EVENTS_FILE",
-    "PLACEMENT_FILE",
-    "NODES_FILE",
-    "PROVENANCE_FILE",
-    "LINKS_FILE",
-    "SUMMARY_FILE",
-    "REPORT_FILE",
-    "FIGURES_DIR",
 ]
-
-Flow = Literal["forward", "backward"]
-
-
-@dataclass(frozen=True)
-class Phase:
-    """A kind of traffic: whether it is training traffic and how it flows through a node.
-
-    ``routed``: its messages may join nodes that share no link; the network model
-    carries them hop by hop over the capacity-aware shortest path.
-    """
-
-    name: str
-    training: bool
-    flow: Flow | None
-    routed: bool = False
-
-
-_PHASES: dict[str, Phase] = {}
-
-
-def register_phase(name: str, *, training: bool, flow: Flow | None, routed: bool = False) -> Phase:
-    """Add a phase to the vocabulary (idempotent for an identical definition)."""
-    phase = Phase(name, training, flow, routed)
-    known = _PHASES.get(name)
-    if known is not None and known != phase:
-        raise ValueError(f"phase {name!r} is already registered as {known}")
-    _PHASES[name] = phase
-    return phase
-
-
-def get_phase(name: str) -> Phase:
-    """The registered phase called ``name``; ``ValueError`` naming the known ones otherwise."""
-    try:
-        return _PHASES[name]
-    except KeyError:
-        raise ValueError(f"unknown phase {name!r} (known: {', '.join(_PHASES)})") from None
-
-
-def phase_names() -> tuple[str, ...]:
-    """Every registered phase, in registration order (the order records are sorted in)."""
-    return tuple(_PHASES)
-
-
-def training_phases() -> tuple[str, ...]:
-    """The phases whose bytes make up the training exchange."""
-    return tuple(name for name, phase in _PHASES.items() if phase.training)
-
-
-# a sender's codebook (codeword-index wire formats) goes before its latents: first in a step
-register_phase("codebook", training=True, flow="forward")
-register_phase("forward", training=True, flow="forward")
-register_phase("backward", training=True, flow="backward")
-register_phase("eval", training=False, flow="forward")
 
 STEP_KINDS = ("train", "eval")
 """A step is a training step or one evaluation batch."""
-
-# -- the run directory's files --------------------------------------------------------------
-
-CONFIG_FILE = "config.yaml"
-TOPOLOGY_FILE = "topology.json"
-PLANS_FILE = "plans.json"
-EXCHANGES_FILE = "exchanges.parquet"
-EXCHANGES_CSV_FILE = "exchanges.csv"
-METRICS_FILE = "metrics.csv"
-STEPS_FILE = "steps.csv"
-STEPS_COLUMNS = ("kind", "epoch", "step", "batch")
-"""Columns of ``steps.csv`` after ``variant, seed``: every step of a run and its batch size."""
-EVENTS_FILE = "events.json"
-PLACEMENT_FILE = "placement.json"
-NODES_FILE = "nodes.csv"
-PROVENANCE_FILE = "provenance.json"
-LINKS_FILE = "links.csv"
-SUMMARY_FILE = "summary.json"
-REPORT_FILE = "report.md"
-FIGURES_DIR = "figures"
 
 REQUIRED_EXCHANGE_COLUMNS = (
     "variant", "seed", "epoch", "step", "phase", "src", "dst", "payload", "nbytes",

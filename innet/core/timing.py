@@ -33,14 +33,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from innet.core.netsim import ComputeTimes, Message, NetworkModel
-from innet.core.records import ExchangeLog, get_phase, phase_names
+from innet.core.phases import get_phase, phase_names
+from innet.core.records import ExchangeLog
 from innet.core.topology.model import Topology, node_key
 from innet.core.units import parse_flops
 from innet.core.yamlio import FieldError
 
 if TYPE_CHECKING:
     from innet.core.events import Timeline
-    from innet.families import TrainResult
+    from innet.core.training import TrainResult
 
 __all__ = [
     "RunTiming",

@@ -36,6 +36,7 @@ from innet.report.tables import (
     training_exchange_per_epoch,
     undirected_link_totals,
 )
+from innet.report.write import write_report
 from innet.rundir.io import (
     RunData,
     RunTables,
@@ -43,7 +44,6 @@ from innet.rundir.io import (
     load_topology_json,
     resolved_config,
     save_topology_json,
-    write_report,
     write_tables,
 )
 

@@ -52,13 +52,13 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter
 
-from innet.core.records import FIGURES_DIR
 from innet.core.topology.model import Topology
 from innet.core.units import format_bitrate
 from innet.report.layout import dense_map, node_positions, quiet_point, room_around
 from innet.report.sections import event_steps
 from innet.report.stats import value_range
 from innet.report.tables import undirected_link_totals
+from innet.rundir.layout import FIGURES_DIR
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

@@ -25,16 +25,16 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from innet.core.records import FIGURES_DIR
 from innet.core.units import format_bitrate, format_duration
 from innet.report.figures import node_roles, topology_figure_name
 from innet.report.mdtable import markdown_table
 from innet.report.sections import compute_section, events_section, placement_section
 from innet.report.summary import reduction
 from innet.report.tables import busiest_links, link_table, undirected_link_totals
+from innet.rundir.layout import FIGURES_DIR
 
 if TYPE_CHECKING:
-    from innet.families import FamilyReport
+    from innet.report.family import FamilyReport
     from innet.rundir.io import RunData
 
 __all__ = [

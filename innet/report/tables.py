@@ -47,8 +47,9 @@ import numpy as np
 import pandas as pd
 
 from innet.core.netsim import NetworkModel
-from innet.core.records import STEPS_FILE, get_phase, training_phases
+from innet.core.phases import get_phase, training_phases
 from innet.core.topology.model import Topology, node_key
+from innet.rundir.layout import STEPS_FILE
 
 if TYPE_CHECKING:
     from innet.rundir.io import RunData

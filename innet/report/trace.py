@@ -49,7 +49,7 @@ import numpy as np
 import pandas as pd
 
 from innet.core.errors import InnetError
-from innet.core.records import get_phase
+from innet.core.phases import get_phase
 from innet.core.topology.model import Topology, node_key
 
 __all__ = [

@@ -35,36 +35,32 @@ import yaml
 
 from innet.core.errors import InnetError
 from innet.core.records import (
-    CONFIG_FILE,
     CORE_METRICS_COLUMNS,
-    EVENTS_FILE,
-    EXCHANGES_CSV_FILE,
-    EXCHANGES_FILE,
-    FIGURES_DIR,
-    LINKS_FILE,
-    METRICS_FILE,
-    NODES_FILE,
     OPTIONAL_EXCHANGE_COLUMNS,
-    PLACEMENT_FILE,
-    PLANS_FILE,
-    REPORT_FILE,
     REQUIRED_EXCHANGE_COLUMNS,
-    STEPS_COLUMNS,
-    STEPS_FILE,
-    SUMMARY_FILE,
-    TOPOLOGY_FILE,
 )
 from innet.core.timing import NODE_COLUMNS, RunTiming, epoch_columns
 from innet.core.topology.model import Topology
-from innet.report.figures import draw_figures
-from innet.report.markdown import render_report
-from innet.report.summary import build_summary, to_plain
-from innet.report.tables import link_table
+from innet.report.summary import to_plain
+from innet.rundir.layout import (
+    CONFIG_FILE,
+    EVENTS_FILE,
+    EXCHANGES_CSV_FILE,
+    EXCHANGES_FILE,
+    METRICS_FILE,
+    NODES_FILE,
+    PLACEMENT_FILE,
+    PLANS_FILE,
+    STEPS_COLUMNS,
+    STEPS_FILE,
+    TOPOLOGY_FILE,
+)
 
 if TYPE_CHECKING:
+    from innet.core.config import LoadedScenario
     from innet.core.events import Timeline
-    from innet.core.scenario import LoadedScenario
-    from innet.families import Family, TrainResult
+    from innet.core.training import TrainResult
+    from innet.families import Family
 
 __all__ = [
     "RunData",
@@ -75,7 +71,6 @@ __all__ = [
     "save_topology_json",
     "load_topology_json",
     "write_tables",
-    "write_report",
 ]
 
 _TEXT_COLUMNS = ("variant", "phase", "src", "dst", "payload", "node")
@@ -268,32 +263,6 @@ def load_topology_json(path: str | Path) -> Topology:
     name = data.get("name") or data.get("graph", {}).get("name") or path.stem
     source = data.get("source")
     return Topology(name=str(name), graph=graph, source=Path(source) if source else None)
-
-
-def write_report(run_dir: str | Path) -> dict[str, Any]:
-    """Rebuild ``links.csv``, ``summary.json``, ``report.md`` and ``figures/`` of a run.
-
-    Returns the summary (see :func:`~innet.report.summary.build_summary`).
-    Running it again on the same directory gives the same files. The figures
-    are left out when the scenario says ``report: {figures: false}``.
-    """
-    run = load_run(run_dir)
-    totals = link_table(run)
-    summary = build_summary(run)
-    totals.to_csv(run.run_dir / LINKS_FILE, index=False)
-    (run.run_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
-    figures: list[tuple[str, str]] | None = None  # None: no figures drawn
-    if (run.config.get("report") or {}).get("figures", True):
-        out_dir = run.run_dir / FIGURES_DIR
-        draw_figures(run, totals, out_dir)
-        figures = run.family.report.figures(run, out_dir)
-    trace = (run.config.get("report") or {}).get("trace")
-    if trace is not None:
-        from innet.report.trace import write_run_trace
-
-        write_run_trace(run, trace, figures=figures is not None)
-    (run.run_dir / REPORT_FILE).write_text(render_report(run, summary, totals, figures))
-    return summary
 
 
 def resolved_config(loaded: LoadedScenario, run_dir: Path | None = None) -> dict[str, Any]:

@@ -20,9 +20,10 @@ Its blocks are in :mod:`~innet.families.finite_bank.config`, its report in
 the quantities and what we defined ourselves.
 """
 
-from innet.core.scenario import LoadedScenario
+from innet.core.config import LoadedScenario
 from innet.core.topology.model import Topology
-from innet.families import Family, Trainer, register_family
+from innet.core.training import Trainer
+from innet.families import Family, register_family
 from innet.families.finite_bank.config import FiniteBankScenario, resolve_variants
 from innet.families.finite_bank.report import FINITE_BANK_REPORT
 

@@ -1,7 +1,7 @@
 """The scenario blocks of the ``finite_bank`` family.
 
 A finite-bank scenario adds to the blocks every scenario has
-(:mod:`innet.core.scenario`):
+(:mod:`innet.core.config`):
 
 - ``bank``: the data set the experts are trained on and how many experts
   (``K``, 8 to 16) the bank holds;
@@ -26,7 +26,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from innet.core.scenario import ScenarioBase, VariantBase, merge_variant_block, registered
+from innet.core.config import ScenarioBase, VariantBase, merge_variant_block, registered
 from innet.core.yamlio import LineMap
 
 __all__ = [

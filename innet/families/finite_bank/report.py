@@ -34,10 +34,11 @@ import pandas as pd
 from matplotlib.figure import Figure
 from scipy.stats import spearmanr
 
-from innet.families import FamilyReport, FamilyTable
+from innet.report.family import FamilyReport
 from innet.report.figures import save_figure
 from innet.report.stats import paired_bootstrap
 from innet.report.summary import plain_float
+from innet.rundir.layout import FamilyTable
 
 if TYPE_CHECKING:
     from innet.rundir.io import RunData

@@ -52,14 +52,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from innet.core.config import LoadedScenario
 from innet.core.errors import InnetError
 from innet.core.events import build_timeline
 from innet.core.group import Group
-from innet.core.scenario import LoadedScenario
 from innet.core.topology.model import Topology
+from innet.core.training import TrainResult
 from innet.core.transport import RecordingTransport
 from innet.core.yamlio import FieldError
-from innet.families import TrainResult
 from innet.families.finite_bank.bank import Bank, load_bank
 from innet.families.finite_bank.config import FiniteBankScenario, ResolvedBankVariant
 from innet.families.finite_bank.gating_bound import bound_cells, make_task

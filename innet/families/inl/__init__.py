@@ -8,9 +8,10 @@ training loop in :mod:`~innet.families.inl.trainer` and its report additions
 in :mod:`~innet.families.inl.report`.
 """
 
-from innet.core.scenario import LoadedScenario
+from innet.core.config import LoadedScenario
 from innet.core.topology.model import Topology
-from innet.families import Family, Trainer, register_family
+from innet.core.training import Trainer
+from innet.families import Family, register_family
 from innet.families.inl.config import InlScenario, resolve_variants, tidy_config
 from innet.families.inl.report import INL_REPORT
 

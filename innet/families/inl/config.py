@@ -1,6 +1,6 @@
 """The scenario blocks of the ``inl`` family: data, node model, gate, training, variants.
 
-An INL scenario adds to the blocks every scenario has (:mod:`innet.core.scenario`)
+An INL scenario adds to the blocks every scenario has (:mod:`innet.core.config`)
 the dataset and how sensors see it (``data``), the node modules (``model``),
 the gate every sending node passes its latent through (``gate``), the wire
 formats of its messages (``wire``, :mod:`innet.families.inl.wire`) and the training
@@ -19,8 +19,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from innet.core.config import ScenarioBase, VariantBase, merge_variant_block, registered
 from innet.core.errors import ConfigError
-from innet.core.scenario import ScenarioBase, VariantBase, merge_variant_block, registered
 from innet.core.yamlio import LineMap
 
 __all__ = [

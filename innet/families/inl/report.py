@@ -37,10 +37,10 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from innet.core.records import METRICS_FILE, training_phases
+from innet.core.phases import training_phases
 from innet.core.topology.model import node_key
-from innet.families import FamilyReport, FamilyTable, HeadlineColumn
 from innet.families.inl.gates import BRACKET_METRICS, FUSION_METRICS, RATE_METRICS, RateEstimate
+from innet.report.family import FamilyReport, HeadlineColumn
 from innet.report.figures import (
     LABELLED_NODES_MAX,
     event_marks,
@@ -61,6 +61,7 @@ from innet.report.markdown import (
 from innet.report.stats import equivalence_test, paired_difference, paired_log_ratio
 from innet.report.summary import final_epoch_metrics, mean_or_none, plain_float, reduction
 from innet.report.tables import training_exchange, training_exchange_per_epoch
+from innet.rundir.layout import METRICS_FILE, FamilyTable
 
 if TYPE_CHECKING:
     from innet.rundir.io import RunData

@@ -43,16 +43,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from innet.core.config import LoadedScenario
 from innet.core.errors import InnetError
 from innet.core.events import Timeline, build_timeline
 from innet.core.group import Group
 from innet.core.plans import Plan
 from innet.core.records import ExchangeLog
-from innet.core.scenario import LoadedScenario
 from innet.core.topology.model import Topology
+from innet.core.training import TrainResult
 from innet.core.transport import RecordingTransport, Transport
 from innet.core.yamlio import FieldError
-from innet.families import TrainResult
 from innet.families.inl.config import InlScenario, ResolvedVariant, TrainingConfig
 from innet.families.inl.executors import EvalSums, Executor
 from innet.families.inl.executors.batched import BatchedExecutor, batched_unsupported

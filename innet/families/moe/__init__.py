@@ -12,9 +12,10 @@ balanced, with Sinkhorn warm start and re-placement). Scenario blocks:
 training: :mod:`.trainer`; report: :mod:`.report`. See ``docs/moe.md``.
 """
 
-from innet.core.scenario import LoadedScenario
+from innet.core.config import LoadedScenario
 from innet.core.topology.model import Topology
-from innet.families import Family, Trainer, register_family
+from innet.core.training import Trainer
+from innet.families import Family, register_family
 from innet.families.moe.config import MoeScenario, resolve_variants
 from innet.families.moe.report import MOE_REPORT
 

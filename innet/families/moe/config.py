@@ -1,6 +1,6 @@
 """The scenario blocks of the ``moe`` family.
 
-A MoE scenario adds to the blocks every scenario has (:mod:`innet.core.scenario`):
+A MoE scenario adds to the blocks every scenario has (:mod:`innet.core.config`):
 
 - ``moe``: the data, the experts and where they live, the model sizes,
   training, the skew workload, the margin of the accuracy equivalence test
@@ -22,8 +22,8 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from innet.core.config import ScenarioBase, VariantBase, merge_variant_block, registered
 from innet.core.errors import ConfigError
-from innet.core.scenario import ScenarioBase, VariantBase, merge_variant_block, registered
 from innet.core.yamlio import LineMap
 
 __all__ = [

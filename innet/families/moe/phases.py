@@ -14,7 +14,7 @@ step starts.
 
 from __future__ import annotations
 
-from innet.core.records import register_phase
+from innet.core.phases import register_phase
 
 __all__ = ["PHASES"]
 

@@ -51,16 +51,17 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 
 from innet.core.netsim import NetworkModel
-from innet.core.records import training_phases
-from innet.families import FamilyReport, FamilyTable, HeadlineColumn
+from innet.core.phases import training_phases
 from innet.families.moe.config import RouterConfig
 from innet.families.moe.metrics import STEP_COLUMNS
 from innet.families.moe.phases import PHASES
 from innet.families.moe.placement import node_groups
+from innet.report.family import FamilyReport, HeadlineColumn
 from innet.report.figures import save_figure
 from innet.report.mdtable import markdown_table
 from innet.report.stats import equivalence_test, paired_difference, paired_log_ratio
 from innet.report.summary import final_epoch_metrics
+from innet.rundir.layout import FamilyTable
 
 if TYPE_CHECKING:
     from innet.rundir.io import RunData

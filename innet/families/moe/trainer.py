@@ -48,16 +48,16 @@ import numpy as np
 import torch
 from torch import nn
 
+from innet.core.config import LoadedScenario
 from innet.core.events import build_timeline
 from innet.core.group import Group
 from innet.core.netsim import Message, NetworkModel
 from innet.core.records import ExchangeLog
-from innet.core.scenario import LoadedScenario
 from innet.core.seeding import seeded_torch
 from innet.core.topology.model import Topology
+from innet.core.training import TrainResult
 from innet.core.transport import ANY, RecordingTransport
 from innet.core.yamlio import FieldError
-from innet.families import TrainResult
 from innet.families.moe.balance import BalanceController
 from innet.families.moe.config import MoeScenario, ResolvedMoeVariant, RouterConfig
 from innet.families.moe.data import load_moe_dataset
