@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 from innet.core.errors import InnetError
 from innet.distributed.placement import STRATEGIES
+from innet.families import get_family
 
 if TYPE_CHECKING:
     from innet.core.topology.model import Topology
@@ -311,7 +312,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     finally:
         shutdown(ctx, wait=finished)
     if run_dir is not None and summary is not None:
-        print(headline_table(summary, loaded.family.report))
+        print(headline_table(summary, get_family(loaded.scenario.family).report))
         print(f"\nrun directory: {run_dir}  (report: {run_dir / 'report.md'})")
     return 0
 
@@ -454,7 +455,9 @@ def _validate_scenario(path: Path, args: argparse.Namespace) -> tuple[Topology, 
     print(f"  runs: {_runs_text(*loaded.runs)}")
     try:
         topology = load_topology(loaded.topology_path)
-        trainer = loaded.family.prepare(loaded, topology)  # what a run checks before training
+        trainer = get_family(loaded.scenario.family).prepare(
+            loaded, topology
+        )  # what a run checks before training
     except FieldError as error:
         raise loaded.located(error) from None
     epochs = {

@@ -95,7 +95,7 @@ def retime_run(
     except FieldError as error:
         raise InnetError(f"{topology_path}: {error}") from None
     _same_graph(run.topology, topology, Path(topology_path))
-    trainer = loaded.family.prepare(loaded, topology)
+    trainer = get_family(loaded.scenario.family).prepare(loaded, topology)
     _same_plans(run, trainer.timelines, Path(topology_path))
 
     steps = pd.read_csv(steps_path)
@@ -223,7 +223,7 @@ def _write(run, loaded, topology, exchanges, metrics, nodes, out, start):  # noq
         for name in _KEPT:
             if (run.run_dir / name).is_file():
                 shutil.copyfile(run.run_dir / name, staging / name)
-        for table in loaded.family.report.tables.values():
+        for table in get_family(loaded.scenario.family).report.tables.values():
             shutil.copyfile(run.run_dir / table.file, staging / table.file)
         frame = pd.concat(exchanges, ignore_index=True)
         frame.to_parquet(staging / EXCHANGES_FILE, index=False)

@@ -36,6 +36,7 @@ from innet.core.topology import load_topology
 from innet.core.topology.model import Topology
 from innet.core.transport import RecordingTransport
 from innet.core.yamlio import FieldError
+from innet.families import get_family
 from innet.report import RunTables, write_report, write_tables
 from innet.rundir.layout import PROVENANCE_FILE
 from innet.rundir.staging import (
@@ -134,7 +135,7 @@ def _run_scenario(
                                     scenario.network.node_flops)  # fmt: skip
     except FieldError as error:
         raise loaded.located(error) from None
-    trainer = loaded.family.prepare(loaded, topology)
+    trainer = get_family(loaded.scenario.family).prepare(loaded, topology)
     first_plans = {name: timeline.segments[0].plan for name, timeline in trainer.timelines.items()}
     where = processes(topology, first_plans) if processes else LocalProcesses()
     group = where.group
@@ -235,7 +236,7 @@ def _train_all(
 def _run_line(done: int, runs: int, name: str, seed: int, result: Any, seconds: float,
               loaded: LoadedScenario) -> str:  # fmt: skip
     """``[2/6] dijkstra seed 0: 10 epochs, accuracy 0.912, 12.3 s`` for logs without a terminal."""
-    metric = loaded.family.report.primary_metric
+    metric = get_family(loaded.scenario.family).report.primary_metric
     last = result.metrics[-1] if result.metrics else {}
     shown = f", {metric} {last[metric]:.3f}" if metric in last else ""
     return (

@@ -16,7 +16,7 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -33,9 +33,6 @@ from innet.core.errors import ConfigError
 from innet.core.topology.order import node_key
 from innet.core.units import parse_duration, parse_flops
 from innet.core.yamlio import FieldError, LineMap, config_error_from_validation
-
-if TYPE_CHECKING:
-    from innet.families import Family
 
 __all__ = [
     "ScenarioBase",
@@ -309,12 +306,6 @@ class LoadedScenario:
         for values in self.sweep.values():
             points *= len(values)
         return len(self.variants), len(self.scenario.seed_list), points
-
-    @property
-    def family(self) -> Family:
-        from innet.families import get_family
-
-        return get_family(self.scenario.family)
 
     def located(self, error: FieldError) -> ConfigError:
         """A problem found later (e.g. in the data block) as an error naming this file's line."""

@@ -281,7 +281,9 @@ def resolved_config(loaded: LoadedScenario, run_dir: Path | None = None) -> dict
         variant.name: variant.model_dump(mode="json", by_alias=True, exclude={"name"})
         for variant in loaded.variants
     }
-    return loaded.family.tidy_config(config)
+    from innet.families import get_family  # moves out: the report engineer
+
+    return get_family(loaded.scenario.family).tidy_config(config)
 
 
 @dataclass
@@ -339,7 +341,9 @@ def write_tables(
     pd.DataFrame(tables.nodes, columns=list(NODE_COLUMNS)).to_csv(
         directory / NODES_FILE, index=False
     )
-    for name, table in loaded.family.report.tables.items():
+    from innet.families import get_family  # moves out: the report engineer
+
+    for name, table in get_family(loaded.scenario.family).report.tables.items():
         rows = tables.tables.get(name, [])
         columns = [*table.columns, *table.optional]
         pd.DataFrame(rows, columns=columns).to_csv(directory / table.file, index=False)
