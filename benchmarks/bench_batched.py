@@ -45,17 +45,17 @@ import torch.multiprocessing as mp
 from innet.app.runner import configure_torch
 from innet.app.scenario import find_scenario, load_scenario
 from innet.core.events import step_plan
+from innet.core.placement import place_nodes
 from innet.core.plans import build_plan
 from innet.core.records import ExchangeLog
 from innet.core.topology import load_topology
 from innet.core.topology.generators import generate_topology
 from innet.core.topology.schema import GeneratorSpec
 from innet.core.transport import InProcessTransport, RecordingTransport
-from innet.distributed import DistributedTransport, place_nodes
-from innet.families.inl.config import DataConfig
+from innet.distributed import DistributedTransport
 from innet.families.inl.executors.batched import BatchedExecutor
 from innet.families.inl.executors.per_node import PerNodeExecutor
-from innet.families.inl.inputs import load_inputs
+from innet.families.inl.inputs import DataConfig, load_inputs
 from innet.families.inl.modules import ModuleSpec
 from innet.families.inl.trainer import module_specs, variant_timeline
 

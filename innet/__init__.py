@@ -14,7 +14,7 @@ use, so ``import innet`` stays fast.
 
 from typing import Any
 
-__version__ = "0.1.0"
+from innet.app.version import __version__
 
 __all__ = ["__version__", "run", "sweep", "load", "Results"]
 

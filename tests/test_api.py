@@ -128,3 +128,42 @@ def test_dict_overrides_read_back_as_given(scenario):
 def test_import_innet_does_not_import_torch():
     code = "import sys, innet; assert 'torch' not in sys.modules; assert callable(innet.run)"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_run_without_out_writes_no_file_anywhere(scenario, tmp_path, monkeypatch):
+    """innet.run(dict) validates the dict and builds its results in memory: no temporary
+    YAML file, no temporary run directory; save() writes the run directory afterwards."""
+    import builtins
+    import os
+
+    cwd, scratch = tmp_path / "cwd", tmp_path / "tmp"
+    cwd.mkdir()
+    scratch.mkdir()
+    monkeypatch.chdir(cwd)
+    monkeypatch.setenv("TMPDIR", str(scratch))
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    written: list[str] = []
+    real_open, real_os_open = builtins.open, os.open
+
+    def watched_open(file, mode="r", *args, **kwargs):  # noqa: ANN001, ANN202
+        if any(flag in mode for flag in "wax+"):
+            written.append(str(file))
+        return real_open(file, mode, *args, **kwargs)
+
+    def watched_os_open(path, flags, *args, **kwargs):  # noqa: ANN001, ANN202
+        if flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+            written.append(str(path))
+        return real_os_open(path, flags, *args, **kwargs)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(builtins, "open", watched_open)
+        patched.setattr(os, "open", watched_os_open)
+        results = innet.run({**scenario, "seeds": [0]}, progress=False)
+    assert written == []
+    assert list(cwd.iterdir()) == [] and list(scratch.iterdir()) == []
+    assert results.run_dir is None and "in memory" in repr(results)
+
+    out = tmp_path / "saved"
+    assert results.save(out) == out == results.run_dir
+    assert_same_results(results, innet.load(out))
+    assert results.summary == json.loads((out / "summary.json").read_text())

@@ -3,8 +3,12 @@
 import pytest
 import torch
 
-from innet.families.inl.executors.batched import _GaussianGate
-from innet.families.inl.gates import bound_logvar, bound_logvar_slope, gaussian_kl_bits
+from innet.families.inl.gates.gaussian import (
+    GaussianGateKernel,
+    bound_logvar,
+    bound_logvar_slope,
+    gaussian_kl_bits,
+)
 
 
 @pytest.mark.parametrize("penalty", [[0.0, 0.0, 0.0], [0.5, 0.0, 2.0]])
@@ -18,7 +22,7 @@ def test_gaussian_gate_function_has_the_derivatives_of_its_objective(penalty):
 
     def objective(x: torch.Tensor) -> torch.Tensor:
         """<t, probe>: the function's backward adds the penalised rates' gradient."""
-        return (_GaussianGate.apply(x, eps, weights)[0] * probe).sum()
+        return (GaussianGateKernel.apply(x, eps, weights)[0] * probe).sum()
 
     def reference(x: torch.Tensor) -> torch.Tensor:
         """<t, probe> + sum of penalty * rate, differentiated by autograd."""
@@ -36,14 +40,14 @@ def test_gaussian_gate_function_without_penalty_has_the_jacobian_of_its_message(
     generator = torch.Generator().manual_seed(2)
     both = (3 * torch.randn(3, 5, 8, generator=generator, dtype=torch.float64)).requires_grad_()
     eps = torch.randn(3, 5, 4, generator=generator, dtype=torch.float64)
-    assert torch.autograd.gradcheck(lambda x: _GaussianGate.apply(x, eps, None)[0], (both,))
+    assert torch.autograd.gradcheck(lambda x: GaussianGateKernel.apply(x, eps, None)[0], (both,))
 
 
 def test_gaussian_gate_function_computes_what_the_gate_computes():
     generator = torch.Generator().manual_seed(1)
     both = 4 * torch.randn(2, 6, 10, generator=generator)
     eps = torch.randn(2, 6, 5, generator=generator)
-    t, mu, logvar, sigma = _GaussianGate.apply(both, eps, None)
+    t, mu, logvar, sigma = GaussianGateKernel.apply(both, eps, None)
     expected_logvar = bound_logvar(both[..., 5:])
     torch.testing.assert_close(mu, both[..., :5])
     torch.testing.assert_close(logvar, expected_logvar)

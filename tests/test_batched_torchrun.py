@@ -44,9 +44,10 @@ from test_distributed_transport import _join_job, run_processes, run_strict_thre
 from test_torchrun import run, torchrun_command
 
 from innet.core.events import step_plan
+from innet.core.placement import place_nodes
 from innet.core.records import ExchangeLog
 from innet.core.transport import InProcessTransport, RecordingTransport
-from innet.distributed import DistributedTransport, place_nodes, shutdown
+from innet.distributed import DistributedTransport, shutdown
 from innet.families.inl.executors.batched import BatchedExecutor
 from innet.families.inl.modules import NodeModule
 

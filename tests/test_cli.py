@@ -833,7 +833,7 @@ def test_crash_while_writing_the_report_leaves_nothing(
 ) -> None:
     staged: list[Path] = []
 
-    def broken_write_report(run_dir: Path) -> dict:
+    def broken_write_report(run, family, run_dir: Path, summary=None) -> dict:  # noqa: ANN001
         staged.append(Path(run_dir))
         assert (Path(run_dir) / "exchanges.parquet").is_file()  # the tables were written
         raise RuntimeError("disk on fire")

@@ -245,9 +245,9 @@ def test_full_disk_at_the_end_is_one_line(
     write_report = innet.app.runner.write_report
     reached: list[Path] = []
 
-    def disk_fills_up(run_dir: Path) -> dict:
+    def disk_fills_up(run, family, run_dir: Path, summary=None) -> dict:  # noqa: ANN001
         reached.append(Path(run_dir))
-        write_report(run_dir)  # part of the report is written, then the disk is full
+        write_report(run, family, run_dir, summary)  # part of the report, then the disk is full
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(run_dir / "report.md"))
 
     monkeypatch.setattr(innet.app.runner, "write_report", disk_fills_up)

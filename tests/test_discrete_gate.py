@@ -13,14 +13,8 @@ import pandas as pd
 import pytest
 import torch
 
-from innet.families.inl.gates import (
-    COMMITMENT,
-    EMA_DECAY,
-    RESTART_EVERY,
-    DiscreteGate,
-    RateStats,
-    make_gate,
-)
+from innet.families.inl.gates import RateStats, make_gate
+from innet.families.inl.gates.discrete import COMMITMENT, EMA_DECAY, RESTART_EVERY, DiscreteGate
 from innet.families.inl.wire import make_codec, message_bits_per_sample
 from innet.info import entropy
 
@@ -81,7 +75,8 @@ def test_group_sum_equals_the_joint_information_for_independent_groups() -> None
     probs[np.arange(n), 0, 1 - np.arange(n) % 2] = 0.1
     probs[np.arange(n), 1, (np.arange(n) >= 4).astype(int)] = 0.8
     probs[np.arange(n), 1, (np.arange(n) < 4).astype(int)] = 0.2
-    from innet.families.inl.gates import GateOutput, discrete_rate_bits
+    from innet.families.inl.gates import GateOutput
+    from innet.families.inl.gates.discrete import discrete_rate_bits
 
     tensor = torch.tensor(probs)
     out = GateOutput(t=torch.zeros(n, 2), rate_bits=discrete_rate_bits(tensor), probs=tensor)

@@ -27,6 +27,7 @@ import pytest
 import torch
 
 from innet.core.events import step_plan
+from innet.core.placement import place_nodes
 from innet.core.plans import Plan, dense_plan, hop_plan
 from innet.core.topology.model import Topology, node_key
 from innet.core.transport import InProcessTransport, phase_messages
@@ -35,7 +36,6 @@ from innet.distributed import (
     DistributedTransport,
     init_distributed,
     is_torchrun,
-    place_nodes,
     shutdown,
 )
 from innet.distributed.context import DistContext

@@ -20,10 +20,9 @@ from pydantic import Field
 from innet.app.cli import main
 from innet.core.config import ScenarioBase, VariantBase
 from innet.core.events import build_timeline
-from innet.core.training import TrainResult
+from innet.core.training import Trainer, TrainResult
 from innet.core.transport import RecordingTransport
-from innet.families import _FAMILIES as REGISTRY
-from innet.families import Family, register_family
+from innet.families import FAMILIES, Family
 from innet.report.family import FamilyReport
 
 TOPOLOGY = """
@@ -55,7 +54,7 @@ class ToyVariant(VariantBase):
     name: str
 
 
-class ToyTrainer:
+class ToyTrainer(Trainer):
     def __init__(self, loaded, topology):
         self.config = loaded.scenario.toy
         self.timelines = {
@@ -118,9 +117,9 @@ TOY = Family(
 
 @pytest.fixture
 def toy_family():
-    register_family(TOY)
+    FAMILIES.register(TOY.name, TOY)
     yield TOY
-    REGISTRY.pop("toy", None)
+    FAMILIES._entries.pop("toy", None)
 
 
 def test_a_family_defined_in_a_test_runs_through_the_cli(tmp_path, toy_family, capsys):

@@ -21,7 +21,7 @@ from innet.app.sweep_report import aggregate, tradeoff_figure
 from innet.core.plans import build_plan
 from innet.core.topology import load_topology
 from innet.core.topology.model import Topology
-from innet.families import get_family
+from innet.families import FAMILIES
 from innet.report.figures import (
     CROWDED_NODES_MIN,
     STRAGGLER_FACTOR,
@@ -118,7 +118,7 @@ def fake_run(
         events=events,
         nodes=nodes,
         variant_config=lambda variant: {"routing": "dijkstra"},
-        family=get_family(family),
+        family_name=family,
         tables={},
     )
     return run, pd.DataFrame(rows), plan
@@ -130,7 +130,9 @@ def test_topology_figures_keep_every_text_on_the_canvas(name, topologies):
     graph = topology.graph
     failed = next(iter(graph.edges))
     run, rows, plan = fake_run(topology, failed)
-    figure = topology_figure(run, "dijkstra", rows, node_positions(topology))
+    figure = topology_figure(
+        run, FAMILIES.get(run.family_name).report, "dijkstra", rows, node_positions(topology)
+    )
     assert figure_problems(figure) == []
     ax = figure.axes[0]
     texts = [text.get_text() for text in figure.findobj(Text)]
@@ -163,7 +165,9 @@ def test_topology_figures_keep_every_text_on_the_canvas(name, topologies):
 def test_no_plan_arrows_for_families_whose_traffic_does_not_follow_the_plan(topologies):
     """MoE tokens go to the experts the routers choose: the plan's arrows would be wrong."""
     run, rows, _ = fake_run(topologies["mesh14"], family="moe")
-    figure = topology_figure(run, "dijkstra", rows, node_positions(run.topology))
+    figure = topology_figure(
+        run, FAMILIES.get(run.family_name).report, "dijkstra", rows, node_positions(run.topology)
+    )
     ax = figure.axes[0]
     texts = [text.get_text() for text in figure.findobj(Text)]
     assert not [child for child in ax.get_children() if isinstance(child, Quiver)]
@@ -177,7 +181,9 @@ def test_a_family_names_its_nodes_in_the_topology_figure(topologies):
     nodes = sorted(run.topology.graph.nodes)
     roles = ["source" if i < 3 else "experts" if i < 9 else "relay" for i in range(len(nodes))]
     run.tables["moe_nodes"] = pd.DataFrame({"node": nodes, "role": roles})
-    figure = topology_figure(run, "dijkstra", rows, node_positions(run.topology))
+    figure = topology_figure(
+        run, FAMILIES.get(run.family_name).report, "dijkstra", rows, node_positions(run.topology)
+    )
     legend = {text.get_text() for legend in figure.legends for text in legend.get_texts()}
     assert {"token source", "expert node", "relay"} <= legend
     assert not {"fusion", "sensor"} & legend
@@ -190,7 +196,9 @@ def test_long_labels_fit_on_the_canvas(topologies):
         graph.nodes[node]["label"] = f"Saint-Petersburg {node}"
     labelled = Topology(name="mesh14 with long labels", graph=graph)
     run, rows, _ = fake_run(labelled)
-    figure = topology_figure(run, "dijkstra", rows, node_positions(labelled))
+    figure = topology_figure(
+        run, FAMILIES.get(run.family_name).report, "dijkstra", rows, node_positions(labelled)
+    )
     assert texts_outside(figure) == []
     assert "Saint-Petersburg s1" in [text.get_text() for text in figure.findobj(Text)]
 
@@ -300,7 +308,7 @@ def test_a_failed_link_is_redrawn_and_marked_away_from_the_links_it_crosses(topo
     failed = max(counts, key=counts.get)
     assert counts[failed] >= 1  # the case of the issue: another link crosses it
     run, rows, _ = fake_run(topology, failed)
-    figure = topology_figure(run, "dijkstra", rows, positions)
+    figure = topology_figure(run, FAMILIES.get(run.family_name).report, "dijkstra", rows, positions)
     assert figure_problems(figure) == []
     ax = figure.axes[0]
     segment = sorted(map(tuple, (positions[failed[0]], positions[failed[1]])))
@@ -325,7 +333,7 @@ def test_a_straggler_is_ringed_labelled_and_in_the_legend(topologies):
     topology = topologies["mesh14"]
     positions = node_positions(topology)
     run, rows, _ = fake_run(topology, slow="r1")
-    figure = topology_figure(run, "dijkstra", rows, positions)
+    figure = topology_figure(run, FAMILIES.get(run.family_name).report, "dijkstra", rows, positions)
     assert figure_problems(figure) == []
     ax = figure.axes[0]
     rings = [c for c in ax.collections if isinstance(c, PathCollection)
@@ -335,8 +343,8 @@ def test_a_straggler_is_ringed_labelled_and_in_the_legend(topologies):
     assert "straggler r1: 101 ms/step" in texts  # 1 ms forward + 100 ms backward
     assert f"straggler (compute ≥ {STRAGGLER_FACTOR:g}× the median node)" in texts
     calm, rows, _ = fake_run(topology)  # no compute times: no straggler
-    texts = [text.get_text() for text in topology_figure(calm, "dijkstra", rows,
-                                                         positions).findobj(Text)]  # fmt: skip
+    calm_figure = topology_figure(calm, FAMILIES.get("inl").report, "dijkstra", rows, positions)
+    texts = [text.get_text() for text in calm_figure.findobj(Text)]
     assert not [text for text in texts if text.startswith("straggler")]
 
 
@@ -347,7 +355,7 @@ def test_the_bottleneck_is_the_busiest_link_and_stands_out(topologies):
     positions = node_positions(topology)
     run, rows, _ = fake_run(topology)
     busiest = rows.loc[rows["utilisation"].idxmax()]  # the first of the 7% links
-    figure = topology_figure(run, "dijkstra", rows, positions)
+    figure = topology_figure(run, FAMILIES.get(run.family_name).report, "dijkstra", rows, positions)
     ax = figure.axes[0]
     (glow,) = [c for c in ax.collections if isinstance(c, LineCollection)
                and c.get_alpha() is not None]  # fmt: skip
@@ -398,6 +406,8 @@ def test_crowded_networks_keep_their_text_on_the_canvas():
         graph.add_edge(f"n{u}", f"n{v}", capacity=1e6 * (1 + (u + v) % 3), latency=1e-3)
     topology = Topology(name="crowded", graph=graph)
     run, rows, _ = fake_run(topology, failed=next(iter(graph.edges)))
-    figure = topology_figure(run, "dijkstra", rows, node_positions(topology))
+    figure = topology_figure(
+        run, FAMILIES.get(run.family_name).report, "dijkstra", rows, node_positions(topology)
+    )
     assert figure_problems(figure) == []
     assert "idle nodes as small dots" in figure.axes[0].get_title()

@@ -134,10 +134,10 @@ def test_mnist1d_is_generated_locally(monkeypatch):
         raise AssertionError("MNIST-1D tried to use the network")
 
     monkeypatch.setattr(mnist1d.data.requests, "get", no_network)
-    from innet.families.finite_bank.bank import DATASETS
+    from innet.families.finite_bank.datasets import DATASETS
 
     state = np.random.get_state()[1].copy()
-    x, y = DATASETS["mnist1d"](BankConfig(dataset="mnist1d", mnist1d_samples=500))
+    x, y = DATASETS.get("mnist1d")(seed=0, mnist1d_samples=500)
     assert x.shape == (500, 40) and set(np.unique(y)) == set(range(10))
     np.testing.assert_array_equal(np.random.get_state()[1], state)  # global state untouched
 

@@ -10,15 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from innet.core.errors import InnetError
-from innet.families.inl.gates import (
-    GATE_KINDS,
-    LOGVAR_BOUND,
-    DiscreteGate,
-    GaussianGate,
-    discrete_rate_bits,
-    gaussian_kl_bits,
-    make_gate,
-)
+from innet.families.inl.gates import GATES, make_gate
+from innet.families.inl.gates.discrete import DiscreteGate, discrete_rate_bits
+from innet.families.inl.gates.gaussian import LOGVAR_BOUND, GaussianGate, gaussian_kl_bits
 
 
 def generator(seed: int = 0) -> torch.Generator:
@@ -225,7 +219,7 @@ def test_none_gate_passes_z_with_rate_zero() -> None:
     assert list(gate.parameters()) == []
 
 
-@pytest.mark.parametrize("kind", GATE_KINDS)
+@pytest.mark.parametrize("kind", GATES.names())
 def test_wire_dim_is_the_message_size(kind: str) -> None:
     gate = make_gate(kind, 5, generator=generator())
     out = gate(inputs(dim=5))

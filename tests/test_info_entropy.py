@@ -12,7 +12,7 @@ from dit.divergences.pmf import jensen_shannon_divergence, relative_entropy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from innet.families.inl.gates import discrete_rate_bits
+from innet.families.inl.gates.discrete import discrete_rate_bits
 from innet.info import entropy, kl_divergence, mixture_mutual_information, mutual_information
 
 

@@ -10,7 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from innet.families.inl.gates import gaussian_kl_bits
+from innet.families.inl.gates.gaussian import gaussian_kl_bits
 from innet.info import (
     SATURATION_MARGIN_BITS,
     PairwiseBracket,

@@ -16,7 +16,7 @@ import yaml
 
 from innet.app.scenario import load_scenario
 from innet.core.config import LoadedScenario
-from innet.rundir.io import resolved_config
+from innet.families.runs import resolved_config
 
 DIAMOND = Path(__file__).resolve().parents[1] / "topologies" / "diamond.yaml"
 

@@ -17,20 +17,17 @@ from innet.app.cli import main
 from innet.core.netsim import NetworkModel
 from innet.core.topology.load import load_topology
 from innet.families.moe.balance import BalanceController
-from innet.families.moe.config import BalanceCheckConfig, RouterConfig
+from innet.families.moe.config import BalanceCheckConfig
 from innet.families.moe.data import make_clusters
 from innet.families.moe.metrics import skew
 from innet.families.moe.placement import predicted_max_group_load, propose_placement
 from innet.families.moe.report import first_reach, hop_loads, lambda_acceptance
-from innet.families.moe.routers import (
-    ac_logits,
-    ac_weights,
-    sinkhorn,
-    switch_loss,
-    topk,
-)
-from innet.families.moe.trainer import Router, balance_trace
-from innet.rundir.io import load_run
+from innet.families.moe.routers import ROUTERS, Router, RouterConfig
+from innet.families.moe.routers.ac import ac_logits, ac_weights
+from innet.families.moe.routers.base import switch_loss, topk
+from innet.families.moe.routers.sinkhorn import sinkhorn
+from innet.families.moe.trainer import balance_trace
+from innet.families.runs import open_run
 
 ROOT = Path(__file__).resolve().parents[1]
 TWO_LEVEL = ROOT / "topologies" / "two_level16.yaml"
@@ -150,8 +147,35 @@ def _router(config: RouterConfig) -> Router:
     from innet.families.moe.placement import initial_placement, node_groups
 
     experts = [n for n in topology.graph.nodes if n not in topology.sensors]
-    return Router(config, 12, 2, 1, list(topology.sensors), initial_placement(12, experts),
-                  node_groups(topology), NetworkModel(topology), 128)  # fmt: skip
+    placement = initial_placement(12, experts)
+    kind = ROUTERS.get(config.kind)
+    return kind(
+        config,
+        12,
+        2,
+        1,
+        list(topology.sensors),
+        placement,
+        node_groups(topology),
+        NetworkModel(topology),
+        128,
+    )
+
+
+@pytest.mark.parametrize("kind", ROUTERS.names())
+def test_every_registered_router_picks_k_distinct_experts_per_token(kind):
+    router = _router(RouterConfig(kind=kind, warm_start=1))
+    logits = [torch.randn(30, 12, generator=torch.Generator().manual_seed(s)) for s in range(4)]
+    assert type(router) is ROUTERS.get(kind)
+    for step in (0, 5, None):  # warm start, after it, evaluation
+        for chosen in router.select(0, logits, step):
+            assert chosen.shape == (30, 2) and int(chosen.min()) >= 0 and int(chosen.max()) < 12
+            assert (chosen[:, 0] != chosen[:, 1]).all()
+
+
+def test_an_unknown_router_kind_is_refused_with_the_registered_names():
+    with pytest.raises(ValueError, match="unknown router kind 'nope'.*topk"):
+        RouterConfig(kind="nope")
 
 
 def test_carl_at_lambda_zero_routes_exactly_like_the_baseline():
@@ -348,7 +372,7 @@ def test_a_moe_run_through_the_cli_reports_every_summary_field(tmp_path):
     assert (x.t_end > x.t_start).all()  # timed by the network model
     # laid hop by hop on the model's paths, the links between groups carry each cross-group
     # token four times (tokens, outputs and both gradients), one inter-group link each way
-    hop = hop_loads(load_run(out))
+    hop = hop_loads(open_run(out)[0])
     inter = hop[(hop.variant == "topk") & hop.inter_group].bytes_per_step.sum()
     n_steps = steps[steps.variant == "topk"].groupby("seed").step.nunique().mean()
     expected = np.mean(summary["variants"]["topk"]["cross_group_bytes"]) / n_steps

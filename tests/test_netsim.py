@@ -259,7 +259,7 @@ def test_simulate_run_lays_steps_back_to_back():
         (fwd("s", "x", 10), "no link between 's' and 'x'"),
         (
             Message("sideways", "s", "r", 10),
-            r"phase 'sideways' \(known: codebook, forward, backward, eval",
+            r"phase 'sideways' \(expected one of: codebook, forward, backward, eval",
         ),
         (fwd("s", "r", -1), "nbytes must be >= 0"),
     ],

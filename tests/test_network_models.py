@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from innet.app.cli import main
-from innet.report import load_run
+from innet.families.runs import open_run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -85,7 +85,7 @@ def test_a_moe_run_on_either_model_sends_the_same_messages(tmp_path):
     fifo, flow = runs["fifo"], runs["flow"]
     same = ["variant", "seed", "epoch", "step", "phase", "src", "dst", "nbytes", "attempts"]
     pd.testing.assert_frame_equal(flow[same], fifo[same])
-    graph = load_run(tmp_path / "flow").topology.graph
+    graph = open_run(tmp_path / "flow")[0].topology.graph
     linked = [graph.has_edge(s, d) for s, d in zip(flow["src"], flow["dst"], strict=True)]
     routed = flow[[not link for link in linked]]
     assert len(routed) > 0

@@ -205,7 +205,7 @@ def test_fit_loses_the_messages_of_a_link_that_fails_during_a_step():
 
 def test_report_without_figures_and_metrics_read_back_whole(tmp_path):
     from innet.app.cli import main
-    from innet.report import load_run
+    from innet.families.runs import open_run
 
     out = tmp_path / "run"
     code = main(["--scenario", "smoke", "--seeds", "1", "--set", "training.epochs=1",
@@ -214,7 +214,7 @@ def test_report_without_figures_and_metrics_read_back_whole(tmp_path):
     assert not (out / "figures").exists()
     assert not (out / "exchanges.csv").exists()  # opt-in: --csv
     assert "![" not in (out / "report.md").read_text()
-    run = load_run(out)
+    run, _ = open_run(out)
     assert "lost_messages" in run.metrics and run.metrics["lost_messages"].dtype == np.int64
     steps = pd.read_csv(out / "steps.csv")
     assert list(steps.columns) == ["variant", "seed", "kind", "epoch", "step", "batch"]

@@ -17,9 +17,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from innet.core.errors import InnetError
+from innet.core.placement import PLACEMENTS, cross_rank_links, place_nodes
 from innet.core.plans import Plan, dense_plan
 from innet.core.topology.model import Topology
-from innet.distributed.placement import STRATEGIES, cross_rank_links, place_nodes
 
 PROPERTY = settings(max_examples=60, deadline=None)
 
@@ -88,7 +88,7 @@ def test_partition_is_the_same_under_any_hash_seed():
     script = (
         "import json, networkx as nx\n"
         "from innet.core.topology.model import Topology\n"
-        "from innet.distributed.placement import place_nodes\n"
+        "from innet.core.placement import place_nodes\n"
         "g = nx.relabel_nodes(nx.random_geometric_graph(40, 0.3, seed=1), lambda n: f's{n}')\n"
         "print(json.dumps(place_nodes(Topology('t', g), None, 3, 'partition')))\n"
     )
@@ -178,7 +178,7 @@ def test_invalid_requests_are_one_line_errors():
         place_nodes(top, None, 4, "partition")
     with pytest.raises(InnetError, match="only used by placement 'explicit'"):
         place_nodes(top, None, 2, "round_robin", {"n0": 0})
-    assert set(STRATEGIES) == {"one_per_rank", "round_robin", "partition", "explicit"}
+    assert set(PLACEMENTS) == {"one_per_rank", "round_robin", "partition", "explicit"}
 
 
 def test_no_warning_for_valid_placements():

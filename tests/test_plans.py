@@ -460,7 +460,7 @@ def test_dense_orients_lateral_links_by_id() -> None:
 
 
 @PROPERTY
-@given(topologies(), message_sizes, st.sampled_from(ROUTINGS))
+@given(topologies(), message_sizes, st.sampled_from(ROUTINGS.names()))
 def test_forward_order_is_topological_with_fusion_last(
     topology: Topology, message_bits: float, routing: str
 ) -> None:
@@ -473,7 +473,7 @@ def test_forward_order_is_topological_with_fusion_last(
 
 
 @PROPERTY
-@given(topologies(), message_sizes, st.sampled_from(ROUTINGS), st.randoms())
+@given(topologies(), message_sizes, st.sampled_from(ROUTINGS.names()), st.randoms())
 def test_plans_do_not_depend_on_insertion_order(
     topology: Topology, message_bits: float, routing: str, rng: random.Random
 ) -> None:
@@ -491,7 +491,7 @@ def test_plans_do_not_depend_on_insertion_order(
 
 
 @PROPERTY
-@given(topologies(), message_sizes, st.sampled_from(ROUTINGS))
+@given(topologies(), message_sizes, st.sampled_from(ROUTINGS.names()))
 def test_active_keeps_exactly_the_senders_with_a_sensor_upstream(
     topology: Topology, message_bits: float, routing: str
 ) -> None:
@@ -570,7 +570,7 @@ def test_build_plan_dispatches_by_name() -> None:
         fusion="f",
         sensors=["s"],
     )
-    assert ROUTINGS == ("dense", "dijkstra", "hop", "maxcap")
+    assert ROUTINGS.names() == ("dense", "dijkstra", "hop", "maxcap")
     assert build_plan(topology, "dense", 1e6) == dense_plan(topology)
     assert build_plan(topology, "dijkstra", 1e6) == dijkstra_plan(topology, 1e6)
     assert build_plan(topology, "hop", 1e6) == hop_plan(topology)
@@ -588,7 +588,7 @@ def test_unknown_routing_names_the_valid_ones() -> None:
 
 
 @PROPERTY
-@given(topologies(), message_sizes, st.sampled_from(ROUTINGS))
+@given(topologies(), message_sizes, st.sampled_from(ROUTINGS.names()))
 def test_arrays_are_the_plan_with_networkx_longest_path_levels(
     topology: Topology, message_bits: float, routing: str
 ) -> None:

@@ -14,13 +14,9 @@ from innet.core.records import ExchangeLog
 from innet.core.transport import InProcessTransport, RecordingTransport
 from innet.families.inl.executors import EvalSums
 from innet.families.inl.executors.per_node import PerNodeExecutor
-from innet.families.inl.gates import (
-    LOGVAR_BOUND,
-    GateOutput,
-    RateStats,
-    discrete_rate_bits,
-    make_gate,
-)
+from innet.families.inl.gates import GateOutput, RateStats, make_gate
+from innet.families.inl.gates.discrete import discrete_rate_bits
+from innet.families.inl.gates.gaussian import LOGVAR_BOUND
 from innet.families.inl.modules import ModuleSpec
 from innet.families.inl.report import rate_reduction
 from innet.families.inl.trainer import fusion_input_estimate, rate_metrics

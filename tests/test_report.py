@@ -21,12 +21,14 @@ import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from run_checks import summary_of
 
 from innet.core.errors import InnetError
 from innet.core.records import REQUIRED_EXCHANGE_COLUMNS
 from innet.core.topology.model import Topology
+from innet.families import FAMILIES
+from innet.families.runs import open_run, write_run_report
 from innet.report import (
-    build_summary,
     busiest_links,
     comparison_pairs,
     format_bytes,
@@ -34,15 +36,12 @@ from innet.report import (
     headline_table,
     link_totals,
     links_used,
-    load_run,
-    load_topology_json,
     reduction,
-    save_topology_json,
     training_exchange,
-    write_report,
 )
 from innet.report.figures import node_positions
 from innet.report.sections import compute_section
+from innet.rundir.io import load_topology_json, save_topology_json
 
 SEEDS = (0, 1)
 EPOCHS = (0, 1)
@@ -170,7 +169,7 @@ def training_rows(variant: str) -> pd.DataFrame:
 
 
 def test_train_exchange_bytes_equal_the_sums_of_the_exchange_records(run_dir: Path) -> None:
-    summary = build_summary(load_run(run_dir))
+    summary = summary_of(run_dir)
     for variant in PLANS:
         rows = training_rows(variant)
         per_seed = [int(rows.loc[rows["seed"] == seed, "nbytes"].sum()) for seed in SEEDS]
@@ -181,7 +180,7 @@ def test_train_exchange_bytes_equal_the_sums_of_the_exchange_records(run_dir: Pa
 
 
 def test_reductions_are_one_minus_b_over_a(run_dir: Path) -> None:
-    summary = build_summary(load_run(run_dir))
+    summary = summary_of(run_dir)
     dense, dijkstra = summary["variants"]["dense"], summary["variants"]["dijkstra"]
     (comparison,) = summary["comparisons"]
     exchange_a = training_rows("dense")["nbytes"].sum() / len(SEEDS)
@@ -198,7 +197,7 @@ def test_reductions_are_one_minus_b_over_a(run_dir: Path) -> None:
 
 
 def test_accuracy_is_final_epoch_with_sample_std(run_dir: Path) -> None:
-    summary = build_summary(load_run(run_dir))
+    summary = summary_of(run_dir)
     final = [ACCURACY["dense"][seed][-1] for seed in SEEDS]
     entry = summary["variants"]["dense"]
     assert entry["accuracy_per_seed"] == final
@@ -209,7 +208,7 @@ def test_accuracy_is_final_epoch_with_sample_std(run_dir: Path) -> None:
 
 def test_one_seed_has_no_std(tmp_path: Path) -> None:
     run_dir = write_run(tmp_path / "run", config_extra={"seeds": [0]})
-    summary = build_summary(load_run(run_dir))
+    summary = summary_of(run_dir)
     assert summary["seeds"] == [0]
     assert summary["variants"]["dense"]["accuracy_std"] is None  # null: docs/numbers.md
     # ... but no criterion is decided on it (tests/test_report_stats.py)
@@ -217,7 +216,7 @@ def test_one_seed_has_no_std(tmp_path: Path) -> None:
 
 
 def test_within_one_std_uses_a_std(run_dir: Path) -> None:
-    summary = build_summary(load_run(run_dir))
+    summary = summary_of(run_dir)
     (comparison,) = summary["comparisons"]
     std_a = summary["variants"]["dense"]["accuracy_std"]
     assert comparison["accuracy_within_one_std"] == (abs(comparison["accuracy_delta"]) <= std_a)
@@ -225,7 +224,7 @@ def test_within_one_std_uses_a_std(run_dir: Path) -> None:
 
 
 def test_links_used_counts_undirected_links(run_dir: Path) -> None:
-    summary = build_summary(load_run(run_dir))
+    summary = summary_of(run_dir)
     # both directions of every plan edge carry records; eval rows do not count
     assert summary["variants"]["dense"]["links_used"] == 4
     assert summary["variants"]["dijkstra"]["links_used"] == 3
@@ -250,13 +249,13 @@ def test_comparisons_default_to_first_against_each_other() -> None:
 
 def test_configured_comparisons_are_used(tmp_path: Path) -> None:
     run_dir = write_run(tmp_path / "run", config_extra={"comparisons": [["dijkstra", "dense"]]})
-    (comparison,) = build_summary(load_run(run_dir))["comparisons"]
+    (comparison,) = summary_of(run_dir)["comparisons"]
     assert (comparison["a"], comparison["b"]) == ("dijkstra", "dense")
     assert comparison["exchange_reduction"] < 0  # dense sends more than dijkstra
 
 
 def test_summary_is_plain_json_with_required_keys(run_dir: Path) -> None:
-    summary = build_summary(load_run(run_dir))
+    summary = summary_of(run_dir)
     reloaded = json.loads(json.dumps(summary, allow_nan=False))
     assert reloaded == summary
     assert summary["scenario"] == "dense_vs_dijkstra"
@@ -374,8 +373,8 @@ def test_tables_account_for_every_training_byte(records: list[tuple]) -> None:
 
 
 def test_headline_table_has_one_row_per_variant(run_dir: Path) -> None:
-    summary = build_summary(load_run(run_dir))
-    table = headline_table(summary)
+    summary = summary_of(run_dir)
+    table = headline_table(summary, FAMILIES.get("inl").report)
     lines = table.splitlines()
     assert len(lines) == 2 + len(PLANS)
     assert lines[0].startswith("| variant")
@@ -388,10 +387,10 @@ def test_headline_table_has_one_row_per_variant(run_dir: Path) -> None:
 
 
 def test_report_has_headline_table_and_std_sentence(run_dir: Path) -> None:
-    write_report(run_dir)
+    write_run_report(run_dir)
     report = (run_dir / "report.md").read_text()
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert headline_table(summary) in report
+    assert headline_table(summary, FAMILIES.get("inl").report) in report
     assert "The letter's criterion: within one standard deviation of dense's accuracy" in report
     assert "sample standard deviation over 2 seeds" in report
     assert "95% t interval" in report and "Seeds are paired across variants" in report
@@ -403,7 +402,7 @@ def test_report_has_headline_table_and_std_sentence(run_dir: Path) -> None:
 
 
 def test_write_report_writes_valid_pngs_and_is_idempotent(run_dir: Path) -> None:
-    first = write_report(run_dir)
+    first = write_run_report(run_dir)
     names = {
         "topology_dense.png",
         "topology_dijkstra.png",
@@ -415,7 +414,7 @@ def test_write_report_writes_valid_pngs_and_is_idempotent(run_dir: Path) -> None
     for name in names:
         assert (run_dir / "figures" / name).read_bytes()[:8] == PNG_MAGIC
     report = (run_dir / "report.md").read_text()
-    second = write_report(run_dir)
+    second = write_run_report(run_dir)
     assert second == first
     assert json.loads((run_dir / "summary.json").read_text()) == first
     assert (run_dir / "report.md").read_text() == report
@@ -436,25 +435,25 @@ def test_write_report_writes_valid_pngs_and_is_idempotent(run_dir: Path) -> None
 def test_missing_file_raises_innet_error_naming_it(run_dir: Path, name: str) -> None:
     (run_dir / name).unlink()
     with pytest.raises(InnetError, match=name.replace(".", r"\.")):
-        load_run(run_dir)
+        open_run(run_dir)[0]
 
 
 def test_missing_or_corrupt_exchanges_are_named(run_dir: Path) -> None:
     (run_dir / "exchanges.parquet").unlink()
-    assert load_run(run_dir).exchanges.equals(load_run(run_dir).exchanges)  # csv fallback
-    assert load_run(run_dir).exchanges["nbytes"].sum() == make_exchanges()["nbytes"].sum()
+    assert open_run(run_dir)[0].exchanges.equals(open_run(run_dir)[0].exchanges)  # csv fallback
+    assert open_run(run_dir)[0].exchanges["nbytes"].sum() == make_exchanges()["nbytes"].sum()
     (run_dir / "exchanges.csv").unlink()
     with pytest.raises(InnetError, match=r"exchanges\.parquet"):
-        load_run(run_dir)
+        open_run(run_dir)[0]
     (run_dir / "exchanges.parquet").write_bytes(b"not parquet")
     with pytest.raises(InnetError, match=r"exchanges\.parquet: cannot read"):
-        load_run(run_dir)
+        open_run(run_dir)[0]
 
 
 def test_missing_columns_are_named(run_dir: Path) -> None:
     make_metrics().drop(columns=["accuracy"]).to_csv(run_dir / "metrics.csv", index=False)
     with pytest.raises(InnetError, match=r"metrics\.csv: missing columns accuracy"):
-        load_run(run_dir)
+        open_run(run_dir)[0]
 
 
 def test_topology_json_round_trip(tmp_path: Path) -> None:
@@ -522,10 +521,10 @@ def write_lossy_run(run_dir: Path, *, csv_only: bool = False) -> pd.DataFrame:
 
 
 def test_runs_without_attempts_read_as_one_copy_each(run_dir: Path) -> None:
-    run = load_run(run_dir)
+    run = open_run(run_dir)[0]
     assert (run.exchanges["attempts"] == 1).all()
     assert run.exchanges["attempts"].dtype == "int64"
-    summary = write_report(run_dir)
+    summary = write_run_report(run_dir)
     assert {entry["retransmitted_bytes"] for entry in summary["variants"].values()} == {0}
     assert summary["variants"]["dense"]["retransmitted_bytes_per_seed"] == [0, 0]
     report = (run_dir / "report.md").read_text()
@@ -537,7 +536,7 @@ def test_runs_without_attempts_read_as_one_copy_each(run_dir: Path) -> None:
 def test_retransmitted_bytes_per_link_and_variant(tmp_path: Path, csv_only: bool) -> None:
     run_dir = tmp_path / "run"
     exchanges = write_lossy_run(run_dir, csv_only=csv_only)
-    summary = write_report(run_dir)
+    summary = write_run_report(run_dir)
     extra = (exchanges["attempts"] - 1) * exchanges["nbytes"]
     training = exchanges["phase"] != "eval"
     for variant in PLANS:
@@ -567,7 +566,7 @@ def test_retransmitted_bytes_per_link_and_variant(tmp_path: Path, csv_only: bool
     assert format_bytes(summary["variants"]["dense"]["retransmitted_bytes"]) in report
     assert "| retransmitted / seed |" in report.replace("  ", "")
     assert "F – S1" in report  # the lossiest link, by label
-    assert build_summary(load_run(run_dir)) == summary
+    assert summary_of(run_dir) == summary
 
 
 def test_lossy_links_round_trip_through_topology_json(tmp_path: Path) -> None:
@@ -656,7 +655,7 @@ def test_large_networks_get_a_fast_deterministic_layout(large_run: tuple[Path, T
 
 def test_report_of_a_large_network_stays_short(large_run: tuple[Path, Topology]) -> None:
     run_dir, topology = large_run
-    write_report(run_dir)
+    write_run_report(run_dir)
     report = (run_dir / "report.md").read_text()
     busiest = report.split("## Busiest links")[1].split("##")[0]
     table_rows = [line for line in busiest.splitlines() if line.startswith("| dense ")]

@@ -22,11 +22,14 @@ import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from run_checks import summary_of
 from scipy import stats as scipy_stats
 
 from innet.core.records import REQUIRED_EXCHANGE_COLUMNS
 from innet.core.topology.model import Topology
-from innet.report import build_summary, headline_table, load_run, save_topology_json, write_report
+from innet.families import FAMILIES
+from innet.families.runs import write_run_report
+from innet.report import headline_table
 from innet.report.stats import (
     bounded_mean,
     mean_ratio,
@@ -35,6 +38,7 @@ from innet.report.stats import (
     paired_log_ratio,
     t_interval,
 )
+from innet.rundir.io import save_topology_json
 
 # two-sided 95% Student t quantiles t_{0.975, df} (any statistics table)
 T_975 = {1: 12.706204736, 2: 4.302652730, 3: 3.182446305}
@@ -128,7 +132,7 @@ def expected_interval(differences: list[float]) -> tuple[float, float, float]:
 
 def test_paired_differences_and_t_intervals_of_a_hand_made_run(tmp_path: Path) -> None:
     run_dir = write_small_run(tmp_path / "run", [0, 1, 2])
-    summary = build_summary(load_run(run_dir))
+    summary = summary_of(run_dir)
     (comparison,) = summary["comparisons"]
     assert (comparison["a"], comparison["b"]) == ("a", "b")
 
@@ -181,7 +185,7 @@ def test_paired_differences_and_t_intervals_of_a_hand_made_run(tmp_path: Path) -
 
 def test_the_report_states_paired_seeds_and_t_intervals(tmp_path: Path) -> None:
     run_dir = write_small_run(tmp_path / "run", [0, 1, 2])
-    write_report(run_dir)
+    write_run_report(run_dir)
     report = (run_dir / "report.md").read_text()
     comparisons = report.split("## Comparisons")[1].split("\n## ")[0]
     assert "Seeds are paired across variants" in comparisons
@@ -196,7 +200,7 @@ def test_the_report_states_paired_seeds_and_t_intervals(tmp_path: Path) -> None:
 
 def test_one_seed_gives_no_std_and_no_interval(tmp_path: Path) -> None:
     run_dir = write_small_run(tmp_path / "run", [0])
-    summary = write_report(run_dir)
+    summary = write_run_report(run_dir)
     reloaded = json.loads((run_dir / "summary.json").read_text())
     assert reloaded == summary
     (comparison,) = reloaded["comparisons"]
@@ -210,7 +214,7 @@ def test_one_seed_gives_no_std_and_no_interval(tmp_path: Path) -> None:
     assert comparison["accuracy_paired_delta"]["mean"] == pytest.approx(0.02)
     report = (run_dir / "report.md").read_text()
     assert "± 0.000" not in report
-    assert "0.800 ± n/a" in headline_table(summary)
+    assert "0.800 ± n/a" in headline_table(summary, FAMILIES.get("inl").report)
     assert "95% t interval n/a (one seed)" in report
     assert "The letter's criterion (within one standard deviation of a's accuracy): n/a" in report
     assert "not within" not in report

@@ -13,12 +13,15 @@ import networkx as nx
 import pandas as pd
 import pytest
 import yaml
+from run_checks import summary_of
 
 from innet.core.records import REQUIRED_EXCHANGE_COLUMNS
 from innet.core.topology.model import Topology
-from innet.report import build_summary, busiest_links, load_run, save_topology_json, write_report
+from innet.families.runs import open_run, write_run_report
+from innet.report import busiest_links
 from innet.report.summary import time_to_target
 from innet.report.tables import TIME_COLUMNS, link_table, link_totals, undirected_link_totals
+from innet.rundir.io import save_topology_json
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -99,7 +102,7 @@ def write_time_run(run_dir: Path) -> Path:
 
 def test_time_ratio_and_time_to_target_in_summary_and_report(tmp_path: Path) -> None:
     run_dir = write_time_run(tmp_path / "run")
-    summary = write_report(run_dir)
+    summary = write_run_report(run_dir)
     assert summary["time_to_target"]["target"] == pytest.approx(0.81)
     fast, slow = summary["variants"]["fast"], summary["variants"]["slow"]
     assert fast["sim_time_s_per_seed"] == pytest.approx([0.3, 0.6])
@@ -175,7 +178,7 @@ def bottleneck_run(run_dir: Path) -> Path:
 
 
 def test_utilisation_is_busy_time_over_step_time(tmp_path: Path) -> None:
-    table = link_table(load_run(bottleneck_run(tmp_path / "run")))
+    table = link_table(open_run(bottleneck_run(tmp_path / "run"))[0])
     assert list(table.columns[-len(TIME_COLUMNS) :]) == TIME_COLUMNS
     row = table[(table["src"] == "s1") & (table["phase"] == "forward")].iloc[0]
     # one 1,000 B message per step: 8,000 bits at 1 Mbps
@@ -195,7 +198,7 @@ def test_utilisation_is_busy_time_over_step_time(tmp_path: Path) -> None:
 
 
 def test_retransmitted_copies_keep_the_link_busy(tmp_path: Path) -> None:
-    run = load_run(bottleneck_run(tmp_path / "run"))
+    run = open_run(bottleneck_run(tmp_path / "run"))[0]
     exchanges = run.exchanges.copy()
     slow_forward = (exchanges["src"] == "s1") & (exchanges["phase"] == "forward")
     exchanges["attempts"] = 1 + (slow_forward & (exchanges["step"] == 0)).astype("int64")
@@ -210,7 +213,7 @@ def test_retransmitted_copies_keep_the_link_busy(tmp_path: Path) -> None:
 
 def test_busiest_links_rank_by_utilisation_not_bytes(tmp_path: Path) -> None:
     run_dir = bottleneck_run(tmp_path / "run")
-    table = link_table(load_run(run_dir))
+    table = link_table(open_run(run_dir)[0])
     by_bytes = busiest_links(table, by="nbytes_per_seed")
     by_utilisation = busiest_links(table)  # the default
     assert list(zip(by_bytes["u"], by_bytes["v"], strict=True)) == [("f", "s2"), ("f", "s1")]
@@ -223,7 +226,7 @@ def test_busiest_links_rank_by_utilisation_not_bytes(tmp_path: Path) -> None:
     assert top["balanced"]  # latents one way, gradients of the same size the other
     links = undirected_link_totals(table)
     assert set(links["bottleneck_src"]) == {"s1", "s2"}  # forward direction on ties
-    write_report(run_dir)
+    write_run_report(run_dir)
     busiest = (run_dir / "report.md").read_text().split("## Busiest links")[1].split("\n## ")[0]
     rows = [line for line in busiest.splitlines() if line.startswith("| v ")]
     assert "F – S1" in rows[0] and "1 Mbps" in rows[0] and "40.0%" in rows[0]
@@ -234,7 +237,7 @@ def test_busiest_links_rank_by_utilisation_not_bytes(tmp_path: Path) -> None:
 
 
 def test_an_unbalanced_link_names_its_busier_direction(tmp_path: Path) -> None:
-    run = load_run(bottleneck_run(tmp_path / "run"))
+    run = open_run(bottleneck_run(tmp_path / "run"))[0]
     exchanges = run.exchanges
     exchanges = exchanges[~((exchanges["dst"] == "s1") & (exchanges["phase"] == "backward"))]
     exchanges = pd.concat(
@@ -259,14 +262,14 @@ def test_links_csv_without_a_topology_keeps_its_columns() -> None:
 
 def test_links_csv_carries_capacity_latency_busy_time_and_utilisation(tmp_path: Path) -> None:
     run_dir = bottleneck_run(tmp_path / "run")
-    write_report(run_dir)
+    write_run_report(run_dir)
     links = pd.read_csv(run_dir / "links.csv")
     assert list(links.columns[-len(TIME_COLUMNS) :]) == TIME_COLUMNS
     assert links["utilisation"].max() == pytest.approx(0.4)
 
 
 def test_a_flat_accuracy_reaches_the_target_after_the_first_epoch(tmp_path: Path) -> None:
-    summary = build_summary(load_run(bottleneck_run(tmp_path / "run")))  # 0.5 in every epoch
+    summary = summary_of(bottleneck_run(tmp_path / "run"))  # 0.5 in every epoch
     assert summary["time_to_target"]["target"] == pytest.approx(0.45)
     assert summary["variants"]["v"]["time_to_target_s"] == pytest.approx(2 * STEP_TIME)
     assert summary["comparisons"] == []

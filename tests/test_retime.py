@@ -10,8 +10,8 @@ import pytest
 
 from innet.app.cli import main
 from innet.app.scenario import find_scenario, load_scenario
-from innet.families import get_family
-from innet.rundir.io import resolved_config
+from innet.families import FAMILIES
+from innet.families.runs import resolved_config
 
 SCENARIO = """
 name: retime_check
@@ -131,7 +131,7 @@ def test_the_saved_config_reads_back_as_the_same_scenario(tmp_path: Path, name: 
     (``router.lambda``, not the attribute ``lam``), and it resolves to the same variants."""
     loaded = load_scenario(find_scenario(name), [], None)
     written = resolved_config(loaded, tmp_path)
-    family = get_family(loaded.scenario.family)
+    family = FAMILIES.get(loaded.scenario.family)
     again = family.scenario_model(**{**written, "topology": str(loaded.topology_path)})
     variants = family.resolve_variants(again, tmp_path / "config.yaml", None)
     assert [v.model_dump() for v in variants] == [v.model_dump() for v in loaded.variants]

@@ -14,7 +14,7 @@ import networkx as nx
 import pytest
 
 from innet.core.topology import load_topology
-from innet.report import load_topology_json, save_topology_json
+from innet.rundir.io import load_topology_json, save_topology_json
 
 TOPOLOGIES = Path(__file__).resolve().parent.parent / "topologies"
 

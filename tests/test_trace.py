@@ -198,8 +198,8 @@ def test_a_run_with_trace_and_the_trace_command(tmp_path: Path, capsys):
 
 def test_a_large_selection_is_written_with_a_warning_giving_its_size(tmp_path, monkeypatch, capsys):
     exchanges, topology = _records()
-    run = SimpleNamespace(exchanges=exchanges, topology=topology, nodes=None, events={},
-                          run_dir=tmp_path)  # fmt: skip
+    run = SimpleNamespace(exchanges=exchanges, topology=topology, nodes=None, steps=None,
+                          events={}, run_dir=tmp_path)  # fmt: skip
     monkeypatch.setattr(trace_module, "WARN_BYTES", 1_000)
     path = trace_module.write_trace(run)
     err = capsys.readouterr().err

@@ -24,9 +24,8 @@ from innet.families.inl.wire import (
     FORWARD_FORMATS,
     make_codec,
     message_bits_per_sample,
-    pack_indices,
-    unpack_indices,
 )
+from innet.families.inl.wire.index import pack_indices, unpack_indices
 
 DIM = 4
 BATCH = 5  # odd: index packing pads the last byte
@@ -157,7 +156,7 @@ def test_entropy_of_codeword_indices_decodes_back_and_compresses_skewed_symbols(
 def test_index_needs_a_codebook_and_formats_are_known() -> None:
     with pytest.raises(InnetError, match="discrete gate"):
         make_codec("index", DIM)
-    with pytest.raises(InnetError, match="unknown wire format"):
+    with pytest.raises(InnetError, match="unknown forward wire format"):
         make_codec("float64", DIM)
     assert set(BACKWARD_FORMATS) < set(FORWARD_FORMATS)
 
@@ -499,7 +498,7 @@ def test_codebook_sync_must_be_a_positive_integer(bad: object) -> None:
 
 
 def scenario(**blocks) -> InlScenario:  # noqa: ANN003
-    return InlScenario(name="t", topology="x.yaml", **blocks)
+    return InlScenario(name="t", family="inl", topology="x.yaml", **blocks)
 
 
 def test_wire_block_defaults_to_float32_and_variants_override_it() -> None:

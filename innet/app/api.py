@@ -15,7 +15,7 @@ reads a finished run or sweep directory into it.
 3
 >>> bool(results.exchanges["nbytes"].sum() > 0)  # one row per message sent
 True
->>> results.run_dir is None  # nothing was written: the run happened in a temporary directory
+>>> results.run_dir is None  # nothing was written: the run is in memory (results.save(DIR))
 True
 """
 
@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pandas as pd
 
+    from innet.app.runner import FinishedRun
     from innet.core.config import LoadedScenario
     from innet.core.errors import InnetError
     from innet.core.topology.model import Topology
@@ -70,8 +71,9 @@ class Results:
     variant and seed), ``summary`` is ``sweep.json``; ``config``,
     ``topology``, ``plans`` and ``events`` are the first point's.
 
-    The DataFrames are those :func:`innet.report.load_run` reads from the run
-    directory, so they are exactly what the directory holds.
+    The DataFrames are those :func:`innet.families.runs.open_run` reads from the
+    run directory, so they are exactly what the directory holds (or, for a run
+    kept in memory, would hold: :meth:`save` writes it).
     """
 
     def __init__(
@@ -89,6 +91,7 @@ class Results:
         events: dict[str, list[dict[str, Any]]],
         run_dir: Path | None,
         points: dict[str, Results] | None = None,
+        finished: FinishedRun | None = None,
     ) -> None:
         self.summary = summary
         self.metrics = metrics
@@ -102,6 +105,56 @@ class Results:
         self.events = events
         self.run_dir = run_dir
         self.points = points
+        self._finished = finished  # a run in memory, until saved
+
+    @classmethod
+    def from_finished(cls, finished: FinishedRun) -> Results:
+        """A run kept in memory (:func:`innet.app.runner.run_scenario`)."""
+        import io
+
+        import pandas as pd
+
+        from innet.report.tables import link_table
+
+        run = finished.run
+        text = link_table(run).to_csv(index=False)  # as links.csv holds it
+        return cls(
+            summary=finished.summary,
+            metrics=run.metrics,
+            exchanges=run.exchanges,
+            links=pd.read_csv(io.StringIO(text), dtype=dict.fromkeys(_LINK_TEXT_COLUMNS, str)),
+            nodes=run.nodes,
+            tables=dict(run.tables),
+            config=run.config,
+            topology=run.topology,
+            plans=run.plans,
+            events=run.events,
+            run_dir=None,
+            finished=finished,
+        )
+
+    def save(self, out: str | os.PathLike[str] | None = None) -> Path:
+        """Write a run kept in memory to the run directory ``out`` (absent or empty;
+        default ``runs/NAME-TIME``) and return it; ``run_dir`` is then that directory."""
+        from innet.app.runner import write_run
+        from innet.core.errors import InnetError
+        from innet.rundir.staging import (
+            MIN_FIGURES_BYTES,
+            MIN_RUN_BYTES,
+            new_run_dir,
+            prepare_staging,
+        )
+
+        if self._finished is None:
+            raise InnetError(
+                f"already written: {self.run_dir}" if self.run_dir else "nothing to save"
+            )
+        run_dir = new_run_dir(self.scenario, None if out is None else Path(out))
+        figures = (self.config.get("report") or {}).get("figures", True)
+        staging = prepare_staging(run_dir, MIN_RUN_BYTES + (MIN_FIGURES_BYTES if figures else 0))
+        write_run(self._finished, staging, run_dir)
+        self.run_dir, self._finished = run_dir, None
+        return run_dir
 
     @classmethod
     def from_run_dir(cls, run_dir: str | Path, *, keep: bool = True) -> Results:
@@ -114,14 +167,15 @@ class Results:
         import pandas as pd
 
         from innet.app.sweep_report import SWEEP_JSON
-        from innet.report import load_run
+        from innet.families.runs import open_run
         from innet.rundir.io import read_json
         from innet.rundir.layout import LINKS_FILE, SUMMARY_FILE
 
         if (Path(run_dir) / SWEEP_JSON).is_file():
             return cls._from_sweep_dir(Path(run_dir), keep=keep)
-        run = load_run(run_dir)
-        links_path = run.run_dir / LINKS_FILE
+        directory = Path(run_dir)
+        run, _ = open_run(run_dir)
+        links_path = directory / LINKS_FILE
         links = None
         if links_path.is_file():
             links = pd.read_csv(links_path, dtype=dict.fromkeys(_LINK_TEXT_COLUMNS, str))
@@ -129,9 +183,9 @@ class Results:
         topology = config.get("topology")
         if not keep and isinstance(topology, str) and not Path(topology).is_absolute():
             # relative to a directory that is about to go: the file itself instead
-            config = {**config, "topology": str((run.run_dir / topology).resolve())}
+            config = {**config, "topology": str((directory / topology).resolve())}
         return cls(
-            summary=read_json(run.run_dir / SUMMARY_FILE),
+            summary=read_json(directory / SUMMARY_FILE),
             metrics=run.metrics,
             exchanges=run.exchanges,
             links=links,
@@ -141,7 +195,7 @@ class Results:
             topology=run.topology,
             plans=run.plans,
             events=run.events,
-            run_dir=run.run_dir if keep else None,
+            run_dir=directory if keep else None,
         )
 
     @classmethod
@@ -149,8 +203,7 @@ class Results:
         """A sweep's run directory: every point's tables, tagged with the point's values."""
         import pandas as pd
 
-        from innet.app.sweep_report import RUNS_FILE, SWEEP_FILE, SWEEP_JSON
-        from innet.app.sweeps import POINTS_DIR
+        from innet.app.sweep_report import POINTS_DIR, RUNS_FILE, SWEEP_FILE, SWEEP_JSON
         from innet.rundir.io import read_json
 
         record = read_json(run_dir / SWEEP_JSON)
@@ -252,7 +305,7 @@ def run(
 
     This is ``python run_sim.py --scenario SCENARIO [--set ...] [--seeds N]
     [--topology T] [--out DIR]`` from Python: the same loading, validation and
-    run (:func:`innet.core.config.load_scenario`, :func:`innet.app.runner.run_scenario`).
+    run (:func:`innet.app.scenario.load_scenario`, :func:`innet.app.runner.run_scenario`).
 
     Args:
         scenario: a shipped scenario's name (``"smoke"``), a YAML file, or a dict
@@ -265,9 +318,8 @@ def run(
         topology: a topology file (relative to the current directory) or a
             shipped topology's name, instead of the scenario's.
         out: the run directory to write (absent or empty). Without it nothing
-            is kept: the run is written to a temporary directory, read into
-            memory and the directory removed; ``results.run_dir`` is ``None``.
-            (The report and figures are still drawn there, as by the CLI.)
+            is written: the results are built in memory (``results.run_dir`` is
+            ``None``) and :meth:`Results.save` writes them later.
         progress: show progress on stderr: a bar when stderr is a terminal,
             else one line per finished variant and seed.
 
@@ -285,18 +337,16 @@ def run(
 
     items = _seeded(_override_strings(overrides), seeds)
     loaded = _load(scenario, items, None if topology is None else os.fspath(topology))
-    from innet.app.runner import local_device, run_scenario
+    from innet.app.runner import local_device, run_scenario, save_run
 
     device = local_device("auto")
     if out is not None:
-        run_dir, _ = run_scenario(loaded, out=Path(out), progress=progress, device=device)
+        run_dir, _ = save_run(loaded, out=Path(out), progress=progress, device=device)
+        assert run_dir is not None  # one process: the leader
         return Results.from_run_dir(run_dir)
-    scratch = Path(tempfile.mkdtemp(prefix="innet-run-"))
-    try:
-        run_dir, _ = run_scenario(loaded, out=scratch / "run", progress=progress, device=device)
-        return Results.from_run_dir(run_dir, keep=False)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    finished = run_scenario(loaded, progress=progress, device=device)
+    assert finished is not None  # one process: the leader
+    return Results.from_finished(finished)
 
 
 def sweep(
@@ -415,17 +465,17 @@ def _plain(value: Any) -> Any:
 def _load(
     scenario: str | os.PathLike[str] | Mapping[str, Any], overrides: list[str], topology: str | None
 ) -> LoadedScenario:
-    """Load and validate the scenario as the command line does."""
+    """Load and validate the scenario as the command line does (a dict: as it is, no file)."""
     from innet.app.scenario import find_scenario, load_scenario
     from innet.core.errors import InnetError
 
     if isinstance(scenario, Mapping):
-        with _scenario_file(scenario) as path:
-            try:
-                loaded = load_scenario(path, overrides, topology)
-            except InnetError as error:
-                raise _renamed(error, path) from None
-        loaded.path, loaded.lines = Path(DICT_SOURCE), None  # later errors name the dict
+        source = Path(DICT_SOURCE)  # its relative topology: relative to the current directory
+        try:
+            loaded = load_scenario(source, overrides, topology, content=_plain(scenario))
+        except InnetError as error:
+            raise _renamed(error, source) from None
+        loaded.lines = None  # later errors name the dict, without lines
         return loaded
     if isinstance(scenario, (str, os.PathLike)):
         try:

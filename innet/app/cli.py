@@ -18,18 +18,24 @@ import os
 import signal
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from innet.core.errors import InnetError
-from innet.distributed.placement import STRATEGIES
-from innet.families import get_family
+from innet.core.placement import PLACEMENTS
+from innet.families import FAMILIES
+from innet.families.family import plural
 
 if TYPE_CHECKING:
+    from innet.core.config import LoadedScenario, Measured
+    from innet.core.plans import Plan
     from innet.core.topology.model import Topology
 
 __all__ = ["main"]
+
+T = TypeVar("T")
 
 DEFAULT_SCENARIO = "dense_vs_dijkstra"
 COMMANDS = ("run", "validate", "plan", "report", "retime", "trace")
@@ -51,7 +57,7 @@ class _OneLineParser(argparse.ArgumentParser):
 
 
 def _run_parser() -> argparse.ArgumentParser:
-    import innet
+    from innet.app.version import __version__
 
     parser = _OneLineParser(
         prog=command_name(),
@@ -98,7 +104,7 @@ def _run_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="list the known scenarios with their runs and measured times, and exit",
     )
-    parser.add_argument("--version", action="version", version=f"innet {innet.__version__}")
+    parser.add_argument("--version", action="version", version=f"innet {__version__}")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument(
         "--trace",
@@ -114,15 +120,30 @@ def _run_parser() -> argparse.ArgumentParser:
         "torch.distributed (under torchrun; see README)",
         "Plain `python run_sim.py` runs every node in one process.",
     )
-    group.add_argument("--backend", choices=("auto", "gloo", "nccl"), default="auto",
-                       help="process-group backend (auto: nccl on cuda, else gloo)")  # fmt: skip
-    group.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                       help="where tensors live (auto: cuda if available)")  # fmt: skip
-    group.add_argument("--placement", choices=STRATEGIES,
-                       help="nodes to ranks (default: the scenario's, else partition)")  # fmt: skip
-    group.add_argument("--timeout", type=float, metavar="SECONDS",
-                       help="give up on a silent peer or rendezvous after this long "
-                       "(default: the scenario's distributed.timeout_s, 60)")  # fmt: skip
+    group.add_argument(
+        "--backend",
+        choices=("auto", "gloo", "nccl"),
+        default="auto",
+        help="process-group backend (auto: nccl on cuda, else gloo)",
+    )
+    group.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="where tensors live (auto: cuda if available)",
+    )
+    group.add_argument(
+        "--placement",
+        choices=PLACEMENTS.names(),
+        help="nodes to ranks (default: the scenario's, else partition)",
+    )
+    group.add_argument(
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
+        help="give up on a silent peer or rendezvous after this long "
+        "(default: the scenario's distributed.timeout_s, 60)",
+    )
     return parser
 
 
@@ -134,13 +155,19 @@ def _validate_parser() -> argparse.ArgumentParser:
         "the resolved scenario, as a run would save it.",
     )
     parser.add_argument("path", help="topology or scenario: a file, or a shipped name")
-    parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="KEY=VALUE",
-                        help="scenarios: override a field, as for a run")  # fmt: skip
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="scenarios: override a field, as for a run",
+    )
     parser.add_argument("--seeds", type=int, help="scenarios: seeds 0..N-1, as for a run")
     parser.add_argument("--topology", help="scenarios: another topology file or shipped name")
-    parser.add_argument("--resolved", action="store_true",
-                        help="scenarios: print the resolved scenario")  # fmt: skip
+    parser.add_argument(
+        "--resolved", action="store_true", help="scenarios: print the resolved scenario"
+    )
     return parser
 
 
@@ -149,9 +176,13 @@ def _plan_parser() -> argparse.ArgumentParser:
         prog=f"{command_name()} plan",
         description="Print who sends to whom under a routing, the links that carry traffic "
         "in training, the predicted exchange reduction against dense and the predicted "
-        "simulated time of a training step.",
+        "simulated time of a training step; for a scenario, each variant's plans.",
     )
-    parser.add_argument("topology", help="topology file, or a shipped topology's name (geant)")
+    parser.add_argument(
+        "topology",
+        help="topology file, or a shipped topology's name (geant); or a scenario (file or "
+        "name): each variant's plans over its run, as its family makes them",
+    )
     parser.add_argument("--routing", default="dijkstra", help="dense | dijkstra | hop | maxcap")
     parser.add_argument(
         "--message-bits",
@@ -203,7 +234,7 @@ def _trace_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_trace(args: argparse.Namespace) -> int:
-    from innet.report import load_run
+    from innet.families.runs import open_run
     from innet.report.trace import TraceSelection, write_run_trace
 
     if not args.run_dir.is_dir():
@@ -211,8 +242,9 @@ def _cmd_trace(args: argparse.Namespace) -> int:
     if args.out is not None and not args.out.parent.is_dir():
         raise InnetError(f"--out: directory {args.out.parent} not found")
     selection = TraceSelection(args.variant, args.seed, args.step)
-    written = write_run_trace(load_run(args.run_dir), selection, path=args.out,
-                              figures=not args.no_figures)  # fmt: skip
+    written = write_run_trace(
+        open_run(args.run_dir)[0], selection, path=args.out, figures=not args.no_figures
+    )
     for path in written:
         print(path)
     print("open trace.json in https://ui.perfetto.dev (Open trace file) or chrome://tracing")
@@ -227,11 +259,15 @@ def _retime_parser() -> argparse.ArgumentParser:
         "complete run directory.",
     )
     parser.add_argument("run_dir", type=Path)
-    parser.add_argument("--topology",
-                        help="topology file (or a shipped topology's name) to time on "
-                        "(default: the run's own)")  # fmt: skip
-    parser.add_argument("--network-model", choices=("fifo", "flow"),
-                        help="network model (default: the run's network.model)")  # fmt: skip
+    parser.add_argument(
+        "--topology",
+        help="topology file (or a shipped topology's name) to time on (default: the run's own)",
+    )
+    parser.add_argument(
+        "--network-model",
+        choices=("fifo", "flow"),
+        help="network model (default: the run's network.model)",
+    )
     parser.add_argument("--out", type=Path, help="new run directory (default runs/<name>-<time>)")
     return parser
 
@@ -239,13 +275,14 @@ def _retime_parser() -> argparse.ArgumentParser:
 def _cmd_retime(args: argparse.Namespace) -> int:
     from innet.app.retime import retime_run
     from innet.app.scenario import find_topology
-    from innet.report import headline_table, load_run
+    from innet.families.runs import open_run
+    from innet.report import headline_table
 
     topology = find_topology(args.topology, option="--topology") if args.topology else None
     run_dir, summary = retime_run(
         args.run_dir, topology, out=args.out, network_model=args.network_model
     )
-    print(headline_table(summary, load_run(run_dir).family.report))
+    print(headline_table(summary, open_run(run_dir)[1].report))
     print(f"\nrun directory: {run_dir}  (report: {run_dir / 'report.md'})")
     return 0
 
@@ -262,22 +299,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             f"choose a scenario: --scenario NAME (known: {known}); "
             f"the main job is --scenario {DEFAULT_SCENARIO} (see {command_name()} --help)"
         )
-    overrides = list(args.overrides)
-    if args.csv:
-        overrides.append("report.exchanges_csv=true")
-    if args.trace:
-        overrides.append("report.trace={}")
-    if args.seeds is not None:
-        if args.seeds < 1:
-            raise InnetError("--seeds must be at least 1")
-        overrides.append(f"seeds={args.seeds}")
-    if args.timeout is not None:
-        if not (math.isfinite(args.timeout) and args.timeout > 0):
-            raise InnetError(f"--timeout must be a positive number of seconds, got {args.timeout}")
-        overrides.append(f"distributed.timeout_s={args.timeout}")
-    if args.jobs < 1:
-        raise InnetError(f"--jobs must be at least 1, got {args.jobs}")
-    from innet.distributed import init_distributed, is_torchrun, shutdown
+    overrides = _run_overrides(args)
+    from innet.distributed import is_torchrun
 
     _check_distributed_options(args, is_torchrun())
     path = find_scenario(args.scenario)
@@ -286,8 +309,39 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return _cmd_sweep(args, path, overrides)
     if args.jobs > 1:
         raise InnetError("--jobs applies to sweeps (give --sweep KEY=v1,v2 or a sweep: block)")
+    return _run_one(args, loaded)
 
-    from innet.app.runner import local_device, run_scenario
+
+def _seeds_override(seeds: int | None) -> list[str]:
+    """``--seeds N`` as a scenario override (none without it)."""
+    if seeds is None:
+        return []
+    if seeds < 1:
+        raise InnetError("--seeds must be at least 1")
+    return [f"seeds={seeds}"]
+
+
+def _run_overrides(args: argparse.Namespace) -> list[str]:
+    """The run's options as scenario overrides, each checked (``--jobs`` too)."""
+    overrides = list(args.overrides)
+    if args.csv:
+        overrides.append("report.exchanges_csv=true")
+    if args.trace:
+        overrides.append("report.trace={}")
+    overrides += _seeds_override(args.seeds)
+    if args.timeout is not None:
+        if not (math.isfinite(args.timeout) and args.timeout > 0):
+            raise InnetError(f"--timeout must be a positive number of seconds, got {args.timeout}")
+        overrides.append(f"distributed.timeout_s={args.timeout}")
+    if args.jobs < 1:
+        raise InnetError(f"--jobs must be at least 1, got {args.jobs}")
+    return overrides
+
+
+def _run_one(args: argparse.Namespace, loaded: LoadedScenario) -> int:
+    """A plain run (not a sweep), in this process or as one rank under torchrun."""
+    from innet.app.runner import local_device, save_run
+    from innet.distributed import init_distributed, is_torchrun, shutdown
     from innet.report import headline_table
 
     ctx = None
@@ -301,7 +355,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         processes = _distributed_processes(ctx, loaded, args.placement)
     finished = False
     try:
-        run_dir, summary = run_scenario(
+        run_dir, summary = save_run(
             loaded,
             out=args.out,
             progress=not args.no_progress,
@@ -312,7 +366,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     finally:
         shutdown(ctx, wait=finished)
     if run_dir is not None and summary is not None:
-        print(headline_table(summary, get_family(loaded.scenario.family).report))
+        print(headline_table(summary, FAMILIES.get(loaded.scenario.family).report))
         print(f"\nrun directory: {run_dir}  (report: {run_dir / 'report.md'})")
     return 0
 
@@ -332,19 +386,15 @@ def _print_listing() -> None:
             print(f"{'':20s} {line}")
 
 
-def _plural(count: int, noun: str) -> str:
-    return f"{count} {noun}{'s' * (count != 1)}"
-
-
 def _runs_text(variants: int, seeds: int, points: int) -> str:
     """``3 variants x 5 seeds = 15 runs`` (``x 5 points`` for a sweep)."""
-    text = f"{_plural(variants, 'variant')} x {_plural(seeds, 'seed')}"
+    text = f"{plural(variants, 'variant')} x {plural(seeds, 'seed')}"
     if points > 1:
         text += f" x {points} points"
-    return f"{text} = {_plural(variants * seeds * points, 'run')}"
+    return f"{text} = {plural(variants * seeds * points, 'run')}"
 
 
-def _measured_text(measured: object) -> str:
+def _measured_text(measured: Measured | None) -> str:
     """``8 min 11 s on 2-core x86_64`` from a scenario's ``measured:`` block, if it has one."""
     if measured is None:
         return "(time not measured)"
@@ -373,9 +423,16 @@ def _cmd_sweep(args: argparse.Namespace, path: Path, overrides: list[str]) -> in
 
     if is_torchrun():
         raise InnetError("--sweep: sweeps run without torchrun (use --jobs N for processes)")
-    run_dir = run_sweep(path, overrides, args.topology, args.sweeps, out=args.out,
-                        jobs=args.jobs, progress=not args.no_progress,
-                        device=local_device(args.device))  # fmt: skip
+    run_dir = run_sweep(
+        path,
+        overrides,
+        args.topology,
+        args.sweeps,
+        out=args.out,
+        jobs=args.jobs,
+        progress=not args.no_progress,
+        device=local_device(args.device),
+    )
     print(f"sweep table: {run_dir / SWEEP_FILE}")
     print(f"\nrun directory: {run_dir}  (report: {run_dir / 'report.md'})")
     return 0
@@ -402,8 +459,9 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         topology, resolved = _validate_scenario(path, args)
     else:
         if args.overrides or args.seeds is not None or args.topology or args.resolved:
-            raise InnetError(f"{path}: a topology; --set, --seeds, --topology and --resolved "
-                             "apply to scenarios")  # fmt: skip
+            raise InnetError(
+                f"{path}: a topology; --set, --seeds, --topology and --resolved apply to scenarios"
+            )
         topology = load_topology(path)
         print(f"{path}: topology {topology.name!r} is valid")
     print(format_summary(summarize_topology(topology)))
@@ -426,51 +484,51 @@ def _validate_target(text: str) -> Path:
         return find_topology(text)
     scenarios = ", ".join(name for name, _ in list_scenarios())
     topologies = ", ".join(shipped_topologies())
-    raise InnetError(f"{text}: no such file, scenario or shipped topology "
-                     f"(scenarios: {scenarios}; topologies: {topologies})")  # fmt: skip
+    raise InnetError(
+        f"{text}: no such file, scenario or shipped topology "
+        f"(scenarios: {scenarios}; topologies: {topologies})"
+    )
 
 
 def _validate_scenario(path: Path, args: argparse.Namespace) -> tuple[Topology, str | None]:
-    """Load a scenario as a run would (overrides, its family's preparation); print what it runs.
+    """Load a scenario as a run would (overrides, its family's checks); print what it runs.
 
     Returns its topology and, when asked for (or changed by options), the resolved scenario.
     """
     import yaml
 
     from innet.app.scenario import load_scenario
-    from innet.core.topology import load_topology
-    from innet.core.yamlio import FieldError
-    from innet.rundir.io import resolved_config
+    from innet.families.runs import resolved_config
 
-    overrides = list(args.overrides)
-    if args.seeds is not None:
-        if args.seeds < 1:
-            raise InnetError("--seeds must be at least 1")
-        overrides.append(f"seeds={args.seeds}")
+    overrides = [*args.overrides, *_seeds_override(args.seeds)]
     loaded = load_scenario(path, overrides, args.topology)
     print(f"{path}: scenario {loaded.scenario.name!r} is valid")
     print(f"  family: {loaded.scenario.family}")
     print(f"  variants: {', '.join(f'{v.name} ({v.routing})' for v in loaded.variants)}")
     print(f"  seeds: {loaded.scenario.seed_list}")
     print(f"  runs: {_runs_text(*loaded.runs)}")
-    try:
-        topology = load_topology(loaded.topology_path)
-        trainer = get_family(loaded.scenario.family).prepare(
-            loaded, topology
-        )  # what a run checks before training
-    except FieldError as error:
-        raise loaded.located(error) from None
-    epochs = {
-        name: (trainer.epochs(name), trainer.steps_per_epoch(name)) for name in trainer.timelines
-    }
-    shapes = sorted(set(epochs.values()))
-    print("  training: " + "; ".join(f"{_plural(e, 'epoch')} of {_plural(s, 'step')}"
-                                      for e, s in shapes)
-          + ("" if len(shapes) == 1 else " (by variant)"))  # fmt: skip
+    topology, lines = _family_answer(loaded, FAMILIES.get(loaded.scenario.family).check)
+    for line in lines:
+        print(f"  {line}")
     if not (args.overrides or args.seeds is not None or args.topology or args.resolved):
         return topology, None
     config = resolved_config(loaded)
     return topology, yaml.safe_dump(config, sort_keys=False, allow_unicode=True, width=100)
+
+
+def _family_answer(
+    loaded: LoadedScenario, hook: Callable[[LoadedScenario, Topology], T]
+) -> tuple[Topology, T]:
+    """The scenario's topology and what its family's ``hook`` says of it (which prepares the
+    family's trainer, as a run does before training); a problem names the scenario's line."""
+    from innet.core.topology import load_topology
+    from innet.core.yamlio import FieldError
+
+    try:
+        topology = load_topology(loaded.topology_path)
+        return topology, hook(loaded, topology)
+    except FieldError as error:
+        raise loaded.located(error) from None
 
 
 def default_message_bits() -> int:
@@ -490,15 +548,35 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     and a step sends one forward and one backward message per active link. The
     step time is the network model's (no node compute, the topology's own
     ``tx_ports``): a run adds compute time on nodes with a ``compute`` attribute.
+
+    Given a scenario instead of a topology, each variant's plans over the run,
+    as its family makes them (:meth:`~innet.families.family.Family.plans`).
     """
     from innet.app.scenario import find_topology
-    from innet.core.netsim import Message, NetworkModel
-    from innet.core.plans import build_plan, dense_plan
+    from innet.core.plans import build_plan
     from innet.core.topology import load_topology
-    from innet.core.transport import phase_messages
-    from innet.core.units import format_duration, parse_duration
 
+    scenario = _plan_scenario_path(args.topology)
+    if scenario is not None:
+        return _plan_scenario(scenario, args)
     topology = load_topology(find_topology(args.topology, option="plan"))
+    bits, hop_cost = _plan_options(args)
+    plan = build_plan(topology, args.routing, bits, hop_cost_s=hop_cost)
+    prediction = _Prediction.of(topology, plan, bits)
+    if args.json:
+        document = plan.to_json()
+        if args.predict:  # else the plan alone, as before
+            document.update(message_bits=bits, hop_cost_s=hop_cost, **prediction.to_json())
+        print(json.dumps(document))
+        return 0
+    _print_plan(topology, plan, bits, hop_cost, prediction)
+    return 0
+
+
+def _plan_options(args: argparse.Namespace) -> tuple[float, float]:
+    """``--message-bits`` (default: the default scenario's) and ``--hop-cost``, checked."""
+    from innet.core.units import parse_duration
+
     bits = args.message_bits if args.message_bits is not None else default_message_bits()
     if not (math.isfinite(bits) and bits > 0):
         raise InnetError(f"--message-bits must be a positive number, got {bits}")
@@ -510,57 +588,175 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         raise InnetError(f"--hop-cost must be a duration >= 0, got {args.hop_cost}")
     if hop_cost and args.routing != "dijkstra":
         raise InnetError(f"--hop-cost applies to the dijkstra routing only, not {args.routing!r}")
-    plan = build_plan(topology, args.routing, bits, hop_cost_s=hop_cost)
-    sensors = topology.sensors
-    active = plan.active(sensors)
-    carrying = set(active.edges)
-    silent = [edge for edge in plan.edges if edge not in carrying]
-    dense_links = len({frozenset(edge) for edge in dense_plan(topology).active(sensors).edges})
-    links = len({frozenset(edge) for edge in active.edges})
-    reduction = 1 - links / dense_links if dense_links else 0.0
-    nbytes = math.ceil(bits / 8)
-    ones = dict.fromkeys(active.forward_order(), 1)
-    messages = [
-        Message(m.phase, m.src, m.dst, nbytes)
-        for phase in ("forward", "backward")
-        for m in phase_messages(active, phase, 1, ones)
-    ]
-    step_s = NetworkModel(topology).simulate_step(messages).duration_s if messages else 0.0
-    if args.json:
-        document = plan.to_json()
-        if not args.predict:  # the plan alone, as before
-            print(json.dumps(document))
-            return 0
-        document.update(
-            message_bits=bits,
-            hop_cost_s=hop_cost,
-            links=topology.graph.number_of_edges(),
-            active_edges=[list(edge) for edge in active.edges],
-            silent_edges=[list(edge) for edge in silent],
-            active_links=links,
-            dense_active_links=dense_links,
-            exchange_reduction=reduction,
-            messages_per_step=len(messages),
-            message_bytes=nbytes,
-            step_time_s=step_s,
+    return bits, hop_cost
+
+
+@dataclass(frozen=True)
+class _Prediction:
+    """What a plan predicts for one training step (see :func:`_cmd_plan`)."""
+
+    links: int  # the topology's links
+    active: Plan  # the part of the plan that carries traffic
+    silent: list[tuple[str, str]]
+    active_links: int
+    dense_active_links: int
+    exchange_reduction: float
+    messages: int
+    message_bytes: int
+    step_time_s: float
+
+    @classmethod
+    def of(cls, topology: Topology, plan: Plan, bits: float) -> _Prediction:
+        from innet.core.netsim import Message, NetworkModel
+        from innet.core.plans import dense_plan
+        from innet.core.transport import phase_messages
+
+        sensors = topology.sensors
+        active = plan.active(sensors)
+        carrying = set(active.edges)
+        silent = [edge for edge in plan.edges if edge not in carrying]
+        dense_links = len({frozenset(edge) for edge in dense_plan(topology).active(sensors).edges})
+        links = len({frozenset(edge) for edge in active.edges})
+        reduction = 1 - links / dense_links if dense_links else 0.0
+        nbytes = math.ceil(bits / 8)
+        ones = dict.fromkeys(active.forward_order(), 1)
+        messages = [
+            Message(m.phase, m.src, m.dst, nbytes)
+            for phase in ("forward", "backward")
+            for m in phase_messages(active, phase, 1, ones)
+        ]
+        step_s = NetworkModel(topology).simulate_step(messages).duration_s if messages else 0.0
+        return cls(
+            topology.graph.number_of_edges(),
+            active,
+            silent,
+            links,
+            dense_links,
+            reduction,
+            len(messages),
+            nbytes,
+            step_s,
         )
-        print(json.dumps(document))
-        return 0
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``--json --predict`` fields."""
+        return {
+            "links": self.links,
+            "active_edges": [list(edge) for edge in self.active.edges],
+            "silent_edges": [list(edge) for edge in self.silent],
+            "active_links": self.active_links,
+            "dense_active_links": self.dense_active_links,
+            "exchange_reduction": self.exchange_reduction,
+            "messages_per_step": self.messages,
+            "message_bytes": self.message_bytes,
+            "step_time_s": self.step_time_s,
+        }
+
+
+def _print_plan(
+    topology: Topology, plan: Plan, bits: float, hop_cost: float, prediction: _Prediction
+) -> None:
+    """The plan, its links and its predictions as text."""
+    from innet.core.units import format_duration
+
+    p = prediction
     name = topology.label  # nodes by label where the topology has labels (imported cities)
-    print(f"{plan.routing} plan of {topology.name!r} towards {_named(topology, plan.fusion)} "
-          f"(message {bits:g} bits, hop cost {format_duration(hop_cost)}):")  # fmt: skip
-    print(f"  {len(plan.edges)} of {topology.graph.number_of_edges()} links used by the plan; "
-          f"{links} of them carry traffic in training, {len(silent)} silent"
-          f"{_idle_senders(topology, silent)}")  # fmt: skip
-    print(f"  predicted exchange reduction against dense: {reduction:.1%} ({links} of "
-          f"{dense_links} active links, forward + backward; assumes every message has the "
-          "same size)")  # fmt: skip
-    print(f"  predicted simulated time per training step: {format_duration(step_s)} "
-          f"({len(messages)} messages of {nbytes} bytes, one forward and one backward per "
-          "active link; network only, no node compute)")  # fmt: skip
+    print(
+        f"{plan.routing} plan of {topology.name!r} towards {_named(topology, plan.fusion)} "
+        f"(message {bits:g} bits, hop cost {format_duration(hop_cost)}):"
+    )
+    print(
+        f"  {len(plan.edges)} of {p.links} links used by the plan; "
+        f"{p.active_links} of them carry traffic in training, {len(p.silent)} silent"
+        f"{_idle_senders(topology, p.silent)}"
+    )
+    print(
+        f"  predicted exchange reduction against dense: {p.exchange_reduction:.1%} "
+        f"({p.active_links} of {p.dense_active_links} active links, forward + backward; "
+        "assumes every message has the same size)"
+    )
+    print(
+        f"  predicted simulated time per training step: {format_duration(p.step_time_s)} "
+        f"({p.messages} messages of {p.message_bytes} bytes, one forward and one backward "
+        "per active link; network only, no node compute)"
+    )
+    carrying = set(p.active.edges)
     for sender, receiver in plan.edges:
         note = "" if (sender, receiver) in carrying else "  (silent)"
         print(f"  {name(sender)} -> {name(receiver)}{note}")
+
+
+def _plan_scenario_path(text: str) -> Path | None:
+    """The scenario file ``plan`` was given (a file with ``variants:``, or a shipped
+    scenario's name that is no shipped topology's), else None: a topology."""
+    from innet.app.scenario import find_scenario, list_scenarios, shipped_topologies
+    from innet.core.yamlio import read_yaml
+
+    path = Path(text)
+    if path.is_file():
+        if path.suffix.lower() not in (".yaml", ".yml"):
+            return None
+        data, _ = read_yaml(path)
+        return path if isinstance(data, dict) and "variants" in data else None
+    if text in shipped_topologies() or text not in {name for name, _ in list_scenarios()}:
+        return None
+    return find_scenario(text)
+
+
+def _plan_scenario(path: Path, args: argparse.Namespace) -> int:
+    """``plan SCENARIO``: every variant's plans over the run, as its family makes them."""
+    from innet.app.scenario import load_scenario
+
+    given = [
+        option
+        for option, value, default in (
+            ("--routing", args.routing, "dijkstra"),
+            ("--message-bits", args.message_bits, None),
+            ("--hop-cost", args.hop_cost, "0"),
+            ("--predict", args.predict, False),
+        )
+        if value != default
+    ]
+    if given:
+        raise InnetError(
+            f"{path}: a scenario; {', '.join(given)} apply to topologies "
+            "(a scenario's variants choose their own plans)"
+        )
+    loaded = load_scenario(path)
+    topology, timelines = _family_answer(loaded, FAMILIES.get(loaded.scenario.family).plans)
+    if args.json:
+        variants = {
+            variant: [
+                {"first_step": segment.first_step, **segment.plan.to_json()}
+                for segment in timeline.segments
+            ]
+            for variant, timeline in timelines.items()
+        }
+        print(
+            json.dumps(
+                {
+                    "scenario": loaded.scenario.name,
+                    "family": loaded.scenario.family,
+                    "topology": topology.name,
+                    "variants": variants,
+                }
+            )
+        )
+        return 0
+    print(
+        f"plans of scenario {loaded.scenario.name!r} (family {loaded.scenario.family}) on "
+        f"{topology.name!r}:"
+    )
+    name = topology.label
+    for variant, timeline in timelines.items():
+        for segment in timeline.segments:
+            plan = segment.plan
+            print(
+                f"  {variant}: {plan.routing} plan towards {_named(topology, plan.fusion)} "
+                f"from step {segment.first_step}, {len(plan.edges)} links"
+            )
+            for sender, receiver in plan.edges:
+                print(f"    {name(sender)} -> {name(receiver)}")
     return 0
 
 
@@ -588,7 +784,8 @@ def _idle_senders(topology: Topology, silent: list[tuple[str, str]], shown: int 
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from innet.app.sweep_report import SWEEP_FILE, SWEEP_JSON, rebuild_sweep_report
-    from innet.report import headline_table, load_run, write_report
+    from innet.families.runs import open_run, write_run_report
+    from innet.report import headline_table
 
     if not args.run_dir.is_dir():
         raise InnetError(f"{args.run_dir}: run directory not found")
@@ -596,8 +793,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
         rebuild_sweep_report(args.run_dir)
         print(f"sweep report rebuilt: {args.run_dir / 'report.md'} ({args.run_dir / SWEEP_FILE})")
         return 0
-    summary = write_report(args.run_dir)
-    print(headline_table(summary, load_run(args.run_dir).family.report))
+    summary = write_run_report(args.run_dir)
+    print(headline_table(summary, open_run(args.run_dir)[1].report))
     print(f"\nreport rebuilt: {args.run_dir / 'report.md'}")
     return 0
 
@@ -627,6 +824,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         warnings.simplefilter("ignore")
     under_torchrun = "WORLD_SIZE" in os.environ
     signal.signal(signal.SIGTERM, _stopped_by_launcher if under_torchrun else _terminated)
+    return _handle(handler, args, leader)
+
+
+def _handle(
+    handler: Callable[[argparse.Namespace], int], args: argparse.Namespace, leader: bool
+) -> int:
+    """Run the command; the user's problems, interrupts and a closed pipe as exit statuses."""
     try:
         return handler(args)
     except InnetError as error:

@@ -22,11 +22,11 @@ from typing import Any
 import numpy as np
 import torch
 
-import innet
+from innet.app.version import __version__
 
 __all__ = ["provenance", "git_state"]
 
-_CHECKOUT = Path(innet.__file__).resolve().parent.parent
+_CHECKOUT = Path(__file__).resolve().parents[2]
 
 
 def git_state(directory: Path = _CHECKOUT) -> tuple[str | None, bool | None]:
@@ -36,12 +36,18 @@ def git_state(directory: Path = _CHECKOUT) -> tuple[str | None, bool | None]:
     try:
         commit = subprocess.run(
             ["git", "-C", str(directory), "rev-parse", "HEAD"],
-            capture_output=True, text=True, timeout=10, check=True,
-        ).stdout.strip()  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
         status = subprocess.run(
             ["git", "-C", str(directory), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, timeout=10, check=True,
-        ).stdout  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return None, None
     return commit or None, bool(status.strip())
@@ -51,7 +57,7 @@ def provenance(started: datetime, wall_time_s: float, processes: int = 1) -> dic
     """The provenance record of a run that started at ``started`` (aware, UTC)."""
     commit, dirty = git_state()
     return {
-        "innet_version": innet.__version__,
+        "innet_version": __version__,
         "git_commit": commit,
         "git_dirty": dirty,
         "python": platform.python_version(),

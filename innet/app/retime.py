@@ -38,8 +38,9 @@ from innet.core.timing import apply_node_flops, compute_seconds, epoch_columns, 
 from innet.core.topology import load_topology
 from innet.core.topology.model import Topology
 from innet.core.yamlio import FieldError
-from innet.families import get_family
-from innet.report import load_run, save_topology_json, write_report
+from innet.families import Family
+from innet.families.runs import open_run, write_run_report
+from innet.rundir.io import save_topology_json
 from innet.rundir.layout import (
     CONFIG_FILE,
     EVENTS_FILE,
@@ -79,15 +80,16 @@ def retime_run(
     ``flow``): time with that network model instead of the run's ``network.model``.
     """
     started, clock = datetime.now(timezone.utc), time.perf_counter()
-    run = load_run(run_dir)
-    steps_path = run.run_dir / STEPS_FILE
+    run_dir = Path(run_dir)
+    run, family = open_run(run_dir)
+    steps_path = run_dir / STEPS_FILE
     if not steps_path.is_file():
         raise InnetError(f"{steps_path}: file not found (a run made before retime existed)")
     if network_model is not None:
         run.config["network"] = {**(run.config.get("network") or {}), "model": network_model}
     if topology_path is None:  # config.yaml names it relative to the run directory
-        topology_path = Path(run.run_dir) / run.config["topology"]
-    loaded = _loaded(run.run_dir, run.config, Path(topology_path))
+        topology_path = run_dir / run.config["topology"]
+    loaded = _loaded(run_dir, run.config, family, Path(topology_path))
     try:
         topology = apply_node_flops(
             load_topology(loaded.topology_path), loaded.scenario.network.node_flops
@@ -95,11 +97,13 @@ def retime_run(
     except FieldError as error:
         raise InnetError(f"{topology_path}: {error}") from None
     _same_graph(run.topology, topology, Path(topology_path))
-    trainer = get_family(loaded.scenario.family).prepare(loaded, topology)
+    trainer = family.prepare(loaded, topology)
     _same_plans(run, trainer.timelines, Path(topology_path))
 
     steps = pd.read_csv(steps_path)
-    exchanges, metrics, nodes = [], [], []
+    exchanges: list[pd.DataFrame] = []
+    metrics: list[pd.DataFrame] = []
+    nodes: list[pd.DataFrame] = []
     for (variant, seed), rows in run.exchanges.groupby(["variant", "seed"], sort=False):
         these = steps[(steps["variant"] == variant) & (steps["seed"] == seed)]
         log = ExchangeLog.from_frame(rows, topology.graph.nodes,
@@ -119,7 +123,7 @@ def retime_run(
             model=loaded.scenario.network.model,
             bandwidth_factor=loaded.scenario.network.bandwidth_factor,
             latency_factor=loaded.scenario.network.latency_factor,
-            step_compute=getattr(trainer, "step_compute", None),
+            step_compute=trainer.step_compute,
             seed=int(seed),
             compute=compute,
         )
@@ -133,12 +137,14 @@ def retime_run(
         metrics.append(rows_metrics)
         if compute is not None and variant not in {frame["variant"].iloc[0] for frame in nodes}:
             nodes.append(_node_table(run, variant, topology, compute, these))
-    return _write(run, loaded, topology, exchanges, metrics, nodes, out, (started, clock))
+    return _write(run_dir, run, family, loaded, topology, exchanges, metrics, nodes, out,
+                  (started, clock))  # fmt: skip
 
 
-def _loaded(run_dir: Path, config: dict[str, Any], topology_path: Path) -> LoadedScenario:
+def _loaded(
+    run_dir: Path, config: dict[str, Any], family: Family, topology_path: Path
+) -> LoadedScenario:
     """The run's resolved scenario, validated again, on another topology file."""
-    family = get_family(str(config.get("family") or "inl"))
     raw = {**config, "topology": str(topology_path.resolve())}
     scenario = family.scenario_model(**raw)
     variants = family.resolve_variants(scenario, run_dir / CONFIG_FILE, None)
@@ -211,7 +217,7 @@ def _node_table(run: Any, variant: str, topology: Topology, compute: dict, steps
     return rows
 
 
-def _write(run, loaded, topology, exchanges, metrics, nodes, out, start):  # noqa: ANN001, ANN202
+def _write(source, run, family, loaded, topology, exchanges, metrics, nodes, out, start):  # noqa: ANN001, ANN202
     started, clock = start
     run_dir = new_run_dir(loaded.scenario.name, out)
     needed = MIN_RUN_BYTES + MIN_FIGURES_BYTES * loaded.scenario.report.figures
@@ -221,15 +227,15 @@ def _write(run, loaded, topology, exchanges, metrics, nodes, out, start):  # noq
         (staging / CONFIG_FILE).write_text(yaml.safe_dump(config, sort_keys=False))
         save_topology_json(topology, staging / TOPOLOGY_FILE)
         for name in _KEPT:
-            if (run.run_dir / name).is_file():
-                shutil.copyfile(run.run_dir / name, staging / name)
-        for table in get_family(loaded.scenario.family).report.tables.values():
-            shutil.copyfile(run.run_dir / table.file, staging / table.file)
+            if (source / name).is_file():
+                shutil.copyfile(source / name, staging / name)
+        for table in family.report.tables.values():
+            shutil.copyfile(source / table.file, staging / table.file)
         frame = pd.concat(exchanges, ignore_index=True)
         frame.to_parquet(staging / EXCHANGES_FILE, index=False)
         if loaded.scenario.report.exchanges_csv:
             frame.to_csv(staging / EXCHANGES_CSV_FILE, index=False)
-        metrics_path = run.run_dir / METRICS_FILE
+        metrics_path = source / METRICS_FILE
         original = pd.read_csv(metrics_path)
         retimed = pd.concat(metrics, ignore_index=True)
         for column in ("sim_time_s", "sim_time_cum_s"):
@@ -237,11 +243,11 @@ def _write(run, loaded, topology, exchanges, metrics, nodes, out, start):  # noq
         original.to_csv(staging / METRICS_FILE, index=False)
         if nodes:
             pd.concat(nodes, ignore_index=True).to_csv(staging / NODES_FILE, index=False)
-        elif (run.run_dir / NODES_FILE).is_file():
-            shutil.copyfile(run.run_dir / NODES_FILE, staging / NODES_FILE)
-        summary = write_report(staging)
+        elif (source / NODES_FILE).is_file():
+            shutil.copyfile(source / NODES_FILE, staging / NODES_FILE)
+        summary = write_run_report(staging)
         record = provenance(started, time.perf_counter() - clock)
-        record["retime_of"] = _retime_of(run.run_dir, loaded.topology_path)
+        record["retime_of"] = _retime_of(source, loaded.topology_path)
         (staging / PROVENANCE_FILE).write_text(json.dumps(record, indent=2) + "\n")
     return run_dir, summary
 

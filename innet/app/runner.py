@@ -1,14 +1,16 @@
-"""Run a scenario: every variant with every seed, then write one complete run directory.
+"""Run a scenario: every variant with every seed, in memory; then, if asked, its run directory.
 
 The scenario's family prepares a trainer (the plans of each variant over the
 run, the data); then, for each seed and each variant, the trainer trains
 through a transport that records every message, the records are timed on the
 network model (:func:`~innet.core.timing.time_run`), and the results join the
 run's tables. Runs happen in one process or on every rank of a
-torch.distributed job (:class:`~innet.core.group.Processes`); only the leader
-writes. The run directory is assembled under a hidden temporary name and
-renamed into place only when every table, the summary, the report and the
-figures are written: it is complete or absent.
+torch.distributed job (:class:`~innet.core.group.Processes`).
+:func:`run_scenario` returns the run in memory (on the leader);
+:func:`write_run` writes it: the run directory is assembled under a hidden
+temporary name and renamed into place only when every table, the summary,
+the report and the figures are written, so it is complete or absent.
+:func:`save_run` does both, as the command line does.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -34,10 +37,14 @@ from innet.core.records import ExchangeLog
 from innet.core.timing import apply_node_flops, compute_seconds, node_rows, time_run
 from innet.core.topology import load_topology
 from innet.core.topology.model import Topology
+from innet.core.training import Trainer, TrainResult
 from innet.core.transport import RecordingTransport
 from innet.core.yamlio import FieldError
-from innet.families import get_family
-from innet.report import RunTables, write_report, write_tables
+from innet.families import FAMILIES, Family
+from innet.families.runs import resolved_config
+from innet.report.summary import build_summary
+from innet.report.write import write_report
+from innet.rundir.io import RunData, RunFiles, RunTables, load_run
 from innet.rundir.layout import PROVENANCE_FILE
 from innet.rundir.staging import (
     MIN_FIGURES_BYTES,
@@ -48,7 +55,10 @@ from innet.rundir.staging import (
 )
 
 __all__ = [
+    "FinishedRun",
     "run_scenario",
+    "write_run",
+    "save_run",
     "local_device",
     "configure_torch",
     "configured_torch",
@@ -101,33 +111,52 @@ def configured_torch() -> Iterator[None]:
         torch.set_flush_denormal(False)
 
 
+@dataclass
+class FinishedRun:
+    """A run that has trained, in memory: its tables, read as a run directory would be.
+
+    ``run`` is what :func:`~innet.rundir.io.load_run` reads from the directory
+    :func:`write_run` writes (``run.run_dir`` is None), ``files`` those files'
+    content, ``summary`` the report's summary.
+    """
+
+    run: RunData
+    family: Family
+    files: RunFiles
+    summary: dict[str, Any]
+    started: datetime
+    clock: float  # time.perf_counter() when it started
+    world_size: int
+
+
 def run_scenario(
     loaded: LoadedScenario,
     *,
-    out: Path | None = None,
     progress: bool = True,
     processes: ProcessesFactory | None = None,
     device: torch.device | str = "cpu",
-) -> tuple[Path | None, dict[str, Any] | None]:
-    """Run every variant and seed of a scenario; return the run directory and its summary.
+    on_leader: Callable[[], None] | None = None,
+) -> FinishedRun | None:
+    """Run every variant and seed of a scenario; return the run, in memory.
 
     ``processes`` spreads the nodes over several processes (torchrun); by default
-    everything runs here. Processes other than the leader return ``(None, None)``.
-    torch is set as :func:`configured_torch` says while it runs.
+    everything runs here. Processes other than the leader return None.
+    ``on_leader`` runs on the leader before training (an
+    :class:`~innet.core.errors.InnetError` it raises stops every process).
+    torch is set as :func:`configured_torch` says while it runs. Nothing is
+    written: :func:`write_run` writes the run directory.
     """
     with configured_torch():
-        return _run_scenario(loaded, out=out, progress=progress, processes=processes,
-                             device=device)  # fmt: skip
+        return _run_scenario(loaded, progress, processes, device, on_leader)
 
 
 def _run_scenario(
     loaded: LoadedScenario,
-    *,
-    out: Path | None,
     progress: bool,
     processes: ProcessesFactory | None,
     device: torch.device | str,
-) -> tuple[Path | None, dict[str, Any] | None]:
+    on_leader: Callable[[], None] | None,
+) -> FinishedRun | None:
     started, clock = datetime.now(timezone.utc), time.perf_counter()
     scenario = loaded.scenario
     try:
@@ -135,44 +164,86 @@ def _run_scenario(
                                     scenario.network.node_flops)  # fmt: skip
     except FieldError as error:
         raise loaded.located(error) from None
-    trainer = get_family(loaded.scenario.family).prepare(loaded, topology)
+    family = FAMILIES.get(scenario.family)
+    trainer = family.prepare(loaded, topology)
     first_plans = {name: timeline.segments[0].plan for name, timeline in trainer.timelines.items()}
     where = processes(topology, first_plans) if processes else LocalProcesses()
     group = where.group
-
-    run_dir = staging = None
     problem = None
-    if group.is_leader:
+    if group.is_leader and on_leader is not None:
         try:
-            run_dir = new_run_dir(scenario.name, out)
-            needed = MIN_RUN_BYTES + (MIN_FIGURES_BYTES if scenario.report.figures else 0)
-            staging = prepare_staging(run_dir, needed)
+            on_leader()
         except InnetError as error:
             problem = str(error)
     problem = group.broadcast(problem)
     if problem is not None:
         raise InnetError(problem)
+    tables = _train_all(loaded, family, topology, trainer, where, progress, device)
+    if not group.is_leader:
+        return None
+    tables.placement = where.placement_record()
+    report = family.report
+    files = tables.files(resolved_config(loaded), topology, trainer.timelines, report.tables)
+    run = load_run(files, scenario.family, report.tables, report.metric_names)
+    return FinishedRun(run, family, files, build_summary(run, report), started, clock,
+                       group.world_size)  # fmt: skip
+
+
+def write_run(finished: FinishedRun, staging: Path, run_dir: Path) -> dict[str, Any]:
+    """Write a finished run's directory: tables, report, figures and provenance; its summary.
+
+    Everything goes into ``staging`` (:func:`~innet.rundir.staging.prepare_staging`),
+    renamed to ``run_dir`` once complete: the directory is complete or absent.
+    """
+    with finishing(staging, run_dir):  # a full disk here: one line, nothing kept
+        finished.files.write(staging)
+        summary = write_report(finished.run, finished.family.report, staging, finished.summary)
+        seconds = time.perf_counter() - finished.clock
+        record = provenance(finished.started, seconds, finished.world_size)
+        (staging / PROVENANCE_FILE).write_text(json.dumps(record, indent=2) + "\n")
+    return summary
+
+
+def save_run(
+    loaded: LoadedScenario,
+    *,
+    out: Path | None = None,
+    progress: bool = True,
+    processes: ProcessesFactory | None = None,
+    device: torch.device | str = "cpu",
+) -> tuple[Path | None, dict[str, Any] | None]:
+    """:func:`run_scenario`, then :func:`write_run` into ``out`` (default ``runs/NAME-TIME``).
+
+    The directory is chosen, and the disk checked for room, before training.
+    Returns the run directory and its summary; ``(None, None)`` on processes
+    other than the leader.
+    """
+    scenario = loaded.scenario
+    places: list[tuple[Path, Path]] = []  # (run_dir, staging), on the leader
+
+    def reserve() -> None:
+        run_dir = new_run_dir(scenario.name, out)
+        needed = MIN_RUN_BYTES + (MIN_FIGURES_BYTES if scenario.report.figures else 0)
+        places.append((run_dir, prepare_staging(run_dir, needed)))
+
     try:
-        tables = _train_all(loaded, topology, trainer, where, progress, device)
+        finished = run_scenario(loaded, progress=progress, processes=processes, device=device,
+                                on_leader=reserve)  # fmt: skip
     except BaseException:
-        if staging is not None:
+        for _, staging in places:
             shutil.rmtree(staging, ignore_errors=True)
         raise
-    if staging is None:
+    if finished is None:
         return None, None
-    with finishing(staging, run_dir):  # a full disk here: one line, nothing kept
-        tables.placement = where.placement_record()
-        write_tables(staging, loaded, topology, trainer.timelines, tables)
-        summary = write_report(staging)
-        record = provenance(started, time.perf_counter() - clock, group.world_size)
-        (staging / PROVENANCE_FILE).write_text(json.dumps(record, indent=2) + "\n")
-    return run_dir, summary
+    ((run_dir, staging),) = places
+    return run_dir, write_run(finished, staging, run_dir)
 
 
 def _train_all(
     loaded: LoadedScenario,
+    family: Family,
     topology: Topology,
-    trainer: Any,
+    trainer: Trainer,
     where: Processes,
     progress: bool,
     device: torch.device | str,
@@ -219,24 +290,26 @@ def _train_all(
                     model=scenario.network.model,
                     bandwidth_factor=scenario.network.bandwidth_factor,
                     latency_factor=scenario.network.latency_factor,
-                    step_compute=getattr(trainer, "step_compute", None),
+                    step_compute=trainer.step_compute,
                     seed=seed,
                     compute=compute,
                 )
                 tables.add(name, seed, result, timing)
                 if seed == scenario.seed_list[0]:
-                    tables.nodes.extend(node_rows(name, topology, result, compute))
+                    tables.nodes.extend(
+                        node_rows(name, topology, result.log, result.flops, compute)
+                    )
                 if shown and not live:
                     print(_run_line(len(tables.exchanges), runs, name, seed, result,
-                                    time.perf_counter() - started, loaded),
+                                    time.perf_counter() - started, family),
                           file=sys.stderr, flush=True)  # fmt: skip
     return tables
 
 
-def _run_line(done: int, runs: int, name: str, seed: int, result: Any, seconds: float,
-              loaded: LoadedScenario) -> str:  # fmt: skip
+def _run_line(done: int, runs: int, name: str, seed: int, result: TrainResult, seconds: float,
+              family: Family) -> str:  # fmt: skip
     """``[2/6] dijkstra seed 0: 10 epochs, accuracy 0.912, 12.3 s`` for logs without a terminal."""
-    metric = get_family(loaded.scenario.family).report.primary_metric
+    metric = family.report.primary_metric
     last = result.metrics[-1] if result.metrics else {}
     shown = f", {metric} {last[metric]:.3f}" if metric in last else ""
     return (

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from innet.core.config import LoadedScenario, Measured, check_comparisons
 from innet.core.errors import ConfigError, InnetError
 from innet.core.yamlio import FieldError, LineMap, config_error_from_validation, read_yaml
+from innet.families import DEFAULT_FAMILY, FAMILIES
 
 __all__ = [
     "PROJECT_ROOT",
@@ -96,7 +97,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
         variants = result.get("variants")
         new_variant = isinstance(variants, dict) and len(parts) > 2 and parts[1] not in variants
         if parts[0] == "variants" and new_variant and parts[2:] != ["routing"]:
-            known = ", ".join(map(str, variants))
+            known = ", ".join(map(str, variants or ()))
             raise ConfigError(
                 f"unknown variant {parts[1]!r} (known: {known}; a new variant needs "
                 f"--set variants.{parts[1]}.routing=...)",
@@ -156,18 +157,21 @@ def list_scenarios() -> list[tuple[str, str]]:
 
 
 def load_scenario(
-    path: Path, overrides: list[str] | None = None, topology: str | None = None
+    path: Path,
+    overrides: list[str] | None = None,
+    topology: str | None = None,
+    content: dict[str, Any] | None = None,
 ) -> LoadedScenario:
     """Load, override and validate a scenario, resolving its topology path and variants.
 
     A relative ``topology`` in the file is relative to the scenario file; ``--topology``
     given on the command line is relative to the current directory, or the name of a
     shipped topology (:func:`find_topology`). The scenario's
-    ``family`` (default ``inl``) says which model validates it.
+    ``family`` (default :data:`~innet.families.DEFAULT_FAMILY`) says which model
+    validates it. ``content``, when given, is the scenario itself (``path`` then only
+    names it and anchors its relative paths; no file is read).
     """
-    from innet.families import family_names, get_family
-
-    raw, lines = read_yaml(path)
+    raw, lines = read_yaml(path) if content is None else (copy.deepcopy(content), LineMap({}))
     if not isinstance(raw, dict):
         raise ConfigError("a scenario must be a mapping", file=path, line=1)
     sweep = _sweep_block(raw.pop("sweep", None), path, lines)
@@ -175,12 +179,10 @@ def load_scenario(
     raw = apply_overrides(raw, overrides or [])
     if topology is not None:
         raw["topology"] = str(find_topology(topology))
-    name = raw.get("family", "inl")
-    if name not in family_names():
-        raise FieldError(
-            ("family",), f"unknown family {name!r} (expected one of: {', '.join(family_names())})"
-        ).located(file=path, lines=lines)
-    family = get_family(name)
+    name = raw.setdefault("family", DEFAULT_FAMILY)
+    if name not in FAMILIES:
+        raise FieldError(("family",), FAMILIES.unknown(name)).located(file=path, lines=lines)
+    family = FAMILIES.get(name)
     try:
         scenario = family.scenario_model(**raw)
         check_comparisons(scenario, path, lines)
@@ -199,9 +201,9 @@ def load_scenario(
 
 
 def _measured_block(block: Any, path: Path, lines: LineMap) -> Measured | None:
+    """A ``measured: {wall_s, machine}`` block validated, errors naming ``measured.FIELD``."""
     if block is None:
         return None
-    """A ``measured: {wall_s, machine}`` block validated, errors naming ``measured.FIELD``."""
     try:
         return Measured.model_validate(block)
     except ValidationError as error:
@@ -250,12 +252,15 @@ def _sweep_block(block: Any, path: Path, lines: LineMap) -> dict[str, list[Any]]
         ).located(file=path, lines=lines)
     for key, values in block.items():
         if not isinstance(key, str) or not key.strip() or "=" in key:
-            raise FieldError(("sweep", str(key)), "expected a dotted key such as gate.beta"
-                             ).located(file=path, lines=lines)  # fmt: skip
+            raise FieldError(
+                ("sweep", str(key)), "expected a dotted key such as gate.beta"
+            ).located(file=path, lines=lines)
         if not isinstance(values, list) or not values:
-            raise FieldError(("sweep", key), "expected a non-empty list of values"
-                             ).located(file=path, lines=lines)  # fmt: skip
+            raise FieldError(("sweep", key), "expected a non-empty list of values").located(
+                file=path, lines=lines
+            )
         if len({repr(value) for value in values}) != len(values):
-            raise FieldError(("sweep", key), "a value is listed twice"
-                             ).located(file=path, lines=lines)  # fmt: skip
+            raise FieldError(("sweep", key), "a value is listed twice").located(
+                file=path, lines=lines
+            )
     return {key: list(values) for key, values in block.items()}

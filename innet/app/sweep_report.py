@@ -35,29 +35,34 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+import yaml
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
 from innet.core.errors import InnetError
+from innet.families import FAMILIES
+from innet.families.runs import open_run
 from innet.report.figures import save_figure
 from innet.report.markdown import MISSING, format_bytes, format_seconds
 from innet.report.mdtable import markdown_table
 from innet.report.stats import CONFIDENCE, mean_interval
 from innet.report.summary import final_epoch_metrics
-from innet.rundir.io import RunData, load_run
+from innet.rundir.io import RunData
 from innet.rundir.layout import FIGURES_DIR, METRICS_FILE, REPORT_FILE
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from innet.app.sweeps import SweepPoint
-
 __all__ = [
+    "POINTS_DIR",
+    "SweepPoint",
+    "flow_yaml",
     "RUNS_FILE",
     "SWEEP_FILE",
     "SWEEP_JSON",
@@ -84,6 +89,40 @@ _AXIS_LABELS = {
 }
 
 
+POINTS_DIR = "points"
+"""The folder of a sweep's run directory that holds one run directory per point."""
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """One point of a sweep: its name (``p00``) and the value of each swept key."""
+
+    name: str
+    values: dict[str, Any]
+
+    def overrides(self) -> list[str]:
+        """The point as ``--set`` overrides, ``KEY=VALUE`` with the value as YAML."""
+        return [f"{key}={flow_yaml(value)}" for key, value in self.values.items()]
+
+    def describe(self) -> str:
+        """``gate.beta=0.001, training.lr=0.01``."""
+        return ", ".join(f"{key}={flow_yaml(value)}" for key, value in self.values.items())
+
+    def values_for(self, variant: str, own: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+        """The swept values as ``variant`` ran them: the point's, but its own where it sets one.
+
+        >>> SweepPoint("p00", {"gate.beta": 0.0}).values_for("r", {"r": {"gate.beta": 0.01}})
+        {'gate.beta': 0.01}
+        """
+        return self.values | dict(own.get(variant, {}))
+
+
+def flow_yaml(value: Any) -> str:
+    """``value`` as flow YAML that reads back as itself (``0.001``, ``[1, 2]``, ``'a b'``)."""
+    text = yaml.safe_dump([value], default_flow_style=True, width=1_000_000).strip()
+    return text[1:-1]
+
+
 def sweep_figure_name(metric: str, against: str) -> str:
     """``sweep_accuracy_vs_gate.beta.png``."""
     return f"sweep_{metric}_vs_{against}.png"
@@ -100,19 +139,23 @@ def sweep_runs(
     own = own or {}
     rows = []
     for point, run in runs:
-        names = run.family.report.metric_names
+        names = FAMILIES.get(run.family_name).report.metric_names
         exchange = run.exchanges.groupby(["variant", "seed"])["nbytes"].sum()
         times = run.metrics.groupby(["variant", "seed"])["sim_time_s"].sum(min_count=1)
         for variant in run.variants:
             final = final_epoch_metrics(run.metrics, variant, run.seeds)
             for seed in run.seeds:
-                rows.append({
-                    "point": point.name, **point.values_for(variant, own), "variant": variant,
-                    "seed": seed,
-                    **{name: final.loc[seed, name] for name in names},
-                    BYTES_COLUMN: int(exchange.get((variant, seed), 0)),
-                    TIME_COLUMN: times.get((variant, seed), math.nan),
-                })  # fmt: skip
+                rows.append(
+                    {
+                        "point": point.name,
+                        **point.values_for(variant, own),
+                        "variant": variant,
+                        "seed": seed,
+                        **{name: final.loc[seed, name] for name in names},
+                        BYTES_COLUMN: int(exchange.get((variant, seed), 0)),
+                        TIME_COLUMN: times.get((variant, seed), math.nan),
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -135,8 +178,12 @@ def aggregate(runs: pd.DataFrame, keys: list[str], values: list[str]) -> pd.Data
     """
     rows = []
     for (point, variant), group in runs.groupby(["point", "variant"], sort=False):
-        row: dict[str, Any] = {"point": point, **group.iloc[0][keys].to_dict(),
-                               "variant": variant, "seeds": len(group)}  # fmt: skip
+        row: dict[str, Any] = {
+            "point": point,
+            **group.iloc[0][keys].to_dict(),
+            "variant": variant,
+            "seeds": len(group),
+        }
         for column in values:
             known = [float(value) for value in group[column] if pd.notna(value)]
             try:
@@ -164,12 +211,10 @@ def write_sweep_report(
     Running it again on the same directory gives the same files (``run_sim.py
     report`` does, after rebuilding each point's report).
     """
-    from innet.app.sweeps import POINTS_DIR
-
-    runs = [(point, load_run(directory / POINTS_DIR / point.name)) for point in points]
+    runs = [(point, open_run(directory / POINTS_DIR / point.name)[0]) for point in points]
     keys = list(points[0].values)
     first = runs[0][1]
-    family = first.family.report
+    family = FAMILIES.get(first.family_name).report
     own = {variant: dict(values) for variant, values in (own or {}).items()}
     metrics = pd.concat(
         [_tagged(run.metrics, point, own) for point, run in runs], ignore_index=True
@@ -186,7 +231,7 @@ def write_sweep_report(
     summary.to_csv(directory / SWEEP_FILE, index=False)
     record = {
         "scenario": scenario,
-        "family": first.config.get("family", "inl"),
+        "family": first.family_name,
         "primary_metric": primary,
         "keys": keys,
         "points": [{"point": point.name, **point.values} for point in points],
@@ -229,46 +274,89 @@ def tradeoff_figure(summary: pd.DataFrame, keys: list[str], metric: str, against
     """
     figure = Figure(figsize=(7.0, 4.6), layout="constrained")
     ax = figure.add_subplot()
-    swept = against in keys
-    along = against if swept else keys[0]
-    others = [key for key in keys if key != along]
-    constant = None if swept else _constant_lines(summary, others, f"{against}_mean")
-    by_key = swept or constant is not None  # the x axis is the swept key
-    x_column = along if by_key else f"{against}_mean"
-    numeric = pd.to_numeric(summary[x_column], errors="coerce").notna().all()
-    positions = {value: i for i, value in enumerate(dict.fromkeys(summary[x_column]))}
-    several = summary[along].nunique() > 1
-    named = False  # whether some markers name their value of ``along``
-    for label, group in _lines(summary, others):
+    axis = _XAxis.of(summary, keys, against)
+    named = _draw_lines(ax, summary, axis, metric)
+    _label_axes(ax, summary, axis, metric, named)
+    return figure
+
+
+@dataclass(frozen=True)
+class _XAxis:
+    """What a trade-off figure's x axis shows and how its lines run along it."""
+
+    against: str  # the swept key or measured column asked for
+    along: str  # the swept key each line runs along
+    others: list[str]  # the other swept keys: one line per setting of them
+    constant: dict[Any, float] | None  # each line's measured value, where none changes
+    by_key: bool  # whether the x axis is the swept key
+    column: str  # the column of ``summary`` on the x axis
+    numeric: bool
+    positions: dict[Any, int]  # x positions of the values of a non-numeric column
+
+    @classmethod
+    def of(cls, summary: pd.DataFrame, keys: list[str], against: str) -> _XAxis:
+        swept = against in keys
+        along = against if swept else keys[0]
+        others = [key for key in keys if key != along]
+        constant = None if swept else _constant_lines(summary, others, f"{against}_mean")
+        by_key = swept or constant is not None
+        column = along if by_key else f"{against}_mean"
+        numeric = bool(pd.to_numeric(summary[column], errors="coerce").notna().all())
+        positions = {value: i for i, value in enumerate(dict.fromkeys(summary[column]))}
+        return cls(against, along, others, constant, by_key, column, numeric, positions)
+
+    def shown(self, *, units: bool = True) -> str:
+        """The x axis's label."""
+        return _axis_label(
+            self.column if self.by_key else self.against, units=units, swept=self.by_key and units
+        )
+
+
+def _draw_lines(ax: Any, summary: pd.DataFrame, axis: _XAxis, metric: str) -> bool:
+    """Draw every line of the figure; whether some markers name their value of ``along``."""
+    several = summary[axis.along].nunique() > 1
+    named = False
+    for label, group in _lines(summary, axis.others):
         said = []  # a variant that keeps its own value; the constant measured value
-        if several and group[along].nunique() == 1:
-            said.append(f"{along}={group[along].iloc[0]} at every point")
-        if constant is not None:
-            said.append(_shown(against, constant[label]))
-        name = _line_name(label, others) + (f" ({'; '.join(said)})" if said else "")
-        group = group.sort_values(x_column, key=None if numeric else lambda s: s.map(positions))
-        x = group[x_column].astype(float) if numeric else group[x_column].map(positions)
-        named |= _draw_line(ax, group, x, metric, name, along if not by_key else None)
-    if not numeric:
-        ax.set_xticks(list(positions.values()), [str(value) for value in positions])
+        if several and group[axis.along].nunique() == 1:
+            said.append(f"{axis.along}={group[axis.along].iloc[0]} at every point")
+        if axis.constant is not None:
+            said.append(_shown(axis.against, axis.constant[label]))
+        name = _line_name(label, axis.others) + (f" ({'; '.join(said)})" if said else "")
+        order = None if axis.numeric else (lambda s: s.map(axis.positions))
+        group = group.sort_values(axis.column, key=order)
+        x = (
+            group[axis.column].astype(float)
+            if axis.numeric
+            else group[axis.column].map(axis.positions)
+        )
+        named |= _draw_line(ax, group, x, metric, name, None if axis.by_key else axis.along)
+    return named
+
+
+def _label_axes(ax: Any, summary: pd.DataFrame, axis: _XAxis, metric: str, named: bool) -> None:
+    """Ticks, scale, labels, title (with its notes), grid and legend."""
+    if not axis.numeric:
+        ax.set_xticks(list(axis.positions.values()), [str(value) for value in axis.positions])
     else:
-        _scale(ax, summary[x_column].astype(float).to_numpy())
-    ax.set_xlabel(_axis_label(x_column if by_key else against, swept=by_key))
-    if against == BYTES_COLUMN and not by_key and ax.get_xscale() == "linear":
+        _scale(ax, summary[axis.column].astype(float).to_numpy())
+    ax.set_xlabel(axis.shown())
+    if axis.against == BYTES_COLUMN and not axis.by_key and ax.get_xscale() == "linear":
         ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: format_bytes(value)))
     ax.set_ylabel(f"final {metric} (mean over seeds)")
-    notes = [f"marker labels: {along}"] if named else []
-    if constant is not None:
-        notes.append(f"{_axis_label(against, units=False)}: the same at every {along} "
-                     "(values in the legend)")  # fmt: skip
+    notes = [f"marker labels: {axis.along}"] if named else []
+    if axis.constant is not None:
+        notes.append(
+            f"{_axis_label(axis.against, units=False)}: the same at every "
+            f"{axis.along} (values in the legend)"
+        )
     seeds = int(summary["seeds"].max())
     if seeds > 1:
         notes.append(f"bands or bars: {CONFIDENCE:.0%} interval over {seeds} seeds")
-    title = f"{metric} against {_axis_label(x_column if by_key else against, units=False)}"
+    title = f"{metric} against {axis.shown(units=False)}"
     ax.set_title("\n".join([title, *notes]), fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return figure
 
 
 def _lines(summary: pd.DataFrame, others: list[str]) -> Any:
@@ -308,8 +396,9 @@ def _shown(column: str, value: float) -> str:
     return f"{value:.3g} {unit}".strip()
 
 
-def _draw_line(ax: Any, group: pd.DataFrame, x: pd.Series, metric: str, name: str,
-               along: str | None) -> bool:  # fmt: skip
+def _draw_line(
+    ax: Any, group: pd.DataFrame, x: pd.Series, metric: str, name: str, along: str | None
+) -> bool:
     """One line with its band (bars where its points coincide); True if markers were named."""
     mean = group[f"{metric}_mean"].to_numpy(dtype=float)
     (line,) = ax.plot(x, mean, marker="o", markersize=4, label=name)
@@ -317,16 +406,29 @@ def _draw_line(ax: Any, group: pd.DataFrame, x: pd.Series, metric: str, name: st
     named = along is not None and distinct and len(group) <= _MARKED_POINTS_MAX
     if named:
         for x_at, y_at, value in zip(x, mean, group[along], strict=True):
-            ax.annotate(f"{value}", (x_at, y_at), xytext=(3, 3), textcoords="offset points",
-                        fontsize=7, color=line.get_color())  # fmt: skip
+            ax.annotate(
+                f"{value}",
+                (x_at, y_at),
+                xytext=(3, 3),
+                textcoords="offset points",
+                fontsize=7,
+                color=line.get_color(),
+            )
     low = group[f"{metric}_ci_low"].to_numpy(dtype=float)
     high = group[f"{metric}_ci_high"].to_numpy(dtype=float)
     if np.isfinite(low).any():
         if distinct:
             ax.fill_between(x, low, high, color=line.get_color(), alpha=0.18, linewidth=0)
         else:  # points on top of each other: the interval of each as a bar
-            ax.errorbar(x, mean, yerr=[mean - low, high - mean], fmt="none",
-                        ecolor=line.get_color(), capsize=3, alpha=0.6)  # fmt: skip
+            ax.errorbar(
+                x,
+                mean,
+                yerr=[mean - low, high - mean],
+                fmt="none",
+                ecolor=line.get_color(),
+                capsize=3,
+                alpha=0.6,
+            )
     return named
 
 
@@ -362,8 +464,13 @@ def _ordered(names: tuple[str, ...], primary: str | None) -> list[str]:
     return sorted(names, key=lambda name: name != primary)
 
 
-def _report(record: dict[str, Any], summary: pd.DataFrame, keys: list[str],
-            primary: str | None, figures: list[tuple[str, str]]) -> str:  # fmt: skip
+def _report(
+    record: dict[str, Any],
+    summary: pd.DataFrame,
+    keys: list[str],
+    primary: str | None,
+    figures: list[tuple[str, str]],
+) -> str:
     """``report.md`` of a sweep: what was swept, the aggregated table, the figures."""
     seeds = record["seeds"]
     lines = [
@@ -379,8 +486,11 @@ def _report(record: dict[str, Any], summary: pd.DataFrame, keys: list[str],
     ]
     for variant, own in (record.get("variant_own_values") or {}).items():
         kept = ", ".join(f"{key}={value}" for key, value in own.items())
-        lines += [f"Variant {variant} sets {kept} itself and keeps it at every point: its rows "
-                  "carry that value, not the point's.", ""]  # fmt: skip
+        lines += [
+            f"Variant {variant} sets {kept} itself and keeps it at every point: its rows "
+            "carry that value, not the point's.",
+            "",
+        ]
     headers = ["point", *keys, "variant"]
     if primary is not None:
         headers.append(f"{primary} [95% CI]")
@@ -390,8 +500,10 @@ def _report(record: dict[str, Any], summary: pd.DataFrame, keys: list[str],
         cells = [str(row["point"]), *(str(row[key]) for key in keys), str(row["variant"])]
         if primary is not None:
             cells.append(_with_interval(row, primary))
-        cells += [format_bytes(row[f"{BYTES_COLUMN}_mean"]),
-                  format_seconds(row[f"{TIME_COLUMN}_mean"])]  # fmt: skip
+        cells += [
+            format_bytes(row[f"{BYTES_COLUMN}_mean"]),
+            format_seconds(row[f"{TIME_COLUMN}_mean"]),
+        ]
         rows.append(cells)
     align = ["left"] * (len(keys) + 2) + ["right"] * (len(headers) - len(keys) - 2)
     lines += [markdown_table(headers, rows, align), "", "## Figures", ""]
@@ -410,8 +522,7 @@ def _with_interval(row: pd.Series, metric: str) -> str:
 
 def rebuild_sweep_report(directory: Path) -> None:
     """Rebuild every point's report, then the sweep's tables, report and figures."""
-    from innet.app.sweeps import POINTS_DIR, SweepPoint
-    from innet.report.write import write_report
+    from innet.families.runs import write_run_report
     from innet.rundir.io import read_json
 
     record = read_json(directory / SWEEP_JSON)
@@ -421,6 +532,6 @@ def rebuild_sweep_report(directory: Path) -> None:
         for entry in record["points"]
     ]
     for point in points:
-        write_report(directory / POINTS_DIR / point.name)
+        write_run_report(directory / POINTS_DIR / point.name)
     own = record.get("variant_own_values") or {}
     write_sweep_report(directory, str(record["scenario"]), points, own)

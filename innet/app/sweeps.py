@@ -46,7 +46,6 @@ import sys
 import warnings
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -54,13 +53,12 @@ from typing import Any
 import yaml
 
 from innet.app.scenario import load_scenario
+from innet.app.sweep_report import POINTS_DIR, SweepPoint, flow_yaml, write_sweep_report
 from innet.core.config import LoadedScenario
 from innet.core.errors import ConfigError, InnetError
 from innet.rundir.staging import finishing, new_run_dir, prepare_staging
 
 __all__ = [
-    "POINTS_DIR",
-    "SweepPoint",
     "SweepWarning",
     "variant_own_values",
     "parse_sweep_option",
@@ -69,36 +67,9 @@ __all__ = [
     "run_sweep",
 ]
 
-POINTS_DIR = "points"
-"""The folder of a sweep's run directory that holds one run directory per point."""
-
 
 class SweepWarning(UserWarning):
     """A sweep runs, but not every row is what the swept values alone would say."""
-
-
-@dataclass(frozen=True)
-class SweepPoint:
-    """One point of a sweep: its name (``p00``) and the value of each swept key."""
-
-    name: str
-    values: dict[str, Any]
-
-    def overrides(self) -> list[str]:
-        """The point as ``--set`` overrides, ``KEY=VALUE`` with the value as YAML."""
-        return [f"{key}={_yaml_value(value)}" for key, value in self.values.items()]
-
-    def describe(self) -> str:
-        """``gate.beta=0.001, training.lr=0.01``."""
-        return ", ".join(f"{key}={_yaml_value(value)}" for key, value in self.values.items())
-
-    def values_for(self, variant: str, own: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-        """The swept values as ``variant`` ran them: the point's, but its own where it sets one.
-
-        >>> SweepPoint("p00", {"gate.beta": 0.0}).values_for("r", {"r": {"gate.beta": 0.01}})
-        {'gate.beta': 0.01}
-        """
-        return self.values | dict(own.get(variant, {}))
 
 
 def parse_sweep_option(text: str) -> tuple[str, list[Any]]:
@@ -109,8 +80,9 @@ def parse_sweep_option(text: str) -> tuple[str, list[Any]]:
     key, sep, rest = text.partition("=")
     key = key.strip()
     if not sep or not key or not rest.strip():
-        raise ConfigError("expected KEY=v1,v2,..., e.g. gate.beta=0,0.001,0.01",
-                          field=f"--sweep {text}")  # fmt: skip
+        raise ConfigError(
+            "expected KEY=v1,v2,..., e.g. gate.beta=0,0.001,0.01", field=f"--sweep {text}"
+        )
     values = []
     for item in rest.split(","):
         if not item.strip():
@@ -161,25 +133,7 @@ def prepare_sweep(
     option (``sweep KEY`` for a mapping) or the file's ``sweep:`` line.
     """
     base = load_scenario(path, list(overrides), topology)
-    given: dict[str, list[Any]] = {}
-    origin: dict[str, str | None] = dict.fromkeys(base.sweep)  # None: the file's sweep block
-    if isinstance(options, Mapping):
-        for key, values in options.items():
-            given[key], origin[key] = _checked_values(key, values), f"sweep {key}"
-    else:
-        for text in options:
-            key, values = parse_sweep_option(text)
-            if key in given:
-                raise ConfigError(f"{key} is swept twice (also {origin[key]}): give one list",
-                                  field=f"--sweep {text}")  # fmt: skip
-            given[key], origin[key] = values, f"--sweep {text}"
-    axes = {key: values for key, values in base.sweep.items() if key not in given} | given
-    if not axes:
-        raise InnetError(f"{path}: nothing to sweep (give --sweep KEY=v1,v2,... or a sweep: block)")
-    for key in axes:
-        if key.split(".")[0] in ("seeds", "name", "family", "sweep"):
-            raise _blame(ConfigError(f"{key.split('.')[0]!r} cannot be swept", field=key),
-                         key, origin[key], base)  # fmt: skip
+    axes, origin = _sweep_axes(base, options)
     points = []
     for point in sweep_points(axes):
         try:
@@ -190,16 +144,57 @@ def prepare_sweep(
                 raise
             raise _blame(error, key, origin[key], base, point.values[key]) from None
         points.append((point, loaded))
+    _warn_own_values(base, axes, origin)
+    return base, points
+
+
+def _sweep_axes(
+    base: LoadedScenario, options: Sequence[str] | Mapping[str, Sequence[Any]]
+) -> tuple[dict[str, list[Any]], dict[str, str | None]]:
+    """The swept keys with their values, and where each was given (None: the file's block)."""
+    given: dict[str, list[Any]] = {}
+    origin: dict[str, str | None] = dict.fromkeys(base.sweep)
+    if isinstance(options, Mapping):
+        for key, values in options.items():
+            given[key], origin[key] = _checked_values(key, values), f"sweep {key}"
+    else:
+        for text in options:
+            key, values = parse_sweep_option(text)
+            if key in given:
+                raise ConfigError(
+                    f"{key} is swept twice (also {origin[key]}): give one list",
+                    field=f"--sweep {text}",
+                )
+            given[key], origin[key] = values, f"--sweep {text}"
+    axes = {key: values for key, values in base.sweep.items() if key not in given} | given
+    if not axes:
+        raise InnetError(
+            f"{base.path}: nothing to sweep (give --sweep KEY=v1,v2,... or a sweep: block)"
+        )
+    for key in axes:
+        if key.split(".")[0] in ("seeds", "name", "family", "sweep"):
+            raise _blame(
+                ConfigError(f"{key.split('.')[0]!r} cannot be swept", field=key),
+                key,
+                origin[key],
+                base,
+            )
+    return axes, origin
+
+
+def _warn_own_values(
+    base: LoadedScenario, axes: Mapping[str, Any], origin: Mapping[str, str | None]
+) -> None:
+    """One :class:`SweepWarning` per variant that sets a swept key itself."""
     for variant, own in variant_own_values(base, list(axes)).items():
-        kept = ", ".join(f"{key}={_yaml_value(value)}" for key, value in own.items())
+        kept = ", ".join(f"{key}={flow_yaml(value)}" for key, value in own.items())
         swept = ", ".join(origin[key] or f"{base.path}: sweep.{key}" for key in own)
         warnings.warn(
             f"{swept}: variant {variant} sets its own {kept} and keeps it at every point "
             "(its rows are labelled with it)",
             SweepWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
-    return base, points
 
 
 def variant_own_values(base: LoadedScenario, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -243,8 +238,6 @@ def run_sweep(
     The directory is assembled under a hidden name and renamed into place when
     complete, as a plain run's.
     """
-    from innet.app.sweep_report import write_sweep_report
-
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise InnetError(f"--jobs must be a positive integer, got {jobs!r}")
     base, points = prepare_sweep(path, overrides, topology, options)
@@ -253,10 +246,15 @@ def run_sweep(
     with finishing(staging, run_dir):  # a full disk: one line, nothing kept
         (staging / POINTS_DIR).mkdir()
         tasks = [
-            (str(path), [*overrides, *point.overrides()], topology,
-             str(staging / POINTS_DIR / point.name), device)
+            (
+                str(path),
+                [*overrides, *point.overrides()],
+                topology,
+                str(staging / POINTS_DIR / point.name),
+                device,
+            )
             for point, _ in points
-        ]  # fmt: skip
+        ]
         if jobs == 1:
             for index, ((point, loaded), task) in enumerate(zip(points, tasks, strict=True)):
                 _announce(progress, index, len(points), point)
@@ -269,8 +267,12 @@ def run_sweep(
                     zip(points, pool.map(_run_point, tasks), strict=True)
                 ):
                     _announce(progress, index, len(points), point, finished=True)
-        write_sweep_report(staging, base.scenario.name, [point for point, _ in points],
-                           variant_own_values(base, list(points[0][0].values)))  # fmt: skip
+        write_sweep_report(
+            staging,
+            base.scenario.name,
+            [point for point, _ in points],
+            variant_own_values(base, list(points[0][0].values)),
+        )
     return run_dir
 
 
@@ -282,17 +284,19 @@ def _run_point(task: tuple[str, list[str], str | None, str, str]) -> None:
 
 
 def _run_loaded(loaded: LoadedScenario, out: Path, progress: bool, device: str) -> None:
-    from innet.app.runner import run_scenario
+    from innet.app.runner import save_run
 
-    run_scenario(loaded, out=out, progress=progress, device=device)
+    save_run(loaded, out=out, progress=progress, device=device)
 
 
-def _announce(progress: bool, index: int, total: int, point: SweepPoint, *,
-              finished: bool = False) -> None:  # fmt: skip
+def _announce(
+    progress: bool, index: int, total: int, point: SweepPoint, *, finished: bool = False
+) -> None:
     if progress:
         state = "done" if finished else "running"
-        print(f"[point {index + 1}/{total}] {point.describe()}: {state}", file=sys.stderr,
-              flush=True)  # fmt: skip
+        print(
+            f"[point {index + 1}/{total}] {point.describe()}: {state}", file=sys.stderr, flush=True
+        )
 
 
 def _about(field: str, key: str) -> bool:
@@ -312,17 +316,12 @@ def _checked_values(key: Any, values: Any) -> list[Any]:
     return list(values)
 
 
-def _blame(error: ConfigError, key: str, option: str | None, base: LoadedScenario,
-           value: Any = None) -> ConfigError:  # fmt: skip
+def _blame(
+    error: ConfigError, key: str, option: str | None, base: LoadedScenario, value: Any = None
+) -> ConfigError:
     """The error naming the ``--sweep`` option (or API key) or the file's ``sweep:`` line."""
-    shown = "" if value is None else f" (value {_yaml_value(value)})"
+    shown = "" if value is None else f" (value {flow_yaml(value)})"
     if option is not None:
         return ConfigError(f"{error.message}{shown}", field=option)
     line = base.lines.line(("sweep", key)) if base.lines is not None else None
     return ConfigError(f"{error.message}{shown}", file=base.path, field=f"sweep.{key}", line=line)
-
-
-def _yaml_value(value: Any) -> str:
-    """``value`` as flow YAML that reads back as itself (``0.001``, ``[1, 2]``, ``'a b'``)."""
-    text = yaml.safe_dump([value], default_flow_style=True, width=1_000_000).strip()
-    return text[1:-1]

@@ -12,8 +12,6 @@ default filled in) is saved with each run.
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -30,6 +28,8 @@ from pydantic import (
 )
 
 from innet.core.errors import ConfigError
+from innet.core.placement import PLACEMENTS
+from innet.core.plans import ROUTINGS
 from innet.core.topology.order import node_key
 from innet.core.units import parse_duration, parse_flops
 from innet.core.yamlio import FieldError, LineMap, config_error_from_validation
@@ -42,7 +42,6 @@ __all__ = [
     "NetworkConfig",
     "DistributedConfig",
     "ReportConfig",
-    "registered",
     "check_comparisons",
     "link_name",
     "LoadedScenario",
@@ -50,35 +49,18 @@ __all__ = [
 ]
 
 
-def registered(what: str, module: str, names: str) -> Callable[[str], str]:
-    """A pydantic validator accepting only the names of a registry (``module.names``).
-
-    The registry is looked up when a value is checked, so a validated field
-    always agrees with the code that uses it, and a registry added to at run
-    time (a test's own family, phase or routing) is honoured.
-    """
-
-    def check(value: str) -> str:
-        known = getattr(importlib.import_module(module), names)
-        if value not in known:
-            raise ValueError(f"unknown {what} {value!r} (expected one of: {', '.join(known)})")
-        return value
-
-    return check
-
-
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
 class NetworkConfig(_Strict):
-    header_bytes: int = Field(0, ge=0)
-    tx_ports: int | None = Field(None, gt=0)
+    header_bytes: int = Field(default=0, ge=0)
+    tx_ports: int | None = Field(default=None, gt=0)
     compute: bool = True
     # fifo: one message at a time per link direction; flow: max-min fair sharing
     model: Literal["fifo", "flow"] = "fifo"
-    bandwidth_factor: float = Field(1.0, gt=0)  # the flow model's efficiency factors
-    latency_factor: float = Field(1.0, gt=0)
+    bandwidth_factor: float = Field(default=1.0, gt=0)  # the flow model's efficiency factors
+    latency_factor: float = Field(default=1.0, gt=0)
     # FLOP/s per node, over the topology's `compute`: {"*": 2GFLOPS, r3: 50MFLOPS}
     node_flops: dict[str, str | float] = Field(default_factory=dict)
 
@@ -97,11 +79,9 @@ class NetworkConfig(_Strict):
 class DistributedConfig(_Strict):
     """How nodes are spread over torch.distributed ranks (used only under torchrun)."""
 
-    placement: Annotated[
-        str, AfterValidator(registered("placement", "innet.distributed.placement", "STRATEGIES"))
-    ] = "partition"
+    placement: Annotated[str, AfterValidator(PLACEMENTS.check)] = "partition"
     map: dict[str, int] | None = None  # node -> rank, for placement: explicit
-    timeout_s: float = Field(60.0, gt=0)
+    timeout_s: float = Field(default=60.0, gt=0)
 
 
 class TraceConfig(_Strict):
@@ -125,7 +105,7 @@ class VariantBase(_Strict):
     A scenario family extends it with the blocks a variant may override.
     """
 
-    routing: Annotated[str, AfterValidator(registered("routing", "innet.core.plans", "ROUTINGS"))]
+    routing: Annotated[str, AfterValidator(ROUTINGS.check)]
     # a per-hop term in the capacity-aware tree's link weight, in seconds (or "1ms")
     hop_cost_s: Annotated[float, BeforeValidator(parse_duration)] = Field(0.0, ge=0)
 
@@ -198,13 +178,14 @@ def link_name(link: frozenset[str]) -> str:
 class ScenarioBase(_Strict):
     """What every scenario has, whatever its family: the network, the runs and the report.
 
-    A family (``family:``, default ``inl``) adds its own blocks and the type of
-    its variants (see :mod:`innet.families`).
+    A family (``family:``; the loader fills in :data:`innet.families.DEFAULT_FAMILY`
+    when a scenario names none) adds its own blocks and the type of its variants
+    (see :mod:`innet.families`).
     """
 
     name: str
     description: str = ""
-    family: str = "inl"
+    family: str
     topology: str
     network: NetworkConfig = Field(default_factory=NetworkConfig)
     distributed: DistributedConfig = Field(default_factory=DistributedConfig)
@@ -236,9 +217,15 @@ class ScenarioBase(_Strict):
 
 
 def merge_variant_block(
-    model: type[BaseModel], base: BaseModel, overrides: dict[str, Any], *, variant: str,
-    block: str, source: Path | None = None, lines: LineMap | None = None,
-) -> Any:  # fmt: skip
+    model: type[BaseModel],
+    base: BaseModel,
+    overrides: dict[str, Any],
+    *,
+    variant: str,
+    block: str,
+    source: Path | None = None,
+    lines: LineMap | None = None,
+) -> Any:
     """A scenario block (``base``) with one variant's ``overrides`` of it, validated.
 
     Errors name ``variants.VARIANT.BLOCK.FIELD`` and the variant's line in ``source``.

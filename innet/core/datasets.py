@@ -36,7 +36,7 @@ import gzip
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 import numpy as np
 from sklearn.datasets import load_digits
@@ -271,7 +271,7 @@ def noisy_views(x: np.ndarray, snr_db: Sequence[float], seed: int) -> list[np.nd
     return views
 
 
-def _open(path: Path, mode: str) -> BinaryIO:
+def _open(path: Path, mode: str) -> IO[bytes]:
     """Open ``path`` in binary ``mode``, through gzip when the name ends in ``.gz``."""
     if path.suffix == ".gz":
         return gzip.open(path, mode)  # type: ignore[return-value]

@@ -197,8 +197,9 @@ def build_timeline(
         return build_plan(current, routing, message_bits, hop_cost_s=hop_cost_s).active(sensors)
 
     first = network.snapshot()
-    timeline = Timeline(segments=[Segment(0, first, plan_of(first))],
-                        sensors=tuple(topology.sensors))  # fmt: skip
+    timeline = Timeline(
+        segments=[Segment(0, first, plan_of(first))], sensors=tuple(topology.sensors)
+    )
     ordered = sorted(enumerate(events), key=lambda item: (item[1].at.epoch, item[1].at.step))
     for index, event in ordered:
         where = ("events", index)
@@ -295,18 +296,21 @@ def _link_change(
     return set(), None
 
 
-_ACTIONS = dict(zip(EVENT_ACTIONS, (_link_down, _link_up, _node_down, _node_up, _link_change),
-                    strict=True))  # fmt: skip
+_ACTIONS = dict(
+    zip(EVENT_ACTIONS, (_link_down, _link_up, _node_down, _node_up, _link_change), strict=True)
+)
 
 
-def _known_link(attributes: dict[Link, dict], pair: Sequence[str], loc: tuple) -> Link:
+def _known_link(attributes: dict[Link, dict], pair: Sequence[str] | None, loc: tuple) -> Link:
+    assert pair is not None  # the event's own action names it
     link = frozenset(str(node) for node in pair)
     if link not in attributes:
         raise FieldError(loc, f"no link {'-'.join(str(n) for n in pair)} in the topology")
     return link
 
 
-def _known_node(graph: nx.Graph, node: str, loc: tuple) -> str:
+def _known_node(graph: nx.Graph, node: str | None, loc: tuple) -> str:
+    assert node is not None  # the event's own action names it
     if str(node) not in graph:
         raise FieldError(loc, f"no node {node!r} in the topology")
     return str(node)
@@ -328,4 +332,5 @@ def _busiest_link(plan: Plan, topology: Topology, message_bits: float, sensors: 
         occupancy = 2 * message_bits / capacity
         return (-occupancy, -upstream[sender], node_key(sender), node_key(receiver))
 
-    return frozenset(min(plan.edges, key=load))
+    busiest: tuple[str, str] = min(plan.edges, key=load)
+    return frozenset(busiest)

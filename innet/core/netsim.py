@@ -124,7 +124,7 @@ import numbers
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import networkx as nx
 import numpy as np
@@ -148,6 +148,9 @@ __all__ = [
     "simulate_run",
     "time_messages",
 ]
+
+Link = TypeVar("Link", bound=Hashable)
+"""A link's name in :func:`max_min_rates` (any hashable)."""
 
 MODELS = ("fifo", "flow")
 """The network models: store-and-forward FIFO transmitters, or max-min fair flows."""
@@ -247,38 +250,12 @@ class NetworkModel:
         bandwidth_factor: float = 1.0,
         latency_factor: float = 1.0,
     ) -> None:
-        _check_ports(tx_ports, "tx_ports")
-        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-            raise ValueError(f"seed must be an integer, got {seed!r}")
-        if model not in MODELS:
-            raise ValueError(f"model must be one of {', '.join(MODELS)}, got {model!r}")
-        for name, factor in (("bandwidth_factor", bandwidth_factor),
-                             ("latency_factor", latency_factor)):  # fmt: skip
-            if not (isinstance(factor, numbers.Real) and math.isfinite(factor) and factor > 0):
-                raise ValueError(f"{name} must be a positive number, got {factor!r}")
+        _check_options(tx_ports, seed, model, bandwidth_factor, latency_factor)
         self.topology = topology
         self.seed = int(seed)
         self.model = model
-        self._links: dict[tuple[str, str], tuple[float, float]] = {}
-        self._loss: dict[tuple[str, str], float] = {}
-        for u, v, attrs in topology.graph.edges(data=True):
-            capacity_and_latency = (
-                float(attrs["capacity"]) * float(bandwidth_factor),
-                float(attrs["latency"]) * float(latency_factor),
-            )
-            self._links[(u, v)] = self._links[(v, u)] = capacity_and_latency
-            loss = attrs.get("loss")
-            loss = 0.0 if loss is None else float(loss)
-            if not 0 <= loss < 1:
-                raise ValueError(f"link {u}-{v}: loss must be >= 0 and < 1, got {loss!r}")
-            if loss > 0:
-                self._loss[(u, v)] = self._loss[(v, u)] = loss
-        self._radios: dict[str, int] = {}
-        for node, node_ports in topology.graph.nodes(data="tx_ports"):
-            _check_ports(node_ports, f"node {node!r}: tx_ports")
-            ports = tx_ports if node_ports is None else node_ports
-            if ports is not None:
-                self._radios[node] = int(ports)
+        self._links, self._loss = _link_tables(topology, bandwidth_factor, latency_factor)
+        self._radios = _radio_counts(topology, tx_ports)
         self._cache: dict[Hashable, StepTiming] = {}
         self._routes: dict[tuple[str, str, int], list[str]] = {}
         self._lossy_steps = 0
@@ -324,10 +301,10 @@ class NetworkModel:
             paths = self._paths(step)
         attempts = self._draw_attempts(step, step_key, paths)
         key = (step, compute)
-        timing = self._cache.get(key) if attempts is None else None
-        if timing is not None:
+        cached = self._cache.get(key) if attempts is None else None
+        if cached is not None:
             self.cache_hits += 1
-            return timing
+            return cached
         timing = self._simulate(step, dict(compute), attempts, paths)
         self.unique_steps_simulated += 1
         if attempts is None:
@@ -359,7 +336,7 @@ class NetworkModel:
         last hop; ``step`` itself (and identity indices) when nothing is split.
         """
         routed = {phase for phase in {m.phase for m in step} if _routed(phase)}
-        if not routed or all(m.phase not in routed or (m.src, m.dst) in self._links for m in step):
+        if not any(m.phase in routed and (m.src, m.dst) not in self._links for m in step):
             return step, list(range(len(step)))
         paths = self._paths(step, routed)
         last_hop = list(np.cumsum([len(path) - 1 for path in paths]) - 1)
@@ -454,20 +431,23 @@ class NetworkModel:
                     flows[message.phase] = get_phase(message.phase).flow
                 except ValueError as error:
                     raise ValueError(f"message {index}: {error}") from None
-            flow = flows[message.phase]
-            if message.after is None and flow is None:
+            if message.after is None and flows[message.phase] is None:
                 raise ValueError(
                     f"message {index}: phase {message.phase!r} has no flow; give `after`"
                 )
             _check_after(message, index, len(messages))
-            linked = (message.src, message.dst) in self._links
-            if not linked and (paths is None or len(paths[index]) == 2):
+            hop = paths is None or len(paths[index]) == 2  # sent over one link, not routed
+            if hop and (message.src, message.dst) not in self._links:
                 raise ValueError(
                     f"message {index}: no link between {message.src!r} and {message.dst!r} "
                     f"in topology {name!r}"
                 )
             if not message.nbytes >= 0:
                 raise ValueError(f"message {index}: nbytes must be >= 0, got {message.nbytes}")
+        self._check_compute(compute)
+
+    def _check_compute(self, compute: dict[str, tuple[float, float]]) -> None:
+        name = self.topology.name
         for node, times in compute.items():
             if node not in self.topology.graph:
                 raise ValueError(f"compute_s: unknown node {node!r} in topology {name!r}")
@@ -518,6 +498,56 @@ def _plain_key(key: Hashable) -> Hashable:
     if isinstance(key, numbers.Integral) and not isinstance(key, bool):
         return int(key)
     return key
+
+
+def _check_options(
+    tx_ports: int | None, seed: int, model: str, bandwidth_factor: float, latency_factor: float
+) -> None:
+    """``ValueError`` for an option of :class:`NetworkModel` out of its range."""
+    _check_ports(tx_ports, "tx_ports")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise ValueError(f"seed must be an integer, got {seed!r}")
+    if model not in MODELS:
+        raise ValueError(f"model must be one of {', '.join(MODELS)}, got {model!r}")
+    for name, factor in (
+        ("bandwidth_factor", bandwidth_factor),
+        ("latency_factor", latency_factor),
+    ):
+        if not (isinstance(factor, numbers.Real) and math.isfinite(factor) and factor > 0):
+            raise ValueError(f"{name} must be a positive number, got {factor!r}")
+
+
+def _link_tables(
+    topology: Topology, bandwidth_factor: float, latency_factor: float
+) -> tuple[dict[tuple[str, str], tuple[float, float]], dict[tuple[str, str], float]]:
+    """Each link direction's (capacity, latency) after the efficiency factors, and the
+    loss of each lossy link direction."""
+    links: dict[tuple[str, str], tuple[float, float]] = {}
+    losses: dict[tuple[str, str], float] = {}
+    for u, v, attrs in topology.graph.edges(data=True):
+        capacity_and_latency = (
+            float(attrs["capacity"]) * float(bandwidth_factor),
+            float(attrs["latency"]) * float(latency_factor),
+        )
+        links[(u, v)] = links[(v, u)] = capacity_and_latency
+        loss = attrs.get("loss")
+        loss = 0.0 if loss is None else float(loss)
+        if not 0 <= loss < 1:
+            raise ValueError(f"link {u}-{v}: loss must be >= 0 and < 1, got {loss!r}")
+        if loss > 0:
+            losses[(u, v)] = losses[(v, u)] = loss
+    return links, losses
+
+
+def _radio_counts(topology: Topology, tx_ports: int | None) -> dict[str, int]:
+    """Each node's radios (its own ``tx_ports``, else ``tx_ports``); unlimited ones left out."""
+    radios: dict[str, int] = {}
+    for node, node_ports in topology.graph.nodes(data="tx_ports"):
+        _check_ports(node_ports, f"node {node!r}: tx_ports")
+        ports = tx_ports if node_ports is None else node_ports
+        if ports is not None:
+            radios[node] = int(ports)
+    return radios
 
 
 def _check_after(message: Message, index: int, count: int) -> None:
@@ -581,6 +611,12 @@ class _StepSimulation:
         self.groups: list[tuple[str, bool] | None] = []
         self.blocked: dict[int, int] = {}
         self.unblocks: dict[int, list[int]] = {}
+        self.on_ready = self._on_ready(self._dependencies(), compute)
+
+    def _dependencies(self) -> dict[tuple[str, bool], list[int]]:
+        """Fill ``groups``, ``waiting``, ``blocked`` and ``unblocks``; return the messages
+        each side of a node sends when it is ready, ``{(node, is_forward): [indices]}``."""
+        messages = self.messages
         sends: dict[tuple[str, bool], list[int]] = {}
         flows = {phase: get_phase(phase).flow for phase in {m.phase for m in messages}}
         for index, message in enumerate(messages):
@@ -596,7 +632,15 @@ class _StepSimulation:
                     self.unblocks.setdefault(other, []).append(index)
             else:
                 sends.setdefault((message.src, flow == "forward"), []).append(index)
-        self.on_ready: dict[tuple[str, bool], list[tuple[float, list[int]]]] = {}
+        return sends
+
+    def _on_ready(
+        self,
+        sends: Mapping[tuple[str, bool], list[int]],
+        compute: Mapping[str, tuple[float, float]],
+    ) -> dict[tuple[str, bool], list[tuple[float, list[int]]]]:
+        """Which group's arrival triggers each of ``sends``, after how many compute seconds."""
+        on_ready: dict[tuple[str, bool], list[tuple[float, list[int]]]] = {}
         for (node, forward), indices in sends.items():
             forward_s, backward_s = compute.get(node, (0.0, 0.0))
             if forward:
@@ -605,7 +649,8 @@ class _StepSimulation:
                 trigger, delay = (node, False), backward_s
             else:  # backpropagation starts here (the fusion node)
                 trigger, delay = (node, True), forward_s + backward_s
-            self.on_ready.setdefault(trigger, []).append((delay, indices))
+            on_ready.setdefault(trigger, []).append((delay, indices))
+        return on_ready
 
     def run(self) -> StepTiming:
         for group in self.on_ready:
@@ -694,9 +739,7 @@ class _StepSimulation:
             self._send(freed)
 
 
-def max_min_rates(
-    paths: Sequence[Sequence[Hashable]], capacity: Mapping[Hashable, float]
-) -> list[float]:
+def max_min_rates(paths: Sequence[Sequence[Link]], capacity: Mapping[Link, float]) -> list[float]:
     """Max-min fair rates of flows crossing shared links, by progressive filling.
 
     ``paths[i]`` lists the links flow ``i`` crosses (any hashable names) and
@@ -710,12 +753,7 @@ def max_min_rates(
     >>> max_min_rates([["ab", "bc"], ["ab"], ["bc"]], {"ab": 1.0, "bc": 2.0})
     [0.5, 0.5, 1.5]
     """
-    users: dict[Hashable, list[int]] = {}
-    for index, path in enumerate(paths):
-        if not path:
-            raise ValueError(f"flow {index} crosses no link")
-        for link in path:
-            users.setdefault(link, []).append(index)
+    users = _flows_by_link(paths)
     left = {link: float(capacity[link]) for link in users}
     growing = {link: len(flows) for link, flows in users.items()}
     order = {link: position for position, link in enumerate(users)}
@@ -737,6 +775,17 @@ def max_min_rates(
                     left[other] = max(0.0, left[other] - share)
                     growing[other] -= 1
     return [float(rate) for rate in rates]  # type: ignore[arg-type]
+
+
+def _flows_by_link(paths: Sequence[Sequence[Link]]) -> dict[Link, list[int]]:
+    """The flows crossing each link, links in the order flows first cross them."""
+    users: dict[Link, list[int]] = {}
+    for index, path in enumerate(paths):
+        if not path:
+            raise ValueError(f"flow {index} crosses no link")
+        for link in path:
+            users.setdefault(link, []).append(index)
+    return users
 
 
 def time_messages(

@@ -13,7 +13,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["Phase", "Flow", "register_phase", "get_phase", "phase_names", "training_phases"]
+from innet.core.registry import Registry
+
+__all__ = [
+    "Phase",
+    "Flow",
+    "register_phase",
+    "get_phase",
+    "phase_names",
+    "training_phases",
+]
 
 Flow = Literal["forward", "backward"]
 
@@ -32,30 +41,27 @@ class Phase:
     routed: bool = False
 
 
-_PHASES: dict[str, Phase] = {}
+_PHASES: Registry[Phase] = Registry("phase")
 
 
 def register_phase(name: str, *, training: bool, flow: Flow | None, routed: bool = False) -> Phase:
     """Add a phase to the vocabulary (idempotent for an identical definition)."""
     phase = Phase(name, training, flow, routed)
-    known = _PHASES.get(name)
-    if known is not None and known != phase:
-        raise ValueError(f"phase {name!r} is already registered as {known}")
-    _PHASES[name] = phase
-    return phase
+    if name in _PHASES and _PHASES.get(name) != phase:
+        raise ValueError(f"phase {name!r} is already registered as {_PHASES.get(name)}")
+    return _PHASES.register(name, phase)
 
 
 def get_phase(name: str) -> Phase:
     """The registered phase called ``name``; ``ValueError`` naming the known ones otherwise."""
-    try:
-        return _PHASES[name]
-    except KeyError:
-        raise ValueError(f"unknown phase {name!r} (known: {', '.join(_PHASES)})") from None
+    if name not in _PHASES:
+        raise ValueError(_PHASES.unknown(name))
+    return _PHASES.get(name)
 
 
 def phase_names() -> tuple[str, ...]:
     """Every registered phase, in registration order (the order records are sorted in)."""
-    return tuple(_PHASES)
+    return _PHASES.names()
 
 
 def training_phases() -> tuple[str, ...]:

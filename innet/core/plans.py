@@ -6,7 +6,8 @@ single fusion node. During training, latents travel along the forward edges
 and gradients travel back along the same edges in reverse; a link that is not
 in the plan is silent in both directions.
 
-Four routings are built here (docs/science.md):
+Four routings are built here (docs/science.md), each registered by name in
+:data:`ROUTINGS` (a new routing is one more registered builder):
 
 - ``dense``: every link carries traffic. Nodes are ordered by
   ``(hop distance to fusion, node id)`` and each link points from its later
@@ -61,6 +62,7 @@ import scipy.sparse
 import scipy.sparse.csgraph
 
 from innet.core.errors import InnetError
+from innet.core.registry import Registry
 from innet.core.topology.links import LinkTable
 from innet.core.topology.model import Topology, node_key
 
@@ -68,6 +70,7 @@ __all__ = [
     "Plan",
     "PlanArrays",
     "ROUTINGS",
+    "RoutingBuilder",
     "SCIPY_THRESHOLD",
     "build_plan",
     "dense_plan",
@@ -431,34 +434,50 @@ def _dijkstra_slots_scipy(
     return slot[reached[reached != fusion]]
 
 
-_BUILDERS: dict[str, Callable[[Topology, float, float], Plan]] = {
-    "dense": lambda topology, message_bits, hop_cost_s: dense_plan(topology),
-    "dijkstra": dijkstra_plan,
-    "hop": lambda topology, message_bits, hop_cost_s: hop_plan(topology),
-    "maxcap": lambda topology, message_bits, hop_cost_s: max_capacity_plan(topology),
-}
+RoutingBuilder = Callable[[Topology, float, float], Plan]
+"""A routing: ``builder(topology, message_bits, hop_cost_s)`` gives its plan."""
 
-ROUTINGS: tuple[str, ...] = tuple(_BUILDERS)
-"""Names accepted by :func:`build_plan`."""
+ROUTINGS: Registry[RoutingBuilder] = Registry("routing")
+"""The routings :func:`build_plan` knows, by name; a scenario's ``routing:`` is one of them.
+
+A new routing is one function registered here::
+
+    @ROUTINGS.register("star")
+    def star_plan(topology: Topology, message_bits: float, hop_cost_s: float) -> Plan:
+        ...
+"""
+
+
+@ROUTINGS.register("dense")
+def _dense(topology: Topology, message_bits: float, hop_cost_s: float) -> Plan:
+    return dense_plan(topology)
+
+
+ROUTINGS.register("dijkstra", dijkstra_plan)
+
+
+@ROUTINGS.register("hop")
+def _hop(topology: Topology, message_bits: float, hop_cost_s: float) -> Plan:
+    return hop_plan(topology)
+
+
+@ROUTINGS.register("maxcap")
+def _maxcap(topology: Topology, message_bits: float, hop_cost_s: float) -> Plan:
+    return max_capacity_plan(topology)
 
 
 def build_plan(
     topology: Topology, routing: str, message_bits: float, *, hop_cost_s: float = 0.0
 ) -> Plan:
-    """The plan called ``routing`` (one of :data:`ROUTINGS`) for ``topology``.
+    """The plan of the routing called ``routing`` (a name in :data:`ROUTINGS`) for ``topology``.
 
     ``message_bits`` is the size of one forward message and ``hop_cost_s`` a
-    price in seconds added to every link's weight; only ``dijkstra`` uses them.
+    price in seconds added to every link's weight; of the built-in routings
+    only ``dijkstra`` uses them.
 
     >>> build_plan(Topology("x", nx.Graph()), "ring", 8.0)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    innet.core.errors.InnetError: unknown routing 'ring' (expected one of: dense, dijkstra, ...)
+    innet.core.registry.UnknownNameError: unknown routing 'ring' (expected one of: dense, ...)
     """
-    try:
-        builder = _BUILDERS[routing]
-    except KeyError:
-        raise InnetError(
-            f"unknown routing {routing!r} (expected one of: {', '.join(ROUTINGS)})"
-        ) from None
-    return builder(topology, message_bits, hop_cost_s)
+    return ROUTINGS.get(routing)(topology, message_bits, hop_cost_s)

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -46,12 +46,10 @@ import pandas as pd
 from innet.core.phases import get_phase, phase_names
 from innet.core.topology.order import node_key
 
-if TYPE_CHECKING:
-    from innet.core.timing import RunTiming
-
 __all__ = [
     "StepRecords",
     "ExchangeLog",
+    "RecordTimes",
     "EXCHANGE_COLUMNS",
     "REQUIRED_EXCHANGE_COLUMNS",
     "OPTIONAL_EXCHANGE_COLUMNS",
@@ -77,6 +75,24 @@ CORE_METRICS_COLUMNS = (
 
 
 # -- records --------------------------------------------------------------------------------
+
+
+class RecordTimes(Protocol):
+    """Simulated times of a log's records, in its record order (what
+    :func:`~innet.core.timing.time_run` computes): start, end and queueing seconds
+    and how many copies of each record were sent."""
+
+    @property
+    def t_start(self) -> np.ndarray: ...
+
+    @property
+    def t_end(self) -> np.ndarray: ...
+
+    @property
+    def queue_s(self) -> np.ndarray: ...
+
+    @property
+    def attempts(self) -> np.ndarray | None: ...
 
 
 @dataclass(frozen=True, eq=False)
@@ -189,9 +205,14 @@ class ExchangeLog:
         )
 
     def add_many(
-        self, phase: str, src: Sequence[str], dst: Sequence[str], payload: str,
-        nbytes: np.ndarray, lost: np.ndarray,
-    ) -> None:  # fmt: skip
+        self,
+        phase: str,
+        src: Sequence[str],
+        dst: Sequence[str],
+        payload: str,
+        nbytes: np.ndarray,
+        lost: np.ndarray,
+    ) -> None:
         """Record several messages of one phase and payload at once (as :meth:`add` does each)."""
         if self._pending is None:
             raise RuntimeError("add_many() outside a step: call begin() first")
@@ -220,13 +241,16 @@ class ExchangeLog:
             raise RuntimeError("end() without begin()")
         rows = pending.rows
         columns = [
-            np.concatenate([np.array([r[i] for r in rows], dtype=dtype)]
-                           + [part[i] for part in pending.columns])
+            np.concatenate(
+                [np.array([r[i] for r in rows], dtype=dtype)]
+                + [part[i] for part in pending.columns]
+            )
             for i, dtype in enumerate((np.int16, np.int32, np.int32, np.int16, np.int64, bool))
-        ]  # fmt: skip
+        ]
         block = StepRecords._sorted(*columns)
-        self.steps.append((pending.kind, pending.epoch, pending.step, pending.batch,
-                           self._intern(block)))  # fmt: skip
+        self.steps.append(
+            (pending.kind, pending.epoch, pending.step, pending.batch, self._intern(block))
+        )
 
     def _intern(self, block: StepRecords) -> int:
         key = block.digest()
@@ -267,7 +291,7 @@ class ExchangeLog:
                         payload_codes[block.payload],
                         block.nbytes,
                         block.lost,
-                    )  # fmt: skip
+                    )
                 )
             merged.steps.append((*step[:4], merged._intern(StepRecords.concat(parts))))
         return merged
@@ -305,8 +329,9 @@ class ExchangeLog:
             totals[epoch] = totals.get(epoch, 0) + per_block[block]
         return totals
 
-    def frame(self, variant: str, seed: int, timing: RunTiming | None = None) -> pd.DataFrame:
-        """The full exchanges table of this log (columns :data:`EXCHANGE_COLUMNS`)."""
+    def frame(self, variant: str, seed: int, timing: RecordTimes | None = None) -> pd.DataFrame:
+        """The full exchanges table of this log (columns :data:`EXCHANGE_COLUMNS`); without
+        ``timing``, the time columns are NaN and every record was sent once."""
         index = [step[4] for step in self.steps]
         sizes = self.step_sizes()
 
@@ -359,12 +384,23 @@ class ExchangeLog:
         """
         log = cls(nodes)
         kinds = np.where(exchanges["phase"].to_numpy() == "eval", "eval", "train")
-        keys = list(zip(kinds.tolist(), exchanges["epoch"].tolist(), exchanges["step"].tolist(),
-                        strict=True))  # fmt: skip
+        keys = list(
+            zip(
+                kinds.tolist(), exchanges["epoch"].tolist(), exchanges["step"].tolist(), strict=True
+            )
+        )
         lost = exchanges["lost"].tolist() if "lost" in exchanges else [False] * len(keys)
-        rows: dict[tuple, list[tuple]] = {}
-        columns = zip(keys, exchanges["phase"], exchanges["src"], exchanges["dst"],
-                      exchanges["payload"], exchanges["nbytes"], lost, strict=True)  # fmt: skip
+        rows: dict[tuple, list[list]] = {}
+        columns = zip(
+            keys,
+            exchanges["phase"],
+            exchanges["src"],
+            exchanges["dst"],
+            exchanges["payload"],
+            exchanges["nbytes"],
+            lost,
+            strict=True,
+        )
         for key, *row in columns:
             rows.setdefault(key, []).append(row)
         if steps is None:

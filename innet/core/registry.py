@@ -69,6 +69,19 @@ class Registry(Generic[T]):
         self._entries[name] = entry
         return entry
 
+    def unregister(self, name: str) -> T:
+        """Remove the entry called ``name`` and return it (a test's own entry, afterwards).
+
+        >>> SHAPES = Registry("shape")
+        >>> square = SHAPES.register("square", 4)
+        >>> SHAPES.unregister("square"), "square" in SHAPES
+        (4, False)
+        """
+        try:
+            return self._entries.pop(name)
+        except KeyError:
+            raise UnknownNameError(self.unknown(name)) from None
+
     def get(self, name: str) -> T:
         """The entry called ``name``; :class:`UnknownNameError` listing the names otherwise."""
         try:

@@ -26,13 +26,13 @@ latencies or losses without training again (``run_sim.py retime``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from innet.core.netsim import ComputeTimes, Message, NetworkModel
+from innet.core.netsim import ComputeTimes, Message, MessageTiming, NetworkModel
 from innet.core.phases import get_phase, phase_names
 from innet.core.records import ExchangeLog
 from innet.core.topology.model import Topology, node_key
@@ -41,7 +41,6 @@ from innet.core.yamlio import FieldError
 
 if TYPE_CHECKING:
     from innet.core.events import Timeline
-    from innet.core.training import TrainResult
 
 __all__ = [
     "RunTiming",
@@ -126,11 +125,16 @@ NODE_COLUMNS = (
 def node_rows(
     variant: str,
     topology: Topology,
-    result: TrainResult,
+    log: ExchangeLog,
+    flops: Mapping[str, int],
     compute: Mapping[int, ComputeTimes] | None,
 ) -> list[dict]:
-    """Per node of a variant: module FLOPs and compute seconds for one full training batch."""
-    batch = next((step[3] for step in result.log.steps if step[0] == "train"), 0)
+    """Per node of a variant: module FLOPs and compute seconds for one full training batch.
+
+    ``log`` is the variant's exchange log (its first training step gives the batch size),
+    ``flops`` each node's forward FLOPs per sample.
+    """
+    batch = next((step[3] for step in log.steps if step[0] == "train"), 0)
     seconds = compute.get(batch, {}) if compute else {}
     return [
         {
@@ -143,7 +147,7 @@ def node_rows(
             "forward_s": seconds.get(node, (0.0, 0.0))[0],
             "backward_s": seconds.get(node, (0.0, 0.0))[1],
         }
-        for node, count in sorted(result.flops.items(), key=lambda item: node_key(item[0]))
+        for node, count in sorted(flops.items(), key=lambda item: node_key(item[0]))
     ]
 
 
@@ -195,21 +199,22 @@ def time_run(
     experts on the tokens dispatched to them); ``None`` from it falls back to
     ``compute``.
     """
-    sizes = log.step_sizes()
-    first_record = np.concatenate([[0], np.cumsum(sizes)])
-    total = int(first_record[-1])
-    t_start = np.full(total, np.nan)
-    t_end = np.full(total, np.nan)
-    queue_s = np.full(total, np.nan)
-    attempts = np.ones(total, dtype=np.int64)
-    epoch_train_s: dict[int, float] = {}
-
+    first_record = np.concatenate([[0], np.cumsum(log.step_sizes())])
+    times = _TimesSoFar.unset(int(first_record[-1]))
     at = [
         (epoch + 1) * steps_per_epoch if kind == "eval" else step
         for kind, epoch, step, _batch, _block in log.steps
     ]
     segment_of = timeline.segment_indices(at) if log.steps else np.zeros(0, dtype=np.int64)
     messages = [_messages(log, block) for block in range(len(log.blocks))]
+
+    def compute_s(batch: int, step_messages: tuple[Message, ...]) -> ComputeTimes | None:
+        seconds = compute.get(batch) if compute is not None else None
+        if step_compute is not None:
+            seconds = step_compute(step_messages) or seconds
+        return seconds
+
+    epoch_train_s: dict[int, float] = {}
     offset = 0.0
     for segment_index, segment in enumerate(timeline.segments):
         positions = np.flatnonzero(segment_of == segment_index).tolist()
@@ -223,24 +228,19 @@ def time_run(
             bandwidth_factor=bandwidth_factor,
             latency_factor=latency_factor,
         )
+        segment_train_s: dict[int, float] = {}
         clock = eval_clock = 0.0
         previous: tuple[str, int] | None = None
-        segment_train_s: dict[int, float] = {}
         for position in positions:
             kind, epoch, step, batch, block = log.steps[position]
             step_messages, delivered = messages[block]
-            compute_s = compute.get(batch) if compute is not None else None
-            if step_compute is not None:
-                compute_s = step_compute(step_messages) or compute_s
             start = clock if kind == "train" else eval_clock
             if kind == "eval" and previous != ("eval", epoch):
                 start = eval_clock = clock
-            timing = network.simulate_step(step_messages, compute_s, step_key=(kind, epoch, step))
-            records = first_record[position] + delivered
-            t_start[records] = [(start + m.t_start) + offset for m in timing.messages]
-            t_end[records] = [(start + m.t_end) + offset for m in timing.messages]
-            queue_s[records] = [m.queue_s for m in timing.messages]
-            attempts[records] = [m.attempts for m in timing.messages]
+            timing = network.simulate_step(
+                step_messages, compute_s(batch, step_messages), step_key=(kind, epoch, step)
+            )
+            times.fill(first_record[position] + delivered, timing.messages, start, offset)
             if kind == "train":
                 clock += timing.duration_s
                 segment_train_s[epoch] = segment_train_s.get(epoch, 0.0) + timing.duration_s
@@ -250,7 +250,37 @@ def time_run(
         for epoch, seconds in segment_train_s.items():
             epoch_train_s[epoch] = epoch_train_s.get(epoch, 0.0) + seconds
         offset += sum(segment_train_s.values())
-    return RunTiming(t_start, t_end, queue_s, epoch_train_s, attempts)
+    return RunTiming(times.t_start, times.t_end, times.queue_s, epoch_train_s, times.attempts)
+
+
+@dataclass
+class _TimesSoFar:
+    """The per-record arrays :func:`time_run` fills in, step by step."""
+
+    t_start: np.ndarray
+    t_end: np.ndarray
+    queue_s: np.ndarray
+    attempts: np.ndarray
+
+    @classmethod
+    def unset(cls, total: int) -> _TimesSoFar:
+        """``total`` records not timed yet (NaN times, one copy each)."""
+        return cls(
+            np.full(total, np.nan),
+            np.full(total, np.nan),
+            np.full(total, np.nan),
+            np.ones(total, dtype=np.int64),
+        )
+
+    def fill(
+        self, records: np.ndarray, messages: Sequence[MessageTiming], start: float, offset: float
+    ) -> None:
+        """Set ``records`` from one step's timed ``messages``; the step began ``start`` seconds
+        into its segment, which began ``offset`` seconds into the run."""
+        self.t_start[records] = [(start + m.t_start) + offset for m in messages]
+        self.t_end[records] = [(start + m.t_end) + offset for m in messages]
+        self.queue_s[records] = [m.queue_s for m in messages]
+        self.attempts[records] = [m.attempts for m in messages]
 
 
 def _messages(log: ExchangeLog, block_index: int) -> tuple[tuple[Message, ...], np.ndarray]:

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
 
     from innet.core.events import Timeline
     from innet.core.group import Group
+    from innet.core.netsim import ComputeTimes, Message
     from innet.core.records import ExchangeLog
     from innet.core.transport import RecordingTransport
 
@@ -36,7 +37,10 @@ class TrainResult:
 
 
 class Trainer(Protocol):
-    """Trains the variants of one scenario (made by :attr:`Family.prepare`)."""
+    """Trains the variants of one scenario (made by :attr:`Family.prepare`).
+
+    A trainer subclasses this protocol, which gives :meth:`step_compute` its default.
+    """
 
     timelines: dict[str, Timeline]
     """Each variant's plans over the run."""
@@ -63,3 +67,10 @@ class Trainer(Protocol):
         Returns the result on the group's leader, None elsewhere.
         """
         ...
+
+    def step_compute(self, messages: tuple[Message, ...]) -> ComputeTimes | None:
+        """Each node's compute seconds in one step, from the step's messages.
+
+        None (the default): from the nodes' FLOPs, the same in every step.
+        """
+        return None

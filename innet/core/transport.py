@@ -29,6 +29,14 @@ is recorded as lost and never handed on. The executor knows neither.
 Sizes need not be known in advance: the in-process transport takes any
 tensor, and the torch.distributed one checks each send against the shape
 announced for it (a family whose message sizes vary announces them per step).
+
+**Processes and bundles.** Every transport says which process it is
+(``rank``, of ``world_size``) and where each node runs (:meth:`Transport.rank_of`).
+An executor that computes many nodes at once sends, instead of one message
+per node pair, one *bundle* per pair of processes and round
+(:meth:`Transport.exchange`, after :meth:`Transport.connect` greeted the
+pairs). The defaults are those of one process: rank 0 of 1, every node on
+it, nothing to connect, and a round with nobody to exchange with.
 """
 
 from __future__ import annotations
@@ -153,6 +161,39 @@ class Transport(ABC):
     ) -> torch.Tensor:
         """Return the next tensor ``src`` sent to ``dst``. Called by the owner of ``dst``."""
 
+    rank: int = 0
+    """This process's number, ``0 .. world_size - 1``."""
+
+    world_size: int = 1
+    """How many processes share the nodes."""
+
+    def rank_of(self, node: str) -> int:
+        """The process that runs ``node`` (one process: 0)."""
+        return 0
+
+    def connect(self, pairs: Sequence[tuple[int, int]]) -> None:  # noqa: B027 - optional hook
+        """Greet each pair of processes ``(a, b)`` before they first exchange bundles.
+
+        Every process calls it with the same pairs; one process has none to greet.
+        """
+
+    def exchange(
+        self,
+        sends: Mapping[int, torch.Tensor],
+        receives: Mapping[int, tuple[Sequence[int], torch.dtype]],
+        *,
+        what: str = "bundle",
+    ) -> dict[int, torch.Tensor]:
+        """One round of bundles: ``sends[peer]`` goes to process ``peer``; returns what each
+        process ``receives`` names sent (its shape and dtype given there).
+
+        Every process calls it for the same rounds in the same order. One
+        process has no other to exchange with: its rounds are empty.
+        """
+        if sends or receives:
+            raise ValueError(f"{what}: bundles between processes, but there is only one")
+        return {}
+
     def expect(self, messages: Sequence[tuple]) -> None:  # noqa: B027 - optional hook
         """Announce all messages of the next phase, in canonical order (see the module docs).
 
@@ -218,6 +259,7 @@ class RecordingTransport(Transport):
 
     def __init__(self, inner: Transport, log: ExchangeLog, header_bytes: int = 0) -> None:
         self.inner = inner
+        self.rank, self.world_size = inner.rank, inner.world_size
         self.log = log
         self.header_bytes = header_bytes
         self._dropped: frozenset[tuple[str, str]] = frozenset()
@@ -228,6 +270,23 @@ class RecordingTransport(Transport):
 
     def owns(self, node: str) -> bool:
         return self.inner.owns(node)
+
+    def rank_of(self, node: str) -> int:
+        return self.inner.rank_of(node)
+
+    def connect(self, pairs: Sequence[tuple[int, int]]) -> None:
+        self.inner.connect(pairs)
+
+    def exchange(
+        self,
+        sends: Mapping[int, torch.Tensor],
+        receives: Mapping[int, tuple[Sequence[int], torch.dtype]],
+        *,
+        what: str = "bundle",
+    ) -> dict[int, torch.Tensor]:
+        """The inner transport's round; not recorded here (the executor records the
+        messages a bundle carries with :meth:`record_many`)."""
+        return self.inner.exchange(sends, receives, what=what)
 
     def send(self, tensor: torch.Tensor, *, src: str, dst: str, phase: str, payload: str) -> None:
         wire = tensor.detach()

@@ -35,6 +35,7 @@ from typing import Any
 
 import yaml
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from innet.core.errors import ConfigError
 
@@ -195,7 +196,7 @@ def config_error_from_validation(
     """
     problems = error.errors(include_url=False)
 
-    def file_order(indexed: tuple[int, dict]) -> tuple[bool, int, int]:
+    def file_order(indexed: tuple[int, ErrorDetails]) -> tuple[bool, int, int]:
         line = lines.line(indexed[1]["loc"]) if lines is not None else None
         return (line is None, line or 0, indexed[0])
 

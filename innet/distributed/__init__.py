@@ -1,10 +1,10 @@
-"""Nodes as torch.distributed processes: placement, the distributed transport, joining the job.
+"""Nodes as torch.distributed processes: the distributed transport, joining the job.
 
 Under ``torchrun`` every process runs the same program. :func:`init_distributed`
-joins the job; :func:`place_nodes` decides which rank runs which node (every
-rank computes the same answer); :class:`DistributedTransport` carries messages
-between nodes on different ranks with point-to-point sends and receives, and
-keeps the others in memory; :class:`ProcessGroup` gathers results on rank 0
+joins the job; :func:`~innet.core.placement.place_nodes` decides which rank
+runs which node (every rank computes the same answer); :class:`DistributedTransport`
+carries messages between nodes on different ranks with point-to-point sends and
+receives, and keeps the others in memory; :class:`ProcessGroup` gathers results on rank 0
 and shares its decisions; :class:`DistributedProcesses` puts these together
 for the runner. Nothing outside this package imports ``torch.distributed``. The
 executors are the same as in one process: the per-node one sends each message
@@ -20,20 +20,16 @@ from innet.distributed.context import (
     shutdown,
 )
 from innet.distributed.group import ProcessGroup
-from innet.distributed.placement import STRATEGIES, cross_rank_links, place_nodes
 from innet.distributed.processes import DistributedProcesses
 from innet.distributed.transport import DistributedTransport
 
 __all__ = [
-    "STRATEGIES",
     "DistContext",
     "DistributedError",
     "DistributedProcesses",
     "DistributedTransport",
     "ProcessGroup",
-    "cross_rank_links",
     "init_distributed",
     "is_torchrun",
-    "place_nodes",
     "shutdown",
 ]

@@ -20,6 +20,7 @@ import contextlib
 import os
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -152,7 +153,7 @@ def init_distributed(
         torch.cuda.set_device(chosen_device)
     where = f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}"
     _import_world_capturing_modules()
-    options = {}
+    options: dict[str, Any] = {}
     if chosen_device.type == "cuda":  # binds the group to this GPU and connects NCCL eagerly
         options["device_id"] = chosen_device
     try:

@@ -1,7 +1,7 @@
 """A run's nodes spread over the ranks of a torch.distributed job.
 
 :class:`DistributedProcesses` decides which rank runs which node of each
-variant (:func:`~innet.distributed.placement.place_nodes`; every rank computes
+variant (:func:`~innet.core.placement.place_nodes`; every rank computes
 the same answer), gives each (variant, seed) a
 :class:`~innet.distributed.transport.DistributedTransport`, counts the bytes
 that really crossed a process boundary (``bytes_on_wire``) and the tensors
@@ -17,12 +17,12 @@ from typing import Any
 
 from innet.core.errors import ConfigError
 from innet.core.group import Processes
+from innet.core.placement import cross_rank_links, place_nodes
 from innet.core.plans import Plan
 from innet.core.topology.model import Topology
 from innet.core.transport import Transport
 from innet.distributed.context import DistContext
 from innet.distributed.group import ProcessGroup
-from innet.distributed.placement import cross_rank_links, place_nodes
 from innet.distributed.transport import DistributedTransport
 
 __all__ = ["DistributedProcesses"]

@@ -103,6 +103,13 @@ def _key(message: ExpectedMessage) -> MessageKey:
     return (message.src, message.dst, message.phase, message.payload)
 
 
+def _wait(work: Any) -> None:
+    """Wait for a torch.distributed operation (None: this rank is not in its group)."""
+    if work is None:
+        raise RuntimeError("this rank is not in the process group")
+    work.wait()
+
+
 def _describe(key: MessageKey) -> str:
     src, dst, phase, payload = key
     return f"{phase} {payload} {src}->{dst}"
@@ -148,9 +155,10 @@ class DistributedTransport(Transport):
     # -- who runs what ----------------------------------------------------------------------
 
     def owns(self, node: str) -> bool:
-        return self._rank_of(node) == self.rank
+        return self.rank_of(node) == self.rank
 
-    def _rank_of(self, node: str) -> int:
+    def rank_of(self, node: str) -> int:
+        """The rank ``placement`` gives ``node``; an error for a node it does not place."""
         try:
             return self.placement[node]
         except KeyError:
@@ -171,7 +179,7 @@ class DistributedTransport(Transport):
         for item in messages:
             message = ExpectedMessage(*item)
             message = message._replace(shape=tuple(int(size) for size in message.shape))
-            src_rank, dst_rank = self._rank_of(message.src), self._rank_of(message.dst)
+            src_rank, dst_rank = self.rank_of(message.src), self.rank_of(message.dst)
             index, self._next_index = self._next_index, self._next_index + 1
             if src_rank != dst_rank:
                 pairs.add((min(src_rank, dst_rank), max(src_rank, dst_rank)))
@@ -338,7 +346,7 @@ class DistributedTransport(Transport):
         dtype: torch.dtype = torch.float32,
     ) -> torch.Tensor:
         key = (src, dst, phase, payload)
-        if self._rank_of(src) == self.rank:
+        if self.rank_of(src) == self.rank:
             return self._same_rank.recv(
                 src=src, dst=dst, phase=phase, payload=payload, shape=shape, dtype=dtype
             )
@@ -375,7 +383,7 @@ class DistributedTransport(Transport):
                 shape = message.shape
                 if ANY in shape:  # its shape comes first; wait for it before posting more
                     size = torch.empty(len(shape), dtype=torch.int64, device=self.device)
-                    dist.irecv(size, src=peer, group=self.group).wait()
+                    _wait(dist.irecv(size, src=peer, group=self.group))
                     shape = tuple(int(value) for value in size.tolist())
                 buffer = torch.empty(shape, dtype=message.dtype, device=self.device)
                 work = dist.irecv(buffer, src=peer, group=self.group)

@@ -2,7 +2,8 @@
 
 Everything here reads the raw tables of a run directory (see
 :mod:`innet.rundir.io`) and adds them up; nothing is measured again, so
-``write_report(run_dir)`` rebuilds the same report from a finished run.
+:func:`~innet.report.write.write_report` rebuilds the same report from a
+finished run (:func:`innet.families.runs.write_run_report` from its directory).
 
 - :mod:`~innet.report.tables`: bytes (and bytes retransmitted on lossy links)
   per link, per seed and per epoch;
@@ -15,7 +16,8 @@ Everything here reads the raw tables of a run directory (see
 - :mod:`~innet.rundir.io`: writing and reading the run directory.
 
 The scenario's family adds its own summary fields, sections, figures and
-tables (:class:`~innet.families.FamilyReport`).
+tables (:class:`~innet.report.family.FamilyReport`), given to these functions
+by the caller: nothing here looks a family up.
 """
 
 from innet.report.figures import draw_figures, topology_figure_name
@@ -37,24 +39,8 @@ from innet.report.tables import (
     undirected_link_totals,
 )
 from innet.report.write import write_report
-from innet.rundir.io import (
-    RunData,
-    RunTables,
-    load_run,
-    load_topology_json,
-    resolved_config,
-    save_topology_json,
-    write_tables,
-)
 
 __all__ = [
-    "RunData",
-    "RunTables",
-    "resolved_config",
-    "write_tables",
-    "load_run",
-    "load_topology_json",
-    "save_topology_json",
     "write_report",
     "link_totals",
     "training_exchange",

@@ -39,7 +39,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import matplotlib as mpl
 import networkx as nx
@@ -64,6 +64,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.legend import Legend
 
+    from innet.report.family import FamilyReport
     from innet.rundir.io import RunData
 
 __all__ = [
@@ -108,7 +109,8 @@ _BOTTLENECK_COLOUR = "#e7298a"  # magenta: nothing else on a topology figure has
 _STRAGGLER_COLOUR = "#111111"
 STRAGGLER_FACTOR = 10.0
 """A straggler computes at least this many times longer per step than the median node."""
-_VARIANT_COLOURS = tuple(mpl.colormaps["tab10"].colors)
+_TAB10 = cast(ListedColormap, mpl.colormaps["tab10"])
+_VARIANT_COLOURS = tuple(cast("Sequence[tuple[float, float, float]]", _TAB10.colors))
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X")  # 7 and 10 coprime: (colour, marker) unique to 70
 _LINESTYLES = ("-", "--", ":", "-.")  # one per ten variants
 _HATCHES = ("", "////", "....", "xxxx")  # bars: one per ten variants
@@ -203,15 +205,17 @@ def topology_figure_name(variant: str) -> str:
     return f"topology_{re.sub(r'[^A-Za-z0-9_.-]', '_', variant)}.png"
 
 
-def draw_figures(run: RunData, link_totals: pd.DataFrame, out_dir: str | Path) -> list[Path]:
-    """Draw every figure of a run into ``out_dir`` and return the written paths."""
+def draw_figures(
+    run: RunData, family: FamilyReport, link_totals: pd.DataFrame, out_dir: str | Path
+) -> list[Path]:
+    """Draw every topology figure of a run (of ``family``) into ``out_dir``; the written paths."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     link_rows = undirected_link_totals(link_totals)
     positions = node_positions(run.topology)
     written = []
     for variant in run.variants:  # one colour scale for every variant: comparable figures
-        figure = topology_figure(run, variant, link_rows, positions)
+        figure = topology_figure(run, family, variant, link_rows, positions)
         written.append(save_figure(figure, out_dir / topology_figure_name(variant)))
     return written
 
@@ -313,6 +317,7 @@ def stragglers(run: RunData, variant: str) -> list[tuple[str, float]]:
 
 def topology_figure(
     run: RunData,
+    family: FamilyReport,
     variant: str,
     link_rows: pd.DataFrame,
     positions: dict[str, tuple[float, float]],
@@ -336,44 +341,29 @@ def topology_figure(
     large = n_nodes > LABELLED_NODES_MAX
     crowded = n_nodes >= CROWDED_NODES_MIN
     traffic = _traffic(link_rows, variant)
-    carried, shade = traffic.carried, traffic.shade
-    used = sorted((e for e in graph.edges if carried.get(frozenset(e), 0.0) > 0),
-                  key=lambda e: shade[frozenset(e)])  # fmt: skip  # the busiest drawn last
-    silent = [e for e in graph.edges if carried.get(frozenset(e), 0.0) <= 0]
+    used, silent = _used_and_silent(graph, traffic)
     width = _capacity_widths(graph, large)
 
-    roomy = large or dense_map(graph, positions)  # many nodes, or nodes close together
-    figure = Figure(figsize=(7.5, 6.2) if not roomy else (9, 7.8) if n_nodes <= 300 else (11, 9.5))
-    figure.set_layout_engine("constrained")
+    figure = _topology_canvas(graph, positions, large)
     ax = figure.add_subplot()
-    if silent and not crowded:
-        ax.add_collection(LineCollection(
-            [(positions[u], positions[v]) for u, v in silent],
-            linewidths=[width(e) * 0.6 for e in silent], linestyles=(0, (3, 2)),
-            colors="#bdbdbd", zorder=1,
-        ))  # fmt: skip
+    silent_drawn = bool(silent) and not crowded
+    if silent_drawn:
+        _draw_silent(ax, positions, silent, width)
     failed = _failed_links(run, variant, graph)
-    bottleneck = bottleneck_link(graph, used, shade, traffic.timed, exclude=failed)
+    bottleneck = bottleneck_link(graph, used, traffic.shade, traffic.timed, exclude=failed)
     if bottleneck is not None:
         _draw_bottleneck(ax, graph, positions, bottleneck, width(bottleneck))
     if used:
-        values = np.array([shade[frozenset(e)] / traffic.unit_scale for e in used])
-        ax.add_collection(LineCollection(
-            [(positions[u], positions[v]) for u, v in used],
-            linewidths=[width(e) for e in used], colors=_LINK_COLOURS(traffic.norm(values)),
-            capstyle="round", zorder=2,
-        ))  # fmt: skip
-    follows_plan = run.family.report.follows_plan
-    first, later = _plan_edges(run, variant, carried) if follows_plan else ([], [])
+        _draw_used(ax, positions, used, width, traffic)
+    first, later = _plan_edges(run, variant, traffic.carried) if family.follows_plan else ([], [])
     arrows = n_nodes <= ARROWED_NODES_MAX and bool(first or later)
     if arrows:
         _draw_arrows(ax, first, positions, large, _ARROW_COLOUR)
         _draw_arrows(ax, later, positions, large, _LATER_ARROW_COLOUR)
     if failed:
         _draw_failed(ax, graph, positions, failed, width, large)
-    busy_nodes = {node for edge in used for node in edge} if crowded else None
-    roles = node_roles(run)
-    _draw_nodes(ax, topology, roles, positions, busy_nodes)
+    roles = node_roles(run, family)
+    _draw_nodes(ax, topology, roles, positions, _busy_nodes(used) if crowded else None)
     _draw_labels(ax, topology, positions, large)
     slow = stragglers(run, variant)
     _draw_stragglers(ax, topology, positions, slow, large)
@@ -381,14 +371,86 @@ def topology_figure(
                                 shrink=0.75, pad=0.01)  # fmt: skip
     colourbar.set_label(traffic.label)
     handles = [*_role_handles(roles),
-               *_link_handles(bool(arrows and first), bool(arrows and later),
-                              bool(silent) and not crowded, bool(failed))]  # fmt: skip
-    handles += _mark_handles(graph, bottleneck, shade, traffic, slow)
-    handles += _capacity_handles(graph, width)
+               *_link_handles(arrows and bool(first), arrows and bool(later), silent_drawn,
+                              bool(failed)),
+               *_mark_handles(graph, bottleneck, traffic.shade, traffic, slow),
+               *_capacity_handles(graph, width)]  # fmt: skip
     colour = "utilisation" if traffic.timed else "traffic"
     figure.legend(handles=handles, loc="outside lower center", ncols=3, fontsize=8,
                   frameon=False, title=f"line width: link capacity; colour: {colour} (bar)",
                   title_fontsize=8)  # fmt: skip
+    ax.set_title(_topology_title(run, variant, link_rows, len(used), family.follows_plan, crowded),
+                 fontsize=10)  # fmt: skip
+    _frame(ax, large)
+    return figure
+
+
+def _frame(ax: Axes, large: bool) -> None:
+    """Fit the view to what is drawn, with margins, equal scales and no axes."""
+    ax.autoscale_view()
+    ax.margins(x=0.06 if large else 0.1, y=0.05 if large else 0.08)
+    ax.set_aspect("equal", adjustable="datalim")
+    ax.set_axis_off()
+
+
+def _used_and_silent(
+    graph: nx.Graph, traffic: _Traffic
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """The links that carry traffic (the busiest last: drawn on top) and those that carry none."""
+    carried, shade = traffic.carried, traffic.shade
+    used = sorted((e for e in graph.edges if carried.get(frozenset(e), 0.0) > 0),
+                  key=lambda e: shade[frozenset(e)])  # fmt: skip
+    silent = [e for e in graph.edges if carried.get(frozenset(e), 0.0) <= 0]
+    return used, silent
+
+
+def _draw_silent(
+    ax: Axes, positions: dict[str, tuple[float, float]], silent: list[tuple[str, str]],
+    width: Callable[[tuple[str, str]], float],
+) -> None:  # fmt: skip
+    """The links that carry nothing: thin, dashed, grey."""
+    ax.add_collection(LineCollection(
+        [(positions[u], positions[v]) for u, v in silent],
+        linewidths=[width(e) * 0.6 for e in silent], linestyles=(0, (3, 2)),
+        colors="#bdbdbd", zorder=1,
+    ))  # fmt: skip
+
+
+def _topology_canvas(
+    graph: nx.Graph, positions: dict[str, tuple[float, float]], large: bool
+) -> Figure:
+    """An empty topology figure, larger for many nodes or nodes close together."""
+    n_nodes = graph.number_of_nodes()
+    roomy = large or dense_map(graph, positions)
+    figure = Figure(figsize=(7.5, 6.2) if not roomy else (9, 7.8) if n_nodes <= 300 else (11, 9.5))
+    figure.set_layout_engine("constrained")
+    return figure
+
+
+def _draw_used(
+    ax: Axes, positions: dict[str, tuple[float, float]], used: list[tuple[str, str]],
+    width: Callable[[tuple[str, str]], float], traffic: _Traffic,
+) -> None:  # fmt: skip
+    """The links that carry training traffic, coloured by how busy they are."""
+    values = np.array([traffic.shade[frozenset(e)] / traffic.unit_scale for e in used])
+    ax.add_collection(LineCollection(
+        [(positions[u], positions[v]) for u, v in used],
+        linewidths=[width(e) for e in used], colors=_LINK_COLOURS(traffic.norm(values)),
+        capstyle="round", zorder=2,
+    ))  # fmt: skip
+
+
+def _busy_nodes(used: list[tuple[str, str]]) -> set[str]:
+    """The nodes at either end of a link that carries traffic."""
+    return {node for edge in used for node in edge}
+
+
+def _topology_title(
+    run: RunData, variant: str, link_rows: pd.DataFrame, n_used: int, follows_plan: bool,
+    crowded: bool,
+) -> str:  # fmt: skip
+    """``NETWORK: VARIANT (ROUTING)``, and how many links carry how much traffic."""
+    graph = run.topology.graph
     rows = link_rows[link_rows["variant"] == variant]
     total = float(rows["nbytes_per_seed"].sum()) if not rows.empty else 0.0
     total_scale, total_unit = _byte_scale(total)
@@ -396,17 +458,11 @@ def topology_figure(
         "routing", ""
     )
     name = f"{variant} ({routing})" if follows_plan else variant  # no plan: no routing
-    ax.set_title(
-        f"{topology.name}: {name}\n{len(used):,} of {graph.number_of_edges():,} "
+    return (
+        f"{run.topology.name}: {name}\n{n_used:,} of {graph.number_of_edges():,} "
         f"links carry training traffic, {total / total_scale:.3g} {total_unit} per seed"
-        + ("\n(links that carry nothing not drawn; idle nodes as small dots)" if crowded else ""),
-        fontsize=10,
+        + ("\n(links that carry nothing not drawn; idle nodes as small dots)" if crowded else "")
     )
-    ax.autoscale_view()
-    ax.margins(x=0.06 if large else 0.1, y=0.05 if large else 0.08)
-    ax.set_aspect("equal", adjustable="datalim")
-    ax.set_axis_off()
-    return figure
 
 
 def _draw_bottleneck(
@@ -599,15 +655,15 @@ def _failed_links(run: RunData, variant: str, graph: nx.Graph) -> list[tuple[str
     return [edge for edge in graph.edges if frozenset(edge) in lost]
 
 
-def node_roles(run: RunData) -> dict[str, str]:
-    """Each node's role in the words of the run's family.
+def node_roles(run: RunData, family: FamilyReport) -> dict[str, str]:
+    """Each node's role in the words of the run's ``family``.
 
     The topology's roles (fusion, sensor, relay) unless the family names its
     own (``FamilyReport.node_roles``: MoE's token sources and expert nodes);
     a node the family does not name is then a relay.
     """
     graph = run.topology.graph
-    hook = run.family.report.node_roles
+    hook = family.node_roles
     named = hook(run) if hook is not None else {}
     if not named:
         return {str(node): str(role) for node, role in graph.nodes(data="role")}
@@ -630,34 +686,50 @@ def _draw_nodes(
 
     With ``busy`` (crowded networks), relays outside it are drawn as small pale dots.
     """
-    n_nodes = len(roles)
-    size = 320 if n_nodes <= LABELLED_NODES_MAX else 40 if n_nodes <= 300 else 14
-    if dense_map(topology.graph, positions):
-        size = _MAP_NODE_SIZE
+    size = _node_size(topology, positions)
     if busy is not None:
         idle = [node for node, role in roles.items() if role == "relay" and node not in busy]
-        if idle:
-            xy = np.array([positions[node] for node in idle], dtype=float)
-            ax.scatter(xy[:, 0], xy[:, 1], s=0.5, c="#d0d0d0", linewidths=0, zorder=1)
+        _draw_idle(ax, idle, positions)
     colours = _role_colours(roles)
     counts = {role: sum(1 for r in roles.values() if r == role) for role in colours}
     order = sorted(colours, key=lambda role: (role != "relay", role == "fusion", -counts[role]))
     for role in order:
-        nodes = [node for node, node_role in roles.items() if node_role == role]
-        if busy is not None and role == "relay":
-            nodes = [node for node in nodes if node in busy]
-        if not nodes:
-            continue
-        xy = np.array([positions[node] for node in nodes], dtype=float)
-        ax.scatter(
-            xy[:, 0],
-            xy[:, 1],
-            s=size * (4 if role == "fusion" and size < 320 else 1),
-            c=colours[role],
-            edgecolors="white" if role != "fusion" else "black",
-            linewidths=0.5,
-            zorder=3 if role != "fusion" else 4,
-        )
+        nodes = [node for node, node_role in roles.items() if node_role == role
+                 and (busy is None or role != "relay" or node in busy)]  # fmt: skip
+        if nodes:
+            _draw_role(ax, nodes, positions, colours[role], size, fusion=role == "fusion")
+
+
+def _node_size(topology: Topology, positions: dict[str, tuple[float, float]]) -> float:
+    """The marker size of a node: smaller as the network grows, small on a dense map."""
+    if dense_map(topology.graph, positions):
+        return _MAP_NODE_SIZE
+    n_nodes = topology.graph.number_of_nodes()
+    return 320 if n_nodes <= LABELLED_NODES_MAX else 40 if n_nodes <= 300 else 14
+
+
+def _draw_idle(ax: Axes, idle: list[str], positions: dict[str, tuple[float, float]]) -> None:
+    """Relays that carry nothing in a crowded network: small pale dots."""
+    if idle:
+        xy = np.array([positions[node] for node in idle], dtype=float)
+        ax.scatter(xy[:, 0], xy[:, 1], s=0.5, c="#d0d0d0", linewidths=0, zorder=1)
+
+
+def _draw_role(
+    ax: Axes, nodes: list[str], positions: dict[str, tuple[float, float]], colour: str,
+    size: float, *, fusion: bool,
+) -> None:  # fmt: skip
+    """The nodes of one role; the fusion node larger (on small markers), outlined, on top."""
+    xy = np.array([positions[node] for node in nodes], dtype=float)
+    ax.scatter(
+        xy[:, 0],
+        xy[:, 1],
+        s=size * (4 if fusion and size < 320 else 1),
+        c=colour,
+        edgecolors="white" if not fusion else "black",
+        linewidths=0.5,
+        zorder=3 if not fusion else 4,
+    )
 
 
 def _draw_labels(ax: Axes, topology: Topology, positions: dict[str, tuple[float, float]],

@@ -28,6 +28,7 @@ Nodes drawn on top of each other are pushed apart in the same way.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import networkx as nx
 import numpy as np
@@ -78,8 +79,11 @@ def node_positions(topology: Topology) -> dict[str, tuple[float, float]]:
     graph = topology.graph
     given = {node: graph.nodes[node]["pos"] for node in graph.nodes
              if graph.nodes[node].get("pos") is not None}  # fmt: skip
+    layout: Mapping[str, Any]  # positions, as tuples or numpy arrays
     if given and len(given) >= _MAP_SHARE * graph.number_of_nodes():
-        layout = place_missing(graph, {node: tuple(map(float, xy)) for node, xy in given.items()})
+        layout = place_missing(
+            graph, {node: (float(xy[0]), float(xy[1])) for node, xy in given.items()}
+        )
     elif graph.number_of_nodes() <= _SPRING_NODES_MAX:
         layout = nx.spring_layout(graph, seed=0)
     elif graph.number_of_nodes() <= _FORCE_NODES_MAX:
@@ -113,27 +117,48 @@ def place_missing(graph: nx.Graph, given: Positions) -> dict[str, tuple[float, f
     True
     """
     placed = {node: np.array(xy, dtype=float) for node, xy in given.items()}
-    xy = np.array(list(placed.values()), dtype=float).reshape(-1, 2)
-    span = float(np.ptp(xy, axis=0).max()) if len(xy) > 1 else 0.0
-    step = _ASIDE * (span or 1.0)
-    clearance = clearance_for(graph, _plain(placed)) if len(xy) > 1 else step
+    middle, step, clearance = _placing_scale(graph, placed)
     missing = [node for node in sorted(graph.nodes, key=node_key) if node not in placed]
     count = 0
     while missing:
         ready = [node for node in missing if any(n in placed for n in graph.neighbors(node))]
         for node in ready or missing[:1]:  # none ready: one goes around the map's middle
-            around = [placed[n] for n in graph.neighbors(node) if n in placed] or [
-                xy.mean(axis=0) if len(xy) else np.zeros(2)
-            ]
             angle = count * _GOLDEN_ANGLE
-            placed[node] = np.mean(around, axis=0) + step * np.array([np.cos(angle), np.sin(angle)])
+            aside = step * np.array([np.cos(angle), np.sin(angle)])
+            _place_near(graph, placed, node, middle, aside, clearance)
             count += 1
-            drawn = graph.subgraph([*placed])
-            spot = _clear_spot(drawn, {**placed, node: np.mean(around, axis=0)}, node, clearance)
-            if spot is not None:
-                placed[node] = spot
         missing = [node for node in missing if node not in placed]
     return _plain(placed)
+
+
+def _placing_scale(
+    graph: nx.Graph, placed: dict[str, np.ndarray]
+) -> tuple[np.ndarray, float, float]:
+    """The middle of the placed nodes, how far aside a node goes (4% of their span) and
+    the clearance (:func:`clearance_for`; that step with fewer than two placed nodes)."""
+    xy = np.array(list(placed.values()), dtype=float).reshape(-1, 2)
+    span = float(np.ptp(xy, axis=0).max()) if len(xy) > 1 else 0.0
+    step = _ASIDE * (span or 1.0)
+    clearance = clearance_for(graph, _plain(placed)) if len(xy) > 1 else step
+    return (xy.mean(axis=0) if len(xy) else np.zeros(2)), step, clearance
+
+
+def _place_near(
+    graph: nx.Graph,
+    placed: dict[str, np.ndarray],
+    node: str,
+    middle: np.ndarray,
+    aside: np.ndarray,
+    clearance: float,
+) -> None:
+    """Place ``node`` at the nearest clear spot around its placed neighbours' mean
+    (``middle`` when it has none), else ``aside`` of that mean."""
+    around = [placed[n] for n in graph.neighbors(node) if n in placed] or [middle]
+    placed[node] = np.mean(around, axis=0) + aside
+    drawn = graph.subgraph([*placed])
+    spot = _clear_spot(drawn, {**placed, node: np.mean(around, axis=0)}, node, clearance)
+    if spot is not None:
+        placed[node] = spot
 
 
 def quiet_point(
@@ -252,20 +277,43 @@ def separate_nodes(
         crowded = _overlapping(moved, _APART * clearance)
         if not crossings and not crowded:
             break
-        for a, b in crowded:  # two nodes drawn on top of each other: apart along their line
-            gap = moved[b] - moved[a]
-            distance = float(np.hypot(*gap))
-            unit = gap / distance if distance > 0 else np.array([1.0, 0.0])
-            push = unit * (_APART * clearance - distance) * 0.55
-            moved[a], moved[b] = moved[a] - push, moved[b] + push
-        for (u, v), node in crossings:
-            start, end, point = moved[u], moved[v], moved[node]
-            direction = end - start
-            length = float(np.hypot(*direction)) or 1.0
-            normal = np.array([-direction[1], direction[0]]) / length
-            offset = float(np.dot(point - start, normal))
-            side = 1.0 if offset >= 0 else -1.0
-            moved[node] = point + normal * (side * 1.5 * clearance - offset)
+        _push_apart(moved, crowded, clearance)
+        _move_off_links(moved, crossings, clearance)
+    _find_clear_spots(graph, moved, clearance)
+    return _plain(moved)
+
+
+def _push_apart(
+    moved: dict[str, np.ndarray], crowded: list[tuple[str, str]], clearance: float
+) -> None:
+    """Two nodes drawn on top of each other: apart along their line."""
+    for a, b in crowded:
+        gap = moved[b] - moved[a]
+        distance = float(np.hypot(*gap))
+        unit = gap / distance if distance > 0 else np.array([1.0, 0.0])
+        push = unit * (_APART * clearance - distance) * 0.55
+        moved[a], moved[b] = moved[a] - push, moved[b] + push
+
+
+def _move_off_links(
+    moved: dict[str, np.ndarray],
+    crossings: list[tuple[tuple[str, str], str]],
+    clearance: float,
+) -> None:
+    """Each node a link passes over: perpendicular to it, 1.5 clearances away."""
+    for (u, v), node in crossings:
+        start, end, point = moved[u], moved[v], moved[node]
+        direction = end - start
+        length = float(np.hypot(*direction)) or 1.0
+        normal = np.array([-direction[1], direction[0]]) / length
+        offset = float(np.dot(point - start, normal))
+        side = 1.0 if offset >= 0 else -1.0
+        moved[node] = point + normal * (side * 1.5 * clearance - offset)
+
+
+def _find_clear_spots(graph: nx.Graph, moved: dict[str, np.ndarray], clearance: float) -> None:
+    """Each node still caught or crowded (else an end of the link over it): to the nearest
+    clear spot, one node at a time, at most three searches per node."""
     budget = 3 * graph.number_of_nodes()  # searches for a clear spot: bounded on dense graphs
     for _ in range(_ROUNDS):
         crossings = edges_through_nodes(graph, _plain(moved), clearance)
@@ -279,7 +327,6 @@ def separate_nodes(
                 if spot is not None:
                     moved[candidate] = spot
                     break
-    return _plain(moved)
 
 
 def _plain(positions: Mapping[str, np.ndarray]) -> dict[str, tuple[float, float]]:
@@ -313,17 +360,30 @@ def _clear_spot(
         )
     if len(a):
         clear &= _segment_distances(a, b, spots).min(axis=0) >= clearance
-    if len(ends):  # the node's own links from each spot, against every other node
-        starts = np.repeat(spots, len(ends), axis=0)
-        distance = _segment_distances(starts, np.tile(ends, (len(spots), 1)), xy)
-        own = np.array([[other == n for other in others] for n in neighbours])  # ends
-        distance[np.tile(own, (len(spots), 1))] = np.inf
-        clear &= (distance.min(axis=1) >= clearance).reshape(len(spots), len(ends)).all(axis=1)
+    if len(ends):
+        clear &= _own_links_clear(spots, neighbours, ends, others, xy, clearance)
     found = np.flatnonzero(clear)
     return spots[found[0]] if found.size else None
 
 
-def _overlapping(positions: Mapping[str, np.ndarray], distance: float) -> list[tuple[str, str]]:
+def _own_links_clear(
+    spots: np.ndarray,
+    neighbours: list[str],
+    ends: np.ndarray,
+    others: list[str],
+    xy: np.ndarray,
+    clearance: float,
+) -> np.ndarray:
+    """For each spot: whether the node's own links from there (to ``ends``, the
+    ``neighbours``' positions) pass every other node (``others`` at ``xy``) at a clearance."""
+    starts = np.repeat(spots, len(ends), axis=0)
+    distance = _segment_distances(starts, np.tile(ends, (len(spots), 1)), xy)
+    own = np.array([[other == n for other in others] for n in neighbours])  # ends
+    distance[np.tile(own, (len(spots), 1))] = np.inf
+    return (distance.min(axis=1) >= clearance).reshape(len(spots), len(ends)).all(axis=1)
+
+
+def _overlapping(positions: Mapping[str, Any], distance: float) -> list[tuple[str, str]]:
     """Pairs of nodes closer than ``distance`` (in node order)."""
     nodes = sorted(positions, key=node_key)
     xy = np.array([positions[node] for node in nodes], dtype=float)

@@ -8,7 +8,7 @@ numbers, the routing plans (for a family whose traffic follows them), the
 busiest links (the ten with the highest utilisation per variant and one line
 of totals, so it stays short on a network of thousands of links), the
 retransmissions on lossy links when there were any, and the figures. The
-family's report (:class:`~innet.families.FamilyReport`) brings its words: its
+family's report (:class:`~innet.report.family.FamilyReport`) brings its words: its
 nodes' roles, the name of its training bytes and of its traffic.
 
 The family's comparison sentences use :func:`comparisons_preamble` (seeds are
@@ -34,7 +34,7 @@ from innet.report.tables import busiest_links, link_table, undirected_link_total
 from innet.rundir.layout import FIGURES_DIR
 
 if TYPE_CHECKING:
-    from innet.report.family import FamilyReport
+    from innet.report.family import FamilyReport, HeadlineColumn
     from innet.rundir.io import RunData
 
 __all__ = [
@@ -57,22 +57,40 @@ _EDGES_LISTED = 500  # longer ones are only in plans.json
 _TOP_LINKS = 10
 
 
-def headline_table(summary: dict[str, Any], family: FamilyReport | None = None) -> str:
+def headline_table(summary: dict[str, Any], family: FamilyReport) -> str:
     """One Markdown row per variant with the numbers that the comparisons are about.
 
     Exchange reductions are against the first variant. ``family`` (the run's
-    family report; the summary's ``family`` when None) adds its own columns,
+    family report) adds its own columns,
     names the training bytes (``exchange_label``) and, when its traffic does
     not follow the plan, leaves out the routing column.
     """
-    if family is None:
-        from innet.families import get_family
-
-        family = get_family(summary.get("family", "inl")).report
     names = list(summary["variants"])
     first = names[0] if names else None
     lead = [column for column in family.headline if column.before_exchange]
     tail = [column for column in family.headline if not column.before_exchange]
+    routing = family.follows_plan
+    rows = [
+        [
+            name,
+            *([str(variant.get("routing") or MISSING)] if routing else []),
+            *(column.value(variant, name, summary) for column in lead),
+            f"{format_bytes(variant['train_exchange_bytes'])} "
+            f"({_exact_bytes(variant['train_exchange_bytes'])})",
+            _exchange_reduction(summary, first, name),
+            *(column.value(variant, name, summary) for column in tail),
+            format_seconds(variant.get("sim_time_s_per_epoch")),
+        ]
+        for name, variant in summary["variants"].items()
+    ]
+    headers, align = _headline_columns(family, lead, tail, first)
+    return markdown_table(headers, rows, align)
+
+
+def _headline_columns(
+    family: FamilyReport, lead: list[HeadlineColumn], tail: list[HeadlineColumn], first: str | None
+) -> tuple[list[str], list[str]]:
+    """The headline table's headers and their alignments."""
     routing = ["routing"] if family.follows_plan else []
     label = family.exchange_label
     reduction_label = "exchange reduction" if label == "training exchange" else "reduction"
@@ -85,32 +103,24 @@ def headline_table(summary: dict[str, Any], family: FamilyReport | None = None) 
         *(column.header for column in tail),
         "sim time / epoch",
     ]
-    rows = []
-    for name, variant in summary["variants"].items():
-        exchange = variant["train_exchange_bytes"]
-        if name == first:
-            exchange_reduction = "—"
-        else:
-            base = summary["variants"][first]["train_exchange_bytes"]
-            exchange_reduction = format_percent(reduction(base, exchange))
-        rows.append(
-            [
-                name,
-                *([str(variant.get("routing") or MISSING)] if routing else []),
-                *(column.value(variant, name, summary) for column in lead),
-                f"{format_bytes(exchange)} ({_exact_bytes(exchange)})",
-                exchange_reduction,
-                *(column.value(variant, name, summary) for column in tail),
-                format_seconds(variant.get("sim_time_s_per_epoch")),
-            ]
-        )
     align = ["left", *(["left"] if routing else []), *(c.align for c in lead), "right", "right",
              *(c.align for c in tail), "right"]  # fmt: skip
-    return markdown_table(headers, rows, align)
+    return headers, align
+
+
+def _exchange_reduction(summary: dict[str, Any], first: str | None, name: str) -> str:
+    """The reduction of a variant's training exchange against the first variant's."""
+    if name == first:
+        return "—"
+    variants = summary["variants"]
+    return format_percent(
+        reduction(variants[first]["train_exchange_bytes"], variants[name]["train_exchange_bytes"])
+    )
 
 
 def render_report(
     run: RunData,
+    family: FamilyReport,
     summary: dict[str, Any],
     link_totals: pd.DataFrame,
     figures: list[tuple[str, str]] | None,
@@ -120,12 +130,11 @@ def render_report(
     ``figures`` are the family's figures, ``(file name, description)``, beside the
     topology figures; None when no figures were drawn.
     """
-    family = run.family.report
     if "utilisation" not in link_totals.columns:  # bytes only: add capacities and times
         link_totals = link_table(run)
     sections = [
         f"# innet report: {summary['scenario']}",
-        _overview(run, summary),
+        _overview(run, family, summary),
         "## Headline\n\n" + headline_table(summary, family),
         *(section(run, summary) for section in family.sections),
         "## Plans\n\n" + _plans(run, summary) if family.follows_plan else "",
@@ -134,7 +143,7 @@ def render_report(
     if _retransmitted(summary):
         sections.append("## Retransmissions\n\n" + _retransmissions(run, summary, link_totals))
     optional = [
-        events_section(run),
+        events_section(run, family.primary_metric),
         placement_section(run),
         compute_section(run),
     ]
@@ -276,9 +285,9 @@ def _signed_bytes(nbytes: float) -> str:
     return ("-" if nbytes < 0 else "+") + format_bytes(abs(nbytes))
 
 
-def _overview(run: RunData, summary: dict[str, Any]) -> str:
+def _overview(run: RunData, family: FamilyReport, summary: dict[str, Any]) -> str:
     graph = run.topology.graph
-    roles = list(node_roles(run).values())
+    roles = list(node_roles(run, family).values())
     order = list(dict.fromkeys(["fusion", "sensor", *roles]))  # INL's roles in their usual order
     counts = ", ".join(
         f"{roles.count(role):,} {role}{'s' if roles.count(role) != 1 else ''}"

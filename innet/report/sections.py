@@ -36,12 +36,11 @@ def event_steps(run: RunData, variant: str) -> list[tuple[int, int, str]]:
     ]
 
 
-def events_section(run: RunData) -> str:
-    """Events, plan repairs, lost messages and the family's main metric around each event."""
+def events_section(run: RunData, metric: str | None) -> str:
+    """Events, plan repairs, lost messages and the family's main ``metric`` around each event."""
     events, exchanges, metrics = run.events, run.exchanges, run.metrics
     if not events:
         return ""
-    metric = run.family.report.primary_metric
     if metric is None or metric not in metrics:
         metric = None
     accuracy = (

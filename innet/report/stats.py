@@ -71,10 +71,13 @@ import math
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy import stats as _scipy_stats
+
+if TYPE_CHECKING:
+    from typing_extensions import TypeIs
 
 __all__ = [
     "CONFIDENCE",
@@ -605,5 +608,6 @@ def _minus(y: Any, x: Any) -> int | float:
     return float(y) - float(x)
 
 
-def _missing(value: Any) -> bool:
+def _missing(value: Any) -> TypeIs[None]:
+    """None or NaN (typed as None: what is not missing is a number)."""
     return value is None or (isinstance(value, float) and math.isnan(value))

@@ -43,7 +43,6 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -52,8 +51,10 @@ import pandas as pd
 from innet.core.errors import InnetError
 from innet.report.stats import first_reach, paired_difference, paired_log_ratio
 from innet.report.tables import links_used, retransmitted_bytes, training_exchange
+from innet.rundir.io import to_plain
 
 if TYPE_CHECKING:
+    from innet.report.family import FamilyReport
     from innet.rundir.io import RunData
 
 __all__ = [
@@ -77,13 +78,15 @@ TARGET_FRACTION = 0.9
 """Time to target: the target is this fraction of the best final mean of the primary metric."""
 
 
-def build_summary(run: RunData) -> dict[str, Any]:
-    """Summarise a run: per-variant numbers and the comparisons between variants."""
+def build_summary(run: RunData, family: FamilyReport) -> dict[str, Any]:
+    """Summarise a run: per-variant numbers and the comparisons between variants.
+
+    ``family`` is the report of the run's family (its own fields and comparisons).
+    """
     seeds = run.seeds
     exchange = training_exchange(run.exchanges)
     retransmitted = retransmitted_bytes(run.exchanges)
     links = links_used(run.exchanges)
-    family = run.family.report
     variants = {
         variant: {
             **_variant_summary(run, variant, seeds, exchange, retransmitted, links),
@@ -112,7 +115,7 @@ def build_summary(run: RunData) -> dict[str, Any]:
         {
             "schema_version": SCHEMA_VERSION,
             "scenario": run.scenario,
-            "family": run.config.get("family", "inl"),
+            "family": run.family_name,
             "topology": run.topology.name,
             "seeds": seeds,
             "time_to_target": target,
@@ -225,23 +228,6 @@ def reduction(a: float | None, b: float | None) -> float | None:
     if a is None or b is None or a == 0 or _is_nan(a) or _is_nan(b):
         return None
     return 1.0 - b / a
-
-
-def to_plain(value: Any) -> Any:
-    """Convert numpy scalars/arrays, tuples and paths to plain JSON types; NaN to None."""
-    if isinstance(value, dict):
-        return {str(key): to_plain(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple, np.ndarray)):
-        return [to_plain(item) for item in value]
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return None if _is_nan(value) else float(value)
-    if isinstance(value, Path):
-        return str(value)
-    return value
 
 
 def _variant_summary(

@@ -49,7 +49,6 @@ import pandas as pd
 from innet.core.netsim import NetworkModel
 from innet.core.phases import get_phase, training_phases
 from innet.core.topology.model import Topology, node_key
-from innet.rundir.layout import STEPS_FILE
 
 if TYPE_CHECKING:
     from innet.rundir.io import RunData
@@ -179,13 +178,11 @@ def link_table(run: RunData) -> pd.DataFrame:
     """
     metrics = run.metrics
     train_time = metrics.groupby("variant")["sim_time_s"].sum(min_count=1)
-    steps_path = run.run_dir / STEPS_FILE
-    steps = pd.read_csv(steps_path, dtype={"variant": str}) if steps_path.is_file() else None
     return link_totals(
         run.exchanges,
         run.topology,
         train_time_s=train_time,
-        train_steps=training_steps(run.exchanges, steps),
+        train_steps=training_steps(run.exchanges, run.steps),
     )
 
 

@@ -93,7 +93,7 @@ def timeline_figure(
         if queued.any():
             axes.hlines(y[queued], start[queued] - mine["queue_s"].to_numpy()[queued] * to_ms,
                         start[queued], color="0.55", linewidth=1.5)  # fmt: skip
-    if compute_rows:
+    if compute is not None and compute_rows:
         y = [where[f"{topology.label(n)} compute"] for n in compute["node"]]
         start = (compute["start"].to_numpy() - origin) * to_ms
         axes.barh(y, (compute["end"] - compute["start"]).to_numpy() * to_ms, left=start,

@@ -43,7 +43,7 @@ from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -51,6 +51,9 @@ import pandas as pd
 from innet.core.errors import InnetError
 from innet.core.phases import get_phase
 from innet.core.topology.model import Topology, node_key
+
+if TYPE_CHECKING:
+    from innet.rundir.io import RunData
 
 __all__ = [
     "TRACE_FILE",
@@ -462,11 +465,11 @@ def _add_markers(
 
 
 def write_trace(
-    run: Any,
+    run: RunData,
     selection: TraceSelection | None = None,
     path: str | Path | None = None,
 ) -> Path:
-    """Write the trace of ``selection`` of a loaded run (:func:`~innet.report.load_run`).
+    """Write the trace of ``selection`` of a loaded run (:func:`~innet.families.runs.open_run`).
 
     Default ``path``: ``trace.json`` in the run directory. The file is written
     whole or not at all. A default selection estimated above :data:`WARN_BYTES`
@@ -490,11 +493,13 @@ def write_trace(
             f"{estimate / 1e6:,.0f} MB; choose fewer variants, seeds or steps",
             file=sys.stderr,
         )
-    steps_path = Path(run.run_dir) / "steps.csv"
-    steps = pd.read_csv(steps_path) if steps_path.is_file() else None
-    trace = build_trace(rows, run.topology, nodes=run.nodes, steps=steps,
+    trace = build_trace(rows, run.topology, nodes=run.nodes, steps=run.steps,
                         events=run.events, exchanges=run.exchanges)  # fmt: skip
-    target = Path(path) if path is not None else Path(run.run_dir) / TRACE_FILE
+    if path is None:
+        if run.run_dir is None:
+            raise InnetError("a run kept in memory: give the trace file's path")
+        path = run.run_dir / TRACE_FILE
+    target = Path(path)
     partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
     try:
         with partial.open("w") as handle:
@@ -514,7 +519,7 @@ def _selection(config: dict[str, Any] | TraceSelection | None) -> TraceSelection
 
 
 def write_run_trace(
-    run: Any,
+    run: RunData,
     config: dict[str, Any] | TraceSelection | None = None,
     *,
     path: str | Path | None = None,
@@ -546,13 +551,12 @@ def _step_origin(exchanges: pd.DataFrame, variant: str, seed: int, step: int) ->
     return float(ends.max()) if len(ends) else 0.0
 
 
-def draw_timelines(run: Any, selection: TraceSelection, out_dir: Path) -> list[Path]:
+def draw_timelines(run: RunData, selection: TraceSelection, out_dir: Path) -> list[Path]:
     """``timeline_<variant>.png`` per selected variant: the Gantt chart of one step."""
     from innet.report.timeline import timeline_figure
 
     rows = select_rows(run.exchanges, selection)
-    steps_path = Path(run.run_dir) / "steps.csv"
-    steps = pd.read_csv(steps_path) if steps_path.is_file() else None
+    steps = run.steps
     written = []
     for variant, mine in rows.groupby("variant", sort=False):
         seed = int(mine["seed"].iloc[0])

@@ -7,13 +7,15 @@ per transfer of one tensor over one link; an ``attempts`` column, copies sent
 over a lossy link, is optional and read as 1 when absent), ``metrics.csv``
 (per variant, seed and epoch), ``steps.csv`` (every step and its batch size),
 ``nodes.csv`` (module FLOPs and compute time per node) and the tables of the
-scenario's family (the ``inl`` family's ``node_rates.csv``: the final latent
-rate of every sending node). :func:`write_tables` writes them; file names are
-in :mod:`innet.core.records`. Nothing else is needed to rebuild the report:
-:func:`load_run` reads those tables into a :class:`RunData`, and
-:func:`write_report` turns them into ``links.csv``, ``summary.json``,
-``report.md`` and ``figures/*.png`` next to them, overwriting what an earlier
-call wrote.
+scenario's family (:class:`~innet.rundir.layout.FamilyTable`); file names are
+in :mod:`innet.rundir.layout`. A run gathers its rows in :class:`RunTables`,
+whose :meth:`~RunTables.files` are those files' content in memory
+(:class:`RunFiles`; :meth:`RunFiles.write` writes the directory). Nothing else
+is needed to rebuild the report: :func:`load_run` reads those tables, from a
+directory or from memory alike, into a :class:`RunData` (given the family's
+tables, which this layer does not look up: :func:`innet.families.runs.open_run`
+does), and :func:`innet.report.write.write_report` turns them into
+``links.csv``, ``summary.json``, ``report.md`` and ``figures/*.png``.
 
 Any missing or unreadable file raises :class:`~innet.core.errors.InnetError`
 naming that file.
@@ -21,9 +23,11 @@ naming that file.
 
 from __future__ import annotations
 
+import io
 import json
+import math
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,7 +45,6 @@ from innet.core.records import (
 )
 from innet.core.timing import NODE_COLUMNS, RunTiming, epoch_columns
 from innet.core.topology.model import Topology
-from innet.report.summary import to_plain
 from innet.rundir.layout import (
     CONFIG_FILE,
     EVENTS_FILE,
@@ -54,23 +57,25 @@ from innet.rundir.layout import (
     STEPS_COLUMNS,
     STEPS_FILE,
     TOPOLOGY_FILE,
+    FamilyTable,
 )
 
 if TYPE_CHECKING:
-    from innet.core.config import LoadedScenario
     from innet.core.events import Timeline
     from innet.core.training import TrainResult
-    from innet.families import Family
 
 __all__ = [
     "RunData",
     "RunTables",
+    "RunFiles",
     "load_run",
+    "read_config",
     "read_json",
-    "resolved_config",
+    "to_plain",
     "save_topology_json",
     "load_topology_json",
-    "write_tables",
+    "topology_json",
+    "topology_from_json",
 ]
 
 _TEXT_COLUMNS = ("variant", "phase", "src", "dst", "payload", "node")
@@ -81,7 +86,8 @@ _INT_COLUMNS = ("seed", "epoch", "step", "nbytes", "attempts", "lost_messages")
 class RunData:
     """Everything a finished run wrote, as Python objects and DataFrames."""
 
-    run_dir: Path
+    run_dir: Path | None  # None: a run kept in memory
+    family_name: str  # the scenario's family, as config.yaml names it (or the default)
     config: dict[str, Any]
     topology: Topology
     plans: dict[str, dict[str, Any]]
@@ -91,27 +97,12 @@ class RunData:
     events: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # variant -> changes
     placement: dict[str, Any] | None = None  # torch.distributed runs only
     nodes: pd.DataFrame | None = None  # per-node FLOPs and compute time
-
-    @property
-    def family(self) -> Family:
-        """The scenario family of the run (``config["family"]``, ``inl`` by default)."""
-        from innet.families import get_family
-
-        name = str(self.config.get("family") or "inl")
-        try:
-            return get_family(name)
-        except KeyError as error:
-            raise InnetError(f"{self.run_dir / CONFIG_FILE}: {error.args[0]}") from None
-
-    @property
-    def node_rates(self) -> pd.DataFrame:
-        """The ``inl`` family's latent rate per sending node (``node_rates.csv``)."""
-        return self.tables["node_rates"]
+    steps: pd.DataFrame | None = None  # every step and its batch size (steps.csv)
 
     @property
     def scenario(self) -> str:
         """The scenario name (``config["name"]``), or the directory name."""
-        return str(self.config.get("name") or self.run_dir.name)
+        return str(self.config.get("name") or (self.run_dir.name if self.run_dir else ""))
 
     @property
     def variants(self) -> list[str]:
@@ -138,51 +129,119 @@ class RunData:
         return entry if isinstance(entry, dict) else {}
 
 
-def load_run(run_dir: str | Path) -> RunData:
-    """Read the raw tables of a run directory.
+def read_config(run_dir: str | Path) -> dict[str, Any]:
+    """The ``config.yaml`` of a run directory (the resolved scenario)."""
+    return _config(_Files.of(Path(run_dir)))
 
-    ``exchanges.parquet`` is preferred; ``exchanges.csv`` (same content) is
-    read when the Parquet file is absent.
+
+def load_run(
+    source: str | Path | RunFiles,
+    family_name: str,
+    tables: Mapping[str, FamilyTable],
+    metric_names: Sequence[str],
+) -> RunData:
+    """Read the raw tables of a run of the family ``family_name``.
+
+    ``source`` is a run directory, or the :class:`RunFiles` of a run kept in
+    memory (read exactly as if written and read back; ``run_dir`` is then None).
+    ``tables`` are the family's own tables and ``metric_names`` its columns of
+    ``metrics.csv`` (:class:`~innet.report.family.FamilyReport`); columns
+    beyond those are kept. ``exchanges.parquet`` is preferred;
+    ``exchanges.csv`` (same content) is read when the Parquet file is absent.
     """
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise InnetError(f"{run_dir}: run directory not found")
-    if not (run_dir / CONFIG_FILE).is_file():
-        raise InnetError(f"{run_dir}: not a run directory (no {CONFIG_FILE})")
-    exchanges_path = run_dir / EXCHANGES_FILE
-    if not exchanges_path.exists() and (run_dir / EXCHANGES_CSV_FILE).exists():
-        exchanges_path = run_dir / EXCHANGES_CSV_FILE
-    run = RunData(
-        run_dir=run_dir,
-        config=_read_config(run_dir / CONFIG_FILE),
-        topology=load_topology_json(run_dir / TOPOLOGY_FILE),
-        plans=_read_plans(run_dir / PLANS_FILE),
-        exchanges=_read_table(exchanges_path, REQUIRED_EXCHANGE_COLUMNS, OPTIONAL_EXCHANGE_COLUMNS),
-        metrics=pd.DataFrame(),
-        events=read_json(run_dir / EVENTS_FILE) if (run_dir / EVENTS_FILE).is_file() else {},
-        placement=(
-            read_json(run_dir / PLACEMENT_FILE) if (run_dir / PLACEMENT_FILE).is_file() else None
+    files = source.reader() if isinstance(source, RunFiles) else _Files.of(Path(source))
+    exchanges = EXCHANGES_FILE
+    if not files.has(exchanges) and files.has(EXCHANGES_CSV_FILE):
+        exchanges = EXCHANGES_CSV_FILE
+    optional_json = {name: _json(files, name) if files.has(name) else None
+                     for name in (EVENTS_FILE, PLACEMENT_FILE)}  # fmt: skip
+    return RunData(
+        run_dir=files.directory,
+        family_name=family_name,
+        config=source.config if isinstance(source, RunFiles) else _config(files),
+        topology=topology_from_json(_json(files, TOPOLOGY_FILE), files.label(TOPOLOGY_FILE)),
+        plans=_plans(files),
+        exchanges=_read_table(
+            files, exchanges, REQUIRED_EXCHANGE_COLUMNS, OPTIONAL_EXCHANGE_COLUMNS, extra=False
+        ),  # fmt: skip
+        metrics=_read_table(
+            files,
+            METRICS_FILE,
+            ("variant", "seed", "epoch", *metric_names, *CORE_METRICS_COLUMNS[:-1]),
+            {"lost_messages": 0},
         ),
-        nodes=pd.read_csv(run_dir / NODES_FILE) if (run_dir / NODES_FILE).is_file() else None,
+        tables={
+            name: (
+                _read_table(
+                    files, table.file, table.columns, dict.fromkeys(table.optional), extra=False
+                )  # fmt: skip
+                if table.required or files.has(table.file)
+                else pd.DataFrame(columns=[*table.columns, *table.optional])
+            )
+            for name, table in tables.items()
+        },
+        events=optional_json[EVENTS_FILE] or {},
+        placement=optional_json[PLACEMENT_FILE],
+        nodes=pd.read_csv(files.open(NODES_FILE)) if files.has(NODES_FILE) else None,
+        steps=(
+            _read_table(files, STEPS_FILE, ("variant", "seed", *STEPS_COLUMNS))
+            if files.has(STEPS_FILE)
+            else None
+        ),
     )
-    family = run.family.report
-    run.metrics = _read_table(
-        run_dir / METRICS_FILE,
-        ("variant", "seed", "epoch", *family.metric_names, *CORE_METRICS_COLUMNS[:-1]),
-        {"lost_messages": 0},
-    )
-    run.tables = {
-        name: (
-            _read_table(run_dir / table.file, table.columns, dict.fromkeys(table.optional))
-            if table.required or (run_dir / table.file).is_file()
-            else pd.DataFrame(columns=[*table.columns, *table.optional])
-        )
-        for name, table in family.tables.items()
-    }
-    return run
+
+
+@dataclass(frozen=True)
+class _Files:
+    """Where a run's files are read from: its directory, or their contents in memory."""
+
+    directory: Path | None
+    contents: Mapping[str, str | bytes] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, run_dir: Path) -> _Files:
+        """A run directory's files (an error unless it exists and has a ``config.yaml``)."""
+        if not run_dir.is_dir():
+            raise InnetError(f"{run_dir}: run directory not found")
+        if not (run_dir / CONFIG_FILE).is_file():
+            raise InnetError(f"{run_dir}: not a run directory (no {CONFIG_FILE})")
+        return cls(run_dir)
+
+    def label(self, name: str) -> Path:
+        """How errors name the file."""
+        return self.directory / name if self.directory is not None else Path(name)
+
+    def has(self, name: str) -> bool:
+        """Whether the run has the file."""
+        if self.directory is None:
+            return name in self.contents
+        return (self.directory / name).is_file()
+
+    def open(self, name: str) -> Path | io.BytesIO | io.StringIO:
+        """The file, for pandas to read."""
+        if self.directory is not None:
+            return self.directory / name
+        content = self.contents.get(name)
+        if content is None:
+            raise FileNotFoundError(name)
+        return io.BytesIO(content) if isinstance(content, bytes) else io.StringIO(content)
+
+    def text(self, name: str) -> str:
+        """The file's text."""
+        if self.directory is not None:
+            return (self.directory / name).read_text()
+        content = self.contents.get(name)
+        if content is None:
+            raise FileNotFoundError(name)
+        return content.decode() if isinstance(content, bytes) else content
 
 
 def save_topology_json(topology: Topology, path: str | Path) -> None:
+    """Write :func:`topology_json` of a topology to ``path``."""
+    Path(path).write_text(topology_json(topology))
+
+
+def topology_json(topology: Topology) -> str:
     """Write a topology as JSON: its ``name``, ``source``, ``nodes`` and ``links``.
 
     All node attributes (role, view, compute, tx_ports, label, pos) and link
@@ -209,7 +268,7 @@ def save_topology_json(topology: Topology, path: str | Path) -> None:
     head = {key: value for key, value in data.items() if key not in ("nodes", "links")}
     head.update(name=topology.name, node_attributes=keys, link_fields=fields,
                 source=str(topology.source) if topology.source is not None else None)  # fmt: skip
-    Path(path).write_text(_compact_json(head, nodes, links))
+    return _compact_json(head, nodes, links)
 
 
 def _compact_json(head: dict[str, Any], nodes: list[Any], links: list[Any]) -> str:
@@ -245,8 +304,11 @@ def _node_link(data: dict[str, Any]) -> dict[str, Any]:
 
 def load_topology_json(path: str | Path) -> Topology:
     """Rebuild the :class:`Topology` that :func:`save_topology_json` wrote."""
-    path = Path(path)
-    data = read_json(path)
+    return topology_from_json(read_json(Path(path)), Path(path))
+
+
+def topology_from_json(data: Any, path: Path) -> Topology:
+    """The :class:`Topology` of :func:`topology_json`'s data (``path`` names it in errors)."""
     if not isinstance(data, dict):
         raise InnetError(f"{path}: expected a node-link JSON object")
     try:
@@ -263,27 +325,6 @@ def load_topology_json(path: str | Path) -> Topology:
     name = data.get("name") or data.get("graph", {}).get("name") or path.stem
     source = data.get("source")
     return Topology(name=str(name), graph=graph, source=Path(source) if source else None)
-
-
-def resolved_config(loaded: LoadedScenario, run_dir: Path | None = None) -> dict[str, Any]:
-    """The scenario with every default filled in, as saved with the run.
-
-    Fields that the scenario's choices do not use are left out (the family's
-    ``tidy_config``); the topology path is relative to ``run_dir`` when given.
-    """
-    scenario = loaded.scenario
-    config = scenario.model_dump(mode="json", by_alias=True)
-    topology = loaded.topology_path
-    config["topology"] = os.path.relpath(topology, run_dir) if run_dir else str(topology)
-    config["seeds"] = scenario.seed_list
-    config["comparisons"] = [list(pair) for pair in scenario.comparisons]
-    config["variants"] = {
-        variant.name: variant.model_dump(mode="json", by_alias=True, exclude={"name"})
-        for variant in loaded.variants
-    }
-    from innet.families import get_family  # moves out: the report engineer
-
-    return get_family(loaded.scenario.family).tidy_config(config)
 
 
 @dataclass
@@ -309,49 +350,77 @@ class RunTables:
         for name, rows in result.tables.items():
             self.tables.setdefault(name, []).extend(rows)
 
+    def files(
+        self,
+        config: dict[str, Any],
+        topology: Topology,
+        timelines: Mapping[str, Timeline],
+        family_tables: Mapping[str, FamilyTable],
+    ) -> RunFiles:
+        """The run directory's raw tables (everything :func:`load_run` reads), in memory.
 
-def write_tables(
-    directory: Path,
-    loaded: LoadedScenario,
-    topology: Topology,
-    timelines: dict[str, Timeline],
-    tables: RunTables,
-) -> None:
-    """Write a run's raw tables (everything :func:`load_run` reads) into ``directory``."""
-    config = resolved_config(loaded, directory)
-    (directory / CONFIG_FILE).write_text(yaml.safe_dump(config, sort_keys=False))
-    save_topology_json(topology, directory / TOPOLOGY_FILE)
-    plans = {name: timeline.segments[0].plan.to_json() for name, timeline in timelines.items()}
-    (directory / PLANS_FILE).write_text(json.dumps(plans, indent=2))
-    if loaded.scenario.events:
-        events = {
-            name: [change.to_json() for change in timeline.changes]
-            for name, timeline in timelines.items()
-        }
-        (directory / EVENTS_FILE).write_text(json.dumps(events, indent=2))
-    if tables.placement is not None:
-        (directory / PLACEMENT_FILE).write_text(json.dumps(tables.placement, indent=2))
-    exchanges = pd.concat(tables.exchanges, ignore_index=True)
-    exchanges.to_parquet(directory / EXCHANGES_FILE, index=False)
-    if loaded.scenario.report.exchanges_csv:
-        exchanges.to_csv(directory / EXCHANGES_CSV_FILE, index=False)
-    pd.DataFrame(tables.metrics).to_csv(directory / METRICS_FILE, index=False)
-    steps = pd.concat(tables.steps, ignore_index=True)
-    steps[["variant", "seed", *STEPS_COLUMNS]].to_csv(directory / STEPS_FILE, index=False)
-    pd.DataFrame(tables.nodes, columns=list(NODE_COLUMNS)).to_csv(
-        directory / NODES_FILE, index=False
-    )
-    from innet.families import get_family  # moves out: the report engineer
-
-    for name, table in get_family(loaded.scenario.family).report.tables.items():
-        rows = tables.tables.get(name, [])
-        columns = [*table.columns, *table.optional]
-        pd.DataFrame(rows, columns=columns).to_csv(directory / table.file, index=False)
+        ``config`` is the resolved scenario (``innet.families.runs.resolved_config``),
+        ``family_tables`` the family's own tables.
+        """
+        files: dict[str, str | bytes] = {TOPOLOGY_FILE: topology_json(topology)}
+        plans = {name: timeline.segments[0].plan.to_json() for name, timeline in timelines.items()}
+        files[PLANS_FILE] = json.dumps(plans, indent=2)
+        if config.get("events"):
+            events = {
+                name: [change.to_json() for change in timeline.changes]
+                for name, timeline in timelines.items()
+            }
+            files[EVENTS_FILE] = json.dumps(events, indent=2)
+        if self.placement is not None:
+            files[PLACEMENT_FILE] = json.dumps(self.placement, indent=2)
+        exchanges = pd.concat(self.exchanges, ignore_index=True)
+        files[EXCHANGES_FILE] = exchanges.to_parquet(index=False)
+        if (config.get("report") or {}).get("exchanges_csv"):
+            files[EXCHANGES_CSV_FILE] = exchanges.to_csv(index=False)
+        files[METRICS_FILE] = pd.DataFrame(self.metrics).to_csv(index=False)
+        steps = pd.concat(self.steps, ignore_index=True)
+        files[STEPS_FILE] = steps[["variant", "seed", *STEPS_COLUMNS]].to_csv(index=False)
+        files[NODES_FILE] = pd.DataFrame(self.nodes, columns=list(NODE_COLUMNS)).to_csv(index=False)
+        for name, table in family_tables.items():
+            columns = [*table.columns, *table.optional]
+            frame = pd.DataFrame(self.tables.get(name, []), columns=columns)
+            files[table.file] = frame.to_csv(index=False)
+        return RunFiles(config, files)
 
 
-def _read_config(path: Path) -> dict[str, Any]:
+@dataclass(frozen=True)
+class RunFiles:
+    """A run directory's raw tables, in memory: its resolved scenario and each file's content.
+
+    :func:`load_run` reads them as it reads a directory; :meth:`write` makes the
+    directory's files.
+    """
+
+    config: dict[str, Any]
+    contents: dict[str, str | bytes]
+
+    def reader(self) -> _Files:
+        """The files for :func:`load_run`."""
+        return _Files(None, self.contents)
+
+    def write(self, directory: Path) -> None:
+        """Write ``config.yaml`` (its topology relative to ``directory``) and every table."""
+        config = dict(self.config)
+        topology = config.get("topology")
+        if isinstance(topology, str):
+            config["topology"] = os.path.relpath(topology, directory)
+        (directory / CONFIG_FILE).write_text(yaml.safe_dump(config, sort_keys=False))
+        for name, content in self.contents.items():
+            if isinstance(content, bytes):
+                (directory / name).write_bytes(content)
+            else:
+                (directory / name).write_text(content)
+
+
+def _config(files: _Files) -> dict[str, Any]:
+    path = files.label(CONFIG_FILE)
     try:
-        config = yaml.safe_load(path.read_text())
+        config = yaml.safe_load(files.text(CONFIG_FILE))
     except FileNotFoundError as error:
         raise InnetError(f"{path}: file not found") from error
     except (OSError, yaml.YAMLError) as error:
@@ -361,44 +430,49 @@ def _read_config(path: Path) -> dict[str, Any]:
     return config
 
 
-def _read_plans(path: Path) -> dict[str, dict[str, Any]]:
-    plans = read_json(path)
+def _plans(files: _Files) -> dict[str, dict[str, Any]]:
+    plans = _json(files, PLANS_FILE)
     if not isinstance(plans, dict) or not all(isinstance(p, dict) for p in plans.values()):
-        raise InnetError(f"{path}: expected {{variant: {{routing, fusion, edges}}}}")
+        raise InnetError(
+            f"{files.label(PLANS_FILE)}: expected {{variant: {{routing, fusion, edges}}}}"
+        )
     return {str(variant): plan for variant, plan in plans.items()}
 
 
-def read_json(path: Path) -> Any:
-    """A JSON file's content; an :class:`~innet.core.errors.InnetError` naming it if unreadable."""
+def _json(files: _Files, name: str) -> Any:
+    path = files.label(name)
     try:
-        return json.loads(path.read_text())
+        return json.loads(files.text(name))
     except FileNotFoundError as error:
         raise InnetError(f"{path}: file not found") from error
     except (OSError, ValueError) as error:
         raise InnetError(f"{path}: cannot read ({_one_line(error)})") from error
 
 
+def read_json(path: Path) -> Any:
+    """A JSON file's content; an :class:`~innet.core.errors.InnetError` naming it if unreadable."""
+    return _json(_Files(path.parent), path.name)
+
+
 def _read_table(
-    path: Path, columns: Iterable[str], optional: Mapping[str, Any] | None = None
+    files: _Files,
+    name: str,
+    columns: Iterable[str],
+    optional: Mapping[str, Any] | None = None,
+    *,
+    extra: bool = True,
 ) -> pd.DataFrame:
     """Read a Parquet or CSV table, check its columns and normalise id/int dtypes.
 
     ``optional`` columns are kept when present (missing values filled with the
-    given value) and added with that value when absent.
+    given value) and added with that value when absent. Columns beyond those
+    are kept (in the file's order) when ``extra``, else dropped.
     """
+    path = files.label(name)
     optional = dict(optional or {})
     columns = (*columns, *optional)
-    text_columns = {column: str for column in _TEXT_COLUMNS if column in columns}
-    missing_markers = {
-        column: ["", "nan", "NaN"] for column in columns if column not in text_columns
-    }
     try:
-        if path.suffix == ".parquet":
-            table = pd.read_parquet(path)
-        else:
-            table = pd.read_csv(
-                path, dtype=text_columns, keep_default_na=False, na_values=missing_markers
-            )
+        table = _read_frame(files, name, columns)
     except FileNotFoundError as error:
         raise InnetError(f"{path}: file not found") from error
     except Exception as error:  # pandas/pyarrow raise many types for a damaged file
@@ -409,15 +483,35 @@ def _read_table(
     if missing:
         raise InnetError(f"{path}: missing columns {', '.join(missing)}")
     for column, value in optional.items():
-        if column not in table.columns:
-            table[column] = value
-        elif isinstance(value, bool):
-            table[column] = table[column].astype(str).str.lower().isin(("true", "1", "1.0"))
-        else:
-            table[column] = table[column].astype(object).fillna(value)
-    table = table.loc[:, list(columns)].copy()
-    for column in text_columns:
-        table[column] = table[column].astype(str)
+        table[column] = _filled(table.get(column), value)
+    kept = [*table.columns] if extra else list(columns)
+    return _typed(table.loc[:, kept].copy(), path)
+
+
+def _read_frame(files: _Files, name: str, columns: Sequence[str]) -> pd.DataFrame:
+    """The table as stored: Parquet as written; CSV with ids as text, "" and "nan" as missing."""
+    if name.endswith(".parquet"):
+        return pd.read_parquet(files.open(name))
+    header = pd.read_csv(files.open(name), nrows=0).columns
+    text = {column: str for column in _TEXT_COLUMNS if column in columns}
+    markers = {column: ["", "nan", "NaN"] for column in [*columns, *header] if column not in text}
+    return pd.read_csv(files.open(name), dtype=text, keep_default_na=False, na_values=markers)
+
+
+def _filled(values: pd.Series | None, value: Any) -> Any:
+    """An optional column's values, missing ones (or the whole column) ``value``."""
+    if values is None:
+        return value
+    if isinstance(value, bool):
+        return values.astype(str).str.lower().isin(("true", "1", "1.0"))
+    return values.astype(object).fillna(value)
+
+
+def _typed(table: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """Id columns as text, count columns as int64."""
+    for column in _TEXT_COLUMNS:
+        if column in table.columns:
+            table[column] = table[column].astype(str)
     for column in _INT_COLUMNS:
         if column in table.columns:
             try:
@@ -425,6 +519,23 @@ def _read_table(
             except (TypeError, ValueError) as error:
                 raise InnetError(f"{path}: column {column} must hold integers") from error
     return table
+
+
+def to_plain(value: Any) -> Any:
+    """Convert numpy scalars/arrays, tuples and paths to plain JSON types; NaN to None."""
+    if isinstance(value, dict):
+        return {str(key): to_plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [to_plain(item) for item in value]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return None if math.isnan(value) else float(value)
+    if isinstance(value, Path):
+        return str(value)
+    return value
 
 
 def _json_default(value: Any) -> Any:

@@ -20,7 +20,12 @@ import torch
 from torch import nn
 
 from innet.core.plans import Plan
-from innet.families.inl.gates import bound_logvar, gaussian_kl_bits
+from innet.families.inl.gates.gaussian import (
+    GaussianGate,
+    bound_logvar,
+    gaussian_kl_bits,
+    gaussian_message,
+)
 from innet.families.inl.modules import ModuleSpec, NodeModule
 from innet.families.inl.tasks import Classification, Task
 
@@ -101,16 +106,7 @@ class VectorisedReference:
     ) -> None:
         """``views``: each sensor's (train, test) views; ``labels``: the training labels."""
         order = plan.forward_order()
-        for node in order:
-            spec = specs[node]
-            if not spec.is_fusion and spec.gate_kind not in ("none", "gaussian"):
-                raise ValueError(f"the vectorised reference cannot run gate {spec.gate_kind!r}")
-            if spec.aggregator not in ("sum", "mean"):
-                raise ValueError(
-                    f"the vectorised reference cannot run aggregator {spec.aggregator!r}"
-                )
-        if not plan.children(plan.fusion):
-            raise ValueError("the plan's fusion node receives nothing")
+        _check_supported(plan, specs)
         self.device = torch.device(device)
         self.beta = beta
         self.task = task or Classification()
@@ -124,15 +120,26 @@ class VectorisedReference:
         for node in sorted(order, key=level.__getitem__):  # stable: forward order in a level
             by_shape.setdefault(_shape(modules[node]), []).append(node)
         self.stacks = [
-            _LevelStack(nodes, [modules[n] for n in nodes], [level[n] for n in nodes], views,
-                        self.device)
+            _LevelStack(
+                nodes, [modules[n] for n in nodes], [level[n] for n in nodes], views, self.device
+            )
             for nodes in by_shape.values()
-        ]  # fmt: skip
+        ]
         self.where = {
             node: (stack, row) for stack in self.stacks for row, node in enumerate(stack.nodes)
         }
-        # per level, its chunks: (stack, the level's position among the stack's levels, first
-        # row in the level's inbox); the inbox has a row per node of the level
+        inbox_row = self._place_chunks()
+        self._index_sends(plan, level, inbox_row)
+        self.optimizer = torch.optim.Adam(
+            [p for stack in self.stacks for p in stack.parameters], lr=lr
+        )
+
+    def _place_chunks(self) -> dict[str, int]:
+        """Per level, its chunks; returns each node's row in its level's inbox.
+
+        A chunk is (stack, the level's position among the stack's levels, first
+        row in the level's inbox); the inbox has a row per node of the level.
+        """
         self._chunks: list[list[tuple[_LevelStack, int, int]]] = [[] for _ in range(self.levels)]
         self._sizes = [0] * self.levels
         inbox_row: dict[str, int] = {}
@@ -142,18 +149,27 @@ class VectorisedReference:
                 for node in stack.chunk_nodes(position):
                     inbox_row[node] = self._sizes[at]
                     self._sizes[at] += 1
-        # what a chunk sends: its rows of each message, sorted by the receiver's level, and how
-        # many go to each level; per level, the inbox rows they are added into, in that order
+        return inbox_row
+
+    def _index_sends(self, plan: Plan, level: dict[str, int], inbox_row: dict[str, int]) -> None:
+        """What each chunk sends, and per level the inbox rows it arrives in.
+
+        A chunk sends its rows of each message, sorted by the receiver's level,
+        and how many go to each level; per level, the inbox rows they are added
+        into, in that order.
+        """
         self._sends: dict[tuple[int, int], tuple[torch.Tensor, list[int], list[int]]] = {}
         receivers: list[list[int]] = [[] for _ in range(self.levels)]
         for chunks in self._chunks:
             for stack, position, _ in chunks:
                 edges = sorted(
-                    ((level[parent], row, inbox_row[parent])
-                     for row, node in enumerate(stack.chunk_nodes(position))
-                     for parent in plan.parents(node)),
+                    (
+                        (level[parent], row, inbox_row[parent])
+                        for row, node in enumerate(stack.chunk_nodes(position))
+                        for parent in plan.parents(node)
+                    ),
                     key=lambda edge: edge[0],
-                )  # fmt: skip
+                )
                 if not edges:  # the fusion node
                     continue
                 targets = sorted({edge[0] for edge in edges})
@@ -165,9 +181,6 @@ class VectorisedReference:
                     [sum(1 for edge in edges if edge[0] == target) for target in targets],
                 )
         self._receivers = [torch.tensor(rows, device=self.device) for rows in receivers]
-        self.optimizer = torch.optim.Adam(
-            [p for stack in self.stacks for p in stack.parameters], lr=lr
-        )
 
     def objective(self, index: np.ndarray) -> torch.Tensor:
         """The training objective on the training samples ``index``, as one autograd graph."""
@@ -176,40 +189,22 @@ class VectorisedReference:
     def _losses(self, index: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """The objective and the task's loss in it."""
         rows = torch.as_tensor(index, device=self.device)
-        batch = len(rows)
         weights = {id(stack): stack.split() for stack in self.stacks}
         own_views = {id(stack): stack.views(rows) for stack in self.stacks}
         arriving: list[list[torch.Tensor]] = [[] for _ in range(self.levels)]
         rates: list[torch.Tensor] = []
         logits = None
         for at, chunks in enumerate(self._chunks):
-            inbox = None
-            if arriving[at]:
-                inbox = torch.zeros(
-                    self._sizes[at], batch, self.stacks[0].latent_dim, device=self.device
-                ).index_add(0, self._receivers[at], torch.cat(arriving[at]))
+            inbox = self._inbox(at, arriving[at], len(rows))
             for stack, position, start in chunks:
                 layers = weights[id(stack)]
-                held = None
-                if stack.has_view:
-                    held = _apply(layers, "encoder", position, own_views[id(stack)][position])
-                if stack.receives:
-                    assert inbox is not None
-                    received = inbox.narrow(0, start, stack.sizes[position])
-                    held = received if held is None else held + received
-                assert held is not None  # every node has a view or a child
-                if stack.mean:
-                    held = held / stack.n_inputs[position]
+                held = _held(stack, position, layers, own_views[id(stack)], inbox, start)
                 if stack.is_fusion:
                     logits = _apply(layers, "decoder", position, held)[0]
                     continue
                 t = _apply(layers, "combiner", position, held) if stack.receives else held
                 if stack.gaussian:
-                    mu = _apply(layers, "mu", position, t)
-                    logvar = bound_logvar(_apply(layers, "logvar", position, t))
-                    if self.beta:
-                        rates.append(gaussian_kl_bits(mu, logvar).mean(dim=1))
-                    t = mu + torch.exp(0.5 * logvar) * stack.noise(position, mu).to(mu.device)
+                    t = self._gaussian_gate(stack, position, layers, t, rates)
                 senders, targets, counts = self._sends[(id(stack), position)]
                 pieces = t.index_select(0, senders).split(counts)
                 for target, piece in zip(targets, pieces, strict=True):
@@ -219,6 +214,30 @@ class VectorisedReference:
         if rates:
             return loss + self.beta * torch.cat(rates).sum(), loss
         return loss, loss
+
+    def _inbox(self, at: int, arriving: list[torch.Tensor], batch: int) -> torch.Tensor | None:
+        """What level ``at``'s nodes receive, summed per node (None: nothing arrives there)."""
+        if not arriving:
+            return None
+        return torch.zeros(
+            self._sizes[at], batch, self.stacks[0].latent_dim, device=self.device
+        ).index_add(0, self._receivers[at], torch.cat(arriving))
+
+    def _gaussian_gate(
+        self,
+        stack: _LevelStack,
+        position: int,
+        layers: dict,
+        z: torch.Tensor,
+        rates: list[torch.Tensor],
+    ) -> torch.Tensor:
+        """The level's Gaussian gates on ``z`` (their rates added to ``rates`` when ``beta``)."""
+        mu = _apply(layers, "mu", position, z)
+        logvar = bound_logvar(_apply(layers, "logvar", position, z))
+        if self.beta:
+            rates.append(gaussian_kl_bits(mu, logvar).mean(dim=1))
+        t, _ = gaussian_message(mu, logvar, stack.noise(position, mu).to(mu.device))
+        return t
 
     def train_step(self, index: np.ndarray) -> float:
         """One step on the samples ``index``: one backward, one Adam step; the task's loss."""
@@ -237,7 +256,53 @@ class VectorisedReference:
     def node_gradients(self, node: str) -> dict[str, torch.Tensor]:
         """The gradients of ``node``'s parameters from the last backward, named likewise."""
         stack, row = self.where[node]
-        return {name: value.grad[row] for name, value in stack.named().items()}
+        return {name: _grad(value)[row] for name, value in stack.named().items()}
+
+
+def _check_supported(plan: Plan, specs: Mapping[str, ModuleSpec]) -> None:
+    """ValueError unless every node's gate and aggregator is one the reference runs."""
+    for node in plan.forward_order():
+        spec = specs[node]
+        if not spec.is_fusion and spec.gate_kind not in ("none", "gaussian"):
+            raise ValueError(f"the vectorised reference cannot run gate {spec.gate_kind!r}")
+        if spec.aggregator not in ("sum", "mean"):
+            raise ValueError(f"the vectorised reference cannot run aggregator {spec.aggregator!r}")
+    if not plan.children(plan.fusion):
+        raise ValueError("the plan's fusion node receives nothing")
+
+
+def _held(
+    stack: _LevelStack,
+    position: int,
+    layers: dict,
+    views: tuple[torch.Tensor, ...] | None,
+    inbox: torch.Tensor | None,
+    start: int,
+) -> torch.Tensor:
+    """What the level's nodes hold: their encoded views plus what they receive (or the mean)."""
+    held = None
+    if stack.has_view:
+        assert views is not None
+        held = _apply(layers, "encoder", position, views[position])
+    if stack.receives:
+        assert inbox is not None
+        received = inbox.narrow(0, start, stack.sizes[position])
+        held = received if held is None else held + received
+    assert held is not None  # every node has a view or a child
+    if stack.mean:
+        held = held / stack.n_inputs[position]
+    return held
+
+
+def _grad(value: torch.Tensor) -> torch.Tensor:
+    assert value.grad is not None, "no backward yet"
+    return value.grad
+
+
+def _gate_generator(module: NodeModule) -> torch.Generator:
+    """The generator of a node's Gaussian gate."""
+    assert isinstance(module.gate, GaussianGate)
+    return module.gate.generator
 
 
 def _shape(module: NodeModule) -> tuple[bool, int | None, bool, str]:
@@ -246,8 +311,13 @@ def _shape(module: NodeModule) -> tuple[bool, int | None, bool, str]:
     return spec.is_fusion, spec.view_dim, module.combiner is not None, gate
 
 
-_PARTS = {"encoder": "encoder", "combiner": "combiner", "decoder": "decoder",
-          "mu": "gate.mu", "logvar": "gate.logvar"}  # fmt: skip
+_PARTS = {
+    "encoder": "encoder",
+    "combiner": "combiner",
+    "decoder": "decoder",
+    "mu": "gate.mu",
+    "logvar": "gate.logvar",
+}
 
 
 class _LevelStack:
@@ -258,9 +328,13 @@ class _LevelStack:
     """
 
     def __init__(
-        self, nodes: list[str], modules: list[NodeModule], levels: list[int],
-        views: Mapping[str, tuple[torch.Tensor, torch.Tensor]], device: torch.device,
-    ) -> None:  # fmt: skip
+        self,
+        nodes: list[str],
+        modules: list[NodeModule],
+        levels: list[int],
+        views: Mapping[str, tuple[torch.Tensor, torch.Tensor]],
+        device: torch.device,
+    ) -> None:
         first = modules[0]
         self.nodes = nodes
         self.is_fusion = first.spec.is_fusion
@@ -274,7 +348,7 @@ class _LevelStack:
         self.starts = [sum(self.sizes[:p]) for p in range(len(self.sizes))]
         inputs = torch.tensor([m.spec.n_inputs for m in modules], dtype=torch.float32)
         self.n_inputs = inputs.to(device).view(-1, 1, 1).split(self.sizes)
-        self.generators = [m.gate.generator for m in modules] if self.gaussian else []
+        self.generators = [_gate_generator(m) for m in modules] if self.gaussian else []
         # part -> per layer: (weight, bias) positions in self.parameters, or None for a ReLU
         self.layout: dict[str, list[tuple[int, int] | None]] = {}
         self.names: list[str] = []
@@ -284,22 +358,28 @@ class _LevelStack:
                 part in ("mu", "logvar") and not self.gaussian
             ):
                 continue
-            layers = [_linears(m.get_submodule(path)) for m in modules]
-            self.layout[part] = []
-            for position, layer in enumerate(layers[0]):
-                if layer is None:
-                    self.layout[part].append(None)
-                    continue
-                name = path if len(layers[0]) == 1 else f"{path}.{position}"
-                for field in ("weight", "bias"):
-                    value = torch.stack([getattr(m[position], field).detach() for m in layers])
-                    self.parameters.append(nn.Parameter(value.to(device)))
-                    self.names.append(f"{name}.{field}")
-                count = len(self.parameters)
-                self.layout[part].append((count - 2, count - 1))
+            self._stack_part(part, path, modules, device)
         self._views = (
             torch.stack([views[node][0] for node in nodes]).to(device) if self.has_view else None
         )
+
+    def _stack_part(
+        self, part: str, path: str, modules: list[NodeModule], device: torch.device
+    ) -> None:
+        """Stack the nodes' layers of ``part`` (at ``path`` in a module) into parameters."""
+        layers = [_linears(m.get_submodule(path)) for m in modules]
+        self.layout[part] = []
+        for position, layer in enumerate(layers[0]):
+            if layer is None:
+                self.layout[part].append(None)
+                continue
+            name = path if len(layers[0]) == 1 else f"{path}.{position}"
+            for field in ("weight", "bias"):
+                value = torch.stack([getattr(m[position], field).detach() for m in layers])
+                self.parameters.append(nn.Parameter(value.to(device)))
+                self.names.append(f"{name}.{field}")
+            count = len(self.parameters)
+            self.layout[part].append((count - 2, count - 1))
 
     def chunk_nodes(self, position: int) -> list[str]:
         """The nodes of the stack's ``position``-th level."""
@@ -310,12 +390,13 @@ class _LevelStack:
         pieces = [p.split(self.sizes) for p in self.parameters]
         return {
             part: [
-                None if layer is None
+                None
+                if layer is None
                 else list(zip(pieces[layer[0]], pieces[layer[1]], strict=True))
                 for layer in layers
             ]
             for part, layers in self.layout.items()
-        }  # fmt: skip
+        }
 
     def views(self, rows: torch.Tensor) -> tuple[torch.Tensor, ...] | None:
         """Per level, its nodes' views of the samples ``rows`` (``[nodes, batch, features]``)."""

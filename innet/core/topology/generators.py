@@ -119,10 +119,12 @@ def generate_topology(
 def generate_graph(spec: GeneratorSpec) -> nx.Graph:
     """The raw networkx graph of ``spec`` (step 1): string ids, ``pos`` where known."""
     if spec.kind == "grid":
-        grid = nx.grid_2d_graph(spec.rows, spec.cols)
+        rows = spec.rows
+        assert rows is not None  # a grid takes rows and cols
+        grid = nx.grid_2d_graph(rows, spec.cols)
         graph = nx.relabel_nodes(grid, {(r, c): f"n{r}_{c}" for r, c in grid.nodes})
         for r, c in grid.nodes:
-            graph.nodes[f"n{r}_{c}"]["pos"] = (float(c), float(spec.rows - 1 - r))
+            graph.nodes[f"n{r}_{c}"]["pos"] = (float(c), float(rows - 1 - r))
         return graph
     if spec.kind == "ring":
         graph = nx.cycle_graph(spec.n)
@@ -217,6 +219,7 @@ def _pick_sensors(graph: nx.Graph, spec: GeneratorSpec, fusion: str) -> list[str
         return sorted(set(rule.ids), key=node_key)
 
     seed = rule.seed if rule.seed is not None else spec.seed
+    assert rule.rule is not None  # a sensor rule gives ids or a rule
     return sensors_by_rule(
         graph, fusion, rule.rule, k=rule.k, seed=seed, where=("generator", "sensors")
     )
@@ -242,15 +245,21 @@ def _sample(distribution: Distribution, rng: np.random.Generator, size: int) -> 
     if distribution.dist == "constant":
         values = np.full(size, distribution.value)
     elif distribution.dist == "uniform":
-        values = rng.uniform(distribution.low, distribution.high, size)
+        low, high = _bounds(distribution)
+        values = rng.uniform(low, high, size)
     elif distribution.dist == "loguniform":
-        log_low, log_high = math.log(distribution.low), math.log(distribution.high)
-        values = np.clip(
-            np.exp(rng.uniform(log_low, log_high, size)), distribution.low, distribution.high
-        )
+        low, high = _bounds(distribution)
+        values = np.clip(np.exp(rng.uniform(math.log(low), math.log(high), size)), low, high)
     else:
         values = rng.choice(np.asarray(distribution.values, dtype=float), size)
     return [float(value) for value in values]
+
+
+def _bounds(distribution: Distribution) -> tuple[float, float]:
+    """``(low, high)`` of a uniform or log-uniform distribution."""
+    low, high = distribution.low, distribution.high
+    assert low is not None and high is not None  # checked by Distribution
+    return low, high
 
 
 def _id_range(graph: nx.Graph) -> str:

@@ -183,7 +183,7 @@ def import_nodes_and_links(
             id=node,
             role="fusion" if node == fusion else "sensor" if node in sensors else "relay",
             label=labels[node],
-            pos=(coordinates[node][1], coordinates[node][0]) if coordinates[node] else None,
+            pos=_east_north(coordinates[node]),
         )
         for node in sorted(graph.nodes, key=node_key)
     ]
@@ -259,25 +259,38 @@ def _merged_capacities(
             f"{len(unknown)} links have {attribute} (e.g. {_pair_name(*unknown[0], labels)}): "
             "give import.default_capacity or defaults.capacity",
         )
+    _warn_parallel(multiplicity, capacities, spec, default, labels, where)
+    return capacities
+
+
+def _warn_parallel(
+    multiplicity: Mapping[tuple[str, str], int],
+    capacities: Mapping[tuple[str, str], float],
+    spec: ImportSpec,
+    default: float | None,
+    labels: Mapping[str, str],
+    where: str,
+) -> None:
+    """Warn about the pairs joined by several links (``multiplicity`` > 1), merged into one."""
     parallel = sorted(
         (pair for pair, count in multiplicity.items() if count > 1),
         key=lambda pair: (node_key(pair[0]), node_key(pair[1])),
     )
-    if parallel:
-        extra = sum(multiplicity[pair] for pair in parallel)
-        names = _listing(
-            [
-                f"{_pair_name(*pair, labels)} x{multiplicity[pair]} = "
-                f"{format_bitrate(capacities[pair])}"
-                for pair in parallel
-            ]
-        )
-        _warn(
-            f"{where}: merged {extra} parallel links into {len(parallel)} "
-            f"(capacities added; a link without {spec.capacity_attr or 'a speed'} counts as "
-            f"{format_bitrate(default) if default is not None else 'the default'}): {names}"
-        )
-    return capacities
+    if not parallel:
+        return
+    extra = sum(multiplicity[pair] for pair in parallel)
+    names = _listing(
+        [
+            f"{_pair_name(*pair, labels)} x{multiplicity[pair]} = "
+            f"{format_bitrate(capacities[pair])}"
+            for pair in parallel
+        ]
+    )
+    _warn(
+        f"{where}: merged {extra} parallel links into {len(parallel)} "
+        f"(capacities added; a link without {spec.capacity_attr or 'a speed'} counts as "
+        f"{format_bitrate(default) if default is not None else 'the default'}): {names}"
+    )
 
 
 def _link_capacity(
@@ -295,15 +308,20 @@ def _link_capacity(
     try:
         capacity = parse_bitrate(value)
     except ValueError as error:
-        capacity, problem = None, str(error)
+        problem = str(error)
     else:
+        if capacity > 0:
+            return capacity
         problem = f"capacity must be > 0, got {format_bitrate(capacity)}"
-    if capacity is None or capacity <= 0:
-        raise FieldError(
-            ("import", "capacity_attr"),
-            f"link {_pair_name(*pair, labels)}: {spec.capacity_attr} = {value!r}: {problem}",
-        )
-    return capacity
+    raise FieldError(
+        ("import", "capacity_attr"),
+        f"link {_pair_name(*pair, labels)}: {spec.capacity_attr} = {value!r}: {problem}",
+    )
+
+
+def _east_north(coordinates: tuple[float, float] | None) -> tuple[float, float] | None:
+    """A node's ``pos`` (x east, y north) from its (latitude, longitude), if it has them."""
+    return (coordinates[1], coordinates[0]) if coordinates else None
 
 
 def _drop_isolated(graph: nx.Graph, labels: Mapping[str, str], where: str) -> None:
@@ -346,6 +364,7 @@ def _pick_fusion(
         if rule.label is not None:
             fusion = _find_label(rule.label, network, labels, ("import", "fusion", "label"))
         else:
+            assert rule.id is not None
             fusion = _find_id(rule.id, network, ("import", "fusion", "id"))
         if fusion not in graph:
             raise FieldError(
@@ -393,7 +412,7 @@ def _pick_sensors(
     if rule.ids is not None or rule.labels is not None:
         field = "ids" if rule.ids is not None else "labels"
         chosen = []
-        for index, given in enumerate(rule.ids if rule.ids is not None else rule.labels):
+        for index, given in enumerate(rule.ids if rule.ids is not None else rule.labels or []):
             loc = ("import", "sensors", field, index)
             if field == "ids":
                 node = _find_id(given, network, loc)
@@ -412,6 +431,7 @@ def _pick_sensors(
 
     seed = rule.seed if rule.seed is not None else 0
     where = ("import", "sensors")
+    assert rule.rule is not None  # a sensor rule gives ids, labels or a rule
     return set(sensors_by_rule(graph, fusion, rule.rule, k=rule.k, seed=seed, where=where))
 
 
@@ -466,10 +486,11 @@ def _latencies(
     default = spec.default_latency if spec.default_latency is not None else defaults.latency
     latencies: dict[tuple[str, str], float] = {}
     for u, v in graph.edges:
+        at_u, at_v = coordinates[u], coordinates[v]
         if spec.latency != "geo":
             latency = float(spec.latency)
-        elif coordinates[u] is not None and coordinates[v] is not None:
-            latency = geo_latency_s(coordinates[u], coordinates[v])
+        elif at_u is not None and at_v is not None:
+            latency = geo_latency_s(at_u, at_v)
         elif default is not None:
             latency = default
         else:

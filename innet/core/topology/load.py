@@ -56,7 +56,7 @@ from innet.core.errors import ConfigError
 from innet.core.topology.generators import generate_topology
 from innet.core.topology.importer import TopologyImportWarning, import_nodes_and_links
 from innet.core.topology.model import Topology, loss_attribute, node_key
-from innet.core.topology.schema import NodeSpec, TopologyFile
+from innet.core.topology.schema import Defaults, NodeSpec, TopologyFile
 from innet.core.yamlio import (
     FieldError,
     LineMap,
@@ -93,39 +93,12 @@ def topology_from_dict(
     for a block nested in a larger document); an ``import:`` path is relative to
     the folder of ``file`` (the working directory without one).
     """
-    if not isinstance(data, Mapping):
-        found = "an empty document" if data is None else f"a {type(data).__name__}"
-        raise ConfigError(
-            f"expected a mapping with nodes and links (or a generator), found {found}",
-            file=file,
-            line=lines.line(()) if lines is not None else None,
-        )
-    try:
-        spec = TopologyFile.model_validate(data)
-    except ValidationError as error:
-        raise config_error_from_validation(
-            error, model=TopologyFile, file=file, lines=lines
-        ) from None
+    spec = _validated(data, file=file, lines=lines)
     name = spec.name or default_name
     source = Path(file) if file is not None else None
     try:
         if spec.import_ is not None:
-            if spec.nodes is not None or spec.links is not None or spec.generator is not None:
-                raise FieldError(
-                    ("import",), "give only one of: an import, a generator, or nodes and links"
-                )
-            base_dir = source.parent if source is not None else Path()
-            nodes, links = import_nodes_and_links(
-                spec.import_, base_dir=base_dir, defaults=spec.defaults, name=name
-            )
-            defaults = spec.defaults
-            if spec.import_.default_loss is not None:
-                defaults = defaults.model_copy(update={"loss": spec.import_.default_loss})
-            imported = spec.model_copy(
-                update={"nodes": nodes, "links": links, "import_": None, "defaults": defaults}
-            )
-            graph = _checked_import(imported)
-            return Topology(name=name, graph=graph, source=source)
+            return Topology(name=name, graph=_imported_graph(spec, source, name), source=source)
         if spec.generator is not None:
             if spec.nodes is not None or spec.links is not None:
                 raise FieldError(("generator",), "give either a generator or nodes and links")
@@ -136,6 +109,43 @@ def topology_from_dict(
     except FieldError as error:
         raise error.located(file=file, lines=lines) from None
     return Topology(name=name, graph=graph, source=source)
+
+
+def _validated(data: Any, *, file: str | Path | None, lines: LineMap | None) -> TopologyFile:
+    """``data`` validated as a topology file (stages 1 and 2); a located error otherwise."""
+    if not isinstance(data, Mapping):
+        found = "an empty document" if data is None else f"a {type(data).__name__}"
+        raise ConfigError(
+            f"expected a mapping with nodes and links (or a generator), found {found}",
+            file=file,
+            line=lines.line(()) if lines is not None else None,
+        )
+    try:
+        return TopologyFile.model_validate(data)
+    except ValidationError as error:
+        raise config_error_from_validation(
+            error, model=TopologyFile, file=file, lines=lines
+        ) from None
+
+
+def _imported_graph(spec: TopologyFile, source: Path | None, name: str) -> nx.Graph:
+    """The checked graph of a file with an ``import:`` (a path relative to ``source``'s folder)."""
+    assert spec.import_ is not None
+    if spec.nodes is not None or spec.links is not None or spec.generator is not None:
+        raise FieldError(
+            ("import",), "give only one of: an import, a generator, or nodes and links"
+        )
+    base_dir = source.parent if source is not None else Path()
+    nodes, links = import_nodes_and_links(
+        spec.import_, base_dir=base_dir, defaults=spec.defaults, name=name
+    )
+    defaults = spec.defaults
+    if spec.import_.default_loss is not None:
+        defaults = defaults.model_copy(update={"loss": spec.import_.default_loss})
+    imported = spec.model_copy(
+        update={"nodes": nodes, "links": links, "import_": None, "defaults": defaults}
+    )
+    return _checked_import(imported)
 
 
 def topology_to_dict(topology: Topology) -> dict[str, Any]:
@@ -183,18 +193,31 @@ def _graph_from_lists(spec: TopologyFile) -> nx.Graph:
     _check_roles(nodes)
 
     graph = nx.Graph()
+    _add_nodes(graph, nodes, spec.defaults)
+    _add_links(graph, spec, index)
+    _check_reachability(graph, index)
+    _drop_unreachable(graph, spec.name)
+    return graph
+
+
+def _add_nodes(graph: nx.Graph, nodes: list[NodeSpec], defaults: Defaults) -> None:
+    """Add ``nodes`` to ``graph`` in node order, with their attributes or the defaults."""
     views = _views(nodes)
     for node in sorted(nodes, key=lambda spec_node: node_key(spec_node.id)):
         graph.add_node(
             node.id,
             role=node.role,
             view=views.get(node.id),
-            compute=node.compute if node.compute is not None else spec.defaults.compute,
-            tx_ports=node.tx_ports if node.tx_ports is not None else spec.defaults.tx_ports,
+            compute=node.compute if node.compute is not None else defaults.compute,
+            tx_ports=node.tx_ports if node.tx_ports is not None else defaults.tx_ports,
             label=node.label if node.label is not None else node.id,
             pos=node.pos,
         )
 
+
+def _add_links(graph: nx.Graph, spec: TopologyFile, index: Mapping[str, int]) -> None:
+    """Add the file's links to ``graph``: known, distinct ends, each pair once, with a
+    capacity and a latency (their own or the defaults)."""
     known = _names(sorted(index, key=node_key))
     first_given: dict[frozenset[str], int] = {}
     for i, link in enumerate(spec.links or []):
@@ -223,10 +246,6 @@ def _graph_from_lists(spec: TopologyFile) -> nx.Graph:
                 )
         loss = link.loss if link.loss is not None else spec.defaults.loss
         graph.add_edge(a, b, capacity=capacity, latency=latency, **loss_attribute(loss))
-
-    _check_reachability(graph, index)
-    _drop_unreachable(graph, spec.name)
-    return graph
 
 
 def _checked_import(spec: TopologyFile) -> nx.Graph:

@@ -49,9 +49,10 @@ def ordered_ids(graph: nx.Graph) -> list[str]:
     prefix = ids[0].rstrip("0123456789")
     start = len(prefix)
     numbers = [_canonical_int(node[start:]) if node.startswith(prefix) else None for node in ids]
-    if None in numbers:
+    keys = [number for number in numbers if number is not None]
+    if len(keys) < len(numbers):
         return sorted(ids, key=node_key)
-    return [ids[i] for i in sorted(range(len(ids)), key=numbers.__getitem__)]
+    return [ids[i] for i in sorted(range(len(ids)), key=keys.__getitem__)]
 
 
 def _canonical_int(digits: str) -> int | None:

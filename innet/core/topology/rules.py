@@ -45,13 +45,20 @@ def sensors_by_rule(
         sensors = others
     else:
         assert k is not None
-        if k > len(others):
-            raise FieldError(
-                (*where, "k"), f"k={k} but only {len(others)} nodes besides the fusion node"
-            )
-        if rule == "farthest":
-            sensors = sorted(others, key=lambda node: (-hops[node], node_key(node)))[:k]
-        else:
-            picked = np.random.default_rng(seed).choice(len(others), size=k, replace=False)
-            sensors = [others[i] for i in picked]
+        sensors = _k_sensors(others, hops, rule, k=k, seed=seed, where=where)
     return sorted(sensors, key=node_key)
+
+
+def _k_sensors(
+    others: list[str], hops: dict[str, int], rule: str, *, k: int, seed: int, where: tuple[str, ...]
+) -> list[str]:
+    """``k`` of ``others`` (the nodes besides the fusion node, in node order): the
+    ``farthest`` in ``hops``, or drawn at ``random`` with ``seed``."""
+    if k > len(others):
+        raise FieldError(
+            (*where, "k"), f"k={k} but only {len(others)} nodes besides the fusion node"
+        )
+    if rule == "farthest":
+        return sorted(others, key=lambda node: (-hops[node], node_key(node)))[:k]
+    picked = np.random.default_rng(seed).choice(len(others), size=k, replace=False)
+    return [others[i] for i in picked]

@@ -22,7 +22,7 @@ percentage such as ``1%``).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any, ClassVar
 
 from pydantic import (
@@ -241,6 +241,17 @@ class LinkSpec(_Strict):
         return between
 
 
+def _check_takes(what: str, needed: Sequence[str], missing: list[str], extra: list[str]) -> None:
+    """``ValueError`` when parameters are ``missing`` or ``extra`` (given but not taken):
+    ``"WHAT takes NEEDED; missing ...; does not take ..."``."""
+    if missing or extra:
+        raise ValueError(
+            f"{what} takes {' and '.join(needed)}"
+            + (f"; missing {', '.join(missing)}" if missing else "")
+            + (f"; does not take {', '.join(extra)}" if extra else "")
+        )
+
+
 class Distribution(_Strict):
     """How a generator draws one link attribute: a constant, uniform, log-uniform or a choice.
 
@@ -278,19 +289,17 @@ class Distribution(_Strict):
         ]
         missing = [name for name in needed if name not in given]
         extra = [name for name in given if name not in needed]
-        if missing or extra:
-            raise ValueError(
-                f"dist {self.dist} takes {' and '.join(needed)}"
-                + (f"; missing {', '.join(missing)}" if missing else "")
-                + (f"; does not take {', '.join(extra)}" if extra else "")
-            )
+        _check_takes(f"dist {self.dist}", needed, missing, extra)
+        self._check_ranges()
+        return self
+
+    def _check_ranges(self) -> None:
         if self.low is not None and self.high is not None and self.high < self.low:
             raise ValueError(f"high ({self.high:g}) must be >= low ({self.low:g})")
         if self.dist == "loguniform" and self.low is not None and self.low <= 0:
             raise ValueError("loguniform needs low > 0")
         if self.values is not None and not self.values:
             raise ValueError("choice needs at least one value")
-        return self
 
 
 class CapacityDistribution(Distribution):
@@ -425,15 +434,15 @@ class GeneratorSpec(_Strict):
         every = {name for names in KIND_PARAMETERS.values() for name in names}
         missing = [name for name in needed if getattr(self, name) is None]
         extra = sorted(name for name in every - set(needed) if getattr(self, name) is not None)
-        if missing or extra:
-            raise ValueError(
-                f"kind {self.kind} takes {' and '.join(needed)}"
-                + (f"; missing {', '.join(missing)}" if missing else "")
-                + (f"; does not take {', '.join(extra)}" if extra else "")
-            )
-        if self.kind == "ring" and self.n < 3:
+        _check_takes(f"kind {self.kind}", needed, missing, extra)
+        if self.kind == "ring" and self.n is not None and self.n < 3:
             raise ValueError(f"a ring needs n >= 3, got {self.n}")
-        if self.kind == "barabasi_albert" and self.m >= self.n:
+        if (
+            self.kind == "barabasi_albert"
+            and self.m is not None
+            and self.n is not None
+            and self.m >= self.n
+        ):
             raise ValueError(f"barabasi_albert needs m < n, got m={self.m}, n={self.n}")
         return self
 
@@ -532,7 +541,9 @@ class ImportSpec(_Strict):
     @property
     def path(self) -> str:
         """The file as written (relative to the topology file unless absolute)."""
-        return self.graphml if self.graphml is not None else self.gml
+        path = self.graphml if self.graphml is not None else self.gml
+        assert path is not None  # exactly one of them is given
+        return path
 
 
 class TopologyFile(_Strict):

@@ -23,7 +23,7 @@ the quantities and what we defined ourselves.
 from innet.core.config import LoadedScenario
 from innet.core.topology.model import Topology
 from innet.core.training import Trainer
-from innet.families import Family, register_family
+from innet.families.family import Family
 from innet.families.finite_bank.config import FiniteBankScenario, resolve_variants
 from innet.families.finite_bank.report import FINITE_BANK_REPORT
 
@@ -37,12 +37,10 @@ def _prepare(loaded: LoadedScenario, topology: Topology) -> Trainer:
     return FiniteBankTrainer(loaded, topology)
 
 
-FINITE_BANK = register_family(
-    Family(
-        name="finite_bank",
-        scenario_model=FiniteBankScenario,
-        resolve_variants=resolve_variants,
-        prepare=_prepare,
-        report=FINITE_BANK_REPORT,
-    )
+FINITE_BANK = Family(
+    name="finite_bank",
+    scenario_model=FiniteBankScenario,
+    resolve_variants=resolve_variants,
+    prepare=_prepare,
+    report=FINITE_BANK_REPORT,
 )

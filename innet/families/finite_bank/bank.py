@@ -51,9 +51,9 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.tree import DecisionTreeClassifier
 
 from innet.families.finite_bank.config import BankConfig
+from innet.families.finite_bank.datasets import DATASETS
 
 __all__ = [
-    "DATASETS",
     "EXPERT_SPECS",
     "ExpertSpec",
     "Bank",
@@ -65,37 +65,6 @@ __all__ = [
 CACHE_ENV = "INNET_CACHE_DIR"
 _FORMAT = 1  # bump when what is pickled changes
 _SPLIT = (0.4, 0.3)  # expert and router fractions; the rest is the pool
-
-
-def _digits(config: BankConfig) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
-    from sklearn.datasets import load_digits
-
-    data = load_digits()
-    return data.data.astype(np.float64), data.target.astype(np.int64)
-
-
-def _mnist1d(config: BankConfig) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
-    """MNIST-1D made locally by ``make_dataset`` with explicit arguments (no download)."""
-    from mnist1d.data import get_dataset_args, make_dataset
-
-    args = get_dataset_args()
-    args.num_samples = config.mnist1d_samples
-    args.seed = config.seed
-    state = np.random.get_state()  # make_dataset seeds numpy's global generator
-    try:
-        data = make_dataset(args)
-    finally:
-        np.random.set_state(state)
-    x = np.concatenate([data["x"], data["x_test"]]).astype(np.float64)
-    y = np.concatenate([data["y"], data["y_test"]]).astype(np.int64)
-    return x, y
-
-
-DATASETS: dict[str, Callable[[BankConfig], tuple[NDArray[np.float64], NDArray[np.int64]]]] = {
-    "digits": _digits,
-    "mnist1d": _mnist1d,
-}
-"""Bank data sets by name: ``(features, labels)`` made offline."""
 
 
 @dataclass(frozen=True)
@@ -198,7 +167,7 @@ def bank_key(config: BankConfig) -> str:
         "format": _FORMAT,
         "bank": config.model_dump(
             exclude={"mnist1d_samples"} if config.dataset != "mnist1d" else set()
-        ),  # fmt: skip
+        ),
         "specs": specs,
         "split": _SPLIT,
         "sklearn": sklearn.__version__,
@@ -211,12 +180,12 @@ def load_bank(config: BankConfig) -> Bank:
     """The bank of ``config``: from the cache when there, else trained and cached."""
     key = bank_key(config)
     path = cache_dir() / f"{key}.pkl"
-    x, y = DATASETS[config.dataset](config)
+    x, y = DATASETS.get(config.dataset)(seed=config.seed, mnist1d_samples=config.mnist1d_samples)
     splits = _split(len(y), config.seed)
     specs = EXPERT_SPECS[: config.experts]
     experts = _read_cache(path)
     from_cache = experts is not None and len(experts) == len(specs)
-    if not from_cache:
+    if experts is None or not from_cache:
         experts = _train(specs, x, y, splits["expert"], config.seed)
         _write_cache(path, experts)
     return Bank(specs, experts, x, y, splits, int(y.max()) + 1, key, from_cache)

@@ -26,8 +26,9 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from innet.core.config import ScenarioBase, VariantBase, merge_variant_block, registered
+from innet.core.config import ScenarioBase, VariantBase, merge_variant_block
 from innet.core.yamlio import LineMap
+from innet.families.finite_bank.datasets import DATASETS
 
 __all__ = [
     "BankConfig",
@@ -55,40 +56,38 @@ Ascending = AfterValidator(_ascending)
 
 
 class BankConfig(_Strict):
-    dataset: Annotated[
-        str,
-        AfterValidator(registered("bank dataset", "innet.families.finite_bank.bank", "DATASETS")),
-    ] = "digits"
-    experts: int = Field(12, ge=8, le=16)
-    mnist1d_samples: int = Field(4000, ge=500)  # MNIST-1D: how many samples make_dataset makes
-    seed: int = Field(0, ge=0)  # the data split and the experts' training
+    dataset: Annotated[str, AfterValidator(DATASETS.check)] = "digits"
+    experts: int = Field(default=12, ge=8, le=16)
+    # MNIST-1D: how many samples make_dataset makes
+    mnist1d_samples: int = Field(default=4000, ge=500)
+    seed: int = Field(default=0, ge=0)  # the data split and the experts' training
 
 
 class GibbsConfig(_Strict):
     alphas: Annotated[list[Annotated[float, Field(ge=0)]], Ascending] = Field(min_length=2)
     sample_sizes: Annotated[list[Annotated[int, Field(gt=0)]], Ascending] = Field(min_length=1)
-    resamples: int = Field(200, ge=2)
+    resamples: int = Field(default=200, ge=2)
 
 
 class RouterConfig(_Strict):
     betas: Annotated[list[Annotated[float, Field(ge=0)]], Ascending] = Field(min_length=1)
-    latent_dim: int = Field(8, gt=0)
-    tau: float = Field(1.0, gt=0)
-    steps: int = Field(150, gt=0)
-    batch_size: int = Field(64, gt=0)
-    lr: float = Field(0.03, gt=0)
+    latent_dim: int = Field(default=8, gt=0)
+    tau: float = Field(default=1.0, gt=0)
+    steps: int = Field(default=150, gt=0)
+    batch_size: int = Field(default=64, gt=0)
+    lr: float = Field(default=0.03, gt=0)
     slopes: Annotated[list[Annotated[float, Field(gt=0)]], Ascending] = Field(min_length=2)
 
 
 class GatingBoundConfig(_Strict):
-    experts: int = Field(8, ge=2)
-    candidates: int = Field(12, ge=2)  # gates W is chosen among
-    separation: float = Field(2.5, gt=0)  # radius of the circle the experts' centres lie on
-    population: int = Field(3000, ge=100)
-    alpha: float = Field(100.0, ge=0)
+    experts: int = Field(default=8, ge=2)
+    candidates: int = Field(default=12, ge=2)  # gates W is chosen among
+    separation: float = Field(default=2.5, gt=0)  # radius of the circle the experts' centres lie on
+    population: int = Field(default=3000, ge=100)
+    alpha: float = Field(default=100.0, ge=0)
     temperatures: Annotated[list[Annotated[float, Field(gt=0)]], Ascending] = Field(min_length=1)
     sample_sizes: Annotated[list[Annotated[int, Field(gt=0)]], Ascending] = Field(min_length=1)
-    resamples: int = Field(200, ge=2)
+    resamples: int = Field(default=200, ge=2)
     slopes: Annotated[list[Annotated[float, Field(gt=0)]], Ascending] = Field(min_length=2)
 
 
@@ -101,7 +100,7 @@ class FiniteBankScenario(ScenarioBase):
     gibbs: GibbsConfig
     router: RouterConfig
     gating_bound: GatingBoundConfig
-    variants: dict[str, FiniteBankVariant]
+    variants: dict[str, FiniteBankVariant]  # type: ignore[assignment]  # a dict of the base's subclass
 
 
 class ResolvedBankVariant(BaseModel):
@@ -120,9 +119,14 @@ def resolve_variants(
     resolved = []
     for name, variant in scenario.variants.items():
         router = merge_variant_block(
-            RouterConfig, scenario.router, variant.router, variant=name, block="router",
-            source=source, lines=lines,
-        )  # fmt: skip
+            RouterConfig,
+            scenario.router,
+            variant.router,
+            variant=name,
+            block="router",
+            source=source,
+            lines=lines,
+        )
         resolved.append(
             ResolvedBankVariant(
                 name=name, routing=variant.routing, hop_cost_s=variant.hop_cost_s, router=router

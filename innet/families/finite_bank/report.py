@@ -71,7 +71,7 @@ TABLES = {
             "identity_error",
         ),
         optional=("mi_se",),
-    ),  # fmt: skip
+    ),
     "finite_bank_experts": FamilyTable(
         "finite_bank_experts.csv", (*_TAG, "expert", "name", "node", "pool_loss", "oracle_loss")
     ),
@@ -91,7 +91,7 @@ TABLES = {
             "experts_used",
             "below_curve",
         ),
-    ),  # fmt: skip
+    ),
     "finite_bank_bound": FamilyTable(
         "finite_bank_bound.csv",
         (
@@ -119,7 +119,7 @@ TABLES = {
             "xr_step_holds",
             "gibbs_slack",
         ),
-    ),  # fmt: skip
+    ),
     "finite_bank_bound_curve": FamilyTable(
         "finite_bank_bound_curve.csv", (*_TAG, "slope", "rate_bits", "loss")
     ),
@@ -176,12 +176,12 @@ def selection_relations(
         "holds": bool(
             (alpha0["mi_nats"] <= 1e-12).all()
             and (alpha0["gap"].abs() <= 2 * alpha0["gap_se"]).all()
-        ),  # fmt: skip
+        ),
         "max_mi_nats": float(alpha0["mi_nats"].max()),
         "gap_over_se": [
             plain_float(g / s) if s > 0 else None
             for g, s in zip(alpha0["gap"], alpha0["gap_se"], strict=True)
-        ],  # fmt: skip
+        ],
     }
     rises = True
     for _, rows in cells.groupby("m"):
@@ -241,12 +241,14 @@ def _spearman_relation(cells: pd.DataFrame, per_seed: dict[int, pd.DataFrame]) -
     show how far the Monte Carlo noise of the cells moves the estimate.
     """
     overall = _spearman(cells["mi_nats"], cells["gap"])
-    interval = None
+    interval: list[float] | None = None
     if overall is not None and len(cells) >= MIN_CELLS_FOR_INTERVAL:
-        boot = paired_bootstrap(list(cells["mi_nats"]), list(cells["gap"]), _spearman_or_nan,
-                                n_resamples=2000, seed=0)  # fmt: skip
+        boot = paired_bootstrap(
+            list(cells["mi_nats"]), list(cells["gap"]), _spearman_or_nan, n_resamples=2000, seed=0
+        )
         ends = [plain_float(end) for end in boot.interval] if boot.interval else []
-        interval = ends if len(ends) == 2 and None not in ends else None
+        finite = [end for end in ends if end is not None]
+        interval = finite if len(ends) == len(finite) == 2 else None
     per_m = {str(int(m)): _spearman(rows["mi_nats"], rows["gap"]) for m, rows in cells.groupby("m")}
     by_seed = {str(s): _spearman(rows["mi_nats"], rows["gap"]) for s, rows in per_seed.items()}
     return {
@@ -262,8 +264,15 @@ def _spearman_relation(cells: pd.DataFrame, per_seed: dict[int, pd.DataFrame]) -
 
 
 def _cell_list(cells: pd.DataFrame) -> list[dict[str, Any]]:
-    return [{"m": int(r.m), "alpha": float(r.alpha), "gap": float(r.gap),
-             "xu_raginsky": float(r.xu_raginsky)} for r in cells.itertuples()]  # fmt: skip
+    return [
+        {
+            "m": int(r.m),
+            "alpha": float(r.alpha),
+            "gap": float(r.gap),
+            "xu_raginsky": float(r.xu_raginsky),
+        }
+        for r in cells.itertuples()
+    ]
 
 
 def variant_summary(run: RunData, variant: str, seeds: list[int]) -> dict[str, Any]:
@@ -277,8 +286,11 @@ def variant_summary(run: RunData, variant: str, seeds: list[int]) -> dict[str, A
     per_seed = {int(seed): _cells(rows, ["m", "alpha"]) for seed, rows in selection.groupby("seed")}
     router = _cells(_rows(run, "finite_bank_router", variant, seeds), ["epoch"], se=("loss_se",))
     curve = _cells(_rows(run, "finite_bank_curve", variant, seeds), ["slope"])
-    bound = _cells(_rows(run, "finite_bank_bound", variant, seeds), ["tau", "m"],
-                   se=("mi_se", "margin_se", "xr_gap_se"))  # fmt: skip
+    bound = _cells(
+        _rows(run, "finite_bank_bound", variant, seeds),
+        ["tau", "m"],
+        se=("mi_se", "margin_se", "xr_gap_se"),
+    )
     per_expert = experts.groupby("name", sort=False)["pool_loss"].mean()
     violations = router[router["below_curve"] > 2 * router["loss_se"]]
     best = float(per_expert.min())
@@ -333,8 +345,13 @@ def _bound_summary(bound: pd.DataFrame) -> dict[str, Any]:
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    return [{key: plain_float(value) if isinstance(value, float) else value
-             for key, value in row.items()} for row in frame.to_dict("records")]  # fmt: skip
+    return [
+        {
+            key: plain_float(value) if isinstance(value, float) else value
+            for key, value in row.items()
+        }
+        for row in frame.to_dict("records")
+    ]
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
@@ -527,8 +544,9 @@ def _figures(run: RunData, out_dir: Path) -> list[tuple[str, str]]:
 
 
 def _selection_figure(run: RunData, variant: str, seeds: list[int]) -> Figure:
-    cells = _cells(_rows(run, "finite_bank_selection", variant, seeds), ["m", "alpha"],
-                   se=("gap_se",))  # fmt: skip
+    cells = _cells(
+        _rows(run, "finite_bank_selection", variant, seeds), ["m", "alpha"], se=("gap_se",)
+    )
     k = int(_rows(run, "finite_bank_experts", variant, seeds)["expert"].nunique())
     sizes = sorted(cells["m"].unique())
     figure = Figure(figsize=(max(4.2 * len(sizes), 7.5), 6.4), layout="constrained")
@@ -536,8 +554,14 @@ def _selection_figure(run: RunData, variant: str, seeds: list[int]) -> Figure:
     for column, m in enumerate(sizes):
         rows = cells[cells["m"] == m].sort_values("alpha")
         top, bottom = axes[0, column], axes[1, column]
-        top.errorbar(rows["alpha"], rows["gap"], yerr=2 * rows["gap_se"], marker="o",
-                     capsize=3, label="measured gap ± 2 SE")  # fmt: skip
+        top.errorbar(
+            rows["alpha"],
+            rows["gap"],
+            yerr=2 * rows["gap_se"],
+            marker="o",
+            capsize=3,
+            label="measured gap ± 2 SE",
+        )
         top.plot(rows["alpha"], rows["xu_raginsky"], marker="s", label="Xu–Raginsky bound")
         top.plot(rows["alpha"], rows["union"], linestyle="--", label="union bound (ln K)")
         top.set_yscale("symlog", linthresh=1e-3)
@@ -564,15 +588,30 @@ def _rate_figure(run: RunData, variant: str, seeds: list[int]) -> Figure:
     ax = figure.add_subplot()
     ordered = curve.sort_values("rate_bits")
     ax.plot(ordered["rate_bits"], ordered["loss"], marker=".", label="D(R), Blahut–Arimoto")
-    ax.axhline(experts.groupby("name")["pool_loss"].mean().min(), color="grey", linestyle="--",
-               label="best single expert")  # fmt: skip
-    ax.axhline(experts["oracle_loss"].mean(), color="grey", linestyle=":",
-               label="per-input oracle")  # fmt: skip
-    ax.errorbar(router["rate_bits"], router["loss"], yerr=2 * router["loss_se"], fmt="o",
-                color="C3", capsize=3, label="trained router (± 2 SE)")  # fmt: skip
+    ax.axhline(
+        experts.groupby("name")["pool_loss"].mean().min(),
+        color="grey",
+        linestyle="--",
+        label="best single expert",
+    )
+    ax.axhline(experts["oracle_loss"].mean(), color="grey", linestyle=":", label="per-input oracle")
+    ax.errorbar(
+        router["rate_bits"],
+        router["loss"],
+        yerr=2 * router["loss_se"],
+        fmt="o",
+        color="C3",
+        capsize=3,
+        label="trained router (± 2 SE)",
+    )
     for number, row in enumerate(router.sort_values("rate_bits").itertuples()):
-        ax.annotate(f"β={row.beta:g}", (row.rate_bits, row.loss), textcoords="offset points",
-                    xytext=(6, 5 if number % 2 else -12), fontsize=8)  # fmt: skip
+        ax.annotate(
+            f"β={row.beta:g}",
+            (row.rate_bits, row.loss),
+            textcoords="offset points",
+            xytext=(6, 5 if number % 2 else -12),
+            fontsize=8,
+        )
     ax.set_xlim(
         -0.05, 1.15 * max(float(router["rate_bits"].max()), float(curve["rate_bits"].max()))
     )
@@ -586,27 +625,40 @@ def _rate_figure(run: RunData, variant: str, seeds: list[int]) -> Figure:
 
 
 def _bound_figure(run: RunData, variant: str, seeds: list[int]) -> Figure:
-    cells = _cells(_rows(run, "finite_bank_bound", variant, seeds), ["tau", "m"],
-                   se=("margin_se",))  # fmt: skip
+    cells = _cells(_rows(run, "finite_bank_bound", variant, seeds), ["tau", "m"], se=("margin_se",))
     curve = _cells(_rows(run, "finite_bank_bound_curve", variant, seeds), ["slope"])
     sizes = sorted(cells["m"].unique())
     figure = Figure(figsize=(max(4.2 * len(sizes), 7.5), 7.0), layout="constrained")
-    axes = figure.subplots(2, len(sizes), sharex=True, sharey="row", squeeze=False,
-                           height_ratios=(3, 2))  # fmt: skip
+    axes = figure.subplots(
+        2, len(sizes), sharex=True, sharey="row", squeeze=False, height_ratios=(3, 2)
+    )
     ordered = curve.sort_values("rate_bits")
     for column, m in enumerate(sizes):
         top, bottom = axes[0, column], axes[1, column]
         rows = cells[cells["m"] == m].sort_values("rate_bits")
         top.plot(ordered["rate_bits"], ordered["loss"], color="grey", label="D(R) (population)")
         top.plot(rows["rate_bits"], rows["bound"], marker="^", label="bound")
-        top.plot(rows["rate_bits"], rows["distortion_rate"] + rows["delta_m"], marker="x",
-                 linestyle="--", label="D(R_g) + δ_m (best gate, held out)")  # fmt: skip
-        top.plot(rows["rate_bits"], rows["expected_risk"], marker="o", linestyle="none",
-                 label="E[R(W)]")  # fmt: skip
+        top.plot(
+            rows["rate_bits"],
+            rows["distortion_rate"] + rows["delta_m"],
+            marker="x",
+            linestyle="--",
+            label="D(R_g) + δ_m (best gate, held out)",
+        )
+        top.plot(
+            rows["rate_bits"], rows["expected_risk"], marker="o", linestyle="none", label="E[R(W)]"
+        )
         top.set_title(f"m = {int(m)} training samples")
         margin = rows["bound"] - rows["expected_risk"]
-        bottom.errorbar(rows["rate_bits"], margin, yerr=2 * rows["margin_se"], marker="o",
-                        capsize=3, color="C3", label="bound - E[R(W)] ± 2 SE")  # fmt: skip
+        bottom.errorbar(
+            rows["rate_bits"],
+            margin,
+            yerr=2 * rows["margin_se"],
+            marker="o",
+            capsize=3,
+            color="C3",
+            label="bound - E[R(W)] ± 2 SE",
+        )
         bottom.axhline(0.0, color="black", linewidth=0.8)
         bottom.set_yscale("symlog", linthresh=1e-3)
         bottom.set_xlabel("gate rate R_g (bits)")

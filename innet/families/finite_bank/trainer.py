@@ -57,7 +57,7 @@ from innet.core.errors import InnetError
 from innet.core.events import build_timeline
 from innet.core.group import Group
 from innet.core.topology.model import Topology
-from innet.core.training import TrainResult
+from innet.core.training import Trainer, TrainResult
 from innet.core.transport import RecordingTransport
 from innet.core.yamlio import FieldError
 from innet.families.finite_bank.bank import Bank, load_bank
@@ -99,7 +99,7 @@ def expert_nodes(topology: Topology, experts: int) -> tuple[str, list[str]]:
     return gate, nodes
 
 
-class FiniteBankTrainer:
+class FiniteBankTrainer(Trainer):
     """The ``finite_bank`` family's trainer (see the module docstring)."""
 
     def __init__(self, loaded: LoadedScenario, topology: Topology) -> None:
@@ -171,9 +171,14 @@ class FiniteBankTrainer:
             torch.manual_seed(seed * 1000 + epoch)
             generator = torch.Generator().manual_seed(seed * 1000 + epoch)
             encoder = nn.Linear(x_router.shape[1], config.latent_dim)
-            gate = make_gate("discrete", config.latent_dim, generator=generator,
-                             codewords=len(bank.experts), tau=config.tau,
-                             train_codebook=False)  # fmt: skip
+            gate = make_gate(
+                "discrete",
+                config.latent_dim,
+                generator=generator,
+                codewords=len(bank.experts),
+                tau=config.tau,
+                train_codebook=False,
+            )
             optimiser = torch.optim.Adam([*encoder.parameters(), *gate.parameters()], lr=config.lr)
             rng = np.random.default_rng([seed, epoch])
             observed = []
@@ -201,16 +206,27 @@ class FiniteBankTrainer:
                 transport.log.end()
                 step += 1
                 observed.append(
-                    float(np.mean(np.concatenate(
-                        [g.argmax(axis=1) != bank.y[routed[k]] for k, g in got.items()]
-                    )))
-                )  # fmt: skip
+                    float(
+                        np.mean(
+                            np.concatenate(
+                                [g.argmax(axis=1) != bank.y[routed[k]] for k, g in got.items()]
+                            )
+                        )
+                    )
+                )
             row = _evaluate(encoder, gate, standardised["pool"], pool_losses)
             row["below_curve"] = distortion_lower_bound(curve, row["rate_bits"]) - row["loss"]
-            metrics.append({"epoch": epoch, "beta": float(beta), **_metric(row),
-                            "observed_train_loss": float(np.mean(observed))})  # fmt: skip
-            router_rows.append({"variant": variant, "seed": seed, "epoch": epoch,
-                                "beta": float(beta), **row})  # fmt: skip
+            metrics.append(
+                {
+                    "epoch": epoch,
+                    "beta": float(beta),
+                    **_metric(row),
+                    "observed_train_loss": float(np.mean(observed)),
+                }
+            )
+            router_rows.append(
+                {"variant": variant, "seed": seed, "epoch": epoch, "beta": float(beta), **row}
+            )
             on_epoch(epoch)
 
         tables = self._experiments(variant, seed, pool_losses, curve)
@@ -225,12 +241,14 @@ class FiniteBankTrainer:
         features = bank.x.shape[1]
         for k, rows in routed.items():
             query = torch.tensor(bank.x[rows], dtype=torch.float32)
-            transport.send(query, src=gate, dst=self.expert_nodes[k], phase=QUERY[0],
-                           payload=QUERY[1])  # fmt: skip
+            transport.send(
+                query, src=gate, dst=self.expert_nodes[k], phase=QUERY[0], payload=QUERY[1]
+            )
         for k, rows in routed.items():
             node = self.expert_nodes[k]
-            query = transport.recv(src=gate, dst=node, phase=QUERY[0], payload=QUERY[1],
-                                   shape=(len(rows), features))  # fmt: skip
+            query = transport.recv(
+                src=gate, dst=node, phase=QUERY[0], payload=QUERY[1], shape=(len(rows), features)
+            )
             answer = torch.tensor(bank.answers(k, query.double().numpy()), dtype=torch.float32)
             transport.send(answer, src=node, dst=gate, phase=ANSWER[0], payload=ANSWER[1])
         return {
@@ -249,14 +267,23 @@ class FiniteBankTrainer:
     ) -> dict[str, list[dict[str, Any]]]:
         """Items 4 to 6 for this seed: the family's tables."""
         gibbs, bound = self.scenario.gibbs, self.scenario.gating_bound
-        selection = selection_cells(pool_losses, gibbs.alphas, gibbs.sample_sizes,
-                                    resamples=gibbs.resamples,
-                                    rng=np.random.default_rng([seed, 4]))  # fmt: skip
+        selection = selection_cells(
+            pool_losses,
+            gibbs.alphas,
+            gibbs.sample_sizes,
+            resamples=gibbs.resamples,
+            rng=np.random.default_rng([seed, 4]),
+        )
         task = make_task(bound, seed)
-        cells = bound_cells(task, bound.temperatures, bound.sample_sizes, alpha=bound.alpha,
-                            resamples=bound.resamples,
-                            rng=np.random.default_rng([seed, 6]),
-                            heldout_rng=np.random.default_rng([seed, 6, 1]))  # fmt: skip
+        cells = bound_cells(
+            task,
+            bound.temperatures,
+            bound.sample_sizes,
+            alpha=bound.alpha,
+            resamples=bound.resamples,
+            rng=np.random.default_rng([seed, 6]),
+            heldout_rng=np.random.default_rng([seed, 6, 1]),
+        )
         tag = {"variant": variant, "seed": seed}
         expert_losses = pool_losses.mean(axis=0)
         oracle = float(pool_losses.min(axis=1).mean())
@@ -270,7 +297,7 @@ class FiniteBankTrainer:
                     "loss": p.distortion,
                     "gap_bits": p.gap,
                     "converged": p.converged,
-                }  # fmt: skip
+                }
                 for p in curve.points
             ],
             "finite_bank_experts": [
@@ -281,7 +308,7 @@ class FiniteBankTrainer:
                     "node": self.expert_nodes[k],
                     "pool_loss": float(expert_losses[k]),
                     "oracle_loss": oracle,
-                }  # fmt: skip
+                }
                 for k, spec in enumerate(self.bank.specs)
             ],
             "finite_bank_bound": [{**tag, **row} for row in cells],

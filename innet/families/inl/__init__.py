@@ -11,7 +11,7 @@ in :mod:`~innet.families.inl.report`.
 from innet.core.config import LoadedScenario
 from innet.core.topology.model import Topology
 from innet.core.training import Trainer
-from innet.families import Family, register_family
+from innet.families.family import Family
 from innet.families.inl.config import InlScenario, resolve_variants, tidy_config
 from innet.families.inl.report import INL_REPORT
 
@@ -25,13 +25,11 @@ def _prepare(loaded: LoadedScenario, topology: Topology) -> Trainer:
     return InlTrainer(loaded, topology)
 
 
-INL = register_family(
-    Family(
-        name="inl",
-        scenario_model=InlScenario,
-        resolve_variants=resolve_variants,
-        prepare=_prepare,
-        report=INL_REPORT,
-        tidy_config=tidy_config,
-    )
+INL = Family(
+    name="inl",
+    scenario_model=InlScenario,
+    resolve_variants=resolve_variants,
+    prepare=_prepare,
+    report=INL_REPORT,
+    tidy_config=tidy_config,
 )

@@ -1,5 +1,9 @@
 """From a scenario's data block and a topology to what each node observes.
 
+The ``data`` block (:class:`DataConfig`) names a dataset and how sensors see
+it, both from a registry here (:data:`DATASETS`, :data:`VIEWS`): adding one is
+one function registered as a :class:`DataChoice`.
+
 Loads the dataset for a seed (the train/test split depends on the seed, so all
 variants of one seed see the same samples), then gives every sensor its view:
 a disjoint block of features (``split``) or the whole input with independent
@@ -11,10 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Annotated, Generic, TypeVar
 
 import numpy as np
 import torch
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from innet.core.datasets import (
     Dataset,
@@ -24,13 +29,54 @@ from innet.core.datasets import (
     noisy_views,
     split_views,
 )
+from innet.core.registry import Registry
 from innet.core.topology.model import Topology
 from innet.core.yamlio import FieldError
 
-if TYPE_CHECKING:
-    from innet.families.inl.config import DataConfig
+Make = TypeVar("Make")
 
-__all__ = ["DATASETS", "VIEWS", "NodeInputs", "load_inputs", "sensor_view_indices"]
+__all__ = [
+    "DATASETS",
+    "VIEWS",
+    "DataChoice",
+    "DataConfig",
+    "NodeInputs",
+    "load_inputs",
+    "sensor_view_indices",
+]
+
+
+@dataclass(frozen=True)
+class DataChoice(Generic[Make]):
+    """A dataset or a way of viewing it: the function that makes it, and the data block's
+    fields only it uses (the others are left out of a run's ``config.yaml``)."""
+
+    make: Make
+    fields: tuple[str, ...] = ()
+
+
+DATASETS: Registry[DataChoice[Callable[[DataConfig, int], Dataset]]] = Registry("dataset")
+"""The datasets a scenario's ``data.dataset`` may name: ``(data block, seed) -> Dataset``."""
+VIEWS: Registry[DataChoice[Callable[[DataConfig, Dataset, int, int], tuple]]] = Registry("views")
+"""How sensors see the data (``data.views``): ``(data block, dataset, views, seed) ->
+(train blocks, test blocks)``; disjoint feature blocks or noisy copies."""
+
+
+class DataConfig(BaseModel):
+    """The scenario's ``data`` block: the dataset, how sensors see it, and their settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: Annotated[str, AfterValidator(DATASETS.check)] = "digits"
+    views: Annotated[str, AfterValidator(VIEWS.check)] = "split"
+    test_fraction: float = Field(default=0.2, gt=0, lt=1)
+    snr_db: float | list[float] = 10.0
+    n_samples: int = Field(default=5000, gt=0)
+    n_features: int = Field(default=64, gt=0)
+    n_classes: int = Field(default=10, ge=2)
+    class_sep: float = Field(default=2.0, gt=0)
+    path: str | None = None
+    limit: int | None = Field(default=None, gt=0)
 
 
 @dataclass
@@ -83,12 +129,12 @@ def _idx(config: DataConfig, seed: int) -> Dataset:
     )
 
 
-DATASETS: dict[str, Callable[[DataConfig, int], Dataset]] = {
-    "digits": _digits,
-    "gaussian_mixture": _gaussian_mixture,
-    "idx": _idx,
-}
-"""The datasets a scenario's ``data.dataset`` may name."""
+DATASETS.register("digits", DataChoice(_digits))
+DATASETS.register(
+    "gaussian_mixture",
+    DataChoice(_gaussian_mixture, ("n_samples", "n_features", "n_classes", "class_sep")),
+)
+DATASETS.register("idx", DataChoice(_idx, ("path", "limit")))
 
 
 def _split_blocks(config: DataConfig, dataset: Dataset, n_views: int, seed: int) -> tuple:
@@ -111,11 +157,8 @@ def _noisy_blocks(config: DataConfig, dataset: Dataset, n_views: int, seed: int)
     )
 
 
-VIEWS: dict[str, Callable[[DataConfig, Dataset, int, int], tuple]] = {
-    "split": _split_blocks,
-    "noisy": _noisy_blocks,
-}
-"""How sensors see the data (``data.views``): disjoint feature blocks or noisy copies."""
+VIEWS.register("split", DataChoice(_split_blocks))
+VIEWS.register("noisy", DataChoice(_noisy_blocks, ("snr_db",)))
 
 
 def _check_noisy_views(config: DataConfig, indices: dict[str, int], topology: Topology) -> None:
@@ -143,11 +186,11 @@ def load_inputs(config: DataConfig, topology: Topology, seed: int) -> NodeInputs
     Problems with the data block raise :class:`~innet.core.yamlio.FieldError` with the
     path of the field in the scenario (e.g. ``("data", "views")``).
     """
-    dataset = DATASETS[config.dataset](config, seed)
+    dataset = DATASETS.get(config.dataset).make(config, seed)
     indices = sensor_view_indices(topology)
     n_views = max(indices.values()) + 1
     _check_noisy_views(config, indices, topology)
-    train_blocks, test_blocks = VIEWS[config.views](config, dataset, n_views, seed)
+    train_blocks, test_blocks = VIEWS.get(config.views).make(config, dataset, n_views, seed)
     views = {
         sensor: (
             torch.as_tensor(np.ascontiguousarray(train_blocks[index]), dtype=torch.float32),

@@ -17,24 +17,52 @@ is the same whichever process builds it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from innet.core.errors import InnetError
+from innet.core.registry import Registry
 from innet.core.seeding import node_generator, node_seed, seeded_torch
-from innet.families.inl.gates import GateOutput, make_gate
+from innet.families.inl.gates import Gate, GateOutput, make_gate
 
 __all__ = [
     "ModuleSpec",
     "NodeModule",
     "aggregate",
     "AGGREGATORS",
+    "Aggregator",
     "linear_flops",
 ]
 
-AGGREGATORS = ("sum", "mean", "concat")
+
+@dataclass(frozen=True)
+class Aggregator:
+    """How a node combines the latents it holds: ``combine`` them into one tensor of
+    ``widens`` (one latent wide per input) or of one latent's width."""
+
+    combine: Callable[[list[torch.Tensor]], torch.Tensor]
+    widens: bool = False
+
+
+def _sum(inputs: list[torch.Tensor]) -> torch.Tensor:
+    return inputs[0] if len(inputs) == 1 else torch.stack(inputs).sum(dim=0)
+
+
+def _mean(inputs: list[torch.Tensor]) -> torch.Tensor:
+    return inputs[0] if len(inputs) == 1 else torch.stack(inputs).mean(dim=0)
+
+
+def _concat(inputs: list[torch.Tensor]) -> torch.Tensor:
+    return torch.cat(inputs, dim=1)
+
+
+AGGREGATORS: Registry[Aggregator] = Registry("aggregator")
+"""How a node combines the latents it holds (``model.aggregator``), by name."""
+AGGREGATORS.register("sum", Aggregator(_sum))
+AGGREGATORS.register("mean", Aggregator(_mean))
+AGGREGATORS.register("concat", Aggregator(_concat, widens=True))
 
 
 @dataclass(frozen=True)
@@ -59,14 +87,8 @@ class ModuleSpec:
 
 
 def aggregate(inputs: list[torch.Tensor], how: str) -> torch.Tensor:
-    """Combine a node's latents into one tensor (``sum``, ``mean`` or ``concat``)."""
-    if how == "sum":
-        return inputs[0] if len(inputs) == 1 else torch.stack(inputs).sum(dim=0)
-    if how == "mean":
-        return inputs[0] if len(inputs) == 1 else torch.stack(inputs).mean(dim=0)
-    if how == "concat":
-        return torch.cat(inputs, dim=1)
-    raise InnetError(f"unknown aggregator {how!r} (expected one of {', '.join(AGGREGATORS)})")
+    """Combine a node's latents into one tensor (an :data:`AGGREGATORS` name: ``sum``...)."""
+    return AGGREGATORS.get(how).combine(inputs)
 
 
 def _mlp(n_in: int, hidden: int, n_out: int) -> nn.Sequential:
@@ -83,16 +105,18 @@ def linear_flops(module: nn.Module) -> int:
 class NodeModule(nn.Module):
     """Encoder, aggregator, combiner and gate (or decoder) of one node."""
 
+    encoder: nn.Sequential | None
+    combiner: nn.Sequential | None
+    decoder: nn.Sequential | None
+    gate: Gate | None
+
     def __init__(self, spec: ModuleSpec, seed: int) -> None:
         super().__init__()
-        if spec.aggregator not in AGGREGATORS:
-            raise InnetError(
-                f"unknown aggregator {spec.aggregator!r} (expected one of {', '.join(AGGREGATORS)})"
-            )
+        aggregator = AGGREGATORS.get(spec.aggregator)  # unknown: an error listing the names
         if spec.n_inputs == 0:
             raise ValueError(f"node {spec.node} has nothing to process")
         self.spec = spec
-        width = spec.latent_dim * (spec.n_inputs if spec.aggregator == "concat" else 1)
+        width = spec.latent_dim * (spec.n_inputs if aggregator.widens else 1)
         with seeded_torch(node_seed(seed, spec.node, "init")):
             self.encoder = (
                 _mlp(spec.view_dim, spec.hidden, spec.latent_dim) if spec.view_dim else None
@@ -129,6 +153,7 @@ class NodeModule(nn.Module):
         """The gated latent this node sends to its parents."""
         held = self.hold(view, received)
         latent = self.combiner(held) if self.combiner is not None else held
+        assert self.gate is not None, f"node {self.spec.node} sends nothing (the fusion node)"
         return self.gate(latent)
 
     def decode(self, received: list[torch.Tensor], batch: int = 0) -> torch.Tensor:
@@ -137,9 +162,11 @@ class NodeModule(nn.Module):
         With nothing received (every sensor cut off from it) the decoder sees zeros:
         its prediction then depends on no input at all. ``batch`` sizes that case.
         """
+        assert self.decoder is not None, f"node {self.spec.node} decodes nothing (not fusion)"
         if not received:
-            width = self.decoder[0].in_features
-            return self.decoder(torch.zeros(batch, width, device=self.decoder[0].weight.device))
+            first = self.decoder[0]
+            assert isinstance(first, nn.Linear)
+            return self.decoder(torch.zeros(batch, first.in_features, device=first.weight.device))
         return self.decoder(self.hold(None, received))
 
     def flops_per_sample(self) -> int:

@@ -61,7 +61,7 @@ from innet.report.markdown import (
 from innet.report.stats import equivalence_test, paired_difference, paired_log_ratio
 from innet.report.summary import final_epoch_metrics, mean_or_none, plain_float, reduction
 from innet.report.tables import training_exchange, training_exchange_per_epoch
-from innet.rundir.layout import METRICS_FILE, FamilyTable
+from innet.rundir.layout import FamilyTable
 
 if TYPE_CHECKING:
     from innet.rundir.io import RunData
@@ -81,7 +81,7 @@ def variant_summary(run: RunData, variant: str, seeds: list[int]) -> dict[str, A
     rates = [float(value) for value in final["latent_rate_bits"]]
     config = run.variant_config(variant)
     gate = config.get("gate")
-    wire = config.get("wire") if isinstance(config.get("wire"), dict) else {}
+    wire = _block(config, "wire")
     return {
         "gate": gate.get("kind") if isinstance(gate, dict) else gate,
         "beta": float(gate.get("beta", 0.0)) if isinstance(gate, dict) else None,
@@ -134,15 +134,11 @@ RATE_EXTRAS = (
 def _rate_extras(run: RunData, variant: str, seeds: list[int]) -> dict[str, Any]:
     """The final epoch's :data:`RATE_EXTRAS`, mean over seeds; None where absent or empty.
 
-    They are read from the run's ``metrics.csv`` itself: runs written before
-    these columns existed have none of them, and the run-directory reader
-    keeps only the columns every run has.
+    They are columns of the run's ``metrics.csv`` beyond the family's
+    ``metric_names`` (the run-directory reader keeps them): runs written
+    before these columns existed have none of them.
     """
-    path = run.run_dir / METRICS_FILE
-    try:
-        table = pd.read_csv(path) if path.is_file() else pd.DataFrame()
-    except (OSError, ValueError, pd.errors.ParserError):
-        table = pd.DataFrame()
+    table = run.metrics
     extras: dict[str, Any] = dict.fromkeys(RATE_EXTRAS)
     extras.update(_rate_bracket_per_seed(pd.DataFrame()))
     if table.empty or not {"variant", "seed", "epoch"} <= set(table.columns):
@@ -225,9 +221,13 @@ def rate_reduction(summary_a: dict, summary_b: dict) -> dict[str, Any]:
     rate_a, rate_b = summary_a["latent_rate_bits"], summary_b["latent_rate_bits"]
     ends = [
         _mean_of_all(summary.get(f"rate_bracket_{end}_bits_per_seed") or [])
-        for summary, end in ((summary_a, "lower"), (summary_a, "upper"),
-                             (summary_b, "lower"), (summary_b, "upper"))
-    ]  # fmt: skip
+        for summary, end in (
+            (summary_a, "lower"),
+            (summary_a, "upper"),
+            (summary_b, "lower"),
+            (summary_b, "upper"),
+        )
+    ]
     low_a, high_a, low_b, high_b = ends
     span = None
     if None not in ends:
@@ -247,9 +247,16 @@ def rate_reduction(summary_a: dict, summary_b: dict) -> dict[str, Any]:
 
 def _mean_of_all(values: list[float | None]) -> float | None:
     """The mean, or None when there is no value or one is missing (a bracket needs every seed)."""
-    if not values or any(value is None for value in values):
+    present = [value for value in values if value is not None]
+    if not values or len(present) < len(values):
         return None
-    return mean_or_none(values)
+    return mean_or_none(present)
+
+
+def _block(config: dict[str, Any], name: str) -> dict[str, Any]:
+    """The block ``name`` of a variant's resolved configuration ({} when absent)."""
+    block = config.get(name)
+    return block if isinstance(block, dict) else {}
 
 
 def _comparison_sentences(summary: dict[str, Any]) -> str:
@@ -315,7 +322,7 @@ def _rate_phrase(comparison: dict[str, Any], va: dict, vb: dict, a: str) -> str:
 
 def _is_span(span: list[float] | None) -> bool:
     """A range worth showing: present and not a single point (exact estimators' brackets)."""
-    return bool(span) and abs(span[1] - span[0]) > 1e-9
+    return span is not None and len(span) > 0 and abs(span[1] - span[0]) > 1e-9
 
 
 def _percent_span(low: float, high: float) -> str:
@@ -554,8 +561,7 @@ def _rate_costs(run: RunData) -> pd.DataFrame:
     sent = training_exchange(run.exchanges).groupby("variant").mean()
     rows = []
     for variant in run.variants:
-        config = run.variant_config(variant)
-        wire = config.get("wire") if isinstance(config.get("wire"), dict) else {}
+        wire = _block(run.variant_config(variant), "wire")
         rows.append(
             {
                 "variant": variant,
@@ -585,8 +591,13 @@ def _rate_cost_figure(run: RunData) -> Figure:
             value = getattr(row, column)
             if np.isfinite(value) and value > 0:
                 style = styles[row.variant]
-                ax.scatter(value, row.accuracy, marker=style.marker, color=style.colour,
-                           label=f"{row.variant} ({row.wire})")  # fmt: skip
+                ax.scatter(
+                    value,
+                    row.accuracy,
+                    marker=style.marker,
+                    color=style.colour,
+                    label=f"{row.variant} ({row.wire})",
+                )
         ax.set_xscale("log")
         ax.set_xlabel(label)
         ax.grid(alpha=0.3, which="both")
@@ -613,9 +624,16 @@ def _accuracy_figure(run: RunData, variants: list[str]) -> Figure:
         ax.fill_between(x, *band, color=line.get_color(), alpha=0.2)
         for at_bytes, description in event_marks(run, variant):
             ax.axvline(at_bytes / 1e6, color=line.get_color(), linestyle=":", linewidth=1.2)
-            ax.annotate(description, (at_bytes / 1e6, 0.02), xycoords=("data", "axes fraction"),
-                        rotation=90, fontsize=7, color=line.get_color(),
-                        ha="right", va="bottom")  # fmt: skip
+            ax.annotate(
+                description,
+                (at_bytes / 1e6, 0.02),
+                xycoords=("data", "axes fraction"),
+                rotation=90,
+                fontsize=7,
+                color=line.get_color(),
+                ha="right",
+                va="bottom",
+            )
     ax.set_xlabel("cumulative training exchange per seed (MB)")
     ax.set_ylabel("test accuracy")
     ax.set_title("Test accuracy against training bytes (mean ± std over seeds)")
@@ -712,8 +730,9 @@ def _wire_size_line(ax: Any, run: RunData, variant: str, color: Any) -> float | 
     """A dashed line at the bits per sample of ``variant``'s messages (no rate exceeds it)."""
     bits = _message_bits(run, variant)
     if bits is not None:
-        ax.axhline(bits, color=color, linestyle="--", linewidth=1.2,
-                   label=f"_{variant}: message size")  # fmt: skip  # in the variant's entry
+        ax.axhline(
+            bits, color=color, linestyle="--", linewidth=1.2, label=f"_{variant}: message size"
+        )  # in the variant's entry
     return bits
 
 
@@ -772,9 +791,14 @@ def _sorted_rate_figure(run: RunData, variants: list[str]) -> Figure:
         values = np.sort(means.loc[variant].to_numpy())[::-1]
         ranks = np.arange(1, len(values) + 1)
         style = styles[variant]
-        (line,) = ax.plot(ranks, values, drawstyle="steps-mid", color=style.colour,
-                          linestyle=style.linestyle,
-                          label=f"{_rate_label(run, variant)}, {len(values):,} nodes")  # fmt: skip
+        (line,) = ax.plot(
+            ranks,
+            values,
+            drawstyle="steps-mid",
+            color=style.colour,
+            linestyle=style.linestyle,
+            label=f"{_rate_label(run, variant)}, {len(values):,} nodes",
+        )
         bits = _wire_size_line(ax, run, variant, line.get_color())
         shown.extend([*values.tolist(), *([bits] if bits else [])])
     shown.extend(_saturation_line(ax, run.tables["node_rates"]))

@@ -6,7 +6,8 @@ and, on evaluation batches, into sums that add up over batches and processes
 metrics of ``metrics.csv``. The executors call the task and never name a
 metric themselves, so a family can bring its own.
 
-:class:`Classification` (the ``inl`` default): cross-entropy, reported as
+:data:`TASKS` holds them by name. :class:`Classification` (the ``inl`` default,
+``classification``): cross-entropy, reported as
 ``test_loss`` (mean over test samples) and ``accuracy`` (fraction of argmax
 predictions that are right).
 
@@ -25,7 +26,9 @@ from typing import Protocol
 import torch
 import torch.nn.functional as F
 
-__all__ = ["Task", "Classification"]
+from innet.core.registry import Registry
+
+__all__ = ["TASKS", "Task", "Classification"]
 
 
 class Task(Protocol):
@@ -49,7 +52,7 @@ class Task(Protocol):
 class Classification:
     """Cross-entropy training; test loss and accuracy."""
 
-    metric_names = ("test_loss", "accuracy")
+    metric_names: tuple[str, ...] = ("test_loss", "accuracy")
 
     def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(output, target)
@@ -65,3 +68,8 @@ class Classification:
             "test_loss": sums.get("loss_sum", 0.0) / samples,
             "accuracy": sums.get("correct", 0) / samples,
         }
+
+
+TASKS: Registry[type[Task]] = Registry("task")
+"""The tasks a family's trainer may choose, by name; ``classification`` is INL's."""
+TASKS.register("classification", Classification)

@@ -50,19 +50,15 @@ from innet.core.group import Group
 from innet.core.plans import Plan
 from innet.core.records import ExchangeLog
 from innet.core.topology.model import Topology
-from innet.core.training import TrainResult
-from innet.core.transport import RecordingTransport, Transport
+from innet.core.training import Trainer, TrainResult
+from innet.core.transport import RecordingTransport
 from innet.core.yamlio import FieldError
 from innet.families.inl.config import InlScenario, ResolvedVariant, TrainingConfig
 from innet.families.inl.executors import EvalSums, Executor
 from innet.families.inl.executors.batched import BatchedExecutor, batched_unsupported
 from innet.families.inl.executors.per_node import PerNodeExecutor
-from innet.families.inl.gates import (
-    BRACKET_METRICS,
-    FUSION_METRICS,
-    RateEstimate,
-    mixture_estimate,
-)
+from innet.families.inl.gates import BRACKET_METRICS, FUSION_METRICS, RateEstimate
+from innet.families.inl.gates.gaussian import mixture_estimate
 from innet.families.inl.inputs import NodeInputs, load_inputs
 from innet.families.inl.modules import ModuleSpec
 from innet.families.inl.tasks import Classification, Task
@@ -102,65 +98,95 @@ def fit(
     on_epoch: Callable[[int], None] | None = None,
 ) -> FitResult | None:
     """Train for ``training.epochs`` epochs; the leader gets the result, others None."""
-    task = task or Classification()
-    log = recorder.log
-    n_train, n_test = inputs.n_train, len(inputs.labels[1])
+    measure = task or Classification()
     metrics: list[dict[str, Any]] = []
-    evaluation = EvalSums()
     estimates: dict[str, RateEstimate] = {}
     step = 0
     for epoch in range(training.epochs):
-        if isinstance(executor, PerNodeExecutor):  # anneals the discrete gates' temperature
-            executor.set_progress(epoch / max(training.epochs - 1, 1))
-        order = np.random.default_rng([seed, epoch]).permutation(n_train)
+        executor.set_progress(epoch / max(training.epochs - 1, 1))
+        order = np.random.default_rng([seed, epoch]).permutation(inputs.n_train)
         losses = []
-        for start in range(0, n_train, training.batch_size):
+        for start in range(0, inputs.n_train, training.batch_size):
             index = order[start : start + training.batch_size]
-            _follow(executor, timeline, step)
-            plan = timeline.step_plan(step)
-            recorder.drop(plan.lost)
-            log.begin("train", epoch, step, len(index))
-            loss = executor.train_step(index, plan)
-            log.end()
+            loss = _train_step(executor, recorder, timeline, epoch, step, index)
             if loss is not None:
                 losses.append(loss)
             step += 1
-        recorder.drop(frozenset())
-        _follow(executor, timeline, step)  # evaluate on the network as it is now
-        evaluation = EvalSums()
-        for number, start in enumerate(range(0, n_test, training.eval_batch_size)):
-            index = np.arange(start, min(start + training.eval_batch_size, n_test))
-            log.begin("eval", epoch, number, len(index))
-            evaluation.add(executor.evaluate_batch(index))
-            log.end()
+        evaluation = _evaluate(executor, recorder, timeline, epoch, step, inputs, training)
         gathered = group.gather((losses, evaluation))
         if gathered is not None:
-            all_losses = [value for part, _ in gathered for value in part]
-            evaluation = EvalSums.merge(part for _, part in gathered)
             final = epoch == training.epochs - 1
-            estimates = {  # in plan order, whichever process measured them
-                node: evaluation.rate_stats[node].estimate(bracket=final)
-                for node in executor.plan.forward_order()
-                if node in evaluation.rate_stats
-            }
-            fusion_input = fusion_input_estimate(evaluation, executor.plan) if final else None
-            metrics.append(
-                {
-                    "epoch": epoch,
-                    "train_loss": float(np.mean(all_losses)) if all_losses else float("nan"),
-                    **task.metrics(evaluation.metric_sums, evaluation.samples),
-                    **rate_metrics(estimates, bracket=final, fusion_input=fusion_input),
-                }
-            )
+            row, estimates = _epoch_row(gathered, executor.plan, measure, final)
+            metrics.append({"epoch": epoch, **row})
         if on_epoch is not None:
             on_epoch(epoch)
-    logs = group.gather(log)
+    logs = group.gather(recorder.log)
     if logs is None:
         return None
     rates = {node: estimate.rate_bits for node, estimate in estimates.items()}
     return FitResult(
         metrics=metrics, node_rates=rates, log=ExchangeLog.merge(logs), node_estimates=estimates
     )
+
+
+def _train_step(
+    executor: Executor,
+    recorder: RecordingTransport,
+    timeline: Timeline,
+    epoch: int,
+    step: int,
+    index: np.ndarray,
+) -> float | None:
+    """One training step on the plan of ``step``, its messages over failing links lost."""
+    _follow(executor, timeline, step)
+    plan = timeline.step_plan(step)
+    recorder.drop(plan.lost)
+    recorder.log.begin("train", epoch, step, len(index))
+    loss = executor.train_step(index, plan)
+    recorder.log.end()
+    return loss
+
+
+def _evaluate(
+    executor: Executor,
+    recorder: RecordingTransport,
+    timeline: Timeline,
+    epoch: int,
+    step: int,
+    inputs: NodeInputs,
+    training: TrainingConfig,
+) -> EvalSums:
+    """This process's sums over the test samples, on the network as it is at ``step``."""
+    recorder.drop(frozenset())
+    _follow(executor, timeline, step)
+    n_test = len(inputs.labels[1])
+    evaluation = EvalSums()
+    for number, start in enumerate(range(0, n_test, training.eval_batch_size)):
+        index = np.arange(start, min(start + training.eval_batch_size, n_test))
+        recorder.log.begin("eval", epoch, number, len(index))
+        evaluation.add(executor.evaluate_batch(index))
+        recorder.log.end()
+    return evaluation
+
+
+def _epoch_row(
+    gathered: list[tuple[list[float], EvalSums]], plan: Plan, task: Task, final: bool
+) -> tuple[dict[str, Any], dict[str, RateEstimate]]:
+    """One epoch's metrics from every process's losses and sums; each sender's estimate."""
+    losses = [value for part, _ in gathered for value in part]
+    evaluation = EvalSums.merge(part for _, part in gathered)
+    estimates = {  # in plan order, whichever process measured them
+        node: evaluation.rate_stats[node].estimate(bracket=final)
+        for node in plan.forward_order()
+        if node in evaluation.rate_stats
+    }
+    fusion_input = fusion_input_estimate(evaluation, plan) if final else None
+    row = {
+        "train_loss": float(np.mean(losses)) if losses else float("nan"),
+        **task.metrics(evaluation.metric_sums, evaluation.samples),
+        **rate_metrics(estimates, bracket=final, fusion_input=fusion_input),
+    }
+    return row, estimates
 
 
 def rate_metrics(
@@ -192,26 +218,36 @@ def rate_metrics(
     row.update(dict.fromkeys((*BRACKET_METRICS, *FUSION_METRICS)))
     bracketed = values and all(e.bracket_lower_bits is not None for e in values)
     if bracket and bracketed and row["latent_rate_bits"] is not None:
-        errors = [e.stderr_bits for e in values if e.stderr_bits is not None]
-        sizes = [e.bracket_n for e in values if e.bracket_n is not None]
-        row.update(
-            rate_stderr_bits=math.sqrt(sum(x * x for x in errors)) if errors else None,
-            rate_saturated_nodes=sum(bool(e.saturated) for e in values),
-            rate_bracket_lower_bits=sum(e.bracket_lower_bits or 0.0 for e in values),
-            rate_bracket_upper_bits=sum(e.bracket_upper_bits or 0.0 for e in values),
-            rate_bracket_n=min(sizes) if sizes else None,
-            rate_bracket_saturated_nodes=sum(bool(e.bracket_saturated) for e in values),
-        )
+        row.update(_bracket_columns(values))
     if fusion_input is not None and not math.isnan(fusion_input.rate_bits):
-        row.update(
-            fusion_input_rate_bits=fusion_input.rate_bits,
-            fusion_input_stderr_bits=fusion_input.stderr_bits,
-            fusion_input_lower_bits=fusion_input.bracket_lower_bits,
-            fusion_input_upper_bits=fusion_input.bracket_upper_bits,
-            fusion_input_n=fusion_input.bracket_n,
-            fusion_input_saturated=fusion_input.saturated,
-        )
+        row.update(_fusion_columns(fusion_input))
     return row
+
+
+def _bracket_columns(values: list[RateEstimate]) -> dict[str, Any]:
+    """The bracket of the sum over senders: its ends, standard error, subsample, saturation."""
+    errors = [e.stderr_bits for e in values if e.stderr_bits is not None]
+    sizes = [e.bracket_n for e in values if e.bracket_n is not None]
+    return {
+        "rate_stderr_bits": math.sqrt(sum(x * x for x in errors)) if errors else None,
+        "rate_saturated_nodes": sum(bool(e.saturated) for e in values),
+        "rate_bracket_lower_bits": sum(e.bracket_lower_bits or 0.0 for e in values),
+        "rate_bracket_upper_bits": sum(e.bracket_upper_bits or 0.0 for e in values),
+        "rate_bracket_n": min(sizes) if sizes else None,
+        "rate_bracket_saturated_nodes": sum(bool(e.bracket_saturated) for e in values),
+    }
+
+
+def _fusion_columns(estimate: RateEstimate) -> dict[str, Any]:
+    """The ``fusion_input_*`` columns of the estimate of the fusion node's inputs."""
+    return {
+        "fusion_input_rate_bits": estimate.rate_bits,
+        "fusion_input_stderr_bits": estimate.stderr_bits,
+        "fusion_input_lower_bits": estimate.bracket_lower_bits,
+        "fusion_input_upper_bits": estimate.bracket_upper_bits,
+        "fusion_input_n": estimate.bracket_n,
+        "fusion_input_saturated": estimate.saturated,
+    }
 
 
 def fusion_input_estimate(evaluation: EvalSums, plan: Plan) -> RateEstimate | None:
@@ -220,16 +256,17 @@ def fusion_input_estimate(evaluation: EvalSums, plan: Plan) -> RateEstimate | No
     The fusion node's inputs are the Gaussian channels of its children (their
     noises independent given the input), so their joint is one Gaussian
     channel whose ``mu`` and ``sigma`` are the children's side by side; it is
-    estimated like one node's (:func:`~innet.families.inl.gates.mixture_estimate`, the
+    estimated like one node's (:func:`~innet.families.inl.gates.gaussian.mixture_estimate`, the
     ceiling the sum of the children's). None unless every child has a
     Gaussian gate and the subsample.
     """
     stats = [evaluation.rate_stats.get(child) for child in plan.children(plan.fusion)]
-    rows = [s.subsample() if s is not None and s.kind == "gaussian" else None for s in stats]
-    if not rows or any(r is None for r in rows) or len({len(r[0]) for r in rows}) != 1:
+    gaussian = [s for s in stats if s is not None and s.kind == "gaussian"]
+    rows = [row for row in (s.subsample() for s in gaussian) if row is not None]
+    if not rows or len(rows) != len(stats) or len({len(mu) for mu, _ in rows}) != 1:
         return None
-    joint = (np.hstack([r[0] for r in rows]), np.hstack([r[1] for r in rows]))
-    return mixture_estimate(joint, sum(s.ceiling_bits for s in stats))
+    joint = (np.hstack([mu for mu, _ in rows]), np.hstack([sigma for _, sigma in rows]))
+    return mixture_estimate(joint, sum(s.ceiling_bits for s in gaussian))
 
 
 def _sum_or_none(values: list[float | None]) -> float | None:
@@ -280,7 +317,7 @@ def make_executor(
     plans: Sequence[Plan],
     inputs: NodeInputs,
     seed: int,
-    transport: Transport,
+    transport: RecordingTransport,
     device: torch.device | str = "cpu",
 ) -> Executor:
     """The executor of one (variant, seed), starting on ``plans[0]``, able to serve every plan.
@@ -290,21 +327,21 @@ def make_executor(
     """
     specs = module_specs(plans, variant, inputs)
     training, wire = variant.training, variant.wire
-    common = dict(
+    common: dict[str, Any] = dict(
         plan=plans[0], specs=specs, seed=seed, transport=transport, views=inputs.views,
         labels=inputs.labels, lr=training.lr, optimizer=training.optimizer,
         beta=variant.gate.beta, device=device, wire_forward=wire.forward,
         wire_backward=wire.backward,
         bracket_samples=variant.gate.bracket_samples if variant.gate.kind == "gaussian" else 0,
     )  # fmt: skip
-    if training.executor != "per_node":
+    if training.executor != PerNodeExecutor.name:
         reason = batched_unsupported(
             specs, optimizer=training.optimizer, wire_forward=wire.forward,
             wire_backward=wire.backward, transport=transport,
         )  # fmt: skip
         if reason is None:
             return BatchedExecutor(**common)
-        if training.executor == "batched":
+        if training.executor == BatchedExecutor.name:
             raise InnetError(
                 f"variant {variant.name}: training.executor=batched cannot run {reason} "
                 "(use auto or per_node)"
@@ -348,7 +385,7 @@ def warn_full_batches(variants: Any, n_train: int) -> None:
             )
 
 
-class InlTrainer:
+class InlTrainer(Trainer):
     """The ``inl`` family's trainer for one scenario (see :class:`~innet.families.Trainer`)."""
 
     def __init__(self, loaded: LoadedScenario, topology: Topology) -> None:
@@ -408,13 +445,12 @@ class InlTrainer:
              **(dataclasses.asdict(estimates[node]) if node in estimates else {})}
             for node, rate in result.node_rates.items()
         ]  # fmt: skip
-        ran = "batched" if isinstance(executor, BatchedExecutor) else "per_node"
         return TrainResult(
             metrics=result.metrics,
             flops={node: value for part in flops for node, value in part.items()},
             tables={
                 "node_rates": rates,
-                "executors": [{"variant": variant, "seed": seed, "executor": ran}],
+                "executors": [{"variant": variant, "seed": seed, "executor": executor.name}],
             },
             log=result.log,
         )

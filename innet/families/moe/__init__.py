@@ -15,7 +15,7 @@ training: :mod:`.trainer`; report: :mod:`.report`. See ``docs/moe.md``.
 from innet.core.config import LoadedScenario
 from innet.core.topology.model import Topology
 from innet.core.training import Trainer
-from innet.families import Family, register_family
+from innet.families.family import Family
 from innet.families.moe.config import MoeScenario, resolve_variants
 from innet.families.moe.report import MOE_REPORT
 
@@ -29,12 +29,10 @@ def _prepare(loaded: LoadedScenario, topology: Topology) -> Trainer:
     return MoeTrainer(loaded, topology)
 
 
-MOE = register_family(
-    Family(
-        name="moe",
-        scenario_model=MoeScenario,
-        resolve_variants=resolve_variants,
-        prepare=_prepare,
-        report=MOE_REPORT,
-    )
+MOE = Family(
+    name="moe",
+    scenario_model=MoeScenario,
+    resolve_variants=resolve_variants,
+    prepare=_prepare,
+    report=MOE_REPORT,
 )

@@ -27,11 +27,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from innet.core.registry import Registry
 from innet.families.moe.metrics import group_loads, max_vio
 
 __all__ = ["BALANCE_MODES", "BalanceController"]
 
-BALANCE_MODES = ("adaptive", "fixed", "off")
+BALANCE_MODES: Registry[str] = Registry("balance")
+"""The controller's modes, each with a one-line description (see the module docstring)."""
+BALANCE_MODES.register("adaptive", "coefficients follow the observed skew")
+BALANCE_MODES.register("fixed", "coefficients gamma0 throughout")
+BALANCE_MODES.register("off", "no balancing")
 
 
 @dataclass

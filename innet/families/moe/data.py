@@ -17,13 +17,18 @@ Features are standardised with the training split's mean and deviation.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from innet.core.datasets import Dataset, load_digits_dataset
+from innet.core.registry import Registry
 
 __all__ = ["MOE_DATASETS", "load_moe_dataset", "make_clusters", "make_mnist1d"]
 
-MOE_DATASETS = ("digits", "clusters", "mnist1d")
+MOE_DATASETS: Registry[Callable[..., Dataset]] = Registry("moe dataset")
+"""The data sets by name: each loader takes the seed and the sizes of :func:`load_moe_dataset`
+as keywords (and ignores the sizes it has no use for)."""
 
 
 def _standardise(name: str, x: np.ndarray, y: np.ndarray, n_test: int, classes: int) -> Dataset:
@@ -85,9 +90,33 @@ def load_moe_dataset(
     name: str, *, seed: int, n_samples: int, n_features: int, n_classes: int, tight_features: int
 ) -> Dataset:
     """The data set ``name`` of :data:`MOE_DATASETS` (sizes apply to the generated ones)."""
-    if name == "digits":
-        return load_digits_dataset(seed=seed)
-    if name == "clusters":
-        return make_clusters(n_samples=n_samples, n_features=n_features, n_classes=n_classes,
-                             tight_features=tight_features, seed=seed)  # fmt: skip
+    return MOE_DATASETS.get(name)(
+        seed=seed,
+        n_samples=n_samples,
+        n_features=n_features,
+        n_classes=n_classes,
+        tight_features=tight_features,
+    )
+
+
+@MOE_DATASETS.register("digits")
+def _digits(*, seed: int, **_sizes: int) -> Dataset:
+    return load_digits_dataset(seed=seed)
+
+
+@MOE_DATASETS.register("clusters")
+def _clusters(
+    *, seed: int, n_samples: int, n_features: int, n_classes: int, tight_features: int
+) -> Dataset:
+    return make_clusters(
+        n_samples=n_samples,
+        n_features=n_features,
+        n_classes=n_classes,
+        tight_features=tight_features,
+        seed=seed,
+    )
+
+
+@MOE_DATASETS.register("mnist1d")
+def _mnist1d(*, seed: int, n_samples: int, **_sizes: int) -> Dataset:
     return make_mnist1d(n_samples=n_samples, seed=seed)

@@ -49,8 +49,16 @@ def skew(loads: Sequence[float] | np.ndarray) -> dict[str, float]:
     loads = np.asarray(loads, dtype=float)
     mean = loads.mean()
     if mean <= 0:
-        return {"max_vio": 0.0, "max_mean": 1.0, "cv": 0.0, "gini": 0.0, "dead": len(loads),
-                "p50": 0.0, "p90": 0.0, "p95": 0.0}  # fmt: skip
+        return {
+            "max_vio": 0.0,
+            "max_mean": 1.0,
+            "cv": 0.0,
+            "gini": 0.0,
+            "dead": len(loads),
+            "p50": 0.0,
+            "p90": 0.0,
+            "p95": 0.0,
+        }
     ordered = np.sort(loads)
     n = len(loads)
     gini = float((2 * np.arange(1, n + 1) - n - 1) @ ordered / (n * ordered.sum()))

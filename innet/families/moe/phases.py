@@ -14,18 +14,22 @@ step starts.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from innet.core.phases import register_phase
 
 __all__ = ["PHASES"]
 
+_FLOWS: tuple[tuple[str, Literal["forward", "backward"] | None], ...] = (
+    ("dispatch", "forward"),
+    ("combine", "backward"),
+    ("combine_grad", "forward"),
+    ("dispatch_grad", "backward"),
+    ("migrate", None),
+)
+
 PHASES = {
     name: register_phase(f"moe_{name}", training=True, flow=flow, routed=True).name
-    for name, flow in (
-        ("dispatch", "forward"),
-        ("combine", "backward"),
-        ("combine_grad", "forward"),
-        ("dispatch_grad", "backward"),
-        ("migrate", None),
-    )
+    for name, flow in _FLOWS
 }
 """Short name → registered phase name."""

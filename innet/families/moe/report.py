@@ -52,10 +52,10 @@ from matplotlib.figure import Figure
 
 from innet.core.netsim import NetworkModel
 from innet.core.phases import training_phases
-from innet.families.moe.config import RouterConfig
 from innet.families.moe.metrics import STEP_COLUMNS
 from innet.families.moe.phases import PHASES
 from innet.families.moe.placement import node_groups
+from innet.families.moe.routers import RouterConfig
 from innet.report.family import FamilyReport, HeadlineColumn
 from innet.report.figures import save_figure
 from innet.report.mdtable import markdown_table
@@ -146,8 +146,10 @@ def hop_bytes(run: RunData, variant: str | None = None) -> pd.DataFrame:
         for u, v in zip(path, path[1:], strict=False):
             key = (str(name), int(seed), u, v)
             loads[key] = loads.get(key, 0) + int(count) * int(nbytes)
-    rows = [{"variant": k[0], "seed": k[1], "src": k[2], "dst": k[3], "nbytes": value}
-            for k, value in loads.items()]  # fmt: skip
+    rows = [
+        {"variant": k[0], "seed": k[1], "src": k[2], "dst": k[3], "nbytes": value}
+        for k, value in loads.items()
+    ]
     return pd.DataFrame(rows, columns=["variant", "seed", "src", "dst", "nbytes"])
 
 
@@ -221,8 +223,10 @@ def comparison(a: str, b: str, summary_a: dict[str, Any], summary_b: dict[str, A
     accuracy = paired_difference(
         summary_a["accuracy_per_seed"], summary_b["accuracy_per_seed"], bounds=(0.0, 1.0)
     )
-    differences = [y - x for x, y in zip(summary_a["accuracy_per_seed"],
-                                         summary_b["accuracy_per_seed"], strict=True)]  # fmt: skip
+    differences = [
+        y - x
+        for x, y in zip(summary_a["accuracy_per_seed"], summary_b["accuracy_per_seed"], strict=True)
+    ]
     return {
         "cross_group_bytes_ratio": paired_log_ratio(
             summary_a["cross_group_bytes"], summary_b["cross_group_bytes"]
@@ -249,9 +253,10 @@ def hop_loads(run: RunData) -> pd.DataFrame:
     graph = run.topology.graph
     groups = _groups(run)
     hops = hops.assign(
-        share=hops["nbytes"] / [steps[(v, s)] for v, s in zip(hops["variant"], hops["seed"],
-                                                             strict=True)] / len(run.seeds)
-    )  # fmt: skip
+        share=hops["nbytes"]
+        / [steps[(v, s)] for v, s in zip(hops["variant"], hops["seed"], strict=True)]
+        / len(run.seeds)
+    )
     loads = hops.groupby(["variant", "src", "dst"], sort=False)["share"].sum()
     rows = [
         {
@@ -261,11 +266,12 @@ def hop_loads(run: RunData) -> pd.DataFrame:
             "bytes_per_step": float(value),
             "busy_s_per_step": 8 * float(value) / float(graph.edges[u, v]["capacity"]),
             "inter_group": groups[u] != groups[v],
-        }  # fmt: skip
+        }
         for (variant, u, v), value in loads.items()
     ]
-    return pd.DataFrame(rows, columns=["variant", "src", "dst", "bytes_per_step",
-                                       "busy_s_per_step", "inter_group"])  # fmt: skip
+    return pd.DataFrame(
+        rows, columns=["variant", "src", "dst", "bytes_per_step", "busy_s_per_step", "inter_group"]
+    )
 
 
 def _baseline(summary: dict[str, Any]) -> str | None:
@@ -287,10 +293,18 @@ def _lambda_sweep(summary: dict[str, Any]) -> list[tuple[float, str]]:
     The lambda sweep is the CARL variants without balancing, warm start or
     re-placement; without such variants, every CARL variant.
     """
-    carl = [(v["lambda"], n, v.get("carl_parts") or {}) for n, v in summary["variants"].items()
-            if v["router"] == "carl" and v["lambda"] > 0]  # fmt: skip
-    alone = [(lam, n) for lam, n, parts in carl if parts.get("balance") == "off"
-             and not parts.get("warm_start") and not parts.get("replace_every")]  # fmt: skip
+    carl = [
+        (v["lambda"], n, v.get("carl_parts") or {})
+        for n, v in summary["variants"].items()
+        if v["router"] == "carl" and v["lambda"] > 0
+    ]
+    alone = [
+        (lam, n)
+        for lam, n, parts in carl
+        if parts.get("balance") == "off"
+        and not parts.get("warm_start")
+        and not parts.get("replace_every")
+    ]
     return sorted(alone or [(lam, n) for lam, n, _ in carl], key=lambda pair: -pair[0])
 
 
@@ -312,9 +326,14 @@ def lambda_acceptance(summary: dict[str, Any]) -> dict[str, Any] | None:
     for lam, name in carl:
         entry = _against(summary, base_name, name)
         if entry["accuracy_equivalence"]["verdict"] == "equivalent":
-            return {"baseline": base_name, "variant": name, "lambda": lam, "margin": margin,
-                    "cross_group_bytes_ratio": entry["cross_group_bytes_ratio"],
-                    "accuracy_equivalence": entry["accuracy_equivalence"]}  # fmt: skip
+            return {
+                "baseline": base_name,
+                "variant": name,
+                "lambda": lam,
+                "margin": margin,
+                "cross_group_bytes_ratio": entry["cross_group_bytes_ratio"],
+                "accuracy_equivalence": entry["accuracy_equivalence"],
+            }
     return {"baseline": base_name, "variant": None, "lambda": None, "margin": margin}
 
 
@@ -327,12 +346,16 @@ def first_reach(balance: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (mode, gamma, seed), trace in balance.groupby(["mode", "gamma", "seed"], sort=False):
         ok = trace[(trace.max_vio_expert <= TARGET_EXPERT) & (trace.max_vio_group <= TARGET_GROUP)]
-        rows.append({
-            "mode": mode, "gamma": gamma, "seed": seed,
-            "reached": int(ok["step"].min()) if len(ok) else -1,
-            "final_expert": float(trace.max_vio_expert.iloc[-1]),
-            "final_group": float(trace.max_vio_group.iloc[-1]),
-        })  # fmt: skip
+        rows.append(
+            {
+                "mode": mode,
+                "gamma": gamma,
+                "seed": seed,
+                "reached": int(ok["step"].min()) if len(ok) else -1,
+                "final_expert": float(trace.max_vio_expert.iloc[-1]),
+                "final_group": float(trace.max_vio_group.iloc[-1]),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -373,7 +396,10 @@ def _row(name: str, v: dict[str, Any], entry: dict[str, Any] | None) -> list[str
     )
     cross, migrate = np.mean(v["cross_group_bytes"]), np.mean(v["cross_group_migrate_bytes"])
     return [
-        name, v["router"], f"{v['lambda']:g}", accuracy,
+        name,
+        v["router"],
+        f"{v['lambda']:g}",
+        accuracy,
         "—" if entry is None else _delta(entry["accuracy_paired_delta"]),
         "—" if entry is None else _verdict(entry["accuracy_equivalence"]),
         f"{v['train_exchange_bytes'] / 1e6:.2f}",
@@ -382,7 +408,7 @@ def _row(name: str, v: dict[str, Any], entry: dict[str, Any] | None) -> list[str
         f"{_fmt(v['max_vio_expert'], 2)}/{_fmt(v['max_vio_group'], 2)}",
         _fmt(v["sim_time_s_per_step"] and 1e3 * v["sim_time_s_per_step"], 2),
         _fmt(v["purity"], 3),
-    ]  # fmt: skip
+    ]
 
 
 _HEADERS = [
@@ -395,8 +421,10 @@ _ALIGN = ["left", "left", *["right"] * 10]
 
 def _main_table(summary: dict[str, Any], base: str | None) -> list[str]:
     variants = summary["variants"]
-    rows = [_row(name, v, None if base is None or name == base else _against(summary, base, name))
-            for name, v in variants.items()]  # fmt: skip
+    rows = [
+        _row(name, v, None if base is None or name == base else _against(summary, base, name))
+        for name, v in variants.items()
+    ]
     margin = next(iter(variants.values()))["equivalence_margin"] if variants else 0.01
     return [
         "## Mixture of experts",
@@ -427,8 +455,11 @@ def _direction(paired: dict[str, Any]) -> str:
 
 def _larger_lambdas(summary: dict[str, Any], accepted: dict[str, Any]) -> str:
     """Why each lambda of the sweep above the accepted one is not at equal accuracy."""
-    larger = [name for lam, name in _lambda_sweep(summary)
-              if accepted["lambda"] is None or lam > accepted["lambda"]]  # fmt: skip
+    larger = [
+        name
+        for lam, name in _lambda_sweep(summary)
+        if accepted["lambda"] is None or lam > accepted["lambda"]
+    ]
     if not larger:
         return ""
     parts = []
@@ -522,11 +553,15 @@ def _links_lines(run: RunData, variants: dict[str, Any]) -> list[str]:
         if mine.empty:
             continue
         top = mine.loc[mine["busy_s_per_step"].idxmax()]
-        link_rows.append([
-            name, f"{top.src} → {top.dst}", f"{1e3 * top.busy_s_per_step:.2f}",
-            f"{mine[mine.inter_group].bytes_per_step.sum() / 1e3:.1f}",
-            f"{mine.bytes_per_step.sum() / 1e3:.1f}",
-        ])  # fmt: skip
+        link_rows.append(
+            [
+                name,
+                f"{top.src} → {top.dst}",
+                f"{1e3 * top.busy_s_per_step:.2f}",
+                f"{mine[mine.inter_group].bytes_per_step.sum() / 1e3:.1f}",
+                f"{mine.bytes_per_step.sum() / 1e3:.1f}",
+            ]
+        )
     return [
         "",
         "### Links, hop by hop",
@@ -545,7 +580,7 @@ def _links_lines(run: RunData, variants: dict[str, Any]) -> list[str]:
             ],
             link_rows,
             ["left", "left", "right", "right", "right"],
-        ),  # fmt: skip
+        ),
     ]
 
 
@@ -574,7 +609,7 @@ def _balance_lines(run: RunData) -> list[str]:
                 for (mode, gamma), r in table.iterrows()
             ],
             ["left", "right", "right", "right", "right"],
-        ),  # fmt: skip
+        ),
     ]
 
 
@@ -598,28 +633,38 @@ def node_roles(run: RunData) -> dict[str, str]:
     if nodes is None or nodes.empty:
         return {}
     first = nodes.drop_duplicates("node")
-    return {str(n): ROLE_NAMES.get(str(r), str(r))
-            for n, r in zip(first["node"], first["role"], strict=True)}  # fmt: skip
+    return {
+        str(n): ROLE_NAMES.get(str(r), str(r))
+        for n, r in zip(first["node"], first["role"], strict=True)
+    }
 
 
 def figures(run: RunData, out_dir: Path) -> list[tuple[str, str]]:
     """``cost_accuracy.png``: accuracy against cross-group bytes per training step."""
     from innet.report.summary import build_summary
 
-    summary = build_summary(run)
+    summary = build_summary(run, MOE_REPORT)
     figure = Figure(figsize=(7.5, 4.8), layout="constrained")
     ax = figure.subplots()
-    markers = dict(zip(sorted({v["router"] for v in summary["variants"].values()}),
-                       "osD^v<>p*h", strict=False))  # fmt: skip
+    markers = dict(
+        zip(sorted({v["router"] for v in summary["variants"].values()}), "osD^v<>p*h", strict=False)
+    )
     colours = colormaps["tab20"]
     for index, (name, v) in enumerate(summary["variants"].items()):
         steps = run.tables["moe_steps"]
         n_steps = steps[steps.variant == name].groupby("seed")["step"].nunique().mean()
         x = np.mean(v["cross_group_bytes"]) / n_steps / 1e3
         y = v["accuracy_mean"]
-        ax.errorbar(x, y, yerr=v["accuracy_std"] or 0, marker=markers[v["router"]],
-                    capsize=3, linestyle="none", color=colours(index % 20),
-                    label=f"{name} ({v['router']})")  # fmt: skip
+        ax.errorbar(
+            x,
+            y,
+            yerr=v["accuracy_std"] or 0,
+            marker=markers[v["router"]],
+            capsize=3,
+            linestyle="none",
+            color=colours(index % 20),
+            label=f"{name} ({v['router']})",
+        )
     ax.set_xlabel("cross-group training bytes per training step (kB, every phase)")
     ax.set_ylabel("test accuracy (fraction)")
     ax.set_title("Cost against accuracy (mean ± std over seeds)")
@@ -642,7 +687,7 @@ MOE_REPORT = FamilyReport(
         HeadlineColumn(
             "MaxVio E/G", lambda v, n, s: f"{v['max_vio_expert']:.2f}/{v['max_vio_group']:.2f}"
         ),
-    ),  # fmt: skip
+    ),
     sections=(section,),
     figures=figures,
     tables=TABLES,
@@ -653,7 +698,7 @@ MOE_REPORT = FamilyReport(
         "aux_loss",
         "max_vio_expert",
         "max_vio_group",
-    ),  # fmt: skip
+    ),
     primary_metric="accuracy",
     tradeoff_metrics=("max_vio_expert",),
     follows_plan=False,

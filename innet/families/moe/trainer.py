@@ -28,9 +28,18 @@ all its tokens), then the backward exchange of each layer from the last.
 
 **Routing** (:mod:`.routers`, :mod:`.balance`): the router's logits plus the
 workload's log-popularity bias; one softmax gives the probabilities, the
-selection differs by router kind, the gates are the probabilities of the
-chosen experts. Balance state (biases) is global per layer: the sources'
-routers are assumed to share it (its few bytes are not sent).
+selection is the router kind's (the trainer asks the variant's router, built
+from the registry, and never looks at the kind), the gates are the
+probabilities of the chosen experts. Balance state (biases) is global per
+layer: the sources' routers are assumed to share it (its few bytes are not
+sent).
+
+**One step** (:meth:`MoeTrainer._step`), layer by layer: send the experts
+re-placed after the last step, the logits, the selection, the auxiliary loss
+(:meth:`~MoeTrainer._aux_loss`), then the forward exchange
+(:meth:`~MoeTrainer._forward`: dispatch, each expert on all its tokens,
+combine, the gated residual mix); then the loss and, from the last layer,
+each backward exchange (:meth:`~MoeTrainer._backward`); then the optimiser.
 
 **Evaluation** after each epoch runs every source's model on the whole test
 split in one process (not sent over the network); the accuracy is the mean
@@ -42,148 +51,37 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, cast
 
 import numpy as np
 import torch
 from torch import nn
 
 from innet.core.config import LoadedScenario
-from innet.core.events import build_timeline
+from innet.core.events import Timeline, build_timeline
 from innet.core.group import Group
-from innet.core.netsim import Message, NetworkModel
+from innet.core.netsim import ComputeTimes, Message, NetworkModel
 from innet.core.records import ExchangeLog
 from innet.core.seeding import seeded_torch
 from innet.core.topology.model import Topology
-from innet.core.training import TrainResult
+from innet.core.training import Trainer, TrainResult
 from innet.core.transport import ANY, RecordingTransport
 from innet.core.yamlio import FieldError
 from innet.families.moe.balance import BalanceController
-from innet.families.moe.config import MoeScenario, ResolvedMoeVariant, RouterConfig
+from innet.families.moe.config import MoeConfig, MoeScenario, ResolvedMoeVariant
 from innet.families.moe.data import load_moe_dataset
 from innet.families.moe.metrics import group_loads, max_vio, skew
 from innet.families.moe.phases import PHASES
-from innet.families.moe.placement import (
-    dispatch_costs,
-    initial_placement,
-    node_groups,
-    predicted_max_group_load,
-    propose_placement,
-)
-from innet.families.moe.routers import (
-    ac_logits,
-    ac_weights,
-    bias_update,
-    cap_remote,
-    group_limited_mask,
-    load,
-    sinkhorn,
-    switch_loss,
-    topk,
-)
+from innet.families.moe.placement import initial_placement, node_groups
+from innet.families.moe.routers import ROUTERS, Router
+from innet.families.moe.routers.base import Migration, load, switch_loss
 from innet.families.moe.workloads import expert_bias, source_shares, split_counts
 
-__all__ = ["MoeTrainer", "Router", "balance_trace"]
+__all__ = ["MoeTrainer", "balance_trace"]
 
-
-class Router:
-    """The selection rule of one variant, with its state (biases, controller, placement)."""
-
-    def __init__(
-        self,
-        config: RouterConfig,
-        experts: int,
-        top_k: int,
-        layers: int,
-        sources: list[str],
-        placement: list[str],
-        groups: dict[str, int],
-        model: NetworkModel,
-        token_bytes: int,
-    ) -> None:
-        self.config, self.experts, self.sources = config, experts, sources
-        self.top_k = min(top_k, experts)
-        self.groups, self.model, self.token_bytes = groups, model, token_bytes
-        self.placements = [list(placement) for _ in range(layers)]
-        self.bias = [np.zeros(experts) for _ in range(layers)]
-        self.controllers = [
-            BalanceController(
-                experts, self.expert_groups(layer), mode=config.balance, gamma=config.gamma
-            )  # fmt: skip
-            for layer in range(layers)
-        ]
-        self.costs = [self._costs(layer) for layer in range(layers)]
-        self.accumulated = [np.zeros(experts) for _ in range(layers)]
-
-    def expert_groups(self, layer: int) -> np.ndarray:
-        """The group of each expert's node."""
-        return np.array([self.groups[node] for node in self.placements[layer]])
-
-    def _costs(self, layer: int) -> np.ndarray:
-        return dispatch_costs(self.model, self.sources, self.placements[layer], self.token_bytes)
-
-    def select(
-        self, layer: int, logits: list[torch.Tensor], step: int | None
-    ) -> list[torch.Tensor]:
-        """The chosen experts ``[T_s, k]`` of every source's tokens (``step`` None: evaluation)."""
-        config, k = self.config, self.top_k
-        kind = config.kind
-        if kind == "sinkhorn" or (kind == "carl" and step is not None and step < config.warm_start):
-            scores = [self._carl_utility(layer, s, x) if kind == "carl" else x.detach()
-                      for s, x in enumerate(logits)]  # fmt: skip
-            joint = torch.cat(scores)
-            if joint.shape[0] == 0:
-                return [torch.zeros(0, k, dtype=torch.long) for _ in logits]
-            plan = torch.as_tensor(sinkhorn(joint.double().numpy()))
-            return list(torch.split(topk(plan, k), [x.shape[0] for x in logits]))
-        chosen = []
-        for s, x in enumerate(logits):
-            x = x.detach()
-            if kind == "bias":
-                chosen.append(topk(x + torch.as_tensor(self.bias[layer], dtype=x.dtype), k))
-            elif kind == "carl":
-                chosen.append(topk(self._carl_utility(layer, s, x), k))
-            elif kind == "capped":
-                local = self.expert_groups(layer) == self.groups[self.sources[s]]
-                chosen.append(cap_remote(x, k, local, config.cap))
-            elif kind == "group_limited":
-                mask = group_limited_mask(torch.softmax(x, dim=1), self.expert_groups(layer),
-                                          config.max_groups)  # fmt: skip
-                chosen.append(topk(x + mask, k))
-            else:  # topk, ta, ac (ac's logits are already transformed)
-                chosen.append(topk(x, k))
-        return chosen
-
-    def _carl_utility(self, layer: int, s: int, x: torch.Tensor) -> torch.Tensor:
-        cost = torch.as_tensor(self.costs[layer][s], dtype=x.dtype)
-        bias = torch.as_tensor(self.controllers[layer].bias(), dtype=x.dtype)
-        return x.detach() - self.config.lam * cost - bias
-
-    def after_step(self, layer: int, counts: np.ndarray) -> None:
-        """Update the balance state with the step's tokens per expert."""
-        if self.config.kind == "bias":
-            self.bias[layer] = bias_update(self.bias[layer], counts, self.config.bias_rate)
-        if self.config.kind == "carl":
-            self.controllers[layer].update(counts)
-            self.accumulated[layer] += counts
-
-    def replace(self, layer: int) -> list[tuple[int, str, str]]:
-        """CARL's re-placement from the accumulated load: the moves ``(expert, old, new)``."""
-        current = self.placements[layer]
-        load_ = self.accumulated[layer]
-        proposal = propose_placement(load_, current, self.groups)
-        self.accumulated[layer] = np.zeros(self.experts)
-        if predicted_max_group_load(load_, proposal, self.groups) >= predicted_max_group_load(
-            load_, current, self.groups
-        ):
-            return []
-        moves = [(e, old, new) for e, (old, new) in enumerate(zip(current, proposal, strict=True))
-                 if old != new]  # fmt: skip
-        self.placements[layer] = proposal
-        self.costs[layer] = self._costs(layer)
-        controller = self.controllers[layer]
-        controller.group_of = self.expert_groups(layer)
-        return moves
+Pair = tuple[int, int]
+"""A source and an expert: ``(source index, expert index)``."""
 
 
 class _Expert(nn.Module):
@@ -202,58 +100,80 @@ class _Source(nn.Module):
         self.routers = nn.ModuleList(nn.Linear(hidden, experts, bias=False) for _ in range(layers))
         self.head = nn.Linear(hidden, classes)
 
+    def router(self, layer: int) -> nn.Linear:
+        """The linear router of ``layer``."""
+        return cast(nn.Linear, self.routers[layer])
 
-class MoeTrainer:
+
+@dataclass
+class _Run:
+    """One variant and seed in training: its router, networks and what the steps pass on."""
+
+    variant: str
+    seed: int
+    transport: RecordingTransport
+    router: Router
+    nets: list[_Source]
+    experts: list[list[_Expert]]
+    optimiser: torch.optim.Optimizer
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    migrations: list[Migration] = field(default_factory=list)  # sent at the next step
+    step_rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class _Forward:
+    """One layer's forward exchange, kept for its backward exchange."""
+
+    sent: dict[Pair, torch.Tensor]  # the tokens each source sent each expert (autograd roots)
+    received: dict[Pair, torch.Tensor]  # the outputs each source received (leaves)
+    outputs: dict[int, tuple[torch.Tensor, torch.Tensor, list[Pair]]]  # expert: in, out, pairs
+
+
+class MoeTrainer(Trainer):
     """The ``moe`` family's trainer (see the module docstring)."""
 
     def __init__(self, loaded: LoadedScenario, topology: Topology) -> None:
         self.scenario: MoeScenario = loaded.scenario  # type: ignore[assignment]
         self.variants: dict[str, ResolvedMoeVariant] = {v.name: v for v in loaded.variants}
         self.topology = topology
-        moe = self.scenario.moe
-        nodes = list(topology.graph.nodes)
-        self.sources = list(moe.sources) if moe.sources is not None else list(topology.sensors)
-        taken = set(self.sources)
-        self.expert_nodes = (list(moe.expert_nodes) if moe.expert_nodes is not None
-                             else [n for n in nodes if n not in taken])  # fmt: skip
-        for field, listed in (("sources", self.sources), ("expert_nodes", self.expert_nodes)):
-            unknown = [n for n in listed if n not in topology.graph]
-            if unknown or not listed:
-                what = f"unknown node {unknown[0]!r}" if unknown else "no nodes"
-                raise loaded.located(
-                    FieldError(("moe", field), f"{what} in topology {topology.name!r}")
-                )
-        if taken & set(self.expert_nodes):
-            raise loaded.located(
-                FieldError(("moe", "expert_nodes"), "a node cannot be a source and an expert node")
-            )
+        self.sources, self.expert_nodes = _roles(loaded, self.scenario.moe, topology)
         self.groups = node_groups(topology)
         self.data: dict[int, Any] = {}
-        self._dataset(loaded_seed := self.scenario.seed_list[0])
-        n_train = len(self.data[loaded_seed].y_train)
-        self.batches = math.ceil(n_train / moe.batch_size)
-        self.timelines = {
-            name: build_timeline(
-                topology,
-                variant.routing,
-                32.0 * moe.batch_size * moe.hidden,
-                self.scenario.events,
-                steps_per_epoch=self.steps_per_epoch(name),
-                epochs=moe.epochs,
-                hop_cost_s=variant.hop_cost_s,
-            )
-            for name, variant in self.variants.items()
-        }
-        carl = [name for name, v in self.variants.items() if v.router.kind == "carl"]
-        self.balance_variant = carl[0] if carl else None
+        n_train = len(self._dataset(self.scenario.seed_list[0]).y_train)
+        self.batches = math.ceil(n_train / self.scenario.moe.batch_size)
+        self.timelines = {name: self._timeline(name) for name in self.variants}
+        balanced = [
+            name
+            for name, v in self.variants.items()
+            if ROUTERS.get(v.router.kind).balance_controlled
+        ]
+        self.balance_variant = balanced[0] if balanced else None  # its run has the balance check
+
+    def _timeline(self, name: str) -> Timeline:
+        moe, variant = self.scenario.moe, self.variants[name]
+        return build_timeline(
+            self.topology,
+            variant.routing,
+            32.0 * moe.batch_size * moe.hidden,
+            self.scenario.events,
+            steps_per_epoch=self.steps_per_epoch(name),
+            epochs=moe.epochs,
+            hop_cost_s=variant.hop_cost_s,
+        )
 
     def _dataset(self, seed: int) -> Any:
         moe = self.scenario.moe
         if seed not in self.data:
             self.data[seed] = load_moe_dataset(
-                moe.dataset, seed=seed, n_samples=moe.n_samples, n_features=moe.n_features,
-                n_classes=moe.n_classes, tight_features=moe.tight_features,
-            )  # fmt: skip
+                moe.dataset,
+                seed=seed,
+                n_samples=moe.n_samples,
+                n_features=moe.n_features,
+                n_classes=moe.n_classes,
+                tight_features=moe.tight_features,
+            )
         return self.data[seed]
 
     def steps_per_epoch(self, variant: str) -> int:
@@ -262,7 +182,7 @@ class MoeTrainer:
     def epochs(self, variant: str) -> int:
         return self.scenario.moe.epochs
 
-    def step_compute(self, messages: tuple[Message, ...]) -> dict[str, tuple[float, float]] | None:
+    def step_compute(self, messages: tuple[Message, ...]) -> ComputeTimes | None:
         """Each expert node's compute in one step, from the tokens its messages bring.
 
         An expert's forward pass costs ``4 * hidden * expert_hidden`` FLOPs per
@@ -300,77 +220,17 @@ class MoeTrainer:
         device: torch.device | str,
         on_epoch: Callable[[int], None],
     ) -> TrainResult | None:
-        moe, config = self.scenario.moe, self.variants[variant].router
         data = self._dataset(seed)
-        E, L, H = moe.experts, moe.layers, moe.hidden
-        model = NetworkModel(self.topology)
-        placement = initial_placement(E, self.expert_nodes)
-        router = Router(config, E, moe.top_k, L, self.sources, placement, self.groups, model, 4 * H)
-        with seeded_torch(seed):
-            source_nets = [_Source(data.n_features, H, E, L, data.n_classes) for _ in self.sources]
-            experts = [[_Expert(H, moe.expert_hidden) for _ in range(E)] for _ in range(L)]
-        params = [p for net in source_nets for p in net.parameters()]
-        params += [p for layer in experts for ex in layer for p in ex.parameters()]
-        optimiser = torch.optim.Adam(params, lr=moe.lr)
-        x_train = torch.as_tensor(data.x_train)
-        y_train = torch.as_tensor(data.y_train)
+        run = self._start(variant, seed, transport, data)
+        placement = list(run.router.placements[0])
         rng = np.random.default_rng(seed)
-        metrics, step_rows = [], []
-        migrations: list[tuple[int, int, str, str]] = []
-        step = 0
-        spe = self.steps_per_epoch(variant)
-        for epoch in range(moe.epochs):
-            order = torch.as_tensor(rng.permutation(len(y_train)))
-            aux_total = 0.0
-            for batch in range(self.batches):
-                rows = order[batch * moe.batch_size : (batch + 1) * moe.batch_size]
-                counts = split_counts(len(rows), source_shares(
-                    moe.workload.kind, step, len(self.sources), hot=moe.workload.hot,
-                    period=moe.workload.period))  # fmt: skip
-                parts = torch.split(rows, counts.tolist())
-                log_step = epoch * spe + batch * 2 * L
-                aux, layer_rows = self._step(
-                    transport, router, source_nets, experts, optimiser,
-                    [x_train[p] for p in parts], [y_train[p] for p in parts],
-                    epoch, log_step, step, migrations,
-                )  # fmt: skip
-                aux_total += aux
-                for row in layer_rows:
-                    step_rows.append({"variant": variant, "seed": seed, "epoch": epoch,
-                                      "step": step, **row})  # fmt: skip
-                if (
-                    config.kind == "carl"
-                    and config.replace_every
-                    and ((step + 1) % config.replace_every == 0)
-                ):
-                    for layer in range(L):
-                        for e, old, new in router.replace(layer):
-                            migrations.append((layer, e, old, new))
-                step += 1
-            accuracy, loss, purity = self._evaluate(router, source_nets, experts, data)
-            last = [r for r in step_rows if r["step"] == step - 1]
-            metrics.append({
-                "epoch": epoch, "accuracy": accuracy, "loss": loss, "purity": purity,
-                "aux_loss": aux_total / self.batches,
-                "max_vio_expert": max(r["expert_max_vio"] for r in last),
-                "max_vio_group": max(r["group_max_vio"] for r in last),
-            })  # fmt: skip
+        metrics = []
+        for epoch in range(self.scenario.moe.epochs):
+            order = torch.as_tensor(rng.permutation(len(run.y_train)))
+            aux_total = self._epoch(run, order, epoch)
+            metrics.append(self._epoch_metrics(run, data, epoch, aux_total))
             on_epoch(epoch)
-        tables = {
-            "moe_steps": step_rows,
-            "moe_nodes": [
-                {
-                    "variant": variant,
-                    "seed": seed,
-                    "node": node,
-                    "group": self.groups[node],
-                    "role": "source"
-                    if node in self.sources
-                    else ("experts" if node in placement else "relay"),  # hosts an expert
-                }  # fmt: skip
-                for node in self.topology.graph.nodes
-            ],
-        }
+        tables = {"moe_steps": run.step_rows, "moe_nodes": self._node_rows(run, placement)}
         logs = group.gather(transport.log)
         if logs is None:
             return None
@@ -381,142 +241,263 @@ class MoeTrainer:
             ]
         return TrainResult(metrics=metrics, log=ExchangeLog.merge(logs), tables=tables)
 
+    def _start(self, variant: str, seed: int, transport: RecordingTransport, data: Any) -> _Run:
+        """The router and the freshly initialised networks of a run."""
+        moe = self.scenario.moe
+        E, L, H = moe.experts, moe.layers, moe.hidden
+        config = self.variants[variant].router
+        model = NetworkModel(self.topology)
+        placement = initial_placement(E, self.expert_nodes)
+        router = ROUTERS.get(config.kind)(
+            config, E, moe.top_k, L, self.sources, placement, self.groups, model, 4 * H
+        )
+        with seeded_torch(seed):
+            nets = [_Source(data.n_features, H, E, L, data.n_classes) for _ in self.sources]
+            experts = [[_Expert(H, moe.expert_hidden) for _ in range(E)] for _ in range(L)]
+        params = [p for net in nets for p in net.parameters()]
+        params += [p for layer in experts for ex in layer for p in ex.parameters()]
+        return _Run(
+            variant,
+            seed,
+            transport,
+            router,
+            nets,
+            experts,
+            optimiser=torch.optim.Adam(params, lr=moe.lr),
+            x_train=torch.as_tensor(data.x_train),
+            y_train=torch.as_tensor(data.y_train),
+        )
+
+    def _epoch(self, run: _Run, order: torch.Tensor, epoch: int) -> float:
+        """Train one epoch (the batches in ``order``); the sum of the steps' auxiliary losses."""
+        moe = self.scenario.moe
+        spe = self.steps_per_epoch(run.variant)
+        aux_total = 0.0
+        for batch in range(self.batches):
+            step = epoch * self.batches + batch
+            rows = order[batch * moe.batch_size : (batch + 1) * moe.batch_size]
+            counts = split_counts(
+                len(rows),
+                source_shares(
+                    moe.workload.kind,
+                    step,
+                    len(self.sources),
+                    hot=moe.workload.hot,
+                    period=moe.workload.period,
+                ),
+            )
+            parts = torch.split(rows, counts.tolist())
+            xs, ys = [run.x_train[p] for p in parts], [run.y_train[p] for p in parts]
+            aux, layer_rows = self._step(
+                run, xs, ys, epoch, epoch * spe + batch * 2 * moe.layers, step
+            )
+            aux_total += aux
+            run.step_rows += [
+                {"variant": run.variant, "seed": run.seed, "epoch": epoch, "step": step, **row}
+                for row in layer_rows
+            ]
+            run.migrations = run.router.migrations(step)
+        return aux_total
+
+    def _epoch_metrics(self, run: _Run, data: Any, epoch: int, aux_total: float) -> dict[str, Any]:
+        """The metrics row of an epoch: test accuracy, loss, purity, auxiliary loss, skew."""
+        accuracy, loss, purity = self._evaluate(run.router, run.nets, run.experts, data)
+        last = [r for r in run.step_rows if r["step"] == (epoch + 1) * self.batches - 1]
+        return {
+            "epoch": epoch,
+            "accuracy": accuracy,
+            "loss": loss,
+            "purity": purity,
+            "aux_loss": aux_total / self.batches,
+            "max_vio_expert": max(r["expert_max_vio"] for r in last),
+            "max_vio_group": max(r["group_max_vio"] for r in last),
+        }
+
+    def _node_rows(self, run: _Run, placement: list[str]) -> list[dict[str, Any]]:
+        """Every node's group and role (``source``, ``experts`` where the run started with
+        an expert, ``relay``)."""
+        rows = []
+        for node in self.topology.graph.nodes:
+            role = "source" if node in self.sources else "experts" if node in placement else "relay"
+            rows.append(
+                {
+                    "variant": run.variant,
+                    "seed": run.seed,
+                    "node": node,
+                    "group": self.groups[node],
+                    "role": role,
+                }
+            )
+        return rows
+
     # -- one training step ---------------------------------------------------------------
 
     def _logits(
-        self, router: Router, nets: list[_Source], layer: int, tokens: list[torch.Tensor],
-        previous: list[torch.Tensor] | None, step: int,
-    ) -> list[torch.Tensor]:  # fmt: skip
+        self,
+        router: Router,
+        nets: list[_Source],
+        layer: int,
+        tokens: list[torch.Tensor],
+        previous: list[torch.Tensor] | None,
+        step: int,
+    ) -> list[torch.Tensor]:
         """Every source's router logits for ``layer`` (with the workload's bias)."""
-        moe, config = self.scenario.moe, router.config
-        bias = torch.as_tensor(expert_bias(moe.workload.kind, step, moe.experts,
-                                           zipf=moe.workload.zipf, period=moe.workload.period),
-                               dtype=torch.float32)  # fmt: skip
-        if config.kind == "ac" and layer > 0 and previous is not None:
-            joint = torch.cat(tokens).detach()
-            weights = ac_weights(joint, torch.cat(previous)[:, 0], moe.experts, config.ac_clip)
-            return [ac_logits(h, nets[s].routers[layer].weight, weights, previous[s][:, 0]) + bias
-                    for s, h in enumerate(tokens)]  # fmt: skip
-        return [nets[s].routers[layer](h) + bias for s, h in enumerate(tokens)]
+        moe = self.scenario.moe
+        workload = moe.workload
+        popularity = expert_bias(
+            workload.kind, step, moe.experts, zipf=workload.zipf, period=workload.period
+        )
+        bias = torch.as_tensor(popularity, dtype=torch.float32)
+        routers = [net.router(layer) for net in nets]
+        return [x + bias for x in router.logits(layer, routers, tokens, previous)]
 
     def _step(
-        self, transport: RecordingTransport, router: Router, nets: list[_Source],
-        experts: list[list[_Expert]], optimiser: torch.optim.Optimizer,
-        xs: list[torch.Tensor], ys: list[torch.Tensor], epoch: int, log_step: int, step: int,
-        migrations: list[tuple[int, int, str, str]],
-    ) -> tuple[float, list[dict[str, Any]]]:  # fmt: skip
-        moe, config = self.scenario.moe, router.config
-        E, L = moe.experts, moe.layers
-        sources = self.sources
+        self,
+        run: _Run,
+        xs: list[torch.Tensor],
+        ys: list[torch.Tensor],
+        epoch: int,
+        log_step: int,
+        step: int,
+    ) -> tuple[float, list[dict[str, Any]]]:
+        """One training step: each layer's forward exchange, the loss, each layer's backward
+        exchange from the last, the optimiser's step. The auxiliary loss and the step's rows."""
+        L, log, router = self.scenario.moe.layers, run.transport.log, run.router
         batch = sum(len(y) for y in ys)
-        tokens = [net.embed(x) for net, x in zip(nets, xs, strict=True)]
-        sent: list[dict[tuple[int, int], torch.Tensor]] = []
-        received: list[dict[tuple[int, int], torch.Tensor]] = []
-        outputs: list[dict[int, tuple[torch.Tensor, torch.Tensor, list[tuple[int, int]]]]] = []
+        tokens = [net.embed(x) for net, x in zip(run.nets, xs, strict=True)]
         aux = torch.zeros(())
-        rows_out: list[dict[str, Any]] = []
+        forwards: list[_Forward] = []
+        rows: list[dict[str, Any]] = []
         previous = None
         for layer in range(L):
-            transport.log.begin("train", epoch, log_step + layer, batch)
-            moving = [m for m in migrations if m[0] == layer]  # parameters of re-placed experts
-            _exchange(transport, PHASES["migrate"], "expert", [
-                (old, new, torch.cat([p.detach().reshape(-1)
-                                      for p in experts[layer][e].parameters()]))
-                for _, e, old, new in moving
-            ])  # fmt: skip
-            logits = self._logits(router, nets, layer, tokens, previous, step)
+            log.begin("train", epoch, log_step + layer, batch)
+            self._migrate(run, layer)
+            logits = self._logits(router, run.nets, layer, tokens, previous, step)
             probs = [torch.softmax(x, dim=1) for x in logits]
             chosen = router.select(layer, logits, step)
-            placement = router.placements[layer]
-            for s, (p, c) in enumerate(zip(probs, chosen, strict=True)):
-                if len(c) == 0:
-                    continue
-                weights = None
-                if config.kind == "ta":
-                    cost = torch.as_tensor(router.costs[layer][s], dtype=p.dtype)
-                    weights = cost / cost.mean() if cost.mean() > 0 else torch.ones_like(cost)
-                    weights = weights.expand_as(p)
-                aux = aux + config.alpha * switch_loss(p, c, E, weights) * len(c) / batch
-            picked = {
-                (s, e): rows
-                for s, c in enumerate(chosen)
-                for e in range(E)
-                if len(rows := (c == e).any(dim=1).nonzero().reshape(-1))
-            }
-            layer_sent = {(s, e): tokens[s][rows] for (s, e), rows in picked.items()}
-            pairs = list(layer_sent)  # source-major: the order of the dispatch messages
-            got = dict(zip(pairs, _exchange(transport, PHASES["dispatch"], "tokens", [
-                (sources[s], placement[e], part.detach()) for (s, e), part in layer_sent.items()
-            ]), strict=True))  # fmt: skip
-            layer_out = {}
-            back: list[tuple[int, int]] = []
-            for e in range(E):  # each expert on its node: all its tokens at once
-                mine = [(s, e) for s in range(len(sources)) if (s, e) in got]
-                if not mine:
-                    continue
-                inp = torch.cat([got[pair] for pair in mine]).requires_grad_()
-                out = experts[layer][e](inp)
-                layer_out[e] = (inp, out, mine)
-                back += mine
-            pieces = {}
-            for _, out, mine in layer_out.values():
-                pieces.update(zip(mine, torch.split(out, [len(got[p]) for p in mine]),
-                                  strict=True))  # fmt: skip
-            results = _exchange(transport, PHASES["combine"], "outputs", [
-                (placement[e], sources[s], pieces[(s, e)].detach()) for s, e in back
-            ])  # fmt: skip
-            layer_recv = {pair: r.requires_grad_() for pair, r in zip(back, results, strict=True)}
-            new_tokens = []
-            for s, (h, p) in enumerate(zip(tokens, probs, strict=True)):
-                mixed = h
-                for e in range(E):
-                    if (s, e) in layer_recv:
-                        rows = picked[(s, e)]
-                        mixed = mixed.index_add(0, rows, p[rows, e : e + 1] * layer_recv[(s, e)])
-                new_tokens.append(mixed)
-            transport.log.end()
-            counts = sum(load(c, E) for c in chosen)
-            rows_out.append(self._skew_row(router, layer, counts, layer_sent, placement))
+            aux = self._aux_loss(aux, router, layer, probs, chosen, batch)
+            forward, tokens = self._forward(run, layer, tokens, probs, chosen)
+            log.end()
+            counts = sum((load(c, router.experts) for c in chosen), np.zeros(router.experts, int))
+            rows.append(self._skew_row(router, layer, counts, forward.sent))
             router.after_step(layer, counts)
-            sent.append(layer_sent)
-            received.append(layer_recv)
-            outputs.append(layer_out)
+            forwards.append(forward)
             previous = chosen
-            tokens = new_tokens
-        migrations.clear()
-        losses = [nn.functional.cross_entropy(net.head(h), y, reduction="sum")
-                  for net, h, y in zip(nets, tokens, ys, strict=True)]  # fmt: skip
+        losses = [
+            nn.functional.cross_entropy(net.head(h), y, reduction="sum")
+            for net, h, y in zip(run.nets, tokens, ys, strict=True)
+        ]
         loss = sum(losses) / batch + aux
-        optimiser.zero_grad()
+        run.optimiser.zero_grad()
         loss.backward(retain_graph=True)
         for back_step, layer in enumerate(reversed(range(L))):
-            transport.log.begin("train", epoch, log_step + L + back_step, batch)
-            placement = router.placements[layer]
-            order = list(received[layer])
-            grads = dict(zip(order, _exchange(transport, PHASES["combine_grad"], "grad", [
-                (sources[s], placement[e],
-                 leaf.grad if leaf.grad is not None else torch.zeros_like(leaf))
-                for (s, e), leaf in received[layer].items()
-            ]), strict=True))  # fmt: skip
-            replies = []
-            for inp, out, mine in outputs[layer].values():
-                out.backward(torch.cat([grads[pair] for pair in mine]))
-                sizes = [len(grads[pair]) for pair in mine]
-                replies += list(zip(mine, torch.split(inp.grad, sizes), strict=True))
-            returned = _exchange(transport, PHASES["dispatch_grad"], "grad", [
-                (placement[e], sources[s], g) for (s, e), g in replies
-            ])  # fmt: skip
-            roots = [sent[layer][pair] for pair, _ in replies]
-            if roots:
-                torch.autograd.backward(roots, returned, retain_graph=True)
-            transport.log.end()
-        optimiser.step()
-        return float(aux.detach()), rows_out
+            log.begin("train", epoch, log_step + L + back_step, batch)
+            self._backward(run, layer, forwards[layer])
+            log.end()
+        run.optimiser.step()
+        return float(aux.detach()), rows
+
+    def _migrate(self, run: _Run, layer: int) -> None:
+        """Send the parameters of the experts of ``layer`` re-placed after the last step."""
+        experts = run.experts[layer]
+        _exchange(
+            run.transport,
+            PHASES["migrate"],
+            "expert",
+            [
+                (old, new, torch.cat([p.detach().reshape(-1) for p in experts[e].parameters()]))
+                for moved_layer, e, old, new in run.migrations
+                if moved_layer == layer
+            ],
+        )
+
+    def _aux_loss(
+        self,
+        aux: torch.Tensor,
+        router: Router,
+        layer: int,
+        probs: list[torch.Tensor],
+        chosen: list[torch.Tensor],
+        batch: int,
+    ) -> torch.Tensor:
+        """``aux`` plus every source's share of the layer's auxiliary loss, source by source."""
+        alpha = router.config.alpha
+        for s, (p, c) in enumerate(zip(probs, chosen, strict=True)):
+            if len(c):
+                weights = router.aux_weights(layer, s, p)
+                aux = aux + alpha * switch_loss(p, c, router.experts, weights) * len(c) / batch
+        return aux
+
+    def _forward(
+        self,
+        run: _Run,
+        layer: int,
+        tokens: list[torch.Tensor],
+        probs: list[torch.Tensor],
+        chosen: list[torch.Tensor],
+    ) -> tuple[_Forward, list[torch.Tensor]]:
+        """Dispatch each source's chosen tokens to the experts' nodes, run each expert on
+        all its tokens at once, combine its outputs back: the exchange and the new tokens."""
+        sources, placement = self.sources, run.router.placements[layer]
+        picked = {
+            (s, e): rows
+            for s, c in enumerate(chosen)
+            for e in range(run.router.experts)
+            if len(rows := (c == e).any(dim=1).nonzero().reshape(-1))
+        }
+        sent = {(s, e): tokens[s][rows] for (s, e), rows in picked.items()}
+        dispatch = [(sources[s], placement[e], part.detach()) for (s, e), part in sent.items()]
+        arrived = _exchange(run.transport, PHASES["dispatch"], "tokens", dispatch)
+        got = dict(zip(sent, arrived, strict=True))
+        outputs = _run_experts(run.experts[layer], got, len(sources))
+        back = [pair for _, _, mine in outputs.values() for pair in mine]
+        pieces: dict[Pair, torch.Tensor] = {}
+        for _, out, mine in outputs.values():
+            pieces.update(zip(mine, torch.split(out, [len(got[p]) for p in mine]), strict=True))
+        results = _exchange(
+            run.transport,
+            PHASES["combine"],
+            "outputs",
+            [(placement[e], sources[s], pieces[(s, e)].detach()) for s, e in back],
+        )
+        received = {pair: r.requires_grad_() for pair, r in zip(back, results, strict=True)}
+        mixed = [
+            _combine(h, p, s, picked, received)
+            for s, (h, p) in enumerate(zip(tokens, probs, strict=True))
+        ]
+        return _Forward(sent, received, outputs), mixed
+
+    def _backward(self, run: _Run, layer: int, forward: _Forward) -> None:
+        """The backward exchange of ``layer``: the gradients of the outputs to the experts'
+        nodes, each expert's backward pass, the gradients of the tokens back."""
+        sources, placement = self.sources, run.router.placements[layer]
+        sent_back = _exchange(
+            run.transport,
+            PHASES["combine_grad"],
+            "grad",
+            [(sources[s], placement[e], _grad(leaf)) for (s, e), leaf in forward.received.items()],
+        )
+        grads = dict(zip(forward.received, sent_back, strict=True))
+        replies: list[tuple[Pair, torch.Tensor]] = []
+        for inp, out, mine in forward.outputs.values():
+            out.backward(torch.cat([grads[pair] for pair in mine]))
+            sizes = [len(grads[pair]) for pair in mine]
+            replies += list(zip(mine, torch.split(_grad(inp), sizes), strict=True))
+        returned = _exchange(
+            run.transport,
+            PHASES["dispatch_grad"],
+            "grad",
+            [(placement[e], sources[s], g) for (s, e), g in replies],
+        )
+        roots = [forward.sent[pair] for pair, _ in replies]
+        if roots:
+            torch.autograd.backward(roots, returned, retain_graph=True)
 
     def _skew_row(
-        self, router: Router, layer: int, counts: np.ndarray,
-        sent: dict[tuple[int, int], torch.Tensor], placement: list[str],
-    ) -> dict[str, Any]:  # fmt: skip
+        self, router: Router, layer: int, counts: np.ndarray, sent: dict[Pair, torch.Tensor]
+    ) -> dict[str, Any]:
+        """The step's skew at ``layer``: by expert and by group, and the dispatched bytes."""
+        placement = router.placements[layer]
         groups = router.expert_groups(layer)
         n_groups = max(self.groups.values()) + 1
         sizes = np.bincount(groups, minlength=n_groups)
@@ -546,11 +527,17 @@ class MoeTrainer:
             h = net.embed(x)
             previous = None
             for layer in range(moe.layers):
-                logits = self._logits(router, [net] * len(nets), layer,
-                                      [h if i == s else h[:0] for i in range(len(nets))],
-                                      previous, 10**9)[s]  # fmt: skip
-                chosen_all = router.select(layer, [logits if i == s else logits[:0]
-                                                   for i in range(len(nets))], None)  # fmt: skip
+                logits = self._logits(
+                    router,
+                    [net] * len(nets),
+                    layer,
+                    [h if i == s else h[:0] for i in range(len(nets))],
+                    previous,
+                    10**9,
+                )[s]
+                chosen_all = router.select(
+                    layer, [logits if i == s else logits[:0] for i in range(len(nets))], None
+                )
                 chosen = chosen_all[s]
                 probs = torch.softmax(logits, dim=1)
                 mixed = h.clone()
@@ -571,10 +558,71 @@ class MoeTrainer:
         return float(np.mean(accuracies)), float(np.mean(losses)), float(np.mean(purities))
 
 
+def _run_experts(
+    experts: list[_Expert], got: dict[Pair, torch.Tensor], sources: int
+) -> dict[int, tuple[torch.Tensor, torch.Tensor, list[Pair]]]:
+    """Each expert on all the tokens it received at once: its input (a leaf), its output and
+    the pairs they came from, in source order."""
+    outputs = {}
+    for e, expert in enumerate(experts):
+        mine = [(s, e) for s in range(sources) if (s, e) in got]
+        if mine:
+            inp = torch.cat([got[pair] for pair in mine]).requires_grad_()
+            outputs[e] = (inp, expert(inp), mine)
+    return outputs
+
+
+def _combine(
+    tokens: torch.Tensor,
+    probs: torch.Tensor,
+    source: int,
+    picked: dict[Pair, torch.Tensor],
+    received: dict[Pair, torch.Tensor],
+) -> torch.Tensor:
+    """One source's tokens plus each expert's outputs weighted by the gates (residual mix)."""
+    mixed = tokens
+    for s, e in received:
+        if s == source:
+            rows = picked[(s, e)]
+            mixed = mixed.index_add(0, rows, probs[rows, e : e + 1] * received[(s, e)])
+    return mixed
+
+
+def _grad(leaf: torch.Tensor) -> torch.Tensor:
+    """The gradient a leaf received (zeros where the loss did not reach it)."""
+    return leaf.grad if leaf.grad is not None else torch.zeros_like(leaf)
+
+
+def _roles(
+    loaded: LoadedScenario, moe: MoeConfig, topology: Topology
+) -> tuple[list[str], list[str]]:
+    """The token sources (``moe.sources``, else the sensors) and the expert nodes
+    (``moe.expert_nodes``, else every other node), checked against the topology."""
+    sources = list(moe.sources) if moe.sources is not None else list(topology.sensors)
+    if moe.expert_nodes is not None:
+        expert_nodes = list(moe.expert_nodes)
+    else:
+        expert_nodes = [n for n in topology.graph.nodes if n not in sources]
+    for field_, listed in (("sources", sources), ("expert_nodes", expert_nodes)):
+        unknown = [n for n in listed if n not in topology.graph]
+        if unknown or not listed:
+            what = f"unknown node {unknown[0]!r}" if unknown else "no nodes"
+            raise loaded.located(
+                FieldError(("moe", field_), f"{what} in topology {topology.name!r}")
+            )
+    if set(sources) & set(expert_nodes):
+        raise loaded.located(
+            FieldError(("moe", "expert_nodes"), "a node cannot be a source and an expert node")
+        )
+    return sources, expert_nodes
+
+
 def _exchange(
-    transport: RecordingTransport, phase: str, payload: str,
+    transport: RecordingTransport,
+    phase: str,
+    payload: str,
     messages: list[tuple[str, str, torch.Tensor]],
-) -> list[torch.Tensor]:  # fmt: skip
+) -> list[torch.Tensor]:
     """Send every ``(src, dst, tensor)`` of one phase; what each destination receives.
 
     The messages are announced in this order (their first dimension ``ANY``:
@@ -586,8 +634,12 @@ def _exchange(
     if not messages:
         return []
     shapes = [(ANY, *tensor.shape[1:]) for _, _, tensor in messages]
-    transport.expect([(src, dst, phase, payload, shape)
-                      for (src, dst, _), shape in zip(messages, shapes, strict=True)])  # fmt: skip
+    transport.expect(
+        [
+            (src, dst, phase, payload, shape)
+            for (src, dst, _), shape in zip(messages, shapes, strict=True)
+        ]
+    )
     for src, dst, tensor in messages:
         if transport.owns(src):
             transport.send(tensor, src=src, dst=dst, phase=phase, payload=payload)
@@ -617,12 +669,17 @@ def balance_trace(check: Any, seed: int) -> list[dict[str, Any]]:
             for step in range(check.steps):
                 logits = rng.standard_normal((check.tokens, check.experts))
                 logits += expert_bias("hot_experts", step, check.experts, zipf=check.zipf)
-                counts = np.bincount(np.argmax(logits - controller.bias(), axis=1),
-                                     minlength=check.experts)  # fmt: skip
-                rows.append({
-                    "mode": mode, "gamma": gamma, "step": step,
-                    "max_vio_expert": max_vio(counts),
-                    "max_vio_group": max_vio(group_loads(counts, group_of, check.groups)),
-                })  # fmt: skip
+                counts = np.bincount(
+                    np.argmax(logits - controller.bias(), axis=1), minlength=check.experts
+                )
+                rows.append(
+                    {
+                        "mode": mode,
+                        "gamma": gamma,
+                        "step": step,
+                        "max_vio_expert": max_vio(counts),
+                        "max_vio_group": max_vio(group_loads(counts, group_of, check.groups)),
+                    }
+                )
                 controller.update(counts)
     return rows

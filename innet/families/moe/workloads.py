@@ -24,9 +24,17 @@ from __future__ import annotations
 
 import numpy as np
 
+from innet.core.registry import Registry
+
 __all__ = ["WORKLOADS", "source_shares", "expert_bias", "split_counts"]
 
-WORKLOADS = ("balanced", "hot_experts", "hot_source", "rotating", "bursts")
+WORKLOADS: Registry[str] = Registry("workload")
+"""The workload kinds, each with a one-line description (the functions below branch on them)."""
+WORKLOADS.register("balanced", "equal shares, no bias")
+WORKLOADS.register("hot_experts", "Zipf popularity of the experts")
+WORKLOADS.register("hot_source", "the first source sends hot times the others' share")
+WORKLOADS.register("rotating", "a Zipf hotspot rotating by one expert every period steps")
+WORKLOADS.register("bursts", "every period steps, one source in turn sends hot times more")
 
 
 def source_shares(

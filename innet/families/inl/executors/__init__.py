@@ -4,7 +4,10 @@ An executor owns the node modules of the nodes its transport says this
 process runs, and their optimisers. The training loop drives it through a
 small protocol (:class:`Executor`): follow a new plan, run one synchronous
 training step on a batch, evaluate one batch, say how many FLOPs each module
-costs. Every message between nodes goes through the transport it was given;
+costs, hear how far training is (:meth:`Executor.set_progress`: gates that
+anneal follow it). Each executor carries its name (:attr:`Executor.name`),
+which the run's ``executors`` table records: the loop never asks for a class.
+Every message between nodes goes through the transport it was given;
 what was sent is recorded by the transport (see
 :class:`~innet.core.transport.RecordingTransport`), not by the executor, and which
 links fail during a step is decided by events (:class:`~innet.core.events.StepPlan`).
@@ -17,7 +20,7 @@ links fail during a step is decided by events (:class:`~innet.core.events.StepPl
   each process computes its own nodes and sends one tensor per (phase,
   level, pair of processes) instead of one per node pair.
 
-:data:`EXECUTORS` names the choices of ``training.executor``; ``auto`` runs a
+:data:`EXECUTORS` names and describes the choices of ``training.executor``; ``auto`` runs a
 configuration batched whenever the batched executor can
 (:func:`~innet.families.inl.executors.batched.batched_unsupported` says why not: a gate or
 aggregator it does not stack, a wire format other than float32), else per
@@ -30,11 +33,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 import numpy as np
 import torch
 
+from innet.core.registry import Registry
 from innet.core.seeding import node_seed
 from innet.families.inl.gates import RateStats
 
@@ -97,8 +101,16 @@ def _merge_stats(total: dict[str, RateStats], more: dict[str, RateStats]) -> Non
 class Executor(Protocol):
     """What the training loop needs from an executor."""
 
+    name: ClassVar[str]
+    """Its name among :data:`EXECUTORS` (``per_node``, ``batched``)."""
+
     plan: Plan
     """The plan it currently routes along."""
+
+    def set_progress(self, fraction: float) -> None:
+        """How far training is (0 at the first epoch, 1 at the last): gates that anneal
+        their temperature follow it; other executors ignore it."""
+        ...
 
     def set_plan(self, plan: Plan) -> None:
         """Route along ``plan`` from now on (plans change when the network does)."""
@@ -120,10 +132,18 @@ class Executor(Protocol):
         ...
 
 
+OptimizerFactory = Callable[[Iterable[torch.nn.Parameter], float], torch.optim.Optimizer]
+
+OPTIMIZERS: Registry[OptimizerFactory] = Registry("optimizer")
+"""Optimisers by name, each ``(params, lr) -> optimizer``: Adam, and SGD with momentum 0.9."""
+
+
+@OPTIMIZERS.register("adam")
 def _adam(params: Iterable[torch.nn.Parameter], lr: float) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=lr)
 
 
+@OPTIMIZERS.register("sgd")
 def _sgd(params: Iterable[torch.nn.Parameter], lr: float) -> torch.optim.Optimizer:
     return torch.optim.SGD(params, lr=lr, momentum=0.9)
 
@@ -143,24 +163,15 @@ def bracket_subsample(seed: int, n_test: int, samples: int) -> np.ndarray:
     return keep
 
 
-EXECUTORS = ("auto", "per_node", "batched")
-"""The choices of ``training.executor`` (see the module docstring for ``auto``)."""
-
-
-OPTIMIZERS: dict[str, Callable[[Iterable[torch.nn.Parameter], float], torch.optim.Optimizer]] = {
-    "adam": _adam,
-    "sgd": _sgd,
-}
-"""Optimisers by name: Adam, and SGD with momentum 0.9."""
+EXECUTORS: Registry[str] = Registry("executor")
+"""The choices of ``training.executor``, each with what it runs."""
+EXECUTORS.register("auto", "batched whenever the batched executor can run it, else per node")
+EXECUTORS.register("per_node", "one module, optimiser and autograd graph per node")
+EXECUTORS.register("batched", "nodes of the same shape stacked and computed level by level")
 
 
 def make_optimizer(
     name: str, params: Iterable[torch.nn.Parameter], lr: float
 ) -> torch.optim.Optimizer:
     """The optimiser called ``name`` (one of :data:`OPTIMIZERS`) over ``params``."""
-    try:
-        return OPTIMIZERS[name](params, lr)
-    except KeyError:
-        raise ValueError(
-            f"unknown optimizer {name!r} (expected one of: {', '.join(OPTIMIZERS)})"
-        ) from None
+    return OPTIMIZERS.get(name)(params, lr)

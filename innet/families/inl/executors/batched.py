@@ -32,14 +32,15 @@ lost where the step's plan loses it (:meth:`RecordingTransport.record_many`);
 each process records what its own nodes send. Messages travel as full-precision
 rows (float32 both ways).
 
-**Under torchrun** each process stacks and computes only the nodes placed on
-it (:class:`~innet.distributed.transport.DistributedTransport`). Levels are
+**Under torchrun** each process stacks and computes only the nodes its
+transport places on it (:meth:`~innet.core.transport.Transport.rank_of`). Levels are
 the plan's, the same in every process. After a process computes level ``l``,
 the latents its level-``l`` nodes send to another process travel as one
 tensor per (phase, level, pair of processes): its rows are the messages, in
 the order of the plan's edges, which both ends derive from the plan; the
 receiver adds them into its inbox. Gradients go back the same way, level by
-level in reverse, one tensor per (level, pair of processes). A message sent
+level in reverse, one tensor per (level, pair of processes); each round is one
+:meth:`~innet.core.transport.Transport.exchange` (one process has none). A message sent
 into a failed link is recorded and not sent. Within one process, messages
 stay in the autograd graph's tensors, as before.
 
@@ -57,10 +58,10 @@ whichever executor runs it and however many processes share the nodes.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -70,16 +71,10 @@ from innet.core.events import StepPlan, step_plan
 from innet.core.plans import Plan
 from innet.core.topology.model import node_key
 from innet.core.transport import RecordingTransport, Transport
-from innet.distributed.transport import DistributedTransport
 from innet.families.inl.executors import EvalSums, bracket_subsample
 from innet.families.inl.executors.stacked_optim import STACKED_OPTIMIZERS, make_stacked_optimizer
-from innet.families.inl.gates import (
-    GateOutput,
-    RateStats,
-    bound_logvar,
-    bound_logvar_slope,
-    gaussian_kl_bits,
-)
+from innet.families.inl.gates import GateOutput, RateStats
+from innet.families.inl.gates.gaussian import GaussianGateKernel, bound_logvar, gaussian_kl_bits
 from innet.families.inl.modules import ModuleSpec, NodeModule
 from innet.families.inl.tasks import Classification, Task
 from innet.families.inl.wire import message_bits_per_sample
@@ -113,11 +108,7 @@ def batched_unsupported(
         return f"optimizer {optimizer!r}"
     if (wire_forward, wire_backward) != ("float32", "float32"):
         return f"wire format {wire_forward}/{wire_backward} (batched: float32 both ways)"
-    if not isinstance(transport, RecordingTransport):
-        return "a transport that does not record (batched records through RecordingTransport)"
-    if not isinstance(transport.inner, DistributedTransport) and not all(
-        transport.owns(node) for node in specs
-    ):
+    if any(transport.owns(node) != (transport.rank_of(node) == transport.rank) for node in specs):
         return "nodes spread over processes without a torch.distributed transport"
     return None
 
@@ -147,7 +138,9 @@ class _Kind:
     @property
     def parts(self) -> list[tuple[str, tuple]]:
         """(role, the key of its stack) of each part this kind's modules have."""
-        parts = [] if self.no_view else [("encoder", ("encoder", self.view_dim))]
+        parts: list[tuple[str, tuple]] = (
+            [] if self.no_view else [("encoder", ("encoder", self.view_dim))]
+        )
         if self.is_fusion:
             return [*parts, ("decoder", ("decoder",))]
         if self.has_combiner:
@@ -172,6 +165,73 @@ def _layers(module: nn.Module) -> list[nn.Module]:
     return list(module) if isinstance(module, nn.Sequential) else [module]
 
 
+_Layer = tuple[nn.Parameter, nn.Parameter]
+"""A stacked Linear layer: weight ``[nodes, out, in]`` and bias ``[nodes, out]``."""
+
+
+def _stacked(rows: list[torch.Tensor], device: torch.device) -> torch.Tensor:
+    """``rows`` (one per node, detached) stacked into one tensor on ``device``."""
+    return torch.stack([row.detach() for row in rows]).to(device)
+
+
+def _linear(module: nn.Module, path: str) -> nn.Linear:
+    """The Linear layer at ``path`` of ``module``."""
+    layer = module.get_submodule(path)
+    if not isinstance(layer, nn.Linear):
+        raise TypeError(f"cannot stack a {type(layer).__name__} layer")
+    return layer
+
+
+def _side_by_side(
+    modules: list[NodeModule], paths: tuple[str, ...], device: torch.device
+) -> tuple[list[_Layer | None], list[str], list[int]]:
+    """Linear layers on the same input (``paths``) of every node as one stacked layer.
+
+    Returns the layer, the layers' names and their output widths.
+    """
+    side = [[_linear(m, one) for one in paths] for m in modules]
+    weight = nn.Parameter(
+        _stacked([torch.cat([lin.weight for lin in row]) for row in side], device)
+    )
+    bias = nn.Parameter(_stacked([torch.cat([lin.bias for lin in row]) for row in side], device))
+    return [(weight, bias)], list(paths), [lin.out_features for lin in side[0]]
+
+
+def _in_sequence(
+    modules: list[NodeModule], path: str, device: torch.device
+) -> tuple[list[_Layer | None], list[str]]:
+    """The layers at ``path`` of every node, each Linear stacked (a ReLU: None); their names."""
+    per_node = [_layers(m.get_submodule(path)) for m in modules]
+    layers: list[_Layer | None] = []
+    names: list[str] = []
+    for position, layer in enumerate(per_node[0]):
+        if isinstance(layer, nn.ReLU):
+            layers.append(None)
+            continue
+        if not isinstance(layer, nn.Linear):
+            raise TypeError(f"cannot stack a {type(layer).__name__} layer")
+        linears = [_linear(m[position], "") for m in per_node]
+        weight = nn.Parameter(_stacked([lin.weight for lin in linears], device))
+        layers.append((weight, nn.Parameter(_stacked([lin.bias for lin in linears], device))))
+        names.append(path if len(per_node[0]) == 1 else f"{path}.{position}")
+    return layers, names
+
+
+def _generator(module: NodeModule) -> torch.Generator:
+    """The generator of a node's (Gaussian) gate: its noise comes from it."""
+    generator = getattr(module.gate, "generator", None)
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"{module.spec.node}: a gate without a generator cannot be stacked")
+    return generator
+
+
+def _grad(parameter: torch.Tensor) -> torch.Tensor:
+    """A stacked parameter's gradient (a stack keeps one for each from the start)."""
+    if parameter.grad is None:
+        raise AssertionError("a stacked parameter without its gradient")
+    return parameter.grad
+
+
 class _Stack:
     """One part of the modules of every node that has it: parameters stacked, one optimiser.
 
@@ -191,47 +251,24 @@ class _Stack:
     ) -> None:  # fmt: skip
         self.key, self.nodes = key, nodes
         self.row = {node: row for row, node in enumerate(nodes)}
-        self.parts: dict[str, list[tuple[nn.Parameter, nn.Parameter] | None]] = {}
+        self.parts: dict[str, list[_Layer | None]] = {}
         self.names: dict[str, list[str]] = {}  # part -> the NodeModule's layer names
         self.widths: dict[str, list[int]] = {}  # a part of layers side by side: their outputs
-        flat: list[nn.Parameter] = []
         for part, path in _SOURCES[key[0]].items():
             if isinstance(path, tuple):
-                side = [[m.get_submodule(one) for one in path] for m in modules]
-                weight, bias = (
-                    nn.Parameter(torch.stack([torch.cat([getattr(linear, name).detach()
-                                                         for linear in linears])
-                                              for linears in side]).to(device))
-                    for name in ("weight", "bias")
-                )  # fmt: skip
-                self.parts[part], self.names[part] = [(weight, bias)], list(path)
-                self.widths[part] = [linear.out_features for linear in side[0]]
-                flat.extend((weight, bias))
-                continue
-            per_node = [_layers(m.get_submodule(path)) for m in modules]
-            layers: list[tuple[nn.Parameter, nn.Parameter] | None] = []
-            names: list[str] = []
-            for position, layer in enumerate(per_node[0]):
-                if isinstance(layer, nn.ReLU):
-                    layers.append(None)
-                    continue
-                if not isinstance(layer, nn.Linear):
-                    raise TypeError(f"cannot stack a {type(layer).__name__} layer")
-                weight, bias = (
-                    nn.Parameter(torch.stack([getattr(m[position], name).detach()
-                                              for m in per_node]).to(device))
-                    for name in ("weight", "bias")
-                )  # fmt: skip
-                layers.append((weight, bias))
-                names.append(path if len(per_node[0]) == 1 else f"{path}.{position}")
-                flat.extend((weight, bias))
-            self.parts[part] = layers
-            self.names[part] = names
-        self.generators = [m.gate.generator for m in modules] if key[0] == "gate" else []
+                self.parts[part], self.names[part], self.widths[part] = _side_by_side(
+                    modules, path, device
+                )
+            else:
+                self.parts[part], self.names[part] = _in_sequence(modules, path, device)
+        flat = [
+            value for layers in self.parts.values() for layer in layers for value in layer or ()
+        ]
+        self.generators = [_generator(m) for m in modules] if key[0] == "gate" else []
         # each sensor's view (train, test), node i in row i: a chunk takes its rows at once
         self.views = (
-            tuple(torch.stack([views[node][split] for node in nodes]).to(device)
-                  for split in (0, 1))
+            (_stacked([views[node][0] for node in nodes], device),
+             _stacked([views[node][1] for node in nodes], device))
             if key[0] == "encoder" else None
         )  # fmt: skip
         self.optimizer = make_stacked_optimizer(optimizer, flat, len(nodes), lr)
@@ -262,7 +299,7 @@ class _Stack:
         for layers in self.parts.values():
             for layer in layers:
                 for parameter in layer or ():
-                    parameter.grad.zero_()
+                    _grad(parameter).zero_()
 
     def parameters_of(self, node: str, grads: bool = False) -> dict[str, torch.Tensor]:
         """``node``'s parameters here (or their gradients), named as in its NodeModule."""
@@ -270,7 +307,7 @@ class _Stack:
         named = {}
         for part, layers in self.parts.items():
             stacked = [
-                tuple(value.grad if grads else value for value in layer)
+                tuple(_grad(value) if grads else value for value in layer)
                 for layer in layers if layer is not None
             ]  # fmt: skip
             if part in self.widths:  # layers side by side: each its slice of the outputs
@@ -326,7 +363,7 @@ class _Weights:
                     for bias, (leaf, parameter) in enumerate(
                         zip(copied or (), stacked or (), strict=True)
                     ):
-                        leaf.grad = _ready(parameter.grad[rows], bool(bias))
+                        leaf.grad = _ready(_grad(parameter)[rows], bool(bias))
 
     def apply(self, part: str, x: torch.Tensor) -> torch.Tensor:
         """Each node's ``part`` on its rows of ``x`` (``[nodes, batch, in]``)."""
@@ -351,9 +388,9 @@ class _Weights:
                         continue
                     grad = _unready(leaf.grad, bool(bias))
                     if isinstance(self.rows, slice):
-                        parameter.grad[self.rows] += grad
+                        _grad(parameter)[self.rows] += grad
                     else:
-                        parameter.grad.index_add_(0, self.rows, grad)
+                        _grad(parameter).index_add_(0, self.rows, grad)
 
 
 @dataclass
@@ -437,50 +474,6 @@ class _PlanIndex:
     names: np.ndarray  # object array of node ids
 
 
-class _GaussianGate(torch.autograd.Function):
-    """A chunk's Gaussian gates in training, with their VIB penalty: one autograd node.
-
-    From ``mu`` and the raw log-variance side by side (``[nodes, batch, 2 dim]``)
-    and the noise ``eps``: the message ``t = mu + exp(logvar / 2) * eps`` with
-    ``logvar = bound_logvar(raw)`` (and, not differentiable, ``mu``, ``logvar``
-    and ``sigma``). ``penalty``, per node, weighs its rate (the VIB KL of
-    :func:`~innet.families.inl.gates.gaussian_kl_bits`, averaged over the batch) in the
-    step's objective: ``beta`` where its messages arrive, else 0 (None: no
-    penalty anywhere). The penalty
-    enters as its gradient, added in :meth:`backward` to what flows back from
-    ``t``, so the step's objective needs no output for it. The per-node gate
-    computes the same functions with a dozen autograd nodes; their derivatives
-    are written out here.
-    """
-
-    @staticmethod
-    def forward(both: torch.Tensor, eps: torch.Tensor, penalty: torch.Tensor | None):  # noqa: D102
-        dim = both.shape[-1] // 2
-        mu, logvar = both[..., :dim], bound_logvar(both[..., dim:])
-        sigma = torch.exp(0.5 * logvar)
-        return mu + sigma * eps, mu, logvar, sigma
-
-    @staticmethod
-    def setup_context(ctx, inputs, output) -> None:  # noqa: D102
-        _, eps, penalty = inputs
-        _, mu, logvar, sigma = output
-        ctx.save_for_backward(mu, logvar, sigma, eps, penalty)
-        ctx.mark_non_differentiable(mu, logvar, sigma)
-
-    @staticmethod
-    def backward(ctx, grad_t, *_):  # noqa: D102
-        mu, logvar, sigma, eps, penalty = ctx.saved_tensors
-        grad_mu = grad_t
-        grad_logvar = grad_t * eps * sigma * 0.5  # dt/dlogvar = sigma * eps / 2
-        if penalty is not None:
-            # d rate / d mu = mu / (B ln 2), d rate / d logvar = (sigma^2 - 1) / (2 B ln 2)
-            scale = penalty.view(-1, 1, 1) / (mu.shape[1] * math.log(2.0))
-            grad_mu = grad_mu + scale * mu
-            grad_logvar = grad_logvar + scale * 0.5 * (sigma * sigma - 1.0)
-        grad_raw = grad_logvar * bound_logvar_slope(logvar)
-        return torch.cat([grad_mu, grad_raw], dim=-1), None, None
-
-
 def _rows_of(x: torch.Tensor, a: int, b: int) -> torch.Tensor:
     """Rows ``a`` to ``b`` of ``x`` (``x`` itself when they are all of it)."""
     return x if a == 0 and b == len(x) else x[a:b]
@@ -519,8 +512,56 @@ def _groups(keys: np.ndarray, *columns: np.ndarray) -> list[tuple[int, list[np.n
     ]
 
 
+def _delivered_arrays(
+    step: StepPlan,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A step's delivered edges ``src -> dst`` and levels, by the plan's node numbers, and
+    which nodes work and which are in the delivered plan."""
+    plan, delivered = step.plan, step.delivered
+    arrays = plan.arrays
+    count = len(arrays.nodes)
+    if delivered is plan:  # no failure: every node works, every edge delivers
+        everyone = np.ones(count, dtype=bool)
+        return arrays.src, arrays.dst, arrays.level, everyone, everyone
+    position = arrays.position
+    inner = delivered.arrays
+    to_plan = np.fromiter((position[node] for node in inner.nodes), dtype=np.int64,
+                          count=len(inner.nodes))  # fmt: skip
+    level = np.zeros(count, dtype=np.int64)
+    level[to_plan] = inner.level
+    in_delivered = np.zeros(count, dtype=bool)
+    in_delivered[to_plan] = True
+    working = np.zeros(count, dtype=bool)
+    working[[position[node] for node in step.working]] = True
+    return to_plan[inner.src], to_plan[inner.dst], level, working, in_delivered
+
+
+def _chunk_groups(kinds: list[_Kind]) -> np.ndarray:
+    """Per kind, the number of the first kind of its chunk group (same fusion flag, gate kind)."""
+    first: dict[tuple[bool, str], int] = {}
+    for number, kind in enumerate(kinds):
+        first.setdefault((kind.is_fusion, kind.gate_kind), number)
+    return np.array([first[(kind.is_fusion, kind.gate_kind)] for kind in kinds], dtype=np.int64)
+
+
+def _first_order(kind_of: Mapping[str, _Kind], plan: Plan) -> list[str]:
+    """The nodes of ``kind_of`` in the order ``plan`` computes them (level, kind, position;
+    nodes not in it last): the stacks' rows, so the first plan's chunks take slices."""
+    arrays = plan.arrays
+    last = len(arrays.nodes)
+
+    def order(node: str) -> tuple:
+        at = arrays.position.get(node, last)
+        level = int(arrays.level[at]) if node in arrays.position else last
+        return (level, kind_of[node], at, node_key(node))
+
+    return sorted(kind_of, key=order)
+
+
 class BatchedExecutor:
     """Trains the node modules of a plan stacked by shape, level by level (see the module doc)."""
+
+    name: ClassVar[str] = "batched"
 
     def __init__(
         self,
@@ -528,7 +569,7 @@ class BatchedExecutor:
         plan: Plan,
         specs: Mapping[str, ModuleSpec],
         seed: int,
-        transport: Transport,
+        transport: RecordingTransport,
         views: Mapping[str, tuple[torch.Tensor, torch.Tensor]],
         labels: tuple[torch.Tensor, torch.Tensor],
         lr: float,
@@ -546,11 +587,8 @@ class BatchedExecutor:
         )  # fmt: skip
         if reason is not None:
             raise ValueError(f"the batched executor cannot run {reason}")
-        assert isinstance(transport, RecordingTransport)
         self.transport = transport
-        inner = transport.inner
-        self._bundles = inner if isinstance(inner, DistributedTransport) else None
-        self.rank = self._bundles.rank if self._bundles is not None else 0
+        self.rank = transport.rank
         self.device = torch.device(device)
         self.seed, self.beta = seed, beta
         self.task = task or Classification()
@@ -564,23 +602,10 @@ class BatchedExecutor:
         }
         self._kinds = sorted(set(kind_of.values()))
         self._kind_number = {kind: number for number, kind in enumerate(self._kinds)}
-        # per kind, the first kind of its chunk group (same fusion flag and gate kind)
-        self._group_of = np.array(
-            [min(n for n, other in enumerate(self._kinds)
-                 if (other.is_fusion, other.gate_kind) == (kind.is_fusion, kind.gate_kind))
-             for kind in self._kinds], dtype=np.int64,
-        )  # fmt: skip
-        # rows in the order the first plan computes them: its chunks' runs are then slices
-        arrays = plan.arrays
-        last = len(arrays.nodes)
-        by_key: dict[tuple, list[str]] = {}
-        modules: dict[str, NodeModule] = {}
-        for node in sorted(
-            kind_of,
-            key=lambda n: (int(arrays.level[arrays.position[n]]) if n in arrays.position else last,
-                           kind_of[n], arrays.position.get(n, last), node_key(n)),
-        ):  # fmt: skip
-            modules[node] = NodeModule(self.specs[node], seed)
+        self._group_of = _chunk_groups(self._kinds)
+        modules = {node: NodeModule(self.specs[node], seed) for node in _first_order(kind_of, plan)}
+        by_key: dict[tuple, list[str]] = {}  # a stack's key -> its nodes, in row order
+        for node in modules:
             for _, key in kind_of[node].parts:
                 by_key.setdefault(key, []).append(node)
         self._flops = {node: module.flops_per_sample() for node, module in modules.items()}
@@ -600,6 +625,9 @@ class BatchedExecutor:
         self._indexes: dict[int, _PlanIndex] = {}
         self.set_plan(plan)
 
+    def set_progress(self, fraction: float) -> None:
+        """Nothing anneals here (the gates it stacks have no temperature)."""
+
     def set_plan(self, plan: Plan) -> None:
         """Route from now on along ``plan`` (its nodes must all have a spec)."""
         missing = set(plan.arrays.nodes) - set(self.specs)
@@ -617,8 +645,8 @@ class BatchedExecutor:
             return cached
         nodes = plan.arrays.nodes
         count = len(nodes)
-        placement = self._bundles.placement if self._bundles is not None else {}
-        rank = np.fromiter((placement.get(node, 0) for node in nodes), dtype=np.int64, count=count)
+        rank_of = self.transport.rank_of
+        rank = np.fromiter((rank_of(node) for node in nodes), dtype=np.int64, count=count)
         kind = np.full(count, -1, dtype=np.int64)
         for i, node in enumerate(nodes):
             if node in self.stacks:
@@ -633,24 +661,9 @@ class BatchedExecutor:
         cached = self._schedules.get(id(step))
         if cached is not None:
             return cached
-        plan, delivered = step.plan, step.delivered
-        arrays, where = plan.arrays, self._index(plan)
+        arrays, where = step.plan.arrays, self._index(step.plan)
         count = len(arrays.nodes)
-        if delivered is plan:  # no failure: every node works, every edge delivers
-            src, dst, level = arrays.src, arrays.dst, arrays.level
-            working = in_delivered = np.ones(count, dtype=bool)
-        else:
-            position = arrays.position
-            inner = delivered.arrays
-            to_plan = np.fromiter((position[node] for node in inner.nodes), dtype=np.int64,
-                                  count=len(inner.nodes))  # fmt: skip
-            src, dst = to_plan[inner.src], to_plan[inner.dst]
-            level = np.zeros(count, dtype=np.int64)
-            level[to_plan] = inner.level
-            in_delivered = np.zeros(count, dtype=bool)
-            in_delivered[to_plan] = True
-            working = np.zeros(count, dtype=bool)
-            working[[position[node] for node in step.working]] = True
+        src, dst, level, working, in_delivered = _delivered_arrays(step)
         fusion = count - 1  # forward order ends with the fusion node
         children = np.bincount(dst, minlength=count)
         computing = working.copy()
@@ -708,17 +721,22 @@ class BatchedExecutor:
         backward = _Messages(where.names[dst[returning]].tolist(),
                              where.names[src[returning]].tolist(),
                              chunk_of_row[row_of[dst[returning]]])  # fmt: skip
-        stepping = {id(stack): torch.zeros(len(stack.nodes), dtype=torch.bool)
-                    for stack in self._all_stacks}  # fmt: skip
-        for node in where.names[local & in_delivered]:
-            for stack in self.stacks[node].values():
-                stepping[id(stack)][stack.row[node]] = True
+        stepping = self._stepping(where.names[local & in_delivered])
         schedule = _Schedule(
             step, chunks, sorted(levels.items()), len(order), forward_rounds, backward_rounds,
             forward, backward, stepping,
         )  # fmt: skip
         self._schedules[id(step)] = schedule
         return schedule
+
+    def _stepping(self, nodes: np.ndarray) -> dict[int, torch.Tensor]:
+        """Per stack (by id), the mask of its rows that update: those of ``nodes``."""
+        stepping = {id(stack): torch.zeros(len(stack.nodes), dtype=torch.bool)
+                    for stack in self._all_stacks}  # fmt: skip
+        for node in nodes:
+            for stack in self.stacks[node].values():
+                stepping[id(stack)][stack.row[node]] = True
+        return stepping
 
     def _rounds(
         self, rank: np.ndarray, src: np.ndarray, dst: np.ndarray, level: np.ndarray,
@@ -731,12 +749,10 @@ class BatchedExecutor:
         """
         forward: dict[int, _Round] = {}
         backward: dict[int, _Round] = {}
-        if self._bundles is None:
-            return forward, backward
         across = rank[src] != rank[dst]
         pairs = np.unique(np.stack([rank[src[across]], rank[dst[across]]], axis=1), axis=0)
-        self._bundles.connect([(int(a), int(b)) for a, b in pairs])  # same in every process
-        width = self._bundles.world_size
+        self.transport.connect([(int(a), int(b)) for a, b in pairs])  # same in every process
+        width = self.transport.world_size
         outgoing = across & (rank[src] == self.rank)  # this process holds the sender
         incoming = across & (rank[dst] == self.rank)  # … the receiver
         for rounds, edges, rows_at, level_at, peer_at, sends in (
@@ -783,12 +799,12 @@ class BatchedExecutor:
         self, round_: _Round | None, source: torch.Tensor, target: torch.Tensor, what: str
     ) -> None:
         """Send the rows of ``source`` a round names; add the rows received into ``target``."""
-        if round_ is None or self._bundles is None:
+        if round_ is None:
             return
         sends = {peer: source.index_select(0, rows) for peer, rows in round_.sends.items()}
         shapes = {peer: ((len(rows), *target.shape[1:]), target.dtype)
                   for peer, rows in round_.receives.items()}  # fmt: skip
-        received = self._bundles.exchange(sends, shapes, what=what)
+        received = self.transport.exchange(sends, shapes, what=what)
         for peer, rows in round_.receives.items():
             target.index_add_(0, rows, received[peer].to(self.device))
 
@@ -863,6 +879,7 @@ class BatchedExecutor:
         """What each node of ``chunk`` holds: its own encoding (sensors) plus what it received."""
 
         def encoded(use: _Use) -> torch.Tensor:
+            assert use.stack.views is not None  # an encoder stack holds its sensors' views
             views = use.stack.views[split][use.rows].index_select(1, rows)
             own = run(use).apply("encoder", views)
             return own if received is None else own + _rows_of(received, use.a, use.b)
@@ -894,7 +911,7 @@ class BatchedExecutor:
             return GateOutput(t=mu, rate_bits=rate, mu=mu, sigma=torch.exp(0.5 * logvar))
         eps = self._noise(use.stack, use.stack_rows, tuple(z.shape[1:]), z.dtype).to(z.device)
         # the rate enters training only through the penalty's gradient
-        t, mu, _, sigma = _GaussianGate.apply(both, eps, chunk.penalty)
+        t, mu, _, sigma = GaussianGateKernel.apply(both, eps, chunk.penalty)
         return GateOutput(t=t, rate_bits=z.new_zeros(len(chunk.nodes)), mu=mu, sigma=sigma)
 
     @staticmethod
@@ -968,7 +985,7 @@ class BatchedExecutor:
         A chunk's objective is the per-node executor's, for all its nodes at
         once: ``<T, sum of its parents' gradients> + beta * rate`` (its rate only
         where its messages arrive; the Gaussian gate adds the rate's gradient
-        itself, :class:`_GaussianGate`), or the task's loss at the fusion node. The
+        itself, :class:`GaussianGateKernel`), or the task's loss at the fusion node. The
         gradient with respect to its inbox rows is what it sends its children.
         The chunks of one level depend on no other and share one backward call.
         Returns, per inbox row, the gradient it sent back.
@@ -1018,7 +1035,9 @@ class BatchedExecutor:
         fusion = self.plan.fusion
         if logits is None and fusion in self.stacks:  # it received nothing: decodes zeros
             stack = self.stacks[fusion]["decoder"]
-            width = stack.parts["decoder"][0][0].shape[2]
+            first = stack.parts["decoder"][0]
+            assert first is not None  # a decoder starts with a Linear layer
+            width = first[0].shape[2]
             zeros = torch.zeros(1, batch, width, device=self.device)
             logits = stack.take(self._tensor(np.array([stack.row[fusion]])), False).apply(
                 "decoder", zeros

@@ -30,7 +30,7 @@ added to the node's objective).
 indices (the ``index`` and ``entropy`` wire formats), each receiver decodes
 them with its own copy of the sender's codebook, the last one the sender
 sent it over their link. The sender *publishes* (its working codebook becomes
-the one it quantises against, :class:`~innet.families.inl.gates.DiscreteGate`) on the
+the one it quantises against, :class:`~innet.families.inl.gates.discrete.DiscreteGate`) on the
 first training step it computes (right after the codebook's data
 initialisation) and, when the codebook is trained, on every training step
 whose number is a multiple of ``codebook_sync``; it then sends the published
@@ -57,6 +57,8 @@ trained as one model (:mod:`innet.testing.reference`).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -66,7 +68,8 @@ from innet.core.plans import Plan
 from innet.core.seeding import node_generator
 from innet.core.transport import ExpectedMessage, Transport, phase_messages
 from innet.families.inl.executors import EvalSums, bracket_subsample, make_optimizer
-from innet.families.inl.gates import DiscreteGate, GateOutput, RateStats, make_gate
+from innet.families.inl.gates import GateOutput, RateStats, make_gate
+from innet.families.inl.gates.discrete import DiscreteGate
 from innet.families.inl.modules import ModuleSpec, NodeModule
 from innet.families.inl.tasks import Classification, Task
 from innet.families.inl.wire import Codec, make_codec, message_bits_per_sample, publishes_codebook
@@ -74,8 +77,21 @@ from innet.families.inl.wire import Codec, make_codec, message_bits_per_sample, 
 __all__ = ["PerNodeExecutor"]
 
 
+@dataclass
+class _Forward:
+    """What a training step's forward phase leaves for its backward phase, per node."""
+
+    sent: dict[str, torch.Tensor] = field(default_factory=dict)  # the latent it sent
+    rates: dict[str, torch.Tensor] = field(default_factory=dict)  # its gate's rate
+    commitments: dict[str, torch.Tensor] = field(default_factory=dict)  # discrete gates'
+    held: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)  # child -> received
+    loss: torch.Tensor | None = None  # the task's loss, at the fusion node
+
+
 class PerNodeExecutor:
     """Trains the node modules of a plan one node at a time, through a transport."""
+
+    name: ClassVar[str] = "per_node"
 
     def __init__(
         self,
@@ -104,12 +120,7 @@ class PerNodeExecutor:
         self.beta = beta
         self.seed = seed
         self.task = task or Classification()
-        if (
-            isinstance(codebook_sync, bool)
-            or not isinstance(codebook_sync, int)
-            or codebook_sync <= 0
-        ):
-            raise ValueError(f"codebook_sync must be a positive integer, got {codebook_sync!r}")
+        _check_sync(codebook_sync)
         self.gate_groups, self.tau_final = gate_groups, tau_final
         self.wire_forward, self.wire_backward = wire_forward, wire_backward
         self.codebook_sync, self.train_codebook = codebook_sync, train_codebook
@@ -139,12 +150,7 @@ class PerNodeExecutor:
         # wire formats: one forward codec per sending node (index formats: its codebook's
         # shape), one backward codec per gradient width
         self._forward_codecs = {
-            node: make_codec(
-                wire_forward,
-                spec.latent_dim,
-                codewords=spec.codewords if node in self._publishers else None,
-                groups=self.gate_groups if node in self._publishers else 1,
-            )
+            node: self._forward_codec(spec)
             for node, spec in self.specs.items()
             if not spec.is_fusion
         }
@@ -159,6 +165,16 @@ class PerNodeExecutor:
         self._calls = 0  # train steps and evaluation batches so far: seeds stochastic rounding
         self._bracket_keep = bracket_subsample(seed, len(self.labels[1]), bracket_samples)
         self.set_plan(plan)
+
+    def _forward_codec(self, spec: ModuleSpec) -> Codec:
+        """The codec of ``spec``'s node's latents (index formats: its codebook's shape)."""
+        publishes = spec.node in self._publishers
+        return make_codec(
+            self.wire_forward,
+            spec.latent_dim,
+            codewords=spec.codewords if publishes else None,
+            groups=self.gate_groups if publishes else 1,
+        )
 
     def _with_gate(self, module: NodeModule, spec: ModuleSpec) -> NodeModule:
         """``module`` with its discrete gate built with this executor's gate settings.
@@ -248,24 +264,15 @@ class PerNodeExecutor:
         ``{sender: [parents]}``: the messages sent (some may be lost on a
         failing link) and those that arrive.
         """
+        if step is not None:
+            self._publish(step)
         plan = self.plan if step is None else step.plan
         delivered_plan = self.plan if step is None else step.delivered
-        sync = (
-            step is not None
-            and self.train_codebook  # a fixed codebook is published once
-            and self._train_steps % self.codebook_sync == 0
-        )
         sent: dict[str, list[str]] = {}
         arrived: dict[str, list[str]] = {}
         for node in plan.forward_order():
             if node not in self._publishers or (step is not None and node not in step.working):
                 continue
-            if step is not None and (sync or self._versions[node] == 0):
-                self._versions[node] += 1
-                if node in self.modules:
-                    gate = self.modules[node].gate
-                    assert isinstance(gate, DiscreteGate)
-                    gate.request_publish()
             version = self._versions[node]
             parents = [p for p in plan.parents(node) if self._held.get((node, p)) != version]
             if not parents:
@@ -276,6 +283,20 @@ class PerNodeExecutor:
             for parent in arrived[node]:
                 self._held[(node, parent)] = version
         return sent, arrived
+
+    def _publish(self, step: StepPlan) -> None:
+        """The publishers computing in ``step`` publish a new codebook version where due:
+        on the first step they compute and, trained, on every ``codebook_sync``-th step."""
+        sync = self.train_codebook and self._train_steps % self.codebook_sync == 0
+        for node in step.plan.forward_order():
+            if node not in self._publishers or node not in step.working:
+                continue
+            if sync or self._versions[node] == 0:
+                self._versions[node] += 1
+                if node in self.modules:
+                    gate = self.modules[node].gate
+                    assert isinstance(gate, DiscreteGate)
+                    gate.request_publish()
 
     def _announce_forward(
         self, phase: str, batch: int, plan: Plan, codebooks: dict[str, list[str]]
@@ -331,8 +352,9 @@ class PerNodeExecutor:
             return
         if codebooks.get(node):
             gate = self.modules[node].gate
-            assert isinstance(gate, DiscreteGate) and gate.published is not None
-            codebook = gate.published.detach().float().contiguous()
+            published = gate.published if isinstance(gate, DiscreteGate) else None
+            assert isinstance(published, torch.Tensor)  # a publisher's gate has published
+            codebook = published.detach().float().contiguous()
             for parent in codebooks[node]:
                 self.transport.send(
                     codebook, src=node, dst=parent, phase=_codebook_phase(phase), payload="codebook"
@@ -359,16 +381,25 @@ class PerNodeExecutor:
             raise ValueError("the step's plan is not the executor's: call set_plan first")
         batch = len(index)
         self._calls += 1
-        delivered = step.delivered
-        in_plan = set(delivered.forward_order())
-        sent: dict[str, torch.Tensor] = {}
-        rates: dict[str, torch.Tensor] = {}
-        commitments: dict[str, torch.Tensor] = {}
-        held: dict[str, dict[str, torch.Tensor]] = {}
-        loss: torch.Tensor | None = None
         codebooks, arriving = self._codebooks_due(step) if self._publishers else ({}, {})
         self._train_steps += 1
-        self._announce_forward("forward", batch, delivered, dict(arriving))
+        self._announce_forward("forward", batch, step.delivered, dict(arriving))
+        forward = self._train_forward(index, step, codebooks, arriving)
+        self._expect("backward", batch, step.delivered)
+        self._train_backward(forward, step.delivered, batch)
+        self.transport.flush()
+        return float(forward.loss.detach()) if forward.loss is not None else None
+
+    def _train_forward(
+        self,
+        index: np.ndarray,
+        step: StepPlan,
+        codebooks: dict[str, list[str]],
+        arriving: dict[str, list[str]],
+    ) -> _Forward:
+        """The forward phase: each computing node of this process receives, computes, sends."""
+        batch, delivered = len(index), step.delivered
+        forward = _Forward()
         for node in self.local:
             if node not in step.working or (
                 node == delivered.fusion and not delivered.children(node)
@@ -382,47 +413,50 @@ class PerNodeExecutor:
                 )
                 for child in delivered.children(node)
             }
-            held[node] = received
+            forward.held[node] = received
             if node == delivered.fusion:
                 logits = module.decode(list(received.values()))
-                loss = self.task.loss(logits, self.labels[0][index])
+                forward.loss = self.task.loss(logits, self.labels[0][index])
                 continue
             out = module.send_forward(self._view(node, 0, index), list(received.values()))
-            sent[node], rates[node] = out.t, out.rate_bits
+            forward.sent[node], forward.rates[node] = out.t, out.rate_bits
             if out.commitment is not None:
-                commitments[node] = out.commitment
+                forward.commitments[node] = out.commitment
             self._send_latent(node, out, "forward", codebooks)
+        return forward
 
-        self._expect("backward", batch, delivered)
+    def _train_backward(self, forward: _Forward, delivered: Plan, batch: int) -> None:
+        """The backward phase, in reverse order: each node backpropagates its objective,
+        sends its children their gradients and steps its optimiser."""
+        in_plan = set(delivered.forward_order())
         for node in reversed(self.local):
-            if node not in held or node not in in_plan:
+            if node not in forward.held or node not in in_plan:
                 continue  # computed nothing, or every message it sent was lost
             if node == delivered.fusion:
-                assert loss is not None
-                objective = loss
+                assert forward.loss is not None
+                objective = forward.loss
             else:
-                grad = sum(
-                    (
-                        self._recv(parent, node, "backward", "grad", batch)
-                        for parent in delivered.parents(node)
-                    ),
-                    torch.zeros_like(sent[node]),
-                )
-                objective = (sent[node] * grad).sum()
-                if self.beta > 0:
-                    objective = objective + self.beta * rates[node]
-                if node in commitments:
-                    objective = objective + commitments[node]
+                objective = self._objective(node, forward, delivered, batch)
             optimizer = self.optimizers[node]
             optimizer.zero_grad(set_to_none=True)
             objective.backward()
-            for child, latent in held[node].items():
+            for child, latent in forward.held[node].items():
                 grad_out = latent.grad if latent.grad is not None else torch.zeros_like(latent)
                 message = self._encode(grad_out, node, child, "backward", "grad")
                 self.transport.send(message, src=node, dst=child, phase="backward", payload="grad")
             optimizer.step()
-        self.transport.flush()
-        return float(loss.detach()) if loss is not None else None
+
+    def _objective(self, node: str, forward: _Forward, delivered: Plan, batch: int) -> torch.Tensor:
+        """``<T, sum of the parents' gradients> + beta * rate`` (+ the commitment loss)."""
+        grad = torch.zeros_like(forward.sent[node])
+        for parent in delivered.parents(node):
+            grad = grad + self._recv(parent, node, "backward", "grad", batch)
+        objective = (forward.sent[node] * grad).sum()
+        if self.beta > 0:
+            objective = objective + self.beta * forward.rates[node]
+        if node in forward.commitments:
+            objective = objective + forward.commitments[node]
+        return objective
 
     # -- evaluation -------------------------------------------------------------------------
 
@@ -468,6 +502,12 @@ class PerNodeExecutor:
     def flops(self) -> dict[str, int]:
         """Forward FLOPs per sample of each local node's module."""
         return {node: module.flops_per_sample() for node, module in self.modules.items()}
+
+
+def _check_sync(codebook_sync: object) -> None:
+    """``codebook_sync`` must be a positive integer (not a bool)."""
+    if isinstance(codebook_sync, bool) or not isinstance(codebook_sync, int) or codebook_sync <= 0:
+        raise ValueError(f"codebook_sync must be a positive integer, got {codebook_sync!r}")
 
 
 def _codebook_phase(phase: str) -> str:

@@ -23,12 +23,21 @@ The formulas are torch's (``torch.optim.Adam`` with its defaults, and
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch.optim.adam import adam
 
+from innet.core.registry import Registry
+
 __all__ = ["StackedAdam", "StackedSGD", "STACKED_OPTIMIZERS", "make_stacked_optimizer"]
+
+
+StackedOptimizer = Callable[[Sequence[torch.nn.Parameter], int, float], "StackedAdam | StackedSGD"]
+
+STACKED_OPTIMIZERS: Registry[StackedOptimizer] = Registry("stacked optimizer")
+"""The stacked counterpart of each optimiser of :data:`~innet.families.inl.executors.OPTIMIZERS`,
+each ``(params, rows, lr) -> optimizer``."""
 
 
 def _rows(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -36,6 +45,7 @@ def _rows(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return mask.view(-1, *([1] * (like.dim() - 1)))
 
 
+@STACKED_OPTIMIZERS.register("adam")
 class StackedAdam:
     """Adam (betas 0.9, 0.999; eps 1e-8) with a step count per row of every parameter."""
 
@@ -43,7 +53,7 @@ class StackedAdam:
         self, params: Sequence[torch.nn.Parameter], rows: int, lr: float,
         betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
     ) -> None:  # fmt: skip
-        self.params = list(params)
+        self.params: list[torch.Tensor] = list(params)
         self.lr, self.betas, self.eps = lr, betas, eps
         self.steps = torch.zeros(rows, dtype=torch.float64)
         self.exp_avg = [torch.zeros_like(p) for p in self.params]
@@ -84,13 +94,14 @@ class StackedAdam:
             p.grad = None
 
 
+@STACKED_OPTIMIZERS.register("sgd")
 class StackedSGD:
     """SGD with momentum 0.9; per row, the momentum buffer starts at the first gradient."""
 
     def __init__(
         self, params: Sequence[torch.nn.Parameter], rows: int, lr: float, momentum: float = 0.9
     ) -> None:
-        self.params = list(params)
+        self.params: list[torch.Tensor] = list(params)
         self.lr, self.momentum = lr, momentum
         self.started = torch.zeros(rows, dtype=torch.bool)
         self.buffers = [torch.zeros_like(p) for p in self.params]
@@ -112,17 +123,8 @@ class StackedSGD:
             p.grad = None
 
 
-STACKED_OPTIMIZERS = {"adam": StackedAdam, "sgd": StackedSGD}
-"""The stacked counterpart of each optimiser of :data:`~innet.families.inl.executors.OPTIMIZERS`."""
-
-
 def make_stacked_optimizer(
     name: str, params: Sequence[torch.nn.Parameter], rows: int, lr: float
 ) -> StackedAdam | StackedSGD:
     """The stacked optimiser called ``name`` over ``params``, each with ``rows`` rows."""
-    try:
-        return STACKED_OPTIMIZERS[name](params, rows, lr)
-    except KeyError:
-        raise ValueError(
-            f"unknown optimizer {name!r} (expected one of: {', '.join(STACKED_OPTIMIZERS)})"
-        ) from None
+    return STACKED_OPTIMIZERS.get(name)(params, rows, lr)

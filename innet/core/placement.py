@@ -4,7 +4,7 @@ When the simulator runs under ``torchrun`` every process (rank) runs some of
 the topology's nodes. A message between two nodes on the same rank stays in
 memory; a message between nodes on different ranks travels through
 torch.distributed. A *placement* maps every node id to a rank in
-``0..world_size-1``. Four strategies:
+``0..world_size-1``. Four strategies, registered by name in :data:`PLACEMENTS`:
 
 - ``one_per_rank``: node ``i`` (in node order) on rank ``i``; needs exactly
   as many ranks as nodes.
@@ -34,18 +34,22 @@ from __future__ import annotations
 
 import warnings
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import networkx as nx
 
 from innet.core.errors import InnetError
 from innet.core.plans import Plan
+from innet.core.registry import Registry
 from innet.core.topology.model import Topology
 
-__all__ = ["STRATEGIES", "cross_rank_links", "place_nodes"]
+__all__ = ["PLACEMENTS", "Placer", "cross_rank_links", "place_nodes"]
 
-STRATEGIES: tuple[str, ...] = ("one_per_rank", "round_robin", "partition", "explicit")
-"""Names accepted by :func:`place_nodes`."""
+Placer = Callable[[Topology, Plan | None, int, Mapping[str, int] | None], dict[str, int]]
+"""A placement strategy: ``placer(topology, plan, world_size, explicit)`` gives ``{node: rank}``."""
+
+PLACEMENTS: Registry[Placer] = Registry("placement")
+"""The strategies :func:`place_nodes` knows, by name (a scenario's ``distributed.placement``)."""
 
 KERNIGHAN_LIN_PASSES = 10
 """Improvement passes of each Kernighan–Lin bisection."""
@@ -66,36 +70,9 @@ def place_nodes(
     :class:`~innet.core.errors.InnetError`; an explicit placement that leaves a
     rank without nodes only warns.
     """
-    nodes = topology.nodes
     if isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1:
         raise InnetError(f"world size must be an integer >= 1, got {world_size!r}")
-    if strategy not in STRATEGIES:
-        raise InnetError(
-            f"unknown placement {strategy!r} (expected one of: {', '.join(STRATEGIES)})"
-        )
-    if strategy == "explicit":
-        if explicit is None:
-            raise InnetError("placement 'explicit' needs a {node: rank} mapping")
-        return _explicit(nodes, world_size, explicit)
-    if explicit is not None:
-        raise InnetError(f"a {{node: rank}} mapping is only used by placement 'explicit', "
-                         f"not {strategy!r}")  # fmt: skip
-    if world_size > len(nodes):
-        raise InnetError(
-            f"world size {world_size} exceeds the {len(nodes)} nodes of topology "
-            f"{topology.name!r}: some ranks would run no node"
-        )
-    if strategy == "one_per_rank":
-        if world_size != len(nodes):
-            raise InnetError(
-                f"placement 'one_per_rank' needs one rank per node: topology {topology.name!r} "
-                f"has {len(nodes)} nodes but the world size is {world_size}"
-            )
-        return {node: rank for rank, node in enumerate(nodes)}
-    if strategy == "round_robin":
-        return {node: i % world_size for i, node in enumerate(nodes)}
-    links = plan.edges if plan is not None else topology.graph.edges
-    return _partition(nodes, links, world_size)
+    return PLACEMENTS.get(strategy)(topology, plan, world_size, explicit)
 
 
 def cross_rank_links(plan_edges: Iterable[tuple[str, str]], placement: Mapping[str, int]) -> int:
@@ -105,6 +82,62 @@ def cross_rank_links(plan_edges: Iterable[tuple[str, str]], placement: Mapping[s
     1
     """
     return sum(1 for u, v in plan_edges if placement[u] != placement[v])
+
+
+def _computed_nodes(
+    topology: Topology, world_size: int, explicit: Mapping[str, int] | None, strategy: str
+) -> list[str]:
+    """The nodes a computed (not ``explicit``) strategy places: every rank must get one."""
+    if explicit is not None:
+        raise InnetError(
+            f"a {{node: rank}} mapping is only used by placement 'explicit', not {strategy!r}"
+        )
+    nodes = topology.nodes
+    if world_size > len(nodes):
+        raise InnetError(
+            f"world size {world_size} exceeds the {len(nodes)} nodes of topology "
+            f"{topology.name!r}: some ranks would run no node"
+        )
+    return nodes
+
+
+@PLACEMENTS.register("one_per_rank")
+def _one_per_rank(
+    topology: Topology, plan: Plan | None, world_size: int, explicit: Mapping[str, int] | None
+) -> dict[str, int]:
+    nodes = _computed_nodes(topology, world_size, explicit, "one_per_rank")
+    if world_size != len(nodes):
+        raise InnetError(
+            f"placement 'one_per_rank' needs one rank per node: topology {topology.name!r} "
+            f"has {len(nodes)} nodes but the world size is {world_size}"
+        )
+    return {node: rank for rank, node in enumerate(nodes)}
+
+
+@PLACEMENTS.register("round_robin")
+def _round_robin(
+    topology: Topology, plan: Plan | None, world_size: int, explicit: Mapping[str, int] | None
+) -> dict[str, int]:
+    nodes = _computed_nodes(topology, world_size, explicit, "round_robin")
+    return {node: i % world_size for i, node in enumerate(nodes)}
+
+
+@PLACEMENTS.register("partition")
+def _partition_placement(
+    topology: Topology, plan: Plan | None, world_size: int, explicit: Mapping[str, int] | None
+) -> dict[str, int]:
+    nodes = _computed_nodes(topology, world_size, explicit, "partition")
+    links = plan.edges if plan is not None else topology.graph.edges
+    return _partition(nodes, links, world_size)
+
+
+@PLACEMENTS.register("explicit")
+def _explicit_placement(
+    topology: Topology, plan: Plan | None, world_size: int, explicit: Mapping[str, int] | None
+) -> dict[str, int]:
+    if explicit is None:
+        raise InnetError("placement 'explicit' needs a {node: rank} mapping")
+    return _explicit(topology.nodes, world_size, explicit)
 
 
 def _explicit(nodes: list[str], world_size: int, explicit: Mapping[str, int]) -> dict[str, int]:
