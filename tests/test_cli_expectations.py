@@ -262,17 +262,19 @@ def test_full_disk_at_the_end_is_one_line(
 def test_full_disk_at_the_end_of_a_sweep_is_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import innet.app.sweep_report
+    import innet.app.sweeps
 
     def disk_fills_up(run_dir: Path, *args: object) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(Path(run_dir) / "sweep.csv"))
 
-    monkeypatch.setattr(innet.app.sweep_report, "write_sweep_report", disk_fills_up)
+    monkeypatch.setattr(innet.app.sweeps, "write_sweep_report", disk_fills_up)
     out = tmp_path / "sweep"
     argv = [*FAST_RUN, "--sweep", "gate.beta=0,0.01", "--out", str(out)]
     line = assert_user_error(call(capsys, *argv), str(out))
-    assert "No space left on device after" in line and "nothing was kept" in line
-    assert_nothing_left(tmp_path, out)
+    assert "No space left on device" in line and f"resume {out}" in line
+    # the finished points stay for `resume`; without sweep.json the sweep reads as unfinished
+    assert sorted(path.name for path in (out / "points").iterdir()) == ["p00", "p01"]
+    assert not (out / "sweep.json").exists()
 
 
 def test_too_little_free_space_is_refused_before_training(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import re
 import shutil
 import subprocess
@@ -61,3 +62,44 @@ def test_no_tracked_file_reaches_outside_the_repository():
         name for name in names if (ROOT / name).is_file() and needle in (ROOT / name).read_bytes()
     ]
     assert not offenders, f"mention {needle.decode()!r}: {offenders}"
+
+
+DOTTED = re.compile(r"\binnet(?:\.[A-Za-z_][A-Za-z0-9_]*)+")
+PATH = re.compile(r"(?<![\w/.-])(?:innet|tests|benchmarks|docs|scenarios|topologies)/[\w./-]*[\w/]")
+
+
+def resolves(dotted: str) -> bool:
+    """Whether ``innet.a.b.c`` names a module, or an attribute reachable from one."""
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            thing = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        for name in parts[cut:]:
+            if not hasattr(thing, name):
+                return False
+            thing = getattr(thing, name)
+        return True
+    return False
+
+
+@pytest.mark.parametrize("path", DOCS, ids=lambda path: str(path.relative_to(ROOT)))
+def test_the_code_the_docs_name_exists(path):
+    """Every ``innet.module.name`` and every ``innet/...`` path the docs mention is there
+    (``NAME`` stands for the name a recipe asks the reader to choose)."""
+    text = path.read_text(encoding="utf-8")
+    missing = sorted({name for name in DOTTED.findall(text) if not resolves(name)})
+    missing += sorted(
+        {
+            found
+            for found in PATH.findall(text)
+            if "NAME" not in found and "*" not in found and not (ROOT / found.rstrip(".")).exists()
+        }
+    )
+    assert missing == []
+
+
+def test_the_name_check_can_fail():
+    assert resolves("innet.core.plans.ROUTINGS") and resolves("innet.core.registry")
+    assert not resolves("innet.core.plans.NO_SUCH_NAME") and not resolves("innet.gates")

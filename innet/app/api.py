@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from concurrent.futures import Executor
+
     import pandas as pd
 
     from innet.app.runner import FinishedRun
@@ -173,6 +175,9 @@ class Results:
 
         if (Path(run_dir) / SWEEP_JSON).is_file():
             return cls._from_sweep_dir(Path(run_dir), keep=keep)
+        from innet.app.sweeps import refuse_unfinished_sweep
+
+        refuse_unfinished_sweep(Path(run_dir))
         directory = Path(run_dir)
         run, _ = open_run(run_dir)
         links_path = directory / LINKS_FILE
@@ -209,7 +214,12 @@ class Results:
         record = read_json(run_dir / SWEEP_JSON)
         keys = list(record["keys"])
         values = {entry["point"]: entry for entry in record["points"]}
-        points = {name: cls.from_run_dir(run_dir / POINTS_DIR / name, keep=keep) for name in values}
+        failed = record.get("failed") or {}
+        points = {
+            name: cls.from_run_dir(run_dir / POINTS_DIR / name, keep=keep)
+            for name in values
+            if name not in failed
+        }
 
         def tagged(tables: dict[str, pd.DataFrame | None]) -> pd.DataFrame | None:
             present = {name: table for name, table in tables.items() if table is not None}
@@ -359,6 +369,7 @@ def sweep(
     out: str | os.PathLike[str] | None = None,
     jobs: int = 1,
     progress: bool = True,
+    executor: Executor | None = None,
 ) -> Results:
     """Run a scenario at every point of a sweep and return its :class:`Results`.
 
@@ -366,10 +377,14 @@ def sweep(
     [--jobs N]`` from Python (:mod:`innet.app.sweeps`): ``sweep`` maps dotted keys
     (as in ``overrides``) to their values, the cartesian product of them all,
     joining the scenario's own ``sweep:`` block. ``jobs`` runs up to that many
-    points at once in separate processes; the results are the same. The other
-    arguments are :func:`run`'s. ``results.sweep`` is the aggregated table
-    (per point and variant: means over seeds and 95% t intervals),
-    ``results.points`` each point's own results.
+    points at once in separate processes; ``executor`` (any
+    :class:`concurrent.futures.Executor`: ``distributed.Client(...).get_executor()``,
+    :mod:`innet.app.launchers`) runs them there instead; the results are the same.
+    A point that fails leaves the others written in ``out`` and raises
+    :class:`~innet.app.sweeps.SweepFailed`; ``run_sim.py resume OUT`` finishes
+    it (give ``out`` to keep it). The other arguments are :func:`run`'s.
+    ``results.sweep`` is the aggregated table (per point and variant: means
+    over seeds and 95% t intervals), ``results.points`` each point's own results.
 
     >>> import innet
     >>> results = innet.sweep("smoke", {"gate.beta": [0.0, 0.01]}, {"training.epochs": 1},
@@ -389,16 +404,27 @@ def sweep(
     from innet.core.errors import InnetError
 
     items = _seeded(_override_strings(overrides), seeds)
-    axes = {str(key): _plain(list(values)) if isinstance(values, (list, tuple)) else values
-            for key, values in (sweep or {}).items()}  # fmt: skip
+    axes = {
+        str(key): _plain(list(values)) if isinstance(values, (list, tuple)) else values
+        for key, values in (sweep or {}).items()
+    }
     where = None if topology is None else os.fspath(topology)
 
     def go(path: Path, scratch: Path) -> Results:
         target = Path(out) if out is not None else scratch / "sweep"
         from innet.app.runner import local_device
 
-        run_dir = run_sweep(path, items, where, axes, out=target, jobs=jobs,
-                            progress=progress, device=local_device("auto"))  # fmt: skip
+        run_dir = run_sweep(
+            path,
+            items,
+            where,
+            axes,
+            out=target,
+            jobs=jobs,
+            progress=progress,
+            device=local_device("auto"),
+            executor=executor,
+        )
         return Results.from_run_dir(run_dir, keep=out is not None)
 
     scratch = Path(tempfile.mkdtemp(prefix="innet-sweep-"))

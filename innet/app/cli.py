@@ -2,7 +2,8 @@
 
 ``python run_sim.py [run options]`` (or ``innet``, or ``python -m innet``)
 runs a scenario; the first word may instead be ``validate``, ``plan``,
-``report`` or ``retime`` (a misspelt one is answered with the nearest).
+``report``, ``retime``, ``trace`` or ``resume`` (a misspelt one is answered
+with the nearest).
 Problems with the user's input end with a one-line message on stderr and exit
 status 2, never a traceback, and leave no run directory behind; messages name
 the command as the user typed it.
@@ -21,7 +22,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypeVar
 
 from innet.core.errors import InnetError
 from innet.core.placement import PLACEMENTS
@@ -38,7 +39,7 @@ __all__ = ["main"]
 T = TypeVar("T")
 
 DEFAULT_SCENARIO = "dense_vs_dijkstra"
-COMMANDS = ("run", "validate", "plan", "report", "retime", "trace")
+COMMANDS = ("run", "validate", "plan", "report", "retime", "trace", "resume")
 
 
 def command_name() -> str:
@@ -63,7 +64,7 @@ def _run_parser() -> argparse.ArgumentParser:
         prog=command_name(),
         description="Run an in-network learning scenario and write a run directory. "
         "Other commands: validate PATH | plan TOPOLOGY | report RUN_DIR | "
-        "retime RUN_DIR --topology FILE | trace RUN_DIR (see COMMAND --help).",
+        "retime RUN_DIR --topology FILE | trace RUN_DIR | resume OUT (see COMMAND --help).",
     )
     parser.add_argument(
         "--scenario",
@@ -91,14 +92,15 @@ def _run_parser() -> argparse.ArgumentParser:
         "--sweep gate.beta=0,0.001,0.01; repeatable (the cartesian product); joins the "
         "scenario's sweep: block. One run directory for the whole sweep",
     )
-    parser.add_argument(
-        "--jobs",
-        type=int,
-        default=1,
-        metavar="N",
-        help="sweeps: run up to N points at once in separate processes (default 1)",
-    )
+    _add_launcher_options(parser)
     parser.add_argument("--out", type=Path, help="run directory (default runs/<scenario>-<time>)")
+    parser.add_argument(
+        "--checkpoint-every",
+        type=int,
+        metavar="K",
+        help="save a checkpoint every K epochs (also training.checkpoint_every); a stopped run "
+        "continues with `resume OUT` (see docs/checkpoints.md)",
+    )
     parser.add_argument(
         "--list",
         action="store_true",
@@ -217,6 +219,100 @@ def _report_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _resume_parser() -> argparse.ArgumentParser:
+    parser = _OneLineParser(
+        prog=f"{command_name()} resume",
+        description="Continue a run stopped after a checkpoint (--checkpoint-every), with the "
+        "options it was started with; under torchrun, with the same number of processes. "
+        "Given a sweep directory, run the points that are missing or failed.",
+    )
+    parser.add_argument("out", type=Path, help="the --out the run was given")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    _add_launcher_options(parser)
+    return parser
+
+
+def _add_launcher_options(parser: argparse.ArgumentParser) -> None:
+    """A sweep's ``--jobs``, ``--launcher``, ``--scheduler``, ``--launcher-option``."""
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="sweeps: run up to N points at once in separate processes (default 1)",
+    )
+    parser.add_argument(
+        "--launcher",
+        default="local",
+        metavar="NAME",
+        help="sweeps: where the points run: local (--jobs processes), dask (a LocalCluster "
+        "of --jobs workers, or --scheduler), submitit (SLURM); default local",
+    )
+    parser.add_argument(
+        "--scheduler", metavar="ADDRESS", help="--launcher dask: an existing Dask scheduler"
+    )
+    parser.add_argument(
+        "--launcher-option",
+        dest="launcher_options",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="--launcher submitit: folder, cluster, or a parameter such as timeout_min=60 "
+        "(repeatable)",
+    )
+
+
+def _cmd_resume(args: argparse.Namespace) -> int:
+    """``resume OUT``: rebuild the run from its checkpoint's manifest and continue it."""
+    from innet.app.scenario import load_scenario
+    from innet.app.sweep_report import SWEEP_JSON
+    from innet.rundir.checkpoint import checkpoint_dir, read_manifest
+
+    out: Path = args.out
+    if out.is_dir() and ((out / "points").is_dir() or (out / SWEEP_JSON).is_file()):
+        return _resume_sweep(args)
+    if args.jobs != 1 or args.launcher != "local" or args.scheduler or args.launcher_options:
+        raise InnetError(f"--jobs and --launcher apply to a sweep directory; {out} is not one")
+    folder = checkpoint_dir(out)
+    if not folder.is_dir():
+        raise InnetError(
+            f"{out}: no checkpoint to resume ({folder} not found; a run keeps one with "
+            "--checkpoint-every K)"
+        )
+    saved = read_manifest(folder)["args"]
+    if set(saved) != set(_REBUILD):
+        raise InnetError(
+            f"{folder}: this checkpoint was not made by `{command_name()} --checkpoint-every`, "
+            "so resume cannot rebuild its run"
+        )
+    run_args = _run_parser().parse_args([])
+    vars(run_args).update(saved, out=out, no_progress=args.no_progress)
+    loaded = load_scenario(Path(saved["scenario"]), saved["overrides"], saved["topology"])
+    return _run_one(run_args, loaded, resume="yes")
+
+
+def _resume_sweep(args: argparse.Namespace) -> int:
+    """``resume SWEEP_DIR``: the points that are missing or failed."""
+    from innet.app.launchers import launched
+    from innet.app.runner import local_device
+    from innet.app.sweeps import resume_sweep
+
+    if args.jobs < 1:
+        raise InnetError(f"--jobs must be at least 1, got {args.jobs}")
+    with launched(
+        args.launcher, jobs=args.jobs, scheduler=args.scheduler, options=args.launcher_options
+    ) as executor:
+        run_dir = resume_sweep(
+            args.out,
+            jobs=args.jobs,
+            progress=not args.no_progress,
+            device=local_device(),
+            executor=executor,
+        )
+    print(f"\nrun directory: {run_dir}  (report: {run_dir / 'report.md'})")
+    return 0
+
+
 def _trace_parser() -> argparse.ArgumentParser:
     parser = _OneLineParser(
         prog=f"{command_name()} trace",
@@ -309,7 +405,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return _cmd_sweep(args, path, overrides)
     if args.jobs > 1:
         raise InnetError("--jobs applies to sweeps (give --sweep KEY=v1,v2 or a sweep: block)")
-    return _run_one(args, loaded)
+    if args.launcher != "local" or args.scheduler or args.launcher_options:
+        raise InnetError("--launcher applies to sweeps (give --sweep KEY=v1,v2 or a sweep: block)")
+    args.scenario = str(path.resolve())
+    args.topology = str(loaded.topology_path.resolve()) if args.topology else None
+    args.overrides = overrides
+    restarted = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0) > 0
+    return _run_one(args, loaded, resume="if-present" if restarted else "no")
 
 
 def _seeds_override(seeds: int | None) -> list[str]:
@@ -329,6 +431,10 @@ def _run_overrides(args: argparse.Namespace) -> list[str]:
     if args.trace:
         overrides.append("report.trace={}")
     overrides += _seeds_override(args.seeds)
+    if args.checkpoint_every is not None:
+        if args.checkpoint_every < 1:
+            raise InnetError(f"--checkpoint-every must be at least 1, got {args.checkpoint_every}")
+        overrides.append(f"training.checkpoint_every={args.checkpoint_every}")
     if args.timeout is not None:
         if not (math.isfinite(args.timeout) and args.timeout > 0):
             raise InnetError(f"--timeout must be a positive number of seconds, got {args.timeout}")
@@ -338,9 +444,16 @@ def _run_overrides(args: argparse.Namespace) -> list[str]:
     return overrides
 
 
-def _run_one(args: argparse.Namespace, loaded: LoadedScenario) -> int:
-    """A plain run (not a sweep), in this process or as one rank under torchrun."""
-    from innet.app.runner import local_device, save_run
+def _run_one(
+    args: argparse.Namespace,
+    loaded: LoadedScenario,
+    resume: Literal["no", "yes", "if-present"] = "no",
+) -> int:
+    """A plain run (not a sweep), in this process or as one rank under torchrun.
+
+    ``resume``: what to do with a checkpoint beside ``--out`` (:class:`~innet.app.runner.Resume`).
+    """
+    from innet.app.runner import Resume, local_device, save_run
     from innet.distributed import init_distributed, is_torchrun, shutdown
     from innet.report import headline_table
 
@@ -361,6 +474,7 @@ def _run_one(args: argparse.Namespace, loaded: LoadedScenario) -> int:
             progress=not args.no_progress,
             processes=processes,
             device=ctx.device if ctx is not None else local_device(args.device),
+            resume=Resume(resume, {key: getattr(args, key) for key in _REBUILD}),
         )
         finished = True
     finally:
@@ -369,6 +483,11 @@ def _run_one(args: argparse.Namespace, loaded: LoadedScenario) -> int:
         print(headline_table(summary, FAMILIES.get(loaded.scenario.family).report))
         print(f"\nrun directory: {run_dir}  (report: {run_dir / 'report.md'})")
     return 0
+
+
+_REBUILD = ("scenario", "topology", "overrides", "backend", "device", "placement")
+"""The run options a checkpoint's manifest keeps: what ``resume`` needs to run the same run
+(``overrides`` holds --set, --seeds, --csv, --trace, --timeout and --checkpoint-every)."""
 
 
 def _print_listing() -> None:
@@ -416,6 +535,7 @@ def _check_distributed_options(args: argparse.Namespace, under_torchrun: bool) -
 
 def _cmd_sweep(args: argparse.Namespace, path: Path, overrides: list[str]) -> int:
     """A sweep (``--sweep`` or the scenario's ``sweep:`` block): one run directory."""
+    from innet.app.launchers import launched
     from innet.app.runner import local_device
     from innet.app.sweep_report import SWEEP_FILE
     from innet.app.sweeps import run_sweep
@@ -423,16 +543,20 @@ def _cmd_sweep(args: argparse.Namespace, path: Path, overrides: list[str]) -> in
 
     if is_torchrun():
         raise InnetError("--sweep: sweeps run without torchrun (use --jobs N for processes)")
-    run_dir = run_sweep(
-        path,
-        overrides,
-        args.topology,
-        args.sweeps,
-        out=args.out,
-        jobs=args.jobs,
-        progress=not args.no_progress,
-        device=local_device(args.device),
-    )
+    with launched(
+        args.launcher, jobs=args.jobs, scheduler=args.scheduler, options=args.launcher_options
+    ) as executor:
+        run_dir = run_sweep(
+            path,
+            overrides,
+            args.topology,
+            args.sweeps,
+            out=args.out,
+            jobs=args.jobs,
+            progress=not args.no_progress,
+            device=local_device(args.device),
+            executor=executor,
+        )
     print(f"sweep table: {run_dir / SWEEP_FILE}")
     print(f"\nrun directory: {run_dir}  (report: {run_dir / 'report.md'})")
     return 0
@@ -784,11 +908,13 @@ def _idle_senders(topology: Topology, silent: list[tuple[str, str]], shown: int 
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from innet.app.sweep_report import SWEEP_FILE, SWEEP_JSON, rebuild_sweep_report
+    from innet.app.sweeps import refuse_unfinished_sweep
     from innet.families.runs import open_run, write_run_report
     from innet.report import headline_table
 
     if not args.run_dir.is_dir():
         raise InnetError(f"{args.run_dir}: run directory not found")
+    refuse_unfinished_sweep(args.run_dir)
     if (args.run_dir / SWEEP_JSON).is_file():
         rebuild_sweep_report(args.run_dir)
         print(f"sweep report rebuilt: {args.run_dir / 'report.md'} ({args.run_dir / SWEEP_FILE})")
@@ -815,6 +941,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "report": (_report_parser, _cmd_report),
         "retime": (_retime_parser, _cmd_retime),
         "trace": (_trace_parser, _cmd_trace),
+        "resume": (_resume_parser, _cmd_resume),
     }
     make_parser, handler = parsers[command]
     args = make_parser().parse_args(argv)

@@ -106,9 +106,11 @@ def retime_run(
     nodes: list[pd.DataFrame] = []
     for (variant, seed), rows in run.exchanges.groupby(["variant", "seed"], sort=False):
         these = steps[(steps["variant"] == variant) & (steps["seed"] == seed)]
-        log = ExchangeLog.from_frame(rows, topology.graph.nodes,
-                                     list(these[["kind", "epoch", "step", "batch"]]
-                                          .itertuples(index=False, name=None)))  # fmt: skip
+        log = ExchangeLog.from_frame(
+            rows,
+            topology.graph.nodes,
+            list(these[["kind", "epoch", "step", "batch"]].itertuples(index=False, name=None)),
+        )
         flops = _flops(run, variant)
         compute = (
             {batch: compute_seconds(topology, flops, batch) for batch in set(these["batch"])}
@@ -137,8 +139,9 @@ def retime_run(
         metrics.append(rows_metrics)
         if compute is not None and variant not in {frame["variant"].iloc[0] for frame in nodes}:
             nodes.append(_node_table(run, variant, topology, compute, these))
-    return _write(run_dir, run, family, loaded, topology, exchanges, metrics, nodes, out,
-                  (started, clock))  # fmt: skip
+    return _write(
+        run_dir, run, family, loaded, topology, exchanges, metrics, nodes, out, (started, clock)
+    )
 
 
 def _loaded(
@@ -203,8 +206,10 @@ def _flops(run: Any, variant: str) -> dict[str, int]:
     if run.nodes is None:
         return {}
     rows = run.nodes[run.nodes["variant"] == variant]
-    return {str(node): int(flops) for node, flops in zip(rows["node"], rows["flops_per_sample"],
-                                                           strict=True)}  # fmt: skip
+    return {
+        str(node): int(flops)
+        for node, flops in zip(rows["node"], rows["flops_per_sample"], strict=True)
+    }
 
 
 def _node_table(run: Any, variant: str, topology: Topology, compute: dict, steps) -> pd.DataFrame:  # noqa: ANN001

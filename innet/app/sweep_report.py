@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -61,6 +62,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "POINTS_DIR",
+    "FAILED_SUFFIX",
     "SweepPoint",
     "flow_yaml",
     "RUNS_FILE",
@@ -91,6 +93,8 @@ _AXIS_LABELS = {
 
 POINTS_DIR = "points"
 """The folder of a sweep's run directory that holds one run directory per point."""
+FAILED_SUFFIX = ".failed.json"
+"""``points/<point>.failed.json``: a point that failed, its error and traceback."""
 
 
 @dataclass(frozen=True)
@@ -202,16 +206,25 @@ def write_sweep_report(
     scenario: str,
     points: list[SweepPoint],
     own: Mapping[str, Mapping[str, Any]] | None = None,
+    failed: Mapping[str, str] | None = None,
 ) -> None:
     """Write the sweep's tables, ``report.md`` and figures from ``directory/points/*``.
 
     ``own``: the swept keys some variants set themselves, with their values
     (:func:`innet.app.sweeps.variant_own_values`); their rows carry those values.
+    ``failed``: the points that failed, with their error: the tables hold the
+    other points, ``sweep.json`` and ``report.md`` name them. ``sweep.json`` is
+    written last (whole or absent): a sweep directory without it is unfinished.
 
     Running it again on the same directory gives the same files (``run_sim.py
     report`` does, after rebuilding each point's report).
     """
-    runs = [(point, open_run(directory / POINTS_DIR / point.name)[0]) for point in points]
+    failed = dict(failed or {})
+    runs = [
+        (point, open_run(directory / POINTS_DIR / point.name)[0])
+        for point in points
+        if point.name not in failed
+    ]
     keys = list(points[0].values)
     first = runs[0][1]
     family = FAMILIES.get(first.family_name).report
@@ -240,8 +253,8 @@ def write_sweep_report(
         "variant_own_values": own,
         "confidence": CONFIDENCE,
         "interval": "t, clipped to the range of a bounded number",
+        "failed": failed,
     }
-    (directory / SWEEP_JSON).write_text(json.dumps(record, indent=2) + "\n")
     figures: list[tuple[str, str]] = []
     if (first.config.get("report") or {}).get("figures", True) and primary is not None:
         out = directory / FIGURES_DIR
@@ -252,6 +265,9 @@ def write_sweep_report(
             save_figure(tradeoff_figure(summary, keys, primary, against), out / name)
             figures.append((name, f"{primary} against {_axis_label(against)}"))
     (directory / REPORT_FILE).write_text(_report(record, summary, keys, primary, figures))
+    partial = directory / f".{SWEEP_JSON}.partial-{os.getpid()}"
+    partial.write_text(json.dumps(record, indent=2) + "\n")
+    partial.replace(directory / SWEEP_JSON)
 
 
 def _tagged(metrics: pd.DataFrame, point: SweepPoint, own: Mapping[str, Any]) -> pd.DataFrame:
@@ -484,6 +500,9 @@ def _report(
         "simulated time are per seed.",
         "",
     ]
+    for name, error in (record.get("failed") or {}).items():
+        lines += [f"Point {name} failed ({error}): not in the tables; "
+                  "`run_sim.py resume` runs it again.", ""]  # fmt: skip
     for variant, own in (record.get("variant_own_values") or {}).items():
         kept = ", ".join(f"{key}={value}" for key, value in own.items())
         lines += [
@@ -531,7 +550,9 @@ def rebuild_sweep_report(directory: Path) -> None:
         SweepPoint(str(entry["point"]), {key: entry[key] for key in keys})
         for entry in record["points"]
     ]
+    failed = record.get("failed") or {}
     for point in points:
-        write_run_report(directory / POINTS_DIR / point.name)
+        if point.name not in failed:
+            write_run_report(directory / POINTS_DIR / point.name)
     own = record.get("variant_own_values") or {}
-    write_sweep_report(directory, str(record["scenario"]), points, own)
+    write_sweep_report(directory, str(record["scenario"]), points, own, failed)

@@ -28,8 +28,21 @@ The run directory holds one complete run directory per point
 ``point`` column and the swept keys as columns), ``runs.csv`` (one row per
 point, variant and seed), ``sweep.csv`` (per point and variant: the mean and
 95% t interval over seeds), ``sweep.json``, ``report.md`` and the trade-off
-figures. Points run one after another in this process, or spread over
-``jobs`` processes (started with ``spawn``); the results are the same.
+figures. Points run one after another in this process, spread over
+``jobs`` processes (started with ``spawn``), or on any
+:class:`concurrent.futures.Executor` (a Dask cluster, SLURM through submitit:
+:mod:`innet.app.launchers`); the results are the same.
+
+The sweep directory is created first, holding only its manifest
+(:data:`MANIFEST_FILE`: the scenario's text, the overrides, the swept
+values); each point's run directory is renamed into ``points/`` when
+complete, and ``sweep.json`` is written last. A directory without
+``sweep.json`` is an unfinished sweep (stopped, killed); one whose
+``sweep.json`` lists ``failed`` points has their errors in
+``points/<point>.failed.json`` and tables of the other points. Either way
+:func:`resume_sweep` (``run_sim.py resume DIR``) runs the points that are
+missing or failed and rewrites the tables: the directory an uninterrupted
+sweep writes.
 
 >>> parse_sweep_option("gate.beta=0,0.001,1e-2")
 ('gate.beta', [0, 0.001, 0.01])
@@ -42,20 +55,35 @@ figures. Points run one after another in this process, or spread over
 from __future__ import annotations
 
 import itertools
-import sys
+import json
+import os
+import threading
+import time
+import traceback
 import warnings
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from innet.app.progress import Progress, reporting_to
 from innet.app.scenario import load_scenario
-from innet.app.sweep_report import POINTS_DIR, SweepPoint, flow_yaml, write_sweep_report
+from innet.app.sweep_report import (
+    FAILED_SUFFIX,
+    POINTS_DIR,
+    SWEEP_JSON,
+    SweepPoint,
+    flow_yaml,
+    write_sweep_report,
+)
 from innet.core.config import LoadedScenario
 from innet.core.errors import ConfigError, InnetError
+from innet.core.yamlio import parse_yaml
+from innet.families.family import plural
 from innet.rundir.staging import finishing, new_run_dir, prepare_staging
 
 __all__ = [
@@ -65,7 +93,17 @@ __all__ = [
     "sweep_points",
     "prepare_sweep",
     "run_sweep",
+    "resume_sweep",
+    "is_sweep_dir",
+    "refuse_unfinished_sweep",
+    "read_manifest",
+    "SweepFailed",
+    "MANIFEST_FILE",
 ]
+
+MANIFEST_FILE = "sweep-manifest.json"
+"""What a sweep directory needs to be resumed: the scenario (its text), overrides and axes."""
+_MANIFEST_FORMAT = 1
 
 
 class SweepWarning(UserWarning):
@@ -123,6 +161,8 @@ def prepare_sweep(
     overrides: Sequence[str] = (),
     topology: str | None = None,
     options: Sequence[str] | Mapping[str, Sequence[Any]] = (),
+    *,
+    content: dict[str, Any] | None = None,
 ) -> tuple[LoadedScenario, list[tuple[SweepPoint, LoadedScenario]]]:
     """Load the scenario and every point of its sweep, validating them all.
 
@@ -131,13 +171,15 @@ def prepare_sweep(
     ``sweep:`` block. Returns the scenario without the sweep and each point
     with its loaded scenario. An error in a point names the ``--sweep``
     option (``sweep KEY`` for a mapping) or the file's ``sweep:`` line.
+    ``content``: the scenario itself, read before (a resumed sweep's), as
+    :func:`~innet.app.scenario.load_scenario` takes it.
     """
-    base = load_scenario(path, list(overrides), topology)
+    base = load_scenario(path, list(overrides), topology, content)
     axes, origin = _sweep_axes(base, options)
     points = []
     for point in sweep_points(axes):
         try:
-            loaded = load_scenario(path, [*overrides, *point.overrides()], topology)
+            loaded = load_scenario(path, [*overrides, *point.overrides()], topology, content)
         except ConfigError as error:
             key = next((k for k in point.values if error.field and _about(error.field, k)), None)
             if key is None:
@@ -222,6 +264,18 @@ def _lookup(tree: Any, path: list[str]) -> tuple[bool, Any]:
     return True, tree
 
 
+@dataclass(frozen=True)
+class _Task:
+    """What a worker needs to run one point: the scenario, the point's overrides, where to write."""
+
+    path: str
+    content: dict[str, Any]
+    overrides: list[str]
+    topology: str | None
+    out: str
+    device: str
+
+
 def run_sweep(
     path: Path,
     overrides: Sequence[str] = (),
@@ -232,71 +286,322 @@ def run_sweep(
     jobs: int = 1,
     progress: bool = True,
     device: str = "cpu",
+    executor: Executor | None = None,
 ) -> Path:
     """Run every point of a sweep and write its run directory; return the directory.
 
-    The directory is assembled under a hidden name and renamed into place when
-    complete, as a plain run's.
+    The points run here one after another (``jobs=1``), in ``jobs`` processes,
+    or in ``executor`` (any :class:`concurrent.futures.Executor`: a Dask
+    client's, submitit's through :mod:`innet.app.launchers`); each point
+    writes its own run directory, and the results are the same. A point that
+    fails is recorded (``points/<point>.failed.json``), the others are kept
+    and the sweep's tables written from them; then :class:`SweepFailed` names
+    the failed points, and :func:`resume_sweep` runs them again.
     """
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise InnetError(f"--jobs must be a positive integer, got {jobs!r}")
+    _check_jobs(jobs)
     base, points = prepare_sweep(path, overrides, topology, options)
     run_dir = new_run_dir(f"{base.scenario.name}-sweep", out)
+    manifest = {
+        "format": _MANIFEST_FORMAT,
+        "scenario": base.scenario.name,
+        "scenario_file": str(path.resolve()),
+        "scenario_text": _read_text(path),
+        "overrides": list(overrides),
+        "topology": _absolute_topology(topology),
+        "axes": _axes_of([point for point, _ in points]),
+        "device": device,
+    }
     staging = prepare_staging(run_dir)
-    with finishing(staging, run_dir):  # a full disk: one line, nothing kept
+    with finishing(staging, run_dir):  # created with its manifest, then filled in place
         (staging / POINTS_DIR).mkdir()
-        tasks = [
-            (
-                str(path),
-                [*overrides, *point.overrides()],
-                topology,
-                str(staging / POINTS_DIR / point.name),
-                device,
-            )
-            for point, _ in points
-        ]
-        if jobs == 1:
-            for index, ((point, loaded), task) in enumerate(zip(points, tasks, strict=True)):
-                _announce(progress, index, len(points), point)
-                _run_loaded(loaded, Path(task[3]), progress, device)
-        else:
-            with ProcessPoolExecutor(
-                min(jobs, len(tasks)), mp_context=get_context("spawn")
-            ) as pool:
-                for index, ((point, _), _done) in enumerate(
-                    zip(points, pool.map(_run_point, tasks), strict=True)
-                ):
-                    _announce(progress, index, len(points), point, finished=True)
-        write_sweep_report(
-            staging,
-            base.scenario.name,
-            [point for point, _ in points],
-            variant_own_values(base, list(points[0][0].values)),
+        _write_atomic(staging / MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")
+    return _complete(run_dir, manifest, base, points, jobs, progress, executor)
+
+
+def resume_sweep(
+    path: Path,
+    *,
+    jobs: int = 1,
+    progress: bool = True,
+    device: str | None = None,
+    executor: Executor | None = None,
+) -> Path:
+    """Run the points of the sweep directory ``path`` that are missing or failed, then its tables.
+
+    The sweep's scenario, overrides and swept values come from its manifest
+    (:data:`MANIFEST_FILE`); the result is the directory an uninterrupted
+    sweep writes. ``device`` defaults to the one the sweep was started with.
+    """
+    _check_jobs(jobs)
+    manifest = read_manifest(path)
+    scenario_file = Path(manifest["scenario_file"])
+    content, _ = parse_yaml(manifest["scenario_text"], file=scenario_file)
+    base, points = prepare_sweep(
+        scenario_file,
+        manifest["overrides"],
+        manifest["topology"],
+        manifest["axes"],
+        content=content,
+    )
+    if device is not None:
+        manifest = {**manifest, "device": device}
+    return _complete(path, manifest, base, points, jobs, progress, executor)
+
+
+def is_sweep_dir(path: Path) -> bool:
+    """Whether ``path`` is a sweep's directory (it holds a sweep manifest)."""
+    return (path / MANIFEST_FILE).is_file()
+
+
+def refuse_unfinished_sweep(path: Path) -> None:
+    """An unfinished sweep (a manifest, no ``sweep.json``): one line saying how to finish it."""
+    if is_sweep_dir(path) and not (path / SWEEP_JSON).is_file():
+        raise InnetError(
+            f"{path}: an unfinished sweep (stopped before its tables were written); "
+            f"finish it with `run_sim.py resume {path}`"
         )
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    """A sweep directory's manifest; a missing or damaged one is one :class:`InnetError`."""
+    file = path / MANIFEST_FILE
+    if not path.is_dir():
+        raise InnetError(f"{path}: sweep directory not found")
+    try:
+        manifest = json.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InnetError(f"{path}: not a sweep directory (no {MANIFEST_FILE})") from None
+    except (OSError, ValueError) as error:
+        raise InnetError(f"{file}: cannot read the sweep manifest ({error})") from None
+    needed = {"format", "scenario_file", "scenario_text", "overrides", "topology", "axes", "device"}
+    if not isinstance(manifest, dict) or not needed <= set(manifest):
+        raise InnetError(f"{file}: not a sweep manifest (written by another version?)")
+    if manifest["format"] != _MANIFEST_FORMAT:
+        raise InnetError(
+            f"{file}: sweep manifest format {manifest['format']!r}, "
+            f"this version reads {_MANIFEST_FORMAT}"
+        )
+    return manifest
+
+
+class SweepFailed(InnetError):
+    """Some points of a sweep failed; the others are written, and the sweep can be resumed."""
+
+    def __init__(self, run_dir: Path, failed: Mapping[str, str], points: Sequence[SweepPoint]):
+        named = {point.name: point for point in points}
+        shown = "; ".join(
+            f"{name} ({named[name].describe()}): {error}" for name, error in failed.items()
+        )
+        super().__init__(
+            f"{run_dir}: {plural(len(failed), 'point')} failed: {shown}; the other points are "
+            f"written; run them again with `run_sim.py resume {run_dir}`"
+        )
+        self.run_dir = run_dir
+        self.failed = dict(failed)
+
+
+def _complete(
+    run_dir: Path,
+    manifest: Mapping[str, Any],
+    base: LoadedScenario,
+    points: list[tuple[SweepPoint, LoadedScenario]],
+    jobs: int,
+    progress: bool,
+    executor: Executor | None,
+) -> Path:
+    """Run the points not yet written, then the sweep's tables (``sweep.json`` last)."""
+    swept = [point for point, _ in points]
+    todo = [(point, loaded) for point, loaded in points if not _written(run_dir, point)]
+    (run_dir / SWEEP_JSON).unlink(missing_ok=True)  # the sweep is incomplete until rewritten
+    tasks = [_task(manifest, point, run_dir) for point, _ in todo]
+    skipped = (len(points) - len(todo), (len(points) - len(todo)) * _runs_of(base))
+    failed = _run_points(todo, tasks, jobs, progress, executor, skipped=skipped)
+    for point in swept:
+        if point.name not in failed:
+            _failure_file(run_dir, point).unlink(missing_ok=True)
+    if len(failed) < len(swept):
+        own = variant_own_values(base, list(swept[0].values))
+        try:
+            write_sweep_report(run_dir, base.scenario.name, swept, own, failed)
+        except OSError as error:  # a full disk: the points stay, the sweep can be resumed
+            reason = error.strerror or str(error) or type(error).__name__
+            raise InnetError(
+                f"{run_dir}: could not write the sweep's tables ({reason}); the finished "
+                f"points are kept: free some space and run `run_sim.py resume {run_dir}`"
+            ) from None
+    if failed:
+        raise SweepFailed(run_dir, failed, swept)
     return run_dir
 
 
-def _run_point(task: tuple[str, list[str], str | None, str, str]) -> None:
-    """One point in a worker process: load the scenario again and run it into ``out``."""
-    path, overrides, topology, out, device = task
-    loaded = load_scenario(Path(path), overrides, topology)
-    _run_loaded(loaded, Path(out), False, device)
+def _written(run_dir: Path, point: SweepPoint) -> bool:
+    """Whether the point's run directory is there (it is renamed into place complete)."""
+    return (run_dir / POINTS_DIR / point.name).is_dir() and not _failure_file(
+        run_dir, point
+    ).exists()
+
+
+def _failure_file(run_dir: Path, point: SweepPoint) -> Path:
+    return run_dir / POINTS_DIR / f"{point.name}{FAILED_SUFFIX}"
+
+
+def _task(manifest: Mapping[str, Any], point: SweepPoint, run_dir: Path) -> _Task:
+    content, _ = parse_yaml(manifest["scenario_text"], file=manifest["scenario_file"])
+    return _Task(
+        manifest["scenario_file"],
+        content,
+        [*manifest["overrides"], *point.overrides()],
+        manifest["topology"],
+        str(run_dir / POINTS_DIR / point.name),
+        manifest["device"],
+    )
+
+
+def _run_points(
+    todo: list[tuple[SweepPoint, LoadedScenario]],
+    tasks: list[_Task],
+    jobs: int,
+    progress: bool,
+    executor: Executor | None,
+    *,
+    skipped: tuple[int, int],
+) -> dict[str, str]:
+    """Run each point's task; return ``{point: error}`` for those that failed.
+
+    ``skipped``: the points, and their runs, written before (a resumed sweep).
+    """
+    if executor is None and jobs == 1:
+        return _run_here(todo, tasks, progress, skipped[1])
+    if executor is not None:
+        return _run_in(executor, todo, tasks, progress, skipped[0])
+    if not tasks:
+        return {}
+    with ProcessPoolExecutor(min(jobs, len(tasks)), mp_context=get_context("spawn")) as pool:
+        return _run_in(pool, todo, tasks, progress, skipped[0])
+
+
+def _run_here(
+    todo: list[tuple[SweepPoint, LoadedScenario]], tasks: list[_Task], progress: bool, skipped: int
+) -> dict[str, str]:
+    """The points one after another in this process, each run's progress the sweep's."""
+    failed: dict[str, str] = {}
+    runs = sum(_runs_of(loaded) for _, loaded in todo)
+    with Progress(runs + skipped, shown=progress, unit="run") as bar:
+        bar.skip(skipped)
+        for (point, loaded), task in zip(todo, tasks, strict=True):
+            try:
+                with reporting_to(bar, f"point {point.name} {point.describe()}"):
+                    _run_loaded(loaded, Path(task.out), progress, task.device)
+            except Exception as error:  # one failing point does not lose the others
+                failed[point.name] = _record_failure(Path(task.out), point, error)
+    return failed
+
+
+def _run_in(
+    executor: Executor,
+    todo: list[tuple[SweepPoint, LoadedScenario]],
+    tasks: list[_Task],
+    progress: bool,
+    skipped: int,
+) -> dict[str, str]:
+    """The points submitted to ``executor``; one line (or bar step) per point as it finishes."""
+    failed: dict[str, str] = {}
+    with Progress(len(tasks) + skipped, shown=progress, unit="point") as bar:
+        bar.skip(skipped, what="points")
+        futures = {
+            executor.submit(_run_point, task): (point, task)
+            for (point, _), task in zip(todo, tasks, strict=True)
+        }
+        for future in as_completed(futures):
+            point, task = futures[future]
+            label = f"point {point.name} {point.describe()}"
+            try:
+                seconds = future.result()
+            except Exception as error:  # one failing point does not lose the others
+                failed[point.name] = _record_failure(Path(task.out), point, error)
+                bar.done(label, f"failed ({failed[point.name]})")
+            else:
+                bar.done(label, seconds=seconds)
+    return {name: failed[name] for name in sorted(failed)}
+
+
+def _record_failure(out: Path, point: SweepPoint, error: BaseException) -> str:
+    """Write ``points/<point>.failed.json`` (the error and its traceback); return the error line."""
+    message = str(error).strip().splitlines()
+    line = f"{type(error).__name__}: {message[0] if message else ''}".rstrip(": ")
+    record = {
+        "point": point.name,
+        "values": point.values,
+        "error": line,
+        "traceback": "".join(traceback.format_exception(error)),
+    }
+    _write_atomic(
+        out.with_name(f"{point.name}{FAILED_SUFFIX}"),
+        json.dumps(record, indent=2, default=str) + "\n",
+    )
+    return line
+
+
+_ONE_POINT_AT_A_TIME = threading.Lock()
+"""A run sets torch's process-wide state (threads, the global random generator): a worker
+process with several threads (a Dask worker's) runs its points one after another."""
+
+
+def _run_point(task: _Task) -> float:
+    """One point in a worker: load its scenario and run it into its directory; the seconds."""
+    with _ONE_POINT_AT_A_TIME:
+        started = time.perf_counter()
+        loaded = load_scenario(Path(task.path), task.overrides, task.topology, content=task.content)
+        _run_loaded(loaded, Path(task.out), False, task.device)
+        return time.perf_counter() - started
 
 
 def _run_loaded(loaded: LoadedScenario, out: Path, progress: bool, device: str) -> None:
-    from innet.app.runner import save_run
+    from innet.app.runner import Resume, save_run
 
-    save_run(loaded, out=out, progress=progress, device=device)
+    # a point stopped after a checkpoint (training.checkpoint_every) continues from it
+    save_run(loaded, out=out, progress=progress, device=device, resume=Resume("if-present"))
 
 
-def _announce(
-    progress: bool, index: int, total: int, point: SweepPoint, *, finished: bool = False
-) -> None:
-    if progress:
-        state = "done" if finished else "running"
-        print(
-            f"[point {index + 1}/{total}] {point.describe()}: {state}", file=sys.stderr, flush=True
-        )
+def _runs_of(loaded: LoadedScenario) -> int:
+    """The (variant, seed) runs of a point."""
+    return len(loaded.scenario.variants) * len(loaded.scenario.seed_list)
+
+
+def _axes_of(points: Sequence[SweepPoint]) -> dict[str, list[Any]]:
+    """The swept keys with their values, in order, from the grid's points."""
+    axes: dict[str, list[Any]] = {key: [] for key in points[0].values}
+    for point in points:
+        for key, value in point.values.items():
+            if value not in axes[key]:
+                axes[key].append(value)
+    return axes
+
+
+def _absolute_topology(topology: str | None) -> str | None:
+    """``--topology`` as the sweep's manifest keeps it: a path made absolute, or a shipped name."""
+    if topology is None:
+        return None
+    return str(Path(topology).resolve()) if Path(topology).exists() else topology
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise InnetError(f"{path}: cannot read the scenario ({error.strerror})") from None
+
+
+def _write_atomic(file: Path, text: str) -> None:
+    """Write ``text`` to a temporary name beside ``file`` and rename it: whole or absent."""
+    partial = file.with_name(f".{file.name}.partial-{os.getpid()}")
+    partial.write_text(text, encoding="utf-8")
+    partial.replace(file)
+
+
+def _check_jobs(jobs: int) -> None:
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise InnetError(f"--jobs must be a positive integer, got {jobs!r}")
 
 
 def _about(field: str, key: str) -> bool:

@@ -42,6 +42,7 @@ __all__ = [
     "NetworkConfig",
     "DistributedConfig",
     "ReportConfig",
+    "TrainingBase",
     "check_comparisons",
     "link_name",
     "LoadedScenario",
@@ -175,6 +176,18 @@ def link_name(link: frozenset[str]) -> str:
     return "-".join(sorted(link, key=node_key))
 
 
+class TrainingBase(_Strict):
+    """The ``training:`` settings every family has (a family's own block extends it).
+
+    ``checkpoint_every``: save a checkpoint every K epochs (``--checkpoint-every``;
+    see docs/checkpoints.md); None: no checkpoints. It says how a run is carried
+    out, not what it computes, so the resolved scenario (``config.yaml``) leaves
+    it out: a run with checkpoints and one without save the same scenario.
+    """
+
+    checkpoint_every: int | None = Field(default=None, gt=0, exclude=True)
+
+
 class ScenarioBase(_Strict):
     """What every scenario has, whatever its family: the network, the runs and the report.
 
@@ -190,6 +203,7 @@ class ScenarioBase(_Strict):
     network: NetworkConfig = Field(default_factory=NetworkConfig)
     distributed: DistributedConfig = Field(default_factory=DistributedConfig)
     events: list[EventConfig] = Field(default_factory=list)
+    training: TrainingBase = Field(default_factory=TrainingBase)
     variants: dict[str, VariantBase]
     seeds: int | list[int] = 5
     comparisons: list[tuple[str, str]] = Field(default_factory=list)
@@ -200,6 +214,17 @@ class ScenarioBase(_Strict):
     def _some_variants(cls, value: dict[str, Any]) -> dict[str, Any]:
         if not value:
             raise ValueError("at least one variant is needed")
+        return value
+
+    @field_validator("variants")
+    @classmethod
+    def _checkpoints_per_scenario(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name, variant in value.items():
+            if "checkpoint_every" in (getattr(variant, "training", None) or {}):
+                raise ValueError(
+                    f"{name}: training.checkpoint_every is set for the whole scenario, "
+                    "not per variant"
+                )
         return value
 
     @field_validator("seeds")

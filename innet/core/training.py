@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from innet.core.records import ExchangeLog
     from innet.core.transport import RecordingTransport
 
-__all__ = ["TrainResult", "Trainer"]
+__all__ = ["Checkpoints", "TrainResult", "Trainer"]
 
 
 @dataclass
@@ -34,6 +34,23 @@ class TrainResult:
     log: ExchangeLog
     flops: dict[str, int] = field(default_factory=dict)
     tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+
+class Checkpoints(Protocol):
+    """Where one (variant, seed)'s training saves its state and finds it again."""
+
+    def resume(self) -> dict[str, Any] | None:
+        """The state this process saved last for this (variant, seed), or None: start afresh."""
+        ...
+
+    def due(self, epoch: int) -> bool:
+        """Whether to save after ``epoch`` (0-based) finished."""
+        ...
+
+    def save(self, epoch: int, state: dict[str, Any]) -> None:
+        """Keep ``state`` (anything torch.save can write: tensors, numpy arrays, dicts, an
+        ExchangeLog) atomically; every process of the group calls it for its own nodes."""
+        ...
 
 
 class Trainer(Protocol):
@@ -61,10 +78,16 @@ class Trainer(Protocol):
         group: Group,
         device: torch.device | str,
         on_epoch: Callable[[int], None],
+        checkpoints: Checkpoints | None = None,
     ) -> TrainResult | None:
         """Train one (variant, seed); every message through ``transport`` (which records it).
 
-        Returns the result on the group's leader, None elsewhere.
+        With ``checkpoints``: start from :meth:`Checkpoints.resume`'s state when it gives
+        one (it holds at least the last finished ``epoch`` and everything needed to go
+        on: every node's weights, optimiser state and random-number generators, the
+        metrics and exchange log so far, step counters), and call
+        :meth:`Checkpoints.save` after each epoch for which :meth:`Checkpoints.due` is
+        True. Returns the result on the group's leader, None elsewhere.
         """
         ...
 

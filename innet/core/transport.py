@@ -306,18 +306,28 @@ class RecordingTransport(Transport):
         return not lost
 
     def record_many(
-        self, nbytes: np.ndarray, *, src: Sequence[str], dst: Sequence[str], phase: str,
+        self,
+        nbytes: np.ndarray,
+        *,
+        src: Sequence[str],
+        dst: Sequence[str],
+        phase: str,
         payload: str,
-    ) -> None:  # fmt: skip
+    ) -> None:
         """:meth:`record` for many messages: ``nbytes[i]`` from ``src[i]`` to ``dst[i]``.
 
         The caller measures each size from the tensor it sent (``numel *
         element_size``); the header and losses are added here, as for one.
         """
-        lost = np.fromiter(
-            ((s, d) in self._dropped for s, d in zip(src, dst, strict=True)), dtype=bool,
-            count=len(src),
-        ) if self._dropped else np.zeros(len(src), dtype=bool)  # fmt: skip
+        lost = (
+            np.fromiter(
+                ((s, d) in self._dropped for s, d in zip(src, dst, strict=True)),
+                dtype=bool,
+                count=len(src),
+            )
+            if self._dropped
+            else np.zeros(len(src), dtype=bool)
+        )
         self.log.add_many(phase, src, dst, payload, np.asarray(nbytes) + self.header_bytes, lost)
 
     def recv(

@@ -156,10 +156,17 @@ def init_distributed(
     options: dict[str, Any] = {}
     if chosen_device.type == "cuda":  # binds the group to this GPU and connects NCCL eagerly
         options["device_id"] = chosen_device
+    restart = _env_int("TORCHELASTIC_RESTART_COUNT", default=0)
     try:
+        if restart > 0:  # torchrun restarted the group: its store still holds the last
+            # attempt's addresses, so this attempt's group keeps its keys apart
+            (store, _, _) = next(dist.rendezvous("env://", rank, world_size,
+                                                 timeout=timedelta(seconds=timeout_s)))  # fmt: skip
+            options["store"] = dist.PrefixStore(f"innet/attempt_{restart}", store)
+        else:
+            options["init_method"] = "env://"
         dist.init_process_group(
             chosen_backend,
-            init_method="env://",
             timeout=timedelta(seconds=timeout_s),
             world_size=world_size,
             rank=rank,

@@ -131,8 +131,7 @@ class VariantStyle:
 
     def bar(self) -> dict[str, Any]:
         """Keyword arguments of ``Axes.bar`` for this variant (white hatching on the colour)."""
-        return {"color": self.colour, "hatch": self.hatch, "edgecolor": "white",
-                "linewidth": 0.0}  # fmt: skip
+        return {"color": self.colour, "hatch": self.hatch, "edgecolor": "white", "linewidth": 0.0}
 
 
 def variant_styles(variants: Sequence[str]) -> dict[str, VariantStyle]:
@@ -155,11 +154,13 @@ def variant_styles(variants: Sequence[str]) -> dict[str, VariantStyle]:
     styles = {}
     for k, variant in enumerate(variants):
         group = k // len(_VARIANT_COLOURS)
-        colour = (_VARIANT_COLOURS[k % len(_VARIANT_COLOURS)] if count <= 40
-                  else tuple(spectral[k]))  # fmt: skip
-        styles[variant] = VariantStyle(colour=colour, marker=_MARKERS[k % len(_MARKERS)],
-                                       linestyle=_LINESTYLES[group % len(_LINESTYLES)],
-                                       hatch=_HATCHES[group % len(_HATCHES)])  # fmt: skip
+        colour = _VARIANT_COLOURS[k % len(_VARIANT_COLOURS)] if count <= 40 else tuple(spectral[k])
+        styles[variant] = VariantStyle(
+            colour=colour,
+            marker=_MARKERS[k % len(_MARKERS)],
+            linestyle=_LINESTYLES[group % len(_LINESTYLES)],
+            hatch=_HATCHES[group % len(_HATCHES)],
+        )
     return styles
 
 
@@ -196,8 +197,15 @@ def outside_legend(
         columns = 2
         needed = (math.ceil(len(handles) / columns) + 3) * row_points / 72
         figure.set_figheight(max(figure.get_figheight(), needed))
-    return figure.legend(handles, labels, loc="outside right upper", ncols=columns,
-                         fontsize=fontsize, title=title, title_fontsize=fontsize)  # fmt: skip
+    return figure.legend(
+        handles,
+        labels,
+        loc="outside right upper",
+        ncols=columns,
+        fontsize=fontsize,
+        title=title,
+        title_fontsize=fontsize,
+    )
 
 
 def topology_figure_name(variant: str) -> str:
@@ -310,8 +318,11 @@ def stragglers(run: RunData, variant: str) -> list[tuple[str, float]]:
     if positive.size < 2:
         return []
     threshold = STRAGGLER_FACTOR * float(np.median(positive))
-    slow = [(str(node), float(time)) for node, time in zip(rows["node"], seconds, strict=True)
-            if np.isfinite(time) and time >= threshold]  # fmt: skip
+    slow = [
+        (str(node), float(time))
+        for node, time in zip(rows["node"], seconds, strict=True)
+        if np.isfinite(time) and time >= threshold
+    ]
     return sorted(slow, key=lambda item: -item[1])
 
 
@@ -367,20 +378,30 @@ def topology_figure(
     _draw_labels(ax, topology, positions, large)
     slow = stragglers(run, variant)
     _draw_stragglers(ax, topology, positions, slow, large)
-    colourbar = figure.colorbar(ScalarMappable(norm=traffic.norm, cmap=_LINK_COLOURS), ax=ax,
-                                shrink=0.75, pad=0.01)  # fmt: skip
+    colourbar = figure.colorbar(
+        ScalarMappable(norm=traffic.norm, cmap=_LINK_COLOURS), ax=ax, shrink=0.75, pad=0.01
+    )
     colourbar.set_label(traffic.label)
-    handles = [*_role_handles(roles),
-               *_link_handles(arrows and bool(first), arrows and bool(later), silent_drawn,
-                              bool(failed)),
-               *_mark_handles(graph, bottleneck, traffic.shade, traffic, slow),
-               *_capacity_handles(graph, width)]  # fmt: skip
+    handles = [
+        *_role_handles(roles),
+        *_link_handles(arrows and bool(first), arrows and bool(later), silent_drawn, bool(failed)),
+        *_mark_handles(graph, bottleneck, traffic.shade, traffic, slow),
+        *_capacity_handles(graph, width),
+    ]
     colour = "utilisation" if traffic.timed else "traffic"
-    figure.legend(handles=handles, loc="outside lower center", ncols=3, fontsize=8,
-                  frameon=False, title=f"line width: link capacity; colour: {colour} (bar)",
-                  title_fontsize=8)  # fmt: skip
-    ax.set_title(_topology_title(run, variant, link_rows, len(used), family.follows_plan, crowded),
-                 fontsize=10)  # fmt: skip
+    figure.legend(
+        handles=handles,
+        loc="outside lower center",
+        ncols=3,
+        fontsize=8,
+        frameon=False,
+        title=f"line width: link capacity; colour: {colour} (bar)",
+        title_fontsize=8,
+    )
+    ax.set_title(
+        _topology_title(run, variant, link_rows, len(used), family.follows_plan, crowded),
+        fontsize=10,
+    )
     _frame(ax, large)
     return figure
 
@@ -398,22 +419,30 @@ def _used_and_silent(
 ) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """The links that carry traffic (the busiest last: drawn on top) and those that carry none."""
     carried, shade = traffic.carried, traffic.shade
-    used = sorted((e for e in graph.edges if carried.get(frozenset(e), 0.0) > 0),
-                  key=lambda e: shade[frozenset(e)])  # fmt: skip
+    used = sorted(
+        (e for e in graph.edges if carried.get(frozenset(e), 0.0) > 0),
+        key=lambda e: shade[frozenset(e)],
+    )
     silent = [e for e in graph.edges if carried.get(frozenset(e), 0.0) <= 0]
     return used, silent
 
 
 def _draw_silent(
-    ax: Axes, positions: dict[str, tuple[float, float]], silent: list[tuple[str, str]],
+    ax: Axes,
+    positions: dict[str, tuple[float, float]],
+    silent: list[tuple[str, str]],
     width: Callable[[tuple[str, str]], float],
-) -> None:  # fmt: skip
+) -> None:
     """The links that carry nothing: thin, dashed, grey."""
-    ax.add_collection(LineCollection(
-        [(positions[u], positions[v]) for u, v in silent],
-        linewidths=[width(e) * 0.6 for e in silent], linestyles=(0, (3, 2)),
-        colors="#bdbdbd", zorder=1,
-    ))  # fmt: skip
+    ax.add_collection(
+        LineCollection(
+            [(positions[u], positions[v]) for u, v in silent],
+            linewidths=[width(e) * 0.6 for e in silent],
+            linestyles=(0, (3, 2)),
+            colors="#bdbdbd",
+            zorder=1,
+        )
+    )
 
 
 def _topology_canvas(
@@ -428,16 +457,23 @@ def _topology_canvas(
 
 
 def _draw_used(
-    ax: Axes, positions: dict[str, tuple[float, float]], used: list[tuple[str, str]],
-    width: Callable[[tuple[str, str]], float], traffic: _Traffic,
-) -> None:  # fmt: skip
+    ax: Axes,
+    positions: dict[str, tuple[float, float]],
+    used: list[tuple[str, str]],
+    width: Callable[[tuple[str, str]], float],
+    traffic: _Traffic,
+) -> None:
     """The links that carry training traffic, coloured by how busy they are."""
     values = np.array([traffic.shade[frozenset(e)] / traffic.unit_scale for e in used])
-    ax.add_collection(LineCollection(
-        [(positions[u], positions[v]) for u, v in used],
-        linewidths=[width(e) for e in used], colors=_LINK_COLOURS(traffic.norm(values)),
-        capstyle="round", zorder=2,
-    ))  # fmt: skip
+    ax.add_collection(
+        LineCollection(
+            [(positions[u], positions[v]) for u, v in used],
+            linewidths=[width(e) for e in used],
+            colors=_LINK_COLOURS(traffic.norm(values)),
+            capstyle="round",
+            zorder=2,
+        )
+    )
 
 
 def _busy_nodes(used: list[tuple[str, str]]) -> set[str]:
@@ -446,9 +482,13 @@ def _busy_nodes(used: list[tuple[str, str]]) -> set[str]:
 
 
 def _topology_title(
-    run: RunData, variant: str, link_rows: pd.DataFrame, n_used: int, follows_plan: bool,
+    run: RunData,
+    variant: str,
+    link_rows: pd.DataFrame,
+    n_used: int,
+    follows_plan: bool,
     crowded: bool,
-) -> str:  # fmt: skip
+) -> str:
     """``NETWORK: VARIANT (ROUTING)``, and how many links carry how much traffic."""
     graph = run.topology.graph
     rows = link_rows[link_rows["variant"] == variant]
@@ -466,14 +506,24 @@ def _topology_title(
 
 
 def _draw_bottleneck(
-    ax: Axes, graph: nx.Graph, positions: dict[str, tuple[float, float]],
-    edge: tuple[str, str], line_width: float,
-) -> None:  # fmt: skip
+    ax: Axes,
+    graph: nx.Graph,
+    positions: dict[str, tuple[float, float]],
+    edge: tuple[str, str],
+    line_width: float,
+) -> None:
     """A magenta glow under the bottleneck link and the word beside it."""
     u, v = edge
-    ax.add_collection(LineCollection([(positions[u], positions[v])],
-                                     linewidths=[line_width + 9], colors=_BOTTLENECK_COLOUR,
-                                     alpha=0.45, capstyle="round", zorder=1.5))  # fmt: skip
+    ax.add_collection(
+        LineCollection(
+            [(positions[u], positions[v])],
+            linewidths=[line_width + 9],
+            colors=_BOTTLENECK_COLOUR,
+            alpha=0.45,
+            capstyle="round",
+            zorder=1.5,
+        )
+    )
     start, end = np.asarray(positions[u], dtype=float), np.asarray(positions[v], dtype=float)
     dx, dy = end - start
     normal = np.array([-dy, dx]) / (math.hypot(dx, dy) or 1.0)
@@ -485,51 +535,99 @@ def _draw_bottleneck(
     inside = np.all((spots >= xy.min(axis=0)) & (spots <= xy.max(axis=0)), axis=1)
     spots = spots[inside] if inside.any() else along  # on the drawing, where it is drawn
     x, y = spots[int(np.argmax(room_around(graph, positions, spots, edge)))]  # the emptiest
-    ax.annotate("bottleneck", (x, y), ha="center", va="center", fontsize=7,
-                fontweight="bold", color=_BOTTLENECK_COLOUR, zorder=8,
-                bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "alpha": 0.85,
-                      "linewidth": 0})  # fmt: skip
+    ax.annotate(
+        "bottleneck",
+        (x, y),
+        ha="center",
+        va="center",
+        fontsize=7,
+        fontweight="bold",
+        color=_BOTTLENECK_COLOUR,
+        zorder=8,
+        bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "alpha": 0.85, "linewidth": 0},
+    )
 
 
 def _draw_failed(
-    ax: Axes, graph: nx.Graph, positions: dict[str, tuple[float, float]],
-    failed: list[tuple[str, str]], width: Callable[[tuple[str, str]], float], large: bool,
-) -> None:  # fmt: skip
+    ax: Axes,
+    graph: nx.Graph,
+    positions: dict[str, tuple[float, float]],
+    failed: list[tuple[str, str]],
+    width: Callable[[tuple[str, str]], float],
+    large: bool,
+) -> None:
     """Each failed link redrawn red and dashed, and a red X on it where no other link is near."""
-    ax.add_collection(LineCollection(
-        [(positions[u], positions[v]) for u, v in failed],
-        linewidths=[max(width(e), 1.5) for e in failed], linestyles=(0, (2, 1.5)),
-        colors=_FAILED_COLOUR, zorder=2.5,
-    ))  # fmt: skip
+    ax.add_collection(
+        LineCollection(
+            [(positions[u], positions[v]) for u, v in failed],
+            linewidths=[max(width(e), 1.5) for e in failed],
+            linestyles=(0, (2, 1.5)),
+            colors=_FAILED_COLOUR,
+            zorder=2.5,
+        )
+    )
     marks = np.array([quiet_point(graph, positions, edge) for edge in failed], dtype=float)
-    ax.scatter(marks[:, 0], marks[:, 1], marker="X", s=110 if not large else 50,
-               c=_FAILED_COLOUR, edgecolors="white", linewidths=0.8, zorder=6)  # fmt: skip
+    ax.scatter(
+        marks[:, 0],
+        marks[:, 1],
+        marker="X",
+        s=110 if not large else 50,
+        c=_FAILED_COLOUR,
+        edgecolors="white",
+        linewidths=0.8,
+        zorder=6,
+    )
 
 
 def _draw_stragglers(
-    ax: Axes, topology: Topology, positions: dict[str, tuple[float, float]],
-    slow: list[tuple[str, float]], large: bool,
-) -> None:  # fmt: skip
+    ax: Axes,
+    topology: Topology,
+    positions: dict[str, tuple[float, float]],
+    slow: list[tuple[str, float]],
+    large: bool,
+) -> None:
     """A dashed ring around each straggler and its compute time per step below it."""
     if not slow:
         return
     xy = np.array([positions[node] for node, _ in slow], dtype=float)
     ring = 160 if large else 300 if dense_map(topology.graph, positions) else 900
-    ax.scatter(xy[:, 0], xy[:, 1], s=ring, facecolors="none",
-               edgecolors=_STRAGGLER_COLOUR, linewidths=2.0, linestyles="--",
-               zorder=6)  # fmt: skip
+    ax.scatter(
+        xy[:, 0],
+        xy[:, 1],
+        s=ring,
+        facecolors="none",
+        edgecolors=_STRAGGLER_COLOUR,
+        linewidths=2.0,
+        linestyles="--",
+        zorder=6,
+    )
     for (node, seconds), (x, y) in zip(slow, xy, strict=True):
-        ax.annotate(f"straggler {topology.label(node)}: {1e3 * seconds:.3g} ms/step", (x, y),
-                    xytext=(0, -17 if not large else -9), textcoords="offset points",
-                    ha="center", va="top", fontsize=7, color=_STRAGGLER_COLOUR, zorder=8,
-                    bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "alpha": 0.85,
-                          "linewidth": 0})  # fmt: skip
+        ax.annotate(
+            f"straggler {topology.label(node)}: {1e3 * seconds:.3g} ms/step",
+            (x, y),
+            xytext=(0, -17 if not large else -9),
+            textcoords="offset points",
+            ha="center",
+            va="top",
+            fontsize=7,
+            color=_STRAGGLER_COLOUR,
+            zorder=8,
+            bbox={
+                "boxstyle": "round,pad=0.15",
+                "facecolor": "white",
+                "alpha": 0.85,
+                "linewidth": 0,
+            },
+        )
 
 
 def _mark_handles(
-    graph: nx.Graph, bottleneck: tuple[str, str] | None, shade: dict[frozenset[str], float],
-    traffic: _Traffic, slow: list[tuple[str, float]],
-) -> list[Line2D]:  # fmt: skip
+    graph: nx.Graph,
+    bottleneck: tuple[str, str] | None,
+    shade: dict[frozenset[str], float],
+    traffic: _Traffic,
+    slow: list[tuple[str, float]],
+) -> list[Line2D]:
     """Legend entries for the bottleneck and the stragglers."""
     handles = []
     if bottleneck is not None:
@@ -537,13 +635,31 @@ def _mark_handles(
         what = format_bitrate(float(capacity), 3) if capacity else "capacity unknown"
         if traffic.timed:
             what += f", {shade[frozenset(bottleneck)]:.3g}% busy"
-        handles.append(Line2D([], [], color=_BOTTLENECK_COLOUR, alpha=0.45, linewidth=8,
-                              solid_capstyle="round", label=f"bottleneck ({what})"))  # fmt: skip
+        handles.append(
+            Line2D(
+                [],
+                [],
+                color=_BOTTLENECK_COLOUR,
+                alpha=0.45,
+                linewidth=8,
+                solid_capstyle="round",
+                label=f"bottleneck ({what})",
+            )
+        )
     if slow:
-        handles.append(Line2D([], [], marker="o", markersize=13, markerfacecolor="none",
-                              markeredgecolor=_STRAGGLER_COLOUR, markeredgewidth=1.5,
-                              linestyle="", label=f"straggler (compute ≥ {STRAGGLER_FACTOR:g}× "
-                              "the median node)"))  # fmt: skip
+        handles.append(
+            Line2D(
+                [],
+                [],
+                marker="o",
+                markersize=13,
+                markerfacecolor="none",
+                markeredgecolor=_STRAGGLER_COLOUR,
+                markeredgewidth=1.5,
+                linestyle="",
+                label=f"straggler (compute ≥ {STRAGGLER_FACTOR:g}× the median node)",
+            )
+        )
     return handles
 
 
@@ -578,7 +694,7 @@ def _capacity_handles(graph: nx.Graph, width: Callable[[tuple[str, str]], float]
             color="#555555",
             linewidth=width(by_capacity[capacity]),
             label=f"capacity {format_bitrate(capacity, 3)}",
-        )  # fmt: skip
+        )
         for capacity in levels
     ]
 
@@ -586,18 +702,48 @@ def _capacity_handles(graph: nx.Graph, width: Callable[[tuple[str, str]], float]
 def _link_handles(first: bool, later: bool, silent: bool, failed: bool) -> list[Line2D]:
     """Legend entries for the arrows and the kinds of links drawn."""
     handles = []
-    for shown, colour, label in ((first, _ARROW_COLOUR, "plan: sender → receiver"),
-                                 (later, _LATER_ARROW_COLOUR, "plan after an event")):  # fmt: skip
+    for shown, colour, label in (
+        (first, _ARROW_COLOUR, "plan: sender → receiver"),
+        (later, _LATER_ARROW_COLOUR, "plan after an event"),
+    ):
         if shown:
-            handles.append(Line2D([], [], color=colour, marker=">", linestyle="-", linewidth=0.8,
-                                  markersize=6, label=label))  # fmt: skip
+            handles.append(
+                Line2D(
+                    [],
+                    [],
+                    color=colour,
+                    marker=">",
+                    linestyle="-",
+                    linewidth=0.8,
+                    markersize=6,
+                    label=label,
+                )
+            )
     if silent:
-        handles.append(Line2D([], [], color="#bdbdbd", linestyle=(0, (3, 2)), linewidth=1.5,
-                              label="silent link (no traffic)"))  # fmt: skip
+        handles.append(
+            Line2D(
+                [],
+                [],
+                color="#bdbdbd",
+                linestyle=(0, (3, 2)),
+                linewidth=1.5,
+                label="silent link (no traffic)",
+            )
+        )
     if failed:
-        handles.append(Line2D([], [], color=_FAILED_COLOUR, marker="X", linestyle=(0, (2, 1.5)),
-                              markersize=8, markeredgecolor="white", linewidth=2,
-                              label="link failed (event)"))  # fmt: skip
+        handles.append(
+            Line2D(
+                [],
+                [],
+                color=_FAILED_COLOUR,
+                marker="X",
+                linestyle=(0, (2, 1.5)),
+                markersize=8,
+                markeredgecolor="white",
+                linewidth=2,
+                label="link failed (event)",
+            )
+        )
     return handles
 
 
@@ -639,10 +785,24 @@ def _draw_arrows(
     end = np.array([positions[receiver] for _, receiver in directed], dtype=float)
     middle, direction = (start + end) / 2, end - start
     unit = direction / np.maximum(np.hypot(direction[:, 0], direction[:, 1]), 1e-12)[:, None]
-    ax.quiver(middle[:, 0], middle[:, 1], unit[:, 0], unit[:, 1], angles="xy", pivot="mid",
-              scale_units="inches", scale=8 if large else 4.5, width=0.003 if large else 0.004,
-              headwidth=4, headlength=4, headaxislength=3.5, color=colour,
-              edgecolor="white", linewidth=0.5, zorder=5)  # fmt: skip
+    ax.quiver(
+        middle[:, 0],
+        middle[:, 1],
+        unit[:, 0],
+        unit[:, 1],
+        angles="xy",
+        pivot="mid",
+        scale_units="inches",
+        scale=8 if large else 4.5,
+        width=0.003 if large else 0.004,
+        headwidth=4,
+        headlength=4,
+        headaxislength=3.5,
+        color=colour,
+        edgecolor="white",
+        linewidth=0.5,
+        zorder=5,
+    )
 
 
 def _failed_links(run: RunData, variant: str, graph: nx.Graph) -> list[tuple[str, str]]:
@@ -678,9 +838,12 @@ def _role_colours(roles: dict[str, str]) -> dict[str, str]:
 
 
 def _draw_nodes(
-    ax: Axes, topology: Topology, roles: dict[str, str],
-    positions: dict[str, tuple[float, float]], busy: set[str] | None = None,
-) -> None:  # fmt: skip
+    ax: Axes,
+    topology: Topology,
+    roles: dict[str, str],
+    positions: dict[str, tuple[float, float]],
+    busy: set[str] | None = None,
+) -> None:
     """Relays, then the other roles (the most numerous first), the fusion node on top;
     smaller as the network grows.
 
@@ -694,8 +857,11 @@ def _draw_nodes(
     counts = {role: sum(1 for r in roles.values() if r == role) for role in colours}
     order = sorted(colours, key=lambda role: (role != "relay", role == "fusion", -counts[role]))
     for role in order:
-        nodes = [node for node, node_role in roles.items() if node_role == role
-                 and (busy is None or role != "relay" or node in busy)]  # fmt: skip
+        nodes = [
+            node
+            for node, node_role in roles.items()
+            if node_role == role and (busy is None or role != "relay" or node in busy)
+        ]
         if nodes:
             _draw_role(ax, nodes, positions, colours[role], size, fusion=role == "fusion")
 
@@ -716,9 +882,14 @@ def _draw_idle(ax: Axes, idle: list[str], positions: dict[str, tuple[float, floa
 
 
 def _draw_role(
-    ax: Axes, nodes: list[str], positions: dict[str, tuple[float, float]], colour: str,
-    size: float, *, fusion: bool,
-) -> None:  # fmt: skip
+    ax: Axes,
+    nodes: list[str],
+    positions: dict[str, tuple[float, float]],
+    colour: str,
+    size: float,
+    *,
+    fusion: bool,
+) -> None:
     """The nodes of one role; the fusion node larger (on small markers), outlined, on top."""
     xy = np.array([positions[node] for node in nodes], dtype=float)
     ax.scatter(
@@ -732,8 +903,9 @@ def _draw_role(
     )
 
 
-def _draw_labels(ax: Axes, topology: Topology, positions: dict[str, tuple[float, float]],
-                 large: bool) -> None:  # fmt: skip
+def _draw_labels(
+    ax: Axes, topology: Topology, positions: dict[str, tuple[float, float]], large: bool
+) -> None:
     """Every node's label up to 40 nodes (short ones inside the node, longer ones beside it);
     the fusion node's alone on larger networks."""
     nodes = [topology.fusion] if large else topology.nodes
@@ -744,10 +916,22 @@ def _draw_labels(ax: Axes, topology: Topology, positions: dict[str, tuple[float,
         if not large and len(label) <= inside:
             ax.text(x, y, label, ha="center", va="center", fontsize=8, zorder=7)
             continue
-        ax.annotate(label, (x, y), xytext=(0, 8 if not large else 7), textcoords="offset points",
-                    ha="center", va="bottom", fontsize=7, zorder=7,
-                    bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "alpha": 0.75,
-                          "linewidth": 0})  # fmt: skip
+        ax.annotate(
+            label,
+            (x, y),
+            xytext=(0, 8 if not large else 7),
+            textcoords="offset points",
+            ha="center",
+            va="bottom",
+            fontsize=7,
+            zorder=7,
+            bbox={
+                "boxstyle": "round,pad=0.15",
+                "facecolor": "white",
+                "alpha": 0.75,
+                "linewidth": 0,
+            },
+        )
 
 
 def event_marks(run: RunData, variant: str) -> list[tuple[float, str]]:
@@ -816,9 +1000,16 @@ def metric_time_figure(
             ax.fill_between(x, *band, color=line.get_color(), alpha=0.2)
         for at_time, description in event_times(run, variant):
             ax.axvline(at_time, color=line.get_color(), linestyle=":", linewidth=1.2)
-            ax.annotate(description, (at_time, 0.02), xycoords=("data", "axes fraction"),
-                        rotation=90, fontsize=7, color=line.get_color(),
-                        ha="right", va="bottom")  # fmt: skip
+            ax.annotate(
+                description,
+                (at_time, 0.02),
+                xycoords=("data", "axes fraction"),
+                rotation=90,
+                fontsize=7,
+                color=line.get_color(),
+                ha="right",
+                va="bottom",
+            )
         finite = x[np.isfinite(x) & (x > 0)]
         if finite.size:
             ends.append(float(finite.max()))

@@ -77,8 +77,11 @@ def node_positions(topology: Topology) -> dict[str, tuple[float, float]]:
     would be drawn through are moved off it (:func:`separate_nodes`).
     """
     graph = topology.graph
-    given = {node: graph.nodes[node]["pos"] for node in graph.nodes
-             if graph.nodes[node].get("pos") is not None}  # fmt: skip
+    given = {
+        node: graph.nodes[node]["pos"]
+        for node in graph.nodes
+        if graph.nodes[node].get("pos") is not None
+    }
     layout: Mapping[str, Any]  # positions, as tuples or numpy arrays
     if given and len(given) >= _MAP_SHARE * graph.number_of_nodes():
         layout = place_missing(

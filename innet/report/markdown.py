@@ -103,8 +103,15 @@ def _headline_columns(
         *(column.header for column in tail),
         "sim time / epoch",
     ]
-    align = ["left", *(["left"] if routing else []), *(c.align for c in lead), "right", "right",
-             *(c.align for c in tail), "right"]  # fmt: skip
+    align = [
+        "left",
+        *(["left"] if routing else []),
+        *(c.align for c in lead),
+        "right",
+        "right",
+        *(c.align for c in tail),
+        "right",
+    ]
     return headers, align
 
 

@@ -78,9 +78,16 @@ def events_section(run: RunData, metric: str | None) -> str:
                 ]
             )
     header = [
-        "variant", "epoch/step", "event", "lost messages / seed", "plan change",
-        "sensors cut off", f"{metric or 'metric'} before", "end of epoch", "end of run",
-    ]  # fmt: skip
+        "variant",
+        "epoch/step",
+        "event",
+        "lost messages / seed",
+        "plan change",
+        "sensors cut off",
+        f"{metric or 'metric'} before",
+        "end of epoch",
+        "end of run",
+    ]
     return (
         "## Events\n\n"
         "An event happens during its step: messages sent over a link that has just failed "

@@ -66,8 +66,14 @@ __all__ = [
     "busiest_links",
 ]
 
-_SUMMED = ["messages", "nbytes", "nbytes_per_seed", "retransmissions", "retransmitted_bytes",
-           "retransmitted_bytes_per_seed"]  # fmt: skip
+_SUMMED = [
+    "messages",
+    "nbytes",
+    "nbytes_per_seed",
+    "retransmissions",
+    "retransmitted_bytes",
+    "retransmitted_bytes_per_seed",
+]
 TIME_COLUMNS = ["capacity_bps", "latency_s", "busy_s_per_step", "step_time_s", "utilisation"]
 """Columns :func:`link_totals` adds when it is given the topology (see the module docstring)."""
 
@@ -241,10 +247,14 @@ def _with_time(
     sent = training.assign(_bits=8.0 * training["nbytes"] * (_extra_copies(training) + 1))
     bits = sent.groupby(keys, observed=True)["_bits"].sum()
     link_capacity = np.array(
-        [capacity.get((src, dst), np.nan) for src, dst in zip(
-            bits.index.get_level_values("src"), bits.index.get_level_values("dst"), strict=True)],
+        [
+            capacity.get((src, dst), np.nan)
+            for src, dst in zip(
+                bits.index.get_level_values("src"), bits.index.get_level_values("dst"), strict=True
+            )
+        ],
         dtype=float,
-    )  # fmt: skip
+    )
     busy = bits / np.where(link_capacity > 0, link_capacity, np.nan)
     if train_steps is None:
         train_steps = training_steps(exchanges)
@@ -338,8 +348,15 @@ def undirected_link_totals(link_totals: pd.DataFrame) -> pd.DataFrame:
     carries forward traffic, or the first in node order).
     """
     timed = "utilisation" in link_totals.columns
-    time_columns = ["capacity_bps", "latency_s", "busy_s_per_step", "utilisation",
-                    "bottleneck_src", "bottleneck_dst", "balanced"]  # fmt: skip
+    time_columns = [
+        "capacity_bps",
+        "latency_s",
+        "busy_s_per_step",
+        "utilisation",
+        "bottleneck_src",
+        "bottleneck_dst",
+        "balanced",
+    ]
     columns = ["variant", "u", "v", *_SUMMED, *(time_columns if timed else [])]
     training = link_totals[link_totals["phase"].isin(training_phases())]
     if training.empty:
@@ -395,12 +412,27 @@ def busiest_links(link_totals: pd.DataFrame, n: int = 10, by: str | None = None)
     ``retransmitted_bytes_per_seed`` gives the links that lost the most. Ties
     are broken by node order, so the table is deterministic.
     """
-    columns = ["variant", "rank", "u", "v", "messages", "nbytes_per_seed", "share",
-               "retransmitted_bytes_per_seed"]  # fmt: skip
+    columns = [
+        "variant",
+        "rank",
+        "u",
+        "v",
+        "messages",
+        "nbytes_per_seed",
+        "share",
+        "retransmitted_bytes_per_seed",
+    ]
     links = undirected_link_totals(link_totals)
     if "utilisation" in links.columns:
-        columns += ["capacity_bps", "latency_s", "busy_s_per_step", "utilisation",
-                    "bottleneck_src", "bottleneck_dst", "balanced"]  # fmt: skip
+        columns += [
+            "capacity_bps",
+            "latency_s",
+            "busy_s_per_step",
+            "utilisation",
+            "bottleneck_src",
+            "bottleneck_dst",
+            "balanced",
+        ]
     if links.empty:
         return pd.DataFrame(columns=columns)
     if by is None:

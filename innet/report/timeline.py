@@ -35,10 +35,12 @@ _OTHER = ["#d62728", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f"]
 def _rows(step: pd.DataFrame, topology: Topology) -> pd.DataFrame:
     """One row per message with its row label and its busy time."""
     frame = step.assign(
-        label=[f"{topology.label(s)} → {topology.label(d)}"
-               for s, d in zip(step["src"], step["dst"], strict=True)],
+        label=[
+            f"{topology.label(s)} → {topology.label(d)}"
+            for s, d in zip(step["src"], step["dst"], strict=True)
+        ],
         busy=step["t_end"] - step["t_start"],
-    )  # fmt: skip
+    )
     return frame
 
 
@@ -83,21 +85,41 @@ def timeline_figure(
         y = mine["label"].map(where).to_numpy()
         start = (mine["t_start"].to_numpy() - origin) * to_ms
         width = (mine["t_end"] - mine["t_start"]).to_numpy() * to_ms
-        axes.barh(y, width, left=start, height=0.6, color=_colour(str(phase), others),
-                  edgecolor="white", linewidth=0.5, label=str(phase))  # fmt: skip
+        axes.barh(
+            y,
+            width,
+            left=start,
+            height=0.6,
+            color=_colour(str(phase), others),
+            edgecolor="white",
+            linewidth=0.5,
+            label=str(phase),
+        )
         # a routed message's queue_s sums its waits along the path: drawn for one hop only
-        direct = [topology.graph.has_edge(u, v) for u, v in zip(mine["src"], mine["dst"],
-                                                                 strict=True)]  # fmt: skip
+        direct = [
+            topology.graph.has_edge(u, v) for u, v in zip(mine["src"], mine["dst"], strict=True)
+        ]
         queued = (mine["queue_s"].to_numpy() > 0) & np.array(direct, dtype=bool)
         drawn_queue |= bool(queued.any())
         if queued.any():
-            axes.hlines(y[queued], start[queued] - mine["queue_s"].to_numpy()[queued] * to_ms,
-                        start[queued], color="0.55", linewidth=1.5)  # fmt: skip
+            axes.hlines(
+                y[queued],
+                start[queued] - mine["queue_s"].to_numpy()[queued] * to_ms,
+                start[queued],
+                color="0.55",
+                linewidth=1.5,
+            )
     if compute is not None and compute_rows:
         y = [where[f"{topology.label(n)} compute"] for n in compute["node"]]
         start = (compute["start"].to_numpy() - origin) * to_ms
-        axes.barh(y, (compute["end"] - compute["start"]).to_numpy() * to_ms, left=start,
-                  height=0.6, color="0.75", label="compute")  # fmt: skip
+        axes.barh(
+            y,
+            (compute["end"] - compute["start"]).to_numpy() * to_ms,
+            left=start,
+            height=0.6,
+            color="0.75",
+            label="compute",
+        )
     axes.set_yticks(np.arange(len(rows)), rows, fontsize=8 if len(rows) > 20 else 9)
     axes.set_ylim(len(rows) - 0.5, -0.5)  # first row on top, no empty margin
     axes.set_xlabel("simulated time since the step started (ms)")

@@ -199,10 +199,12 @@ class _Builder:
         ident = self.new_id()
         (s_track, s_ts), (t_track, t_ts) = source, target
         common = {"name": "enables", "cat": "dependency", "id": ident}
-        self.events.append({**common, "ph": "s", "pid": s_track.pid, "tid": s_track.tid,
-                            "ts": s_ts})  # fmt: skip
-        self.events.append({**common, "ph": "f", "bp": "e", "pid": t_track.pid,
-                            "tid": t_track.tid, "ts": t_ts})  # fmt: skip
+        self.events.append(
+            {**common, "ph": "s", "pid": s_track.pid, "tid": s_track.tid, "ts": s_ts}
+        )
+        self.events.append(
+            {**common, "ph": "f", "bp": "e", "pid": t_track.pid, "tid": t_track.tid, "ts": t_ts}
+        )
 
 
 def _meta(pid: int, tid: int, name: str, args: dict) -> dict[str, Any]:
@@ -262,8 +264,9 @@ def _batch(steps: pd.DataFrame | None, variant: str, seed: int, step: int) -> fl
     """This step's batch over the full training batch (what ``nodes.csv`` is for)."""
     if steps is None:
         return 1.0
-    train = steps[(steps["variant"] == variant) & (steps["seed"] == seed)
-                  & (steps["kind"] == "train")]  # fmt: skip
+    train = steps[
+        (steps["variant"] == variant) & (steps["seed"] == seed) & (steps["kind"] == "train")
+    ]
     if train.empty:
         return 1.0
     this = train.loc[train["step"] == step, "batch"]
@@ -289,11 +292,17 @@ def _add_step(
         track = builder.track(pid[row.src], _track_name(builder, row.src, row.dst))
         ts, end = _us(row.t_start), _us(row.t_end)
         args = {
-            "variant": row.variant, "seed": int(row.seed), "epoch": int(row.epoch),
-            "step": int(row.step), "phase": row.phase, "payload": row.payload,
-            "bytes": int(row.nbytes), "queue_s": float(row.queue_s),
-            "attempts": int(row.attempts), "row": int(row.Index),
-        }  # fmt: skip
+            "variant": row.variant,
+            "seed": int(row.seed),
+            "epoch": int(row.epoch),
+            "step": int(row.step),
+            "phase": row.phase,
+            "payload": row.payload,
+            "bytes": int(row.nbytes),
+            "queue_s": float(row.queue_s),
+            "attempts": int(row.attempts),
+            "row": int(row.Index),
+        }
         complete = builder.slice(track, f"{row.phase} {row.payload}", ts, end, args)
         placed[row.Index] = (track, ts, complete)
     compute_slices = _add_compute(builder, rows, pid, compute, batch)
@@ -374,8 +383,7 @@ def _add_compute(
     out: dict[tuple[str, str], tuple[_Track, float]] = {}
     for node, name, start, end in _compute_spans(rows, compute, batch):
         track = builder.track(pid[node], "compute")
-        if builder.slice(track, f"{name} compute", _us(start), _us(end),
-                         {"seconds": end - start}):  # fmt: skip
+        if builder.slice(track, f"{name} compute", _us(start), _us(end), {"seconds": end - start}):
             out[(node, name)] = (track, _us(start))
     return out
 
@@ -437,8 +445,9 @@ def _add_counters(builder: _Builder, rows: pd.DataFrame, pid: dict[str, int]) ->
         level = 0
         for ts in sorted(changes):
             level += changes[ts]
-            builder.events.append({"name": name, "ph": "C", "pid": pid[src], "ts": ts,
-                                   "args": {"bytes": level}})  # fmt: skip
+            builder.events.append(
+                {"name": name, "ph": "C", "pid": pid[src], "ts": ts, "args": {"bytes": level}}
+            )
 
 
 def _add_markers(
@@ -460,8 +469,17 @@ def _add_markers(
         at = float(before.max()) if len(before) and step > 0 else 0.0
         lost = ", ".join("-".join(link) for link in change.get("lost_links", []))
         name = f"plan change: {change.get('event', '')}" + (f" (down: {lost})" if lost else "")
-        builder.events.append({"name": name, "ph": "i", "s": "g", "pid": 0, "tid": 0,
-                               "ts": _us(at), "args": {"variant": variant, **change}})  # fmt: skip
+        builder.events.append(
+            {
+                "name": name,
+                "ph": "i",
+                "s": "g",
+                "pid": 0,
+                "tid": 0,
+                "ts": _us(at),
+                "args": {"variant": variant, **change},
+            }
+        )
 
 
 def write_trace(
@@ -493,8 +511,14 @@ def write_trace(
             f"{estimate / 1e6:,.0f} MB; choose fewer variants, seeds or steps",
             file=sys.stderr,
         )
-    trace = build_trace(rows, run.topology, nodes=run.nodes, steps=run.steps,
-                        events=run.events, exchanges=run.exchanges)  # fmt: skip
+    trace = build_trace(
+        rows,
+        run.topology,
+        nodes=run.nodes,
+        steps=run.steps,
+        events=run.events,
+        exchanges=run.exchanges,
+    )
     if path is None:
         if run.run_dir is None:
             raise InnetError("a run kept in memory: give the trace file's path")
@@ -544,8 +568,11 @@ def _step_origin(exchanges: pd.DataFrame, variant: str, seed: int, step: int) ->
     """When a training step started: when the one before it ended (0 for the first)."""
     if step == 0:
         return 0.0
-    before = exchanges[(exchanges["variant"] == variant) & (exchanges["seed"] == seed)
-                       & (exchanges["step"] == step - 1)]  # fmt: skip
+    before = exchanges[
+        (exchanges["variant"] == variant)
+        & (exchanges["seed"] == seed)
+        & (exchanges["step"] == step - 1)
+    ]
     training = before["phase"].map(lambda name: get_phase(name).training).astype(bool)
     ends = before.loc[training, "t_end"].dropna()
     return float(ends.max()) if len(ends) else 0.0
@@ -563,8 +590,9 @@ def draw_timelines(run: RunData, selection: TraceSelection, out_dir: Path) -> li
         mine = mine[mine["seed"] == seed]
         step = int(mine["step"].max())
         one = mine[mine["step"] == step]
-        spans = _compute_spans(one, _compute_table(run.nodes, str(variant)),
-                               _batch(steps, str(variant), seed, step))  # fmt: skip
+        spans = _compute_spans(
+            one, _compute_table(run.nodes, str(variant)), _batch(steps, str(variant), seed, step)
+        )
         compute = pd.DataFrame(spans, columns=["node", "name", "start", "end"])
         title = f"{variant}, seed {seed}, training step {step}"
         path = out_dir / f"timeline_{variant}.png"

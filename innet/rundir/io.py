@@ -153,8 +153,10 @@ def load_run(
     exchanges = EXCHANGES_FILE
     if not files.has(exchanges) and files.has(EXCHANGES_CSV_FILE):
         exchanges = EXCHANGES_CSV_FILE
-    optional_json = {name: _json(files, name) if files.has(name) else None
-                     for name in (EVENTS_FILE, PLACEMENT_FILE)}  # fmt: skip
+    optional_json = {
+        name: _json(files, name) if files.has(name) else None
+        for name in (EVENTS_FILE, PLACEMENT_FILE)
+    }
     return RunData(
         run_dir=files.directory,
         family_name=family_name,
@@ -163,7 +165,7 @@ def load_run(
         plans=_plans(files),
         exchanges=_read_table(
             files, exchanges, REQUIRED_EXCHANGE_COLUMNS, OPTIONAL_EXCHANGE_COLUMNS, extra=False
-        ),  # fmt: skip
+        ),
         metrics=_read_table(
             files,
             METRICS_FILE,
@@ -174,7 +176,7 @@ def load_run(
             name: (
                 _read_table(
                     files, table.file, table.columns, dict.fromkeys(table.optional), extra=False
-                )  # fmt: skip
+                )
                 if table.required or files.has(table.file)
                 else pd.DataFrame(columns=[*table.columns, *table.optional])
             )
@@ -266,8 +268,12 @@ def topology_json(topology: Topology) -> str:
     ]
     links = [[link.get(field) for field in fields] for link in data["links"]]
     head = {key: value for key, value in data.items() if key not in ("nodes", "links")}
-    head.update(name=topology.name, node_attributes=keys, link_fields=fields,
-                source=str(topology.source) if topology.source is not None else None)  # fmt: skip
+    head.update(
+        name=topology.name,
+        node_attributes=keys,
+        link_fields=fields,
+        source=str(topology.source) if topology.source is not None else None,
+    )
     return _compact_json(head, nodes, links)
 
 
@@ -344,8 +350,9 @@ class RunTables:
         steps = pd.DataFrame(result.log.steps, columns=list(STEPS_COLUMNS) + ["block"])
         self.steps.append(steps.drop(columns="block").assign(variant=variant, seed=seed))
         epochs = [row["epoch"] for row in result.metrics]
-        for row, core in zip(result.metrics, epoch_columns(result.log, timing, epochs),
-                             strict=True):  # fmt: skip
+        for row, core in zip(
+            result.metrics, epoch_columns(result.log, timing, epochs), strict=True
+        ):
             self.metrics.append({"variant": variant, "seed": seed, **row, **core})
         for name, rows in result.tables.items():
             self.tables.setdefault(name, []).extend(rows)

@@ -40,6 +40,13 @@ The selection experiment (:mod:`.selection`), the accuracy–rate
 curve and the gating bound (:mod:`.gating_bound`) are
 computed after training, from the profiled losses and the seed, and returned
 as the family's tables.
+
+**Checkpoints.** Each epoch trains a fresh router whose randomness comes from
+the seed and the epoch alone, so what carries over from one epoch to the next
+is only the profiled losses, the rows so far and the exchange log: that is
+what is saved after each epoch the checkpoints ask for. A resumed run does not
+profile the bank again (its messages are in the saved log) and goes on from
+the next beta; the epochs already done are not reported to ``on_epoch`` again.
 """
 
 from __future__ import annotations
@@ -57,11 +64,15 @@ from innet.core.errors import InnetError
 from innet.core.events import build_timeline
 from innet.core.group import Group
 from innet.core.topology.model import Topology
-from innet.core.training import Trainer, TrainResult
+from innet.core.training import Checkpoints, Trainer, TrainResult
 from innet.core.transport import RecordingTransport
 from innet.core.yamlio import FieldError
 from innet.families.finite_bank.bank import Bank, load_bank
-from innet.families.finite_bank.config import FiniteBankScenario, ResolvedBankVariant
+from innet.families.finite_bank.config import (
+    FiniteBankScenario,
+    ResolvedBankVariant,
+    RouterConfig,
+)
 from innet.families.finite_bank.gating_bound import bound_cells, make_task
 from innet.families.finite_bank.selection import selection_cells
 from innet.families.inl.gates import make_gate
@@ -138,25 +149,27 @@ class FiniteBankTrainer(Trainer):
         group: Group,
         device: torch.device | str,
         on_epoch: Callable[[int], None],
+        checkpoints: Checkpoints | None = None,
     ) -> TrainResult | None:
         if group.world_size > 1:
             raise InnetError("the finite_bank family runs in one process (not under torchrun)")
         config = self.variants[variant].router
-        bank, split = self.bank, self.bank.splits
-        profiled = np.concatenate([split["router"], split["pool"]])
-        transport.log.begin("train", 0, 0, len(profiled))
-        answers = self._dispatch(transport, {k: profiled for k in range(len(bank.experts))})
-        transport.log.end()
-        wrong = {k: (a.argmax(axis=1) != bank.y[profiled]) for k, a in answers.items()}
-        losses = np.stack([wrong[k] for k in range(len(bank.experts))], axis=1).astype(float)
+        saved = checkpoints.resume() if checkpoints is not None else None
+        if saved is None:
+            losses = self._profile(transport)
+            metrics: list[dict[str, Any]] = []
+            router_rows: list[dict[str, Any]] = []
+        else:
+            transport.log = saved["log"]
+            losses, metrics, router_rows = saved["losses"], saved["metrics"], saved["router_rows"]
+        split = self.bank.splits
         n_router = len(split["router"])
         router_losses, pool_losses = losses[:n_router], losses[n_router:]
-
-        x_router = bank.x[split["router"]]
+        x_router = self.bank.x[split["router"]]
         mean, std = x_router.mean(axis=0), x_router.std(axis=0) + 1e-8
         standardised = {
             "router": torch.tensor((x_router - mean) / std, dtype=torch.float32),
-            "pool": torch.tensor((bank.x[split["pool"]] - mean) / std, dtype=torch.float32),
+            "pool": torch.tensor((self.bank.x[split["pool"]] - mean) / std, dtype=torch.float32),
         }
         curve = rate_distortion_curve(
             np.full(len(pool_losses), 1.0 / len(pool_losses)),
@@ -165,73 +178,108 @@ class FiniteBankTrainer(Trainer):
             tol=1e-9,
             max_iter=20_000,
         )
-        metrics, router_rows = [], []
-        step = 1
-        for epoch, beta in enumerate(config.betas):
-            torch.manual_seed(seed * 1000 + epoch)
-            generator = torch.Generator().manual_seed(seed * 1000 + epoch)
-            encoder = nn.Linear(x_router.shape[1], config.latent_dim)
-            gate = make_gate(
-                "discrete",
-                config.latent_dim,
-                generator=generator,
-                codewords=len(bank.experts),
-                tau=config.tau,
-                train_codebook=False,
+        for epoch in range(len(metrics), len(config.betas)):
+            beta = float(config.betas[epoch])
+            encoder, gate, observed = self._fit(
+                transport, config, seed, epoch, standardised["router"], router_losses
             )
-            optimiser = torch.optim.Adam([*encoder.parameters(), *gate.parameters()], lr=config.lr)
-            rng = np.random.default_rng([seed, epoch])
-            observed = []
-            table = torch.tensor(router_losses, dtype=torch.float32)
-            for _ in range(config.steps):
-                batch = rng.choice(n_router, size=min(config.batch_size, n_router), replace=False)
-                gate.train()
-                out = gate(encoder(standardised["router"][batch]))
-                probs = out.probs.reshape(len(batch), -1)
-                index = out.index.reshape(len(batch))
-                hard = nn.functional.one_hot(index, probs.shape[1]).to(probs.dtype)
-                choice = hard + probs - probs.detach()
-                loss = (choice * table[batch]).sum(dim=1).mean() + beta * out.rate_bits
-                optimiser.zero_grad()
-                loss.backward()
-                optimiser.step()
-                rows = split["router"][batch]
-                routed = {
-                    k: rows[index.numpy() == k]
-                    for k in range(len(bank.experts))
-                    if bool((index == k).any())
-                }
-                transport.log.begin("train", epoch, step, len(batch))
-                got = self._dispatch(transport, routed)
-                transport.log.end()
-                step += 1
-                observed.append(
-                    float(
-                        np.mean(
-                            np.concatenate(
-                                [g.argmax(axis=1) != bank.y[routed[k]] for k, g in got.items()]
-                            )
-                        )
-                    )
-                )
             row = _evaluate(encoder, gate, standardised["pool"], pool_losses)
             row["below_curve"] = distortion_lower_bound(curve, row["rate_bits"]) - row["loss"]
             metrics.append(
-                {
-                    "epoch": epoch,
-                    "beta": float(beta),
-                    **_metric(row),
-                    "observed_train_loss": float(np.mean(observed)),
-                }
+                {"epoch": epoch, "beta": beta, **_metric(row), "observed_train_loss": observed}
             )
             router_rows.append(
-                {"variant": variant, "seed": seed, "epoch": epoch, "beta": float(beta), **row}
+                {"variant": variant, "seed": seed, "epoch": epoch, "beta": beta, **row}
             )
+            if checkpoints is not None and checkpoints.due(epoch):
+                checkpoints.save(
+                    epoch,
+                    {
+                        "epoch": epoch,
+                        "losses": losses,
+                        "metrics": metrics,
+                        "router_rows": router_rows,
+                        "log": transport.log,
+                    },
+                )
             on_epoch(epoch)
 
         tables = self._experiments(variant, seed, pool_losses, curve)
         tables["finite_bank_router"] = router_rows
         return TrainResult(metrics=metrics, log=transport.log, tables=tables)
+
+    def _profile(self, transport: RecordingTransport) -> np.ndarray:
+        """Step 0 of epoch 0: every expert answers every router and pool sample; the 0-1
+        loss of each expert (column) on each of them (row, router samples first)."""
+        bank, split = self.bank, self.bank.splits
+        profiled = np.concatenate([split["router"], split["pool"]])
+        transport.log.begin("train", 0, 0, len(profiled))
+        answers = self._dispatch(transport, {k: profiled for k in range(len(bank.experts))})
+        transport.log.end()
+        wrong = {k: (a.argmax(axis=1) != bank.y[profiled]) for k, a in answers.items()}
+        return np.stack([wrong[k] for k in range(len(bank.experts))], axis=1).astype(float)
+
+    def _fit(
+        self,
+        transport: RecordingTransport,
+        config: RouterConfig,
+        seed: int,
+        epoch: int,
+        x_router: torch.Tensor,
+        router_losses: np.ndarray,
+    ) -> tuple[nn.Module, nn.Module, float]:
+        """Epoch ``epoch``: a fresh router (seeded by ``seed`` and ``epoch``) trained for
+        ``router.steps`` steps at that epoch's beta, each step's queries sent through the
+        network; the encoder, the gate and the mean observed loss."""
+        bank, rows_of = self.bank, self.bank.splits["router"]
+        beta = config.betas[epoch]
+        torch.manual_seed(seed * 1000 + epoch)
+        generator = torch.Generator().manual_seed(seed * 1000 + epoch)
+        encoder = nn.Linear(x_router.shape[1], config.latent_dim)
+        gate = make_gate(
+            "discrete",
+            config.latent_dim,
+            generator=generator,
+            codewords=len(bank.experts),
+            tau=config.tau,
+            train_codebook=False,
+        )
+        optimiser = torch.optim.Adam([*encoder.parameters(), *gate.parameters()], lr=config.lr)
+        rng = np.random.default_rng([seed, epoch])
+        observed = []
+        table = torch.tensor(router_losses, dtype=torch.float32)
+        n_router = len(rows_of)
+        for step in range(1 + epoch * config.steps, 1 + (epoch + 1) * config.steps):
+            batch = rng.choice(n_router, size=min(config.batch_size, n_router), replace=False)
+            gate.train()
+            out = gate(encoder(x_router[batch]))
+            probs = out.probs.reshape(len(batch), -1)
+            index = out.index.reshape(len(batch))
+            hard = nn.functional.one_hot(index, probs.shape[1]).to(probs.dtype)
+            choice = hard + probs - probs.detach()
+            loss = (choice * table[batch]).sum(dim=1).mean() + beta * out.rate_bits
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            rows = rows_of[batch]
+            routed = {
+                k: rows[index.numpy() == k]
+                for k in range(len(bank.experts))
+                if bool((index == k).any())
+            }
+            transport.log.begin("train", epoch, step, len(batch))
+            got = self._dispatch(transport, routed)
+            transport.log.end()
+            observed.append(
+                float(
+                    np.mean(
+                        np.concatenate(
+                            [g.argmax(axis=1) != bank.y[routed[k]] for k, g in got.items()]
+                        )
+                    )
+                )
+            )
+        return encoder, gate, float(np.mean(observed))
 
     def _dispatch(
         self, transport: RecordingTransport, routed: dict[int, np.ndarray]

@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from innet.core.config import ScenarioBase, VariantBase, merge_variant_block
+from innet.core.config import ScenarioBase, TrainingBase, VariantBase, merge_variant_block
 from innet.core.errors import ConfigError
 from innet.core.yamlio import LineMap
 from innet.families.inl.executors import EXECUTORS, OPTIMIZERS
@@ -84,7 +84,7 @@ class WireConfig(_Strict):
     backward: Annotated[str, AfterValidator(BACKWARD_FORMATS.check)] = "float32"
 
 
-class TrainingConfig(_Strict):
+class TrainingConfig(TrainingBase):
     epochs: int = Field(default=10, gt=0)
     batch_size: int = Field(default=64, gt=0)
     eval_batch_size: int = Field(default=1024, gt=0)

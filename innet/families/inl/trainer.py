@@ -50,7 +50,7 @@ from innet.core.group import Group
 from innet.core.plans import Plan
 from innet.core.records import ExchangeLog
 from innet.core.topology.model import Topology
-from innet.core.training import Trainer, TrainResult
+from innet.core.training import Checkpoints, Trainer, TrainResult
 from innet.core.transport import RecordingTransport
 from innet.core.yamlio import FieldError
 from innet.families.inl.config import InlScenario, ResolvedVariant, TrainingConfig
@@ -85,6 +85,16 @@ class FitResult:
     node_estimates: dict[str, RateEstimate] | None = None  # the same, with every estimator
 
 
+@dataclass
+class _Progress:
+    """What the epoch loop carries from one epoch to the next, besides the executor."""
+
+    epoch: int = 0  # the next epoch to train
+    step: int = 0  # training steps so far
+    metrics: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # the leader's
+    estimates: dict[str, RateEstimate] = dataclasses.field(default_factory=dict)  # last epoch's
+
+
 def fit(
     executor: Executor,
     recorder: RecordingTransport,
@@ -96,13 +106,21 @@ def fit(
     group: Group,
     task: Task | None = None,
     on_epoch: Callable[[int], None] | None = None,
+    checkpoints: Checkpoints | None = None,
 ) -> FitResult | None:
-    """Train for ``training.epochs`` epochs; the leader gets the result, others None."""
+    """Train for ``training.epochs`` epochs; the leader gets the result, others None.
+
+    With ``checkpoints``: start from the state :meth:`Checkpoints.resume` gives,
+    if any, and save this process's state after each epoch it says is due
+    (:func:`_fit_state`); a resumed fit gives exactly what an uninterrupted one does.
+    """
     measure = task or Classification()
-    metrics: list[dict[str, Any]] = []
-    estimates: dict[str, RateEstimate] = {}
-    step = 0
-    for epoch in range(training.epochs):
+    progress = _Progress()
+    saved = checkpoints.resume() if checkpoints is not None else None
+    if saved is not None:
+        progress = _resume(saved, executor, recorder)
+    step, metrics, estimates = progress.step, progress.metrics, progress.estimates
+    for epoch in range(progress.epoch, training.epochs):
         executor.set_progress(epoch / max(training.epochs - 1, 1))
         order = np.random.default_rng([seed, epoch]).permutation(inputs.n_train)
         losses = []
@@ -118,6 +136,9 @@ def fit(
             final = epoch == training.epochs - 1
             row, estimates = _epoch_row(gathered, executor.plan, measure, final)
             metrics.append({"epoch": epoch, **row})
+        if checkpoints is not None and checkpoints.due(epoch):
+            done = _Progress(epoch + 1, step, metrics, estimates)
+            checkpoints.save(epoch, _fit_state(done, executor, recorder))
         if on_epoch is not None:
             on_epoch(epoch)
     logs = group.gather(recorder.log)
@@ -126,6 +147,31 @@ def fit(
     rates = {node: estimate.rate_bits for node, estimate in estimates.items()}
     return FitResult(
         metrics=metrics, node_rates=rates, log=ExchangeLog.merge(logs), node_estimates=estimates
+    )
+
+
+def _fit_state(
+    progress: _Progress, executor: Executor, recorder: RecordingTransport
+) -> dict[str, Any]:
+    """What a checkpoint keeps after an epoch: the last finished ``epoch``, the step
+    counter, the metrics rows and rate estimates so far (the leader's), this
+    process's exchange log and its executor's state (:meth:`Executor.state_dict`)."""
+    return {
+        "epoch": progress.epoch - 1,
+        "step": progress.step,
+        "metrics": progress.metrics,
+        "estimates": progress.estimates,
+        "log": recorder.log,
+        "executor": executor.state_dict(),
+    }
+
+
+def _resume(state: dict[str, Any], executor: Executor, recorder: RecordingTransport) -> _Progress:
+    """Put :func:`_fit_state`'s ``state`` back: the executor's and the log; the loop's progress."""
+    executor.load_state_dict(state["executor"])
+    recorder.log = state["log"]
+    return _Progress(
+        state["epoch"] + 1, state["step"], list(state["metrics"]), dict(state["estimates"])
     )
 
 
@@ -328,17 +374,28 @@ def make_executor(
     specs = module_specs(plans, variant, inputs)
     training, wire = variant.training, variant.wire
     common: dict[str, Any] = dict(
-        plan=plans[0], specs=specs, seed=seed, transport=transport, views=inputs.views,
-        labels=inputs.labels, lr=training.lr, optimizer=training.optimizer,
-        beta=variant.gate.beta, device=device, wire_forward=wire.forward,
+        plan=plans[0],
+        specs=specs,
+        seed=seed,
+        transport=transport,
+        views=inputs.views,
+        labels=inputs.labels,
+        lr=training.lr,
+        optimizer=training.optimizer,
+        beta=variant.gate.beta,
+        device=device,
+        wire_forward=wire.forward,
         wire_backward=wire.backward,
         bracket_samples=variant.gate.bracket_samples if variant.gate.kind == "gaussian" else 0,
-    )  # fmt: skip
+    )
     if training.executor != PerNodeExecutor.name:
         reason = batched_unsupported(
-            specs, optimizer=training.optimizer, wire_forward=wire.forward,
-            wire_backward=wire.backward, transport=transport,
-        )  # fmt: skip
+            specs,
+            optimizer=training.optimizer,
+            wire_forward=wire.forward,
+            wire_backward=wire.backward,
+            transport=transport,
+        )
         if reason is None:
             return BatchedExecutor(**common)
         if training.executor == BatchedExecutor.name:
@@ -429,22 +486,37 @@ class InlTrainer(Trainer):
         group: Group,
         device: torch.device | str,
         on_epoch: Callable[[int], None],
+        checkpoints: Checkpoints | None = None,
     ) -> TrainResult | None:
         config = self.variants[variant]
         inputs = self.inputs(seed)
         timeline = self.timelines[variant]
         executor = make_executor(config, timeline.plans, inputs, seed, transport, device)
-        result = fit(executor, transport, timeline, inputs, config.training, seed=seed,
-                     group=group, on_epoch=on_epoch)  # fmt: skip
+        result = fit(
+            executor,
+            transport,
+            timeline,
+            inputs,
+            config.training,
+            seed=seed,
+            group=group,
+            on_epoch=on_epoch,
+            checkpoints=checkpoints,
+        )
         flops = group.gather(executor.flops())
         if result is None or flops is None:
             return None
         estimates = result.node_estimates or {}
         rates = [
-            {"variant": variant, "seed": seed, "node": node, "rate_bits": rate,
-             **(dataclasses.asdict(estimates[node]) if node in estimates else {})}
+            {
+                "variant": variant,
+                "seed": seed,
+                "node": node,
+                "rate_bits": rate,
+                **(dataclasses.asdict(estimates[node]) if node in estimates else {}),
+            }
             for node, rate in result.node_rates.items()
-        ]  # fmt: skip
+        ]
         return TrainResult(
             metrics=result.metrics,
             flops={node: value for part in flops for node, value in part.items()},

@@ -45,6 +45,14 @@ each backward exchange (:meth:`~MoeTrainer._backward`); then the optimiser.
 split in one process (not sent over the network); the accuracy is the mean
 over sources. ``purity``: for the last layer, the share of test tokens whose
 expert's most frequent class is their class.
+
+**Checkpoints.** After each epoch the checkpoints ask for, every process
+saves its part (:func:`_state`): every node's weights and the optimiser's
+state (each process computes every node), the router's placements and
+balance state, the experts still to migrate, the data order's generator, the
+rows so far and the messages its own nodes sent. A run resumed from it
+(:func:`_restore`) goes on from the next epoch with the same numbers; the
+epochs already done are not reported to ``on_epoch`` again.
 """
 
 from __future__ import annotations
@@ -65,7 +73,7 @@ from innet.core.netsim import ComputeTimes, Message, NetworkModel
 from innet.core.records import ExchangeLog
 from innet.core.seeding import seeded_torch
 from innet.core.topology.model import Topology
-from innet.core.training import Trainer, TrainResult
+from innet.core.training import Checkpoints, Trainer, TrainResult
 from innet.core.transport import ANY, RecordingTransport
 from innet.core.yamlio import FieldError
 from innet.families.moe.balance import BalanceController
@@ -219,19 +227,25 @@ class MoeTrainer(Trainer):
         group: Group,
         device: torch.device | str,
         on_epoch: Callable[[int], None],
+        checkpoints: Checkpoints | None = None,
     ) -> TrainResult | None:
         data = self._dataset(seed)
         run = self._start(variant, seed, transport, data)
         placement = list(run.router.placements[0])
         rng = np.random.default_rng(seed)
-        metrics = []
-        for epoch in range(self.scenario.moe.epochs):
+        metrics: list[dict[str, Any]] = []
+        saved = checkpoints.resume() if checkpoints is not None else None
+        if saved is not None:
+            metrics = _restore(run, rng, saved)
+        for epoch in range(len(metrics), self.scenario.moe.epochs):
             order = torch.as_tensor(rng.permutation(len(run.y_train)))
             aux_total = self._epoch(run, order, epoch)
             metrics.append(self._epoch_metrics(run, data, epoch, aux_total))
+            if checkpoints is not None and checkpoints.due(epoch):
+                checkpoints.save(epoch, _state(run, rng, metrics, epoch))
             on_epoch(epoch)
         tables = {"moe_steps": run.step_rows, "moe_nodes": self._node_rows(run, placement)}
-        logs = group.gather(transport.log)
+        logs = group.gather(run.transport.log)
         if logs is None:
             return None
         if variant == self.balance_variant:
@@ -556,6 +570,43 @@ class MoeTrainer(Trainer):
             np.add.at(table, (top, y.numpy()), 1)
             purities.append(float(table.max(axis=1).sum() / len(top)))
         return float(np.mean(accuracies)), float(np.mean(losses)), float(np.mean(purities))
+
+
+def _state(
+    run: _Run, rng: np.random.Generator, metrics: list[dict[str, Any]], epoch: int
+) -> dict[str, Any]:
+    """What this process needs to go on after ``epoch``: every source's and expert's weights,
+    the optimiser's state, the router's (placements, balance state), the experts still to
+    migrate, the data order's generator, the rows so far and this process's exchange log.
+    The objects themselves, to be written before training goes on."""
+    return {
+        "epoch": epoch,
+        "nets": [net.state_dict() for net in run.nets],
+        "experts": [[expert.state_dict() for expert in layer] for layer in run.experts],
+        "optimiser": run.optimiser.state_dict(),
+        "router": run.router.state(),
+        "migrations": run.migrations,
+        "rng": rng.bit_generator.state,
+        "metrics": metrics,
+        "step_rows": run.step_rows,
+        "log": run.transport.log,
+    }
+
+
+def _restore(run: _Run, rng: np.random.Generator, state: dict[str, Any]) -> list[dict[str, Any]]:
+    """Take up a :func:`_state` in a freshly started run; the metrics rows so far."""
+    for net, saved in zip(run.nets, state["nets"], strict=True):
+        net.load_state_dict(saved)
+    for layer, saved_layer in zip(run.experts, state["experts"], strict=True):
+        for expert, saved in zip(layer, saved_layer, strict=True):
+            expert.load_state_dict(saved)
+    run.optimiser.load_state_dict(state["optimiser"])
+    run.router.restore(state["router"])
+    run.migrations = list(state["migrations"])
+    rng.bit_generator.state = state["rng"]
+    run.step_rows = list(state["step_rows"])
+    run.transport.log = state["log"]
+    return list(state["metrics"])
 
 
 def _run_experts(

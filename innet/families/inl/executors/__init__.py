@@ -18,7 +18,8 @@ links fail during a step is decided by events (:class:`~innet.core.events.StepPl
   shape stacked and computed together, level by level; the same numbers
   (to float rounding), many times faster on large networks. Under torchrun
   each process computes its own nodes and sends one tensor per (phase,
-  level, pair of processes) instead of one per node pair.
+  level, pair of processes) instead of one per node pair, with the same
+  bits as one process (every sum a node receives in one canonical order).
 
 :data:`EXECUTORS` names and describes the choices of ``training.executor``; ``auto`` runs a
 configuration batched whenever the batched executor can
@@ -27,13 +28,21 @@ aggregator it does not stack, a wire format other than float32), else per
 node, in one process and under torchrun alike.
 
 :data:`OPTIMIZERS` is the registry of optimisers a scenario may name.
+
+**Checkpoints.** :meth:`Executor.state_dict` is everything an executor
+carries from one epoch to the next (each node's weights and buffers,
+optimiser state, random-number generators, the bookkeeping of published
+codebooks, step counters); :meth:`Executor.load_state_dict` puts it back into a
+fresh executor of the same (variant, seed) on the same placement, which then
+goes on exactly as the one that saved it. :func:`module_state` and
+:func:`load_module_state` do it for one node module.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
 import torch
@@ -46,7 +55,16 @@ if TYPE_CHECKING:
     from innet.core.events import StepPlan
     from innet.core.plans import Plan
 
-__all__ = ["Executor", "EvalSums", "EXECUTORS", "OPTIMIZERS", "bracket_subsample", "make_optimizer"]
+__all__ = [
+    "Executor",
+    "EvalSums",
+    "EXECUTORS",
+    "OPTIMIZERS",
+    "bracket_subsample",
+    "load_module_state",
+    "make_optimizer",
+    "module_state",
+]
 
 
 @dataclass
@@ -131,6 +149,14 @@ class Executor(Protocol):
         """Forward FLOPs per sample of each node module this process runs."""
         ...
 
+    def state_dict(self) -> dict[str, Any]:
+        """What this process's nodes carry to the next step (live tensors: save them at once)."""
+        ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from ``state`` (:meth:`state_dict` of an executor of the same run)."""
+        ...
+
 
 OptimizerFactory = Callable[[Iterable[torch.nn.Parameter], float], torch.optim.Optimizer]
 
@@ -175,3 +201,36 @@ def make_optimizer(
 ) -> torch.optim.Optimizer:
     """The optimiser called ``name`` (one of :data:`OPTIMIZERS`) over ``params``."""
     return OPTIMIZERS.get(name)(params, lr)
+
+
+_COUNTERS = ("restarts", "_steps", "_publish_next")
+"""Plain attributes of a discrete gate that change while it trains (buffers aside)."""
+
+
+def module_state(module: torch.nn.Module) -> dict[str, Any]:
+    """A node module's state: weights and buffers, its generators, its gate's counters.
+
+    Generators and counters are keyed by submodule name (the gate: ``gate``).
+    """
+    generators = {
+        name: sub.generator.get_state()
+        for name, sub in module.named_modules()
+        if isinstance(getattr(sub, "generator", None), torch.Generator)
+    }
+    counters = {
+        name: {attr: getattr(sub, attr) for attr in _COUNTERS if hasattr(sub, attr)}
+        for name, sub in module.named_modules()
+        if any(hasattr(sub, attr) for attr in _COUNTERS)
+    }
+    return {"weights": module.state_dict(), "generators": generators, "counters": counters}
+
+
+def load_module_state(module: torch.nn.Module, state: dict[str, Any]) -> None:
+    """Put :func:`module_state`'s ``state`` back into ``module`` (built the same way)."""
+    module.load_state_dict(state["weights"])
+    subs = dict(module.named_modules())
+    for name, generator_state in state["generators"].items():
+        subs[name].generator.set_state(generator_state)
+    for name, values in state["counters"].items():
+        for attr, value in values.items():
+            setattr(subs[name], attr, value)

@@ -16,7 +16,7 @@ same thing in bulk:
   a step runs level by level: the nodes of a level that share a gate kind are
   one *chunk*, in which each part is one call on its rows (sensors without
   children first, so the combiners' rows are one run); what a node receives is
-  summed over its children with one ``index_add`` per (source chunk, level).
+  summed over its children in one canonical order (below), whatever the placement.
 - **One backward.** The step's loss (the task's loss at the fusion node plus
   ``beta`` times the rate of every node whose messages arrive) is
   differentiated once, over the whole graph. This gives every node the
@@ -38,11 +38,21 @@ the plan's, the same in every process. After a process computes level ``l``,
 the latents its level-``l`` nodes send to another process travel as one
 tensor per (phase, level, pair of processes): its rows are the messages, in
 the order of the plan's edges, which both ends derive from the plan; the
-receiver adds them into its inbox. Gradients go back the same way, level by
-level in reverse, one tensor per (level, pair of processes); each round is one
-:meth:`~innet.core.transport.Transport.exchange` (one process has none). A message sent
-into a failed link is recorded and not sent. Within one process, messages
-stay in the autograd graph's tensors, as before.
+receiver copies them into a buffer with one row per edge. Gradients go back
+the same way, level by level in reverse, one tensor per (level, pair of
+processes); each round is one :meth:`~innet.core.transport.Transport.exchange`
+(one process has none). A message sent into a failed link is recorded and not
+sent. Within one process, messages stay in the autograd graph's tensors.
+
+**The same numbers under any placement.** Floating-point addition is not
+associative, so every sum a node receives is made in one canonical order,
+the same on every rank and for every placement (and the order one process
+always used): latents by (sender's level, sender's chunk group, edge index
+in the plan's arrays), gradients from several parents by edge index. Local
+and remote summands are gathered first and added slot by slot
+(:class:`_Sum`), each target row at most once per ``index_add_`` call, so the
+order holds on any device (no atomics on repeated rows). A torchrun job
+therefore gives the one-process metrics and records bit for bit.
 
 Schedules are computed from the plan's arrays (:attr:`~innet.core.plans.Plan.arrays`)
 with numpy, once per distinct step plan.
@@ -61,7 +71,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -132,8 +142,9 @@ class _Kind:
     def of(spec: ModuleSpec) -> _Kind:
         """The kind of the module ``spec`` describes (the fusion node has a decoder, no gate)."""
         gate = "" if spec.is_fusion else spec.gate_kind
-        return _Kind(spec.is_fusion, gate, spec.n_received > 0, spec.view_dim is None,
-                     spec.view_dim or 0)  # fmt: skip
+        return _Kind(
+            spec.is_fusion, gate, spec.n_received > 0, spec.view_dim is None, spec.view_dim or 0
+        )
 
     @property
     def parts(self) -> list[tuple[str, tuple]]:
@@ -246,9 +257,15 @@ class _Stack:
     """
 
     def __init__(
-        self, key: tuple, nodes: list[str], modules: list[NodeModule], device: torch.device,
-        optimizer: str, lr: float, views: Mapping[str, tuple[torch.Tensor, torch.Tensor]],
-    ) -> None:  # fmt: skip
+        self,
+        key: tuple,
+        nodes: list[str],
+        modules: list[NodeModule],
+        device: torch.device,
+        optimizer: str,
+        lr: float,
+        views: Mapping[str, tuple[torch.Tensor, torch.Tensor]],
+    ) -> None:
         self.key, self.nodes = key, nodes
         self.row = {node: row for row, node in enumerate(nodes)}
         self.parts: dict[str, list[_Layer | None]] = {}
@@ -264,13 +281,17 @@ class _Stack:
         flat = [
             value for layers in self.parts.values() for layer in layers for value in layer or ()
         ]
+        self.flat = flat  # every stacked parameter, in a fixed order
         self.generators = [_generator(m) for m in modules] if key[0] == "gate" else []
         # each sensor's view (train, test), node i in row i: a chunk takes its rows at once
         self.views = (
-            (_stacked([views[node][0] for node in nodes], device),
-             _stacked([views[node][1] for node in nodes], device))
-            if key[0] == "encoder" else None
-        )  # fmt: skip
+            (
+                _stacked([views[node][0] for node in nodes], device),
+                _stacked([views[node][1] for node in nodes], device),
+            )
+            if key[0] == "encoder"
+            else None
+        )
         self.optimizer = make_stacked_optimizer(optimizer, flat, len(nodes), lr)
         for parameter in flat:  # kept, zeroed after each step: taken rows' gradients view them
             parameter.grad = torch.zeros_like(parameter)
@@ -279,6 +300,26 @@ class _Stack:
         # generators
         self.noise: dict[tuple, tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Generator]]]]
         self.noise = {}
+
+    def state_dict(self) -> dict[str, Any]:
+        """Its nodes, parameters, optimiser state and generators' states (live tensors)."""
+        return {
+            "nodes": self.nodes,
+            "parameters": [parameter.detach() for parameter in self.flat],
+            "optimizer": self.optimizer.state_dict(),
+            "generators": [generator.get_state() for generator in self.generators],
+        }
+
+    @torch.no_grad()
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`state_dict`'s ``state`` (the same nodes, in the same rows)."""
+        if state["nodes"] != self.nodes or len(state["parameters"]) != len(self.flat):
+            raise ValueError(f"the saved state of stack {self.key} is of other nodes")
+        for parameter, value in zip(self.flat, state["parameters"], strict=True):
+            parameter.copy_(value)
+        self.optimizer.load_state_dict(state["optimizer"])
+        for generator, value in zip(self.generators, state["generators"], strict=True):
+            generator.set_state(value)
 
     def take(self, rows: torch.Tensor | slice, training: bool) -> _Weights:
         """The weights of the nodes in ``rows``, as leaves of a chunk's own autograd graph.
@@ -308,8 +349,9 @@ class _Stack:
         for part, layers in self.parts.items():
             stacked = [
                 tuple(_grad(value) if grads else value for value in layer)
-                for layer in layers if layer is not None
-            ]  # fmt: skip
+                for layer in layers
+                if layer is not None
+            ]
             if part in self.widths:  # layers side by side: each its slice of the outputs
                 (weight, bias), at = stacked[0], 0
                 for name, width in zip(self.names[part], self.widths[part], strict=True):
@@ -349,13 +391,16 @@ class _Weights:
         self.stack, self.rows = stack, rows
         self.parts = {
             part: [
-                None if layer is None
-                else tuple(_ready(value[rows].detach(), bias).requires_grad_(training)
-                           for value, bias in zip(layer, (False, True), strict=True))
+                None
+                if layer is None
+                else tuple(
+                    _ready(value[rows].detach(), bias).requires_grad_(training)
+                    for value, bias in zip(layer, (False, True), strict=True)
+                )
                 for layer in layers
             ]
             for part, layers in stack.parts.items()
-        }  # fmt: skip
+        }
         self.direct = training and isinstance(rows, slice)
         if self.direct:
             for part, layers in self.parts.items():
@@ -409,8 +454,8 @@ class _Chunk:
     """The nodes of one level of this process that share a gate kind (or the fusion node).
 
     Every node this process computes has a row in the step's *inbox* (``[nodes,
-    batch, dim]``), where what its children send is summed (and in the
-    *outbox*, what it sends to other processes); a chunk's nodes hold the rows
+    batch, dim]``), where what its children send is summed in one canonical
+    order (:class:`_Sum`), and in the *outbox*, what it sends; a chunk's nodes hold the rows
     ``start`` to ``start + len(nodes)``. Each part runs on its runs of rows
     (usually one run, a single call).
     """
@@ -421,10 +466,44 @@ class _Chunk:
     start: int  # first row in the inbox
     receives: bool  # some node of the chunk has children
     n_inputs: torch.Tensor  # per node: inputs aggregated (for the mean)
-    senders: torch.Tensor  # rows (in the chunk) of each message delivered to a local parent …
-    receivers: torch.Tensor  # … and the parent's row in the inbox
     penalty: torch.Tensor | None  # per node: beta where its messages arrive (None: beta = 0)
     level: int
+    grad_sum: _Sum | None = None  # backward: the gradients its nodes' parents send, summed
+
+
+@dataclass
+class _Sum:
+    """Messages added into rows of a target in one canonical order, whatever the placement.
+
+    The summands are ``cat(local.index_select(0, local_rows),
+    remote.index_select(0, remote_rows))``: rows of a tensor of this process
+    (the outbox forward, the gradients sent back backward) and rows of the
+    buffer of messages that came from other processes, one row per edge.
+    ``slots[j]`` adds every target row's ``j``-th summand (its summands sorted
+    by the canonical key of their edge), so each target row is
+    ``((0 + m_0) + m_1) + ...`` in that order, a target row at most once per
+    call (deterministic on any device).
+    """
+
+    local_rows: torch.Tensor
+    remote_rows: torch.Tensor
+    slots: list[tuple[torch.Tensor, torch.Tensor]]  # (target rows, summand rows) per position
+
+    def add_into(
+        self, target: torch.Tensor, local: torch.Tensor, remote: torch.Tensor | None
+    ) -> None:
+        """Add every target row's summands into ``target``, in the canonical order."""
+        parts = []
+        if len(self.local_rows):
+            parts.append(local.index_select(0, self.local_rows))
+        if len(self.remote_rows):
+            assert remote is not None
+            parts.append(remote.index_select(0, self.remote_rows))
+        if not parts:
+            return
+        summands = parts[0] if len(parts) == 1 else torch.cat(parts)
+        for rows, which in self.slots:
+            target.index_add_(0, rows, summands.index_select(0, which))
 
 
 @dataclass
@@ -462,6 +541,9 @@ class _Schedule:
     forward: _Messages  # every latent this process sends (lost ones too)
     backward: _Messages  # every gradient it sends
     stepping: dict[int, torch.Tensor]  # id(stack) -> mask of the nodes that update
+    forward_sums: dict[int, _Sum]  # by the senders' level: what local receivers get, summed
+    inbound: int  # rows of the buffer of latents from other processes (one per edge)
+    outbound: int  # rows of the buffer of gradients from other processes (one per edge)
 
 
 @dataclass
@@ -472,6 +554,7 @@ class _PlanIndex:
     rank: np.ndarray
     kind: np.ndarray  # index into the executor's sorted kinds; -1 on another process
     names: np.ndarray  # object array of node ids
+    group: np.ndarray  # every node's chunk group (gate kind), numbered the same on every rank
 
 
 def _rows_of(x: torch.Tensor, a: int, b: int) -> torch.Tensor:
@@ -496,6 +579,17 @@ def _by_runs(
     if at < count:
         pieces.append(outside(at, count))
     return pieces[0] if len(pieces) == 1 else torch.cat(pieces)
+
+
+def _global_groups(specs: dict[str, ModuleSpec]) -> dict[str, int]:
+    """Each node's chunk group (fusion flag, gate kind), numbered over every node of ``specs``.
+
+    Not only this process's nodes: the canonical order of the messages a node
+    receives (:class:`_Sum`) must be the same on every rank.
+    """
+    kinds = {node: _Kind.of(spec) for node, spec in specs.items()}
+    groups = sorted({(kind.is_fusion, kind.gate_kind) for kind in kinds.values()})
+    return {node: groups.index((kind.is_fusion, kind.gate_kind)) for node, kind in kinds.items()}
 
 
 def _groups(keys: np.ndarray, *columns: np.ndarray) -> list[tuple[int, list[np.ndarray]]]:
@@ -525,8 +619,9 @@ def _delivered_arrays(
         return arrays.src, arrays.dst, arrays.level, everyone, everyone
     position = arrays.position
     inner = delivered.arrays
-    to_plan = np.fromiter((position[node] for node in inner.nodes), dtype=np.int64,
-                          count=len(inner.nodes))  # fmt: skip
+    to_plan = np.fromiter(
+        (position[node] for node in inner.nodes), dtype=np.int64, count=len(inner.nodes)
+    )
     level = np.zeros(count, dtype=np.int64)
     level[to_plan] = inner.level
     in_delivered = np.zeros(count, dtype=bool)
@@ -582,9 +677,12 @@ class BatchedExecutor:
         bracket_samples: int = 0,
     ) -> None:
         reason = batched_unsupported(
-            specs, optimizer=optimizer, wire_forward=wire_forward,
-            wire_backward=wire_backward, transport=transport,
-        )  # fmt: skip
+            specs,
+            optimizer=optimizer,
+            wire_forward=wire_forward,
+            wire_backward=wire_backward,
+            transport=transport,
+        )
         if reason is not None:
             raise ValueError(f"the batched executor cannot run {reason}")
         self.transport = transport
@@ -601,6 +699,7 @@ class BatchedExecutor:
             node: _Kind.of(spec) for node, spec in self.specs.items() if transport.owns(node)
         }
         self._kinds = sorted(set(kind_of.values()))
+        self._global_group = _global_groups(self.specs)
         self._kind_number = {kind: number for number, kind in enumerate(self._kinds)}
         self._group_of = _chunk_groups(self._kinds)
         modules = {node: NodeModule(self.specs[node], seed) for node in _first_order(kind_of, plan)}
@@ -610,10 +709,9 @@ class BatchedExecutor:
                 by_key.setdefault(key, []).append(node)
         self._flops = {node: module.flops_per_sample() for node, module in modules.items()}
         self._all_stacks = [
-            _Stack(key, nodes, [modules[node] for node in nodes], self.device, optimizer, lr,
-                   views)
+            _Stack(key, nodes, [modules[node] for node in nodes], self.device, optimizer, lr, views)
             for key, nodes in by_key.items()
-        ]  # fmt: skip
+        ]
         by_stack_key = {stack.key: stack for stack in self._all_stacks}
         # node -> role -> the stack of that part (this process's nodes)
         self.stacks: dict[str, dict[str, _Stack]] = {
@@ -653,7 +751,10 @@ class BatchedExecutor:
                 kind[i] = self._kind_number[_Kind.of(self.specs[node])]
         names = np.empty(count, dtype=object)
         names[:] = nodes
-        index = _PlanIndex(plan, rank, kind, names)
+        group = np.fromiter(
+            (self._global_group[node] for node in nodes), dtype=np.int64, count=count
+        )
+        index = _PlanIndex(plan, rank, kind, names, group)
         self._indexes[id(plan)] = index
         return index
 
@@ -680,34 +781,63 @@ class BatchedExecutor:
         ends = np.concatenate([cuts, [len(order)]]).astype(np.int64)
         bounds = [(int(a), int(b)) for a, b in zip(starts, ends, strict=True) if b > a]
         chunk_of_row = np.repeat(np.arange(len(bounds)), [b - a for a, b in bounds])
-        # deliveries inside this process, grouped by the sender's chunk
-        inside = local[src] & local[dst]
-        local_edges = {
-            chunk: rows
-            for chunk, rows in _groups(chunk_of_row[row_of[src[inside]]],
-                                       row_of[src[inside]], row_of[dst[inside]])
-        }  # fmt: skip
         chunks: list[_Chunk] = []
-        for number, (a, b) in enumerate(bounds):
+        for a, b in bounds:
             members = order[a:b]
             names = where.names[members].tolist()
             own = np.array([not self._kinds[k].no_view for k in where.kind[members]], np.int64)
-            senders, receivers = local_edges.get(number, (np.zeros(0, np.int64),) * 2)
             chunks.append(
                 _Chunk(
-                    names, self._uses(names), self._kinds[int(where.kind[members[0]])].gate_kind,
-                    a, bool(children[members].any()),
+                    names,
+                    self._uses(names),
+                    self._kinds[int(where.kind[members[0]])].gate_kind,
+                    a,
+                    bool(children[members].any()),
                     self._tensor(own + children[members], torch.float32).view(-1, 1, 1),
-                    self._tensor(senders - a), self._tensor(receivers),
                     self._tensor(in_delivered[members] * self.beta, torch.float32)
-                    if self.beta > 0 else None,
+                    if self.beta > 0
+                    else None,
                     int(level[members[0]]),
                 )
-            )  # fmt: skip
+            )
         levels: dict[int, list[int]] = {}
         for number, chunk in enumerate(chunks):
             levels.setdefault(chunk.level, []).append(number)
-        forward_rounds, backward_rounds = self._rounds(where.rank, src, dst, level, row_of)
+        # messages from other processes wait in buffers, one row per edge (edge order)
+        across = where.rank[src] != where.rank[dst]
+        incoming = across & (where.rank[dst] == self.rank)
+        outgoing = across & (where.rank[src] == self.rank)
+        in_pos = np.full(len(src), -1, dtype=np.int64)
+        in_pos[incoming] = np.arange(int(incoming.sum()))
+        out_pos = np.full(len(src), -1, dtype=np.int64)
+        out_pos[outgoing] = np.arange(int(outgoing.sum()))
+        forward_rounds, backward_rounds = self._rounds(
+            where.rank, src, dst, level, row_of, in_pos, out_pos
+        )
+        # forward: per senders' level, every latent a local receiver gets, summed in the
+        # canonical order (sender's group, then edge order), wherever its sender runs
+        into = np.flatnonzero(local[dst])
+        forward_sums = {
+            int(at): self._sum(
+                row_of[dst[edges]],
+                local[src[edges]],
+                row_of[src[edges]],
+                in_pos[edges],
+                (edges, where.group[src[edges]]),
+            )
+            for at, (edges,) in _groups(level[src[into]], into)
+        }
+        # backward: per chunk, every gradient its nodes get from their parents, in edge order
+        back = np.flatnonzero(local[src])
+        for number, (edges,) in _groups(chunk_of_row[row_of[src[back]]], back):
+            chunk = chunks[number]
+            chunk.grad_sum = self._sum(
+                row_of[src[edges]] - chunk.start,
+                local[dst[edges]],
+                row_of[dst[edges]],
+                out_pos[edges],
+                (edges,),
+            )
         for rounds in (forward_rounds, backward_rounds):
             for at in rounds:
                 levels.setdefault(at, [])
@@ -715,33 +845,86 @@ class BatchedExecutor:
         # ones too), every gradient a local node sends back along a delivered edge
         sending = local[arrays.src]
         returning = local[dst]
-        forward = _Messages(where.names[arrays.src[sending]].tolist(),
-                            where.names[arrays.dst[sending]].tolist(),
-                            chunk_of_row[row_of[arrays.src[sending]]])  # fmt: skip
-        backward = _Messages(where.names[dst[returning]].tolist(),
-                             where.names[src[returning]].tolist(),
-                             chunk_of_row[row_of[dst[returning]]])  # fmt: skip
+        forward = _Messages(
+            where.names[arrays.src[sending]].tolist(),
+            where.names[arrays.dst[sending]].tolist(),
+            chunk_of_row[row_of[arrays.src[sending]]],
+        )
+        backward = _Messages(
+            where.names[dst[returning]].tolist(),
+            where.names[src[returning]].tolist(),
+            chunk_of_row[row_of[dst[returning]]],
+        )
         stepping = self._stepping(where.names[local & in_delivered])
         schedule = _Schedule(
-            step, chunks, sorted(levels.items()), len(order), forward_rounds, backward_rounds,
-            forward, backward, stepping,
-        )  # fmt: skip
+            step,
+            chunks,
+            sorted(levels.items()),
+            len(order),
+            forward_rounds,
+            backward_rounds,
+            forward,
+            backward,
+            stepping,
+            forward_sums,
+            int(incoming.sum()),
+            int(outgoing.sum()),
+        )
         self._schedules[id(step)] = schedule
         return schedule
 
     def _stepping(self, nodes: np.ndarray) -> dict[int, torch.Tensor]:
         """Per stack (by id), the mask of its rows that update: those of ``nodes``."""
-        stepping = {id(stack): torch.zeros(len(stack.nodes), dtype=torch.bool)
-                    for stack in self._all_stacks}  # fmt: skip
+        stepping = {
+            id(stack): torch.zeros(len(stack.nodes), dtype=torch.bool) for stack in self._all_stacks
+        }
         for node in nodes:
             for stack in self.stacks[node].values():
                 stepping[id(stack)][stack.row[node]] = True
         return stepping
 
+    def _sum(
+        self,
+        targets: np.ndarray,
+        is_local: np.ndarray,
+        local_rows: np.ndarray,
+        remote_rows: np.ndarray,
+        keys: tuple[np.ndarray, ...],
+    ) -> _Sum:
+        """A :class:`_Sum` of messages into ``targets``, each target's in the order of ``keys``.
+
+        Message ``i`` is row ``local_rows[i]`` of the local source where
+        ``is_local[i]``, else row ``remote_rows[i]`` of the buffer of messages
+        from other processes. ``keys``: least significant first (np.lexsort);
+        the target comes first, then the keys.
+        """
+        n_local = int(is_local.sum())
+        summand = np.empty(len(targets), dtype=np.int64)
+        summand[is_local] = np.arange(n_local)
+        summand[~is_local] = n_local + np.arange(len(targets) - n_local)
+        order = np.lexsort((*keys, targets))
+        sorted_targets = targets[order]
+        starts = np.flatnonzero(np.r_[True, np.diff(sorted_targets) != 0])
+        position = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+        slots = [
+            (
+                self._tensor(sorted_targets[position == j]),
+                self._tensor(summand[order][position == j]),
+            )
+            for j in range(int(position.max()) + 1 if len(position) else 0)
+        ]
+        return _Sum(self._tensor(local_rows[is_local]), self._tensor(remote_rows[~is_local]), slots)
+
     def _rounds(
-        self, rank: np.ndarray, src: np.ndarray, dst: np.ndarray, level: np.ndarray,
+        self,
+        rank: np.ndarray,
+        src: np.ndarray,
+        dst: np.ndarray,
+        level: np.ndarray,
         row_of: np.ndarray,
-    ) -> tuple[dict[int, _Round], dict[int, _Round]]:  # fmt: skip
+        in_pos: np.ndarray,
+        out_pos: np.ndarray,
+    ) -> tuple[dict[int, _Round], dict[int, _Round]]:
         """The bundles of the delivered edges ``src -> dst`` that join two processes.
 
         Forward, one per (sender's level, pair of processes); backward, one per
@@ -755,14 +938,14 @@ class BatchedExecutor:
         width = self.transport.world_size
         outgoing = across & (rank[src] == self.rank)  # this process holds the sender
         incoming = across & (rank[dst] == self.rank)  # … the receiver
-        for rounds, edges, rows_at, level_at, peer_at, sends in (
-            (forward, outgoing, src, src, dst, True),  # latents from the senders' rows
-            (forward, incoming, dst, src, src, False),  # … into the receivers' rows
-            (backward, incoming, dst, dst, src, True),  # gradients from the parents' rows
-            (backward, outgoing, src, dst, dst, False),  # … into the children's rows
+        for rounds, edges, rows_of, level_at, peer_at, sends in (
+            (forward, outgoing, row_of[src], src, dst, True),  # latents from the senders' rows
+            (forward, incoming, in_pos, src, src, False),  # … into the inbound buffer's rows
+            (backward, incoming, row_of[dst], dst, src, True),  # gradients from the parents' rows
+            (backward, outgoing, out_pos, dst, dst, False),  # … into the outbound buffer's rows
         ):
             keys = level[level_at[edges]] * width + rank[peer_at[edges]]
-            for key, (rows,) in _groups(keys, row_of[rows_at[edges]]):
+            for key, (rows,) in _groups(keys, rows_of[edges]):
                 round_ = rounds.setdefault(key // width, _Round())
                 (round_.sends if sends else round_.receives)[key % width] = self._tensor(rows)
         return forward, backward
@@ -785,8 +968,9 @@ class BatchedExecutor:
                 else:
                     runs.append((stack, at, [stack.row[node]]))
             if runs:
-                uses[role] = [_Use(stack, a, a + len(rows), self._rows(rows), rows)
-                              for stack, a, rows in runs]  # fmt: skip
+                uses[role] = [
+                    _Use(stack, a, a + len(rows), self._rows(rows), rows) for stack, a, rows in runs
+                ]
         return uses
 
     def _rows(self, rows: list[int]) -> torch.Tensor | slice:
@@ -798,24 +982,32 @@ class BatchedExecutor:
     def _exchange(
         self, round_: _Round | None, source: torch.Tensor, target: torch.Tensor, what: str
     ) -> None:
-        """Send the rows of ``source`` a round names; add the rows received into ``target``."""
+        """Send the rows of ``source`` a round names; copy the rows received into ``target``.
+
+        ``target`` is a buffer with one row per edge from another process:
+        nothing is summed here (sums happen in canonical order, :class:`_Sum`).
+        """
         if round_ is None:
             return
         sends = {peer: source.index_select(0, rows) for peer, rows in round_.sends.items()}
-        shapes = {peer: ((len(rows), *target.shape[1:]), target.dtype)
-                  for peer, rows in round_.receives.items()}  # fmt: skip
+        shapes = {
+            peer: ((len(rows), *target.shape[1:]), target.dtype)
+            for peer, rows in round_.receives.items()
+        }
         received = self.transport.exchange(sends, shapes, what=what)
         for peer, rows in round_.receives.items():
-            target.index_add_(0, rows, received[peer].to(self.device))
+            target.index_copy_(0, rows, received[peer].to(self.device))
 
     # -- the forward pass -------------------------------------------------------------------
 
     def _forward(
         self, schedule: _Schedule, index: np.ndarray, split: int, training: bool
     ) -> tuple[
-        torch.Tensor | None, list[GateOutput | None], list[torch.Tensor | None],
+        torch.Tensor | None,
+        list[GateOutput | None],
+        list[torch.Tensor | None],
         list[list[_Weights]],
-    ]:  # fmt: skip
+    ]:
         """The fusion node's logits; per chunk, in order, its gate output, inbox rows and weights.
 
         What a chunk receives and its weights are leaves of its own autograd
@@ -830,7 +1022,8 @@ class BatchedExecutor:
         weights: list[list[_Weights]] = [[] for _ in schedule.chunks]
         logits = None
         inbox = torch.zeros(schedule.rows, batch, self.latent_dim, device=self.device)
-        outbox = torch.zeros_like(inbox) if schedule.forward_rounds else inbox
+        outbox = torch.zeros_like(inbox)  # what each local node sends
+        inbound = torch.zeros(schedule.inbound, batch, self.latent_dim, device=self.device)
         rows = torch.as_tensor(index, device=self.device)
 
         def take(use: _Use, into: list[_Weights]) -> _Weights:
@@ -858,24 +1051,29 @@ class BatchedExecutor:
                     logits = run(chunk.uses["decoder"][0]).apply("decoder", held)[0]
                     continue
                 latent = _by_runs(
-                    len(held), chunk.uses.get("combiner", []),
-                    partial(self._combine, held=held, run=run), partial(_rows_of, held),
-                )  # fmt: skip
+                    len(held),
+                    chunk.uses.get("combiner", []),
+                    partial(self._combine, held=held, run=run),
+                    partial(_rows_of, held),
+                )
                 out = self._gate(chunk, latent, training, run)
-                sent = out.t.detach()
-                if len(chunk.senders):
-                    inbox.index_add_(0, chunk.receivers, sent.index_select(0, chunk.senders))
-                if outbox is not inbox:
-                    outbox[chunk.start : chunk.start + len(chunk.nodes)] = sent
+                outbox[chunk.start : chunk.start + len(chunk.nodes)] = out.t.detach()
                 outs[number] = out
-            self._exchange(schedule.forward_rounds.get(level), outbox, inbox, f"{phase} {level}")
+            self._exchange(schedule.forward_rounds.get(level), outbox, inbound, f"{phase} {level}")
+            # every latent of this level's senders, local or not, summed in canonical order
+            summed = schedule.forward_sums.get(level)
+            if summed is not None:
+                summed.add_into(inbox, outbox, inbound)
         return logits, outs, inboxes, weights
 
     @staticmethod
     def _hold(
-        chunk: _Chunk, received: torch.Tensor | None, split: int, rows: torch.Tensor,
+        chunk: _Chunk,
+        received: torch.Tensor | None,
+        split: int,
+        rows: torch.Tensor,
         run: Callable[[_Use], _Weights],
-    ) -> torch.Tensor:  # fmt: skip
+    ) -> torch.Tensor:
         """What each node of ``chunk`` holds: its own encoding (sensors) plus what it received."""
 
         def encoded(use: _Use) -> torch.Tensor:
@@ -927,10 +1125,13 @@ class BatchedExecutor:
         key = (tuple(rows), shape, dtype)
         buffer = stack.noise.get(key)
         if buffer is None:  # drawn into again each step: the last step's backward is done
-            eps = torch.empty((len(rows), *shape), dtype=dtype,
-                              device=stack.generators[rows[0]].device)  # fmt: skip
-            buffer = stack.noise[key] = (eps, [(eps[n], stack.generators[row])
-                                               for n, row in enumerate(rows)])  # fmt: skip
+            eps = torch.empty(
+                (len(rows), *shape), dtype=dtype, device=stack.generators[rows[0]].device
+            )
+            buffer = stack.noise[key] = (
+                eps,
+                [(eps[n], stack.generators[row]) for n, row in enumerate(rows)],
+            )
         for view, generator in buffer[1]:  # what torch.randn(shape, out=view) draws
             view.normal_(generator=generator)
         return buffer[0]
@@ -940,9 +1141,12 @@ class BatchedExecutor:
         if not len(messages.src):
             return
         self.transport.record_many(
-            row_bytes[messages.chunk], src=messages.src, dst=messages.dst, phase=phase,
+            row_bytes[messages.chunk],
+            src=messages.src,
+            dst=messages.dst,
+            phase=phase,
             payload=payload,
-        )  # fmt: skip
+        )
 
     @staticmethod
     def _row_bytes(outs: list[GateOutput | None]) -> np.ndarray:
@@ -965,8 +1169,12 @@ class BatchedExecutor:
         sent_back = self._backward(schedule, len(index), loss, outs, inboxes, weights)
         # every gradient message is one row of `sent_back`
         row = sent_back[0].numel() * sent_back.element_size() if len(sent_back) else 0
-        self._record(schedule.backward, np.full(len(schedule.chunks), row, dtype=np.int64),
-                     "backward", "grad")  # fmt: skip
+        self._record(
+            schedule.backward,
+            np.full(len(schedule.chunks), row, dtype=np.int64),
+            "backward",
+            "grad",
+        )
         for stack in self._all_stacks:
             mask = schedule.stepping[id(stack)]
             if bool(mask.any()):
@@ -976,10 +1184,14 @@ class BatchedExecutor:
         return float(loss.detach()) if loss is not None else None
 
     def _backward(
-        self, schedule: _Schedule, batch: int, loss: torch.Tensor | None,
-        outs: list[GateOutput | None], inboxes: list[torch.Tensor | None],
+        self,
+        schedule: _Schedule,
+        batch: int,
+        loss: torch.Tensor | None,
+        outs: list[GateOutput | None],
+        inboxes: list[torch.Tensor | None],
         weights: list[list[_Weights]],
-    ) -> torch.Tensor:  # fmt: skip
+    ) -> torch.Tensor:
         """Levels in reverse order, each backpropagating what its parents sent back.
 
         A chunk's objective is the per-node executor's, for all its nodes at
@@ -991,7 +1203,7 @@ class BatchedExecutor:
         Returns, per inbox row, the gradient it sent back.
         """
         sent_back = torch.zeros(schedule.rows, batch, self.latent_dim, device=self.device)
-        arrived = torch.zeros_like(sent_back) if schedule.backward_rounds else None
+        arrived = torch.zeros(schedule.outbound, batch, self.latent_dim, device=self.device)
         for level, numbers in reversed(schedule.levels):
             outputs: list[torch.Tensor] = []
             grads: list[torch.Tensor] = []
@@ -1002,11 +1214,9 @@ class BatchedExecutor:
                         outputs.append(loss)
                         grads.append(torch.ones_like(loss))
                     continue
-                end = chunk.start + len(chunk.nodes)
-                grad = (arrived[chunk.start : end].clone() if arrived is not None
-                        else torch.zeros_like(out.t))  # fmt: skip
-                if len(chunk.senders):
-                    grad.index_add_(0, chunk.senders, sent_back.index_select(0, chunk.receivers))
+                grad = torch.zeros_like(out.t)
+                if chunk.grad_sum is not None:  # its parents' gradients, in canonical order
+                    chunk.grad_sum.add_into(grad, sent_back, arrived)
                 outputs.append(out.t)
                 grads.append(grad)
             if outputs:
@@ -1017,9 +1227,9 @@ class BatchedExecutor:
                     taken.give_back()
                 if received is not None and received.grad is not None:
                     sent_back[chunk.start : chunk.start + len(chunk.nodes)] = received.grad
-            if arrived is not None:
-                self._exchange(schedule.backward_rounds.get(level), sent_back, arrived,
-                               f"backward {level}")  # fmt: skip
+            self._exchange(
+                schedule.backward_rounds.get(level), sent_back, arrived, f"backward {level}"
+            )
         return sent_back
 
     # -- evaluation -------------------------------------------------------------------------
@@ -1051,10 +1261,11 @@ class BatchedExecutor:
             for row, node in enumerate(chunk.nodes):
                 result.rate_sums[node] = rates[row] * batch
                 node_out = GateOutput(
-                    t=out.t[row], rate_bits=out.rate_bits[row],
+                    t=out.t[row],
+                    rate_bits=out.rate_bits[row],
                     mu=None if out.mu is None else out.mu[row],
                     sigma=None if out.sigma is None else out.sigma[row],
-                )  # fmt: skip
+                )
                 result.rate_stats[node] = RateStats(
                     self.specs[node].gate_kind, self.message_bits_per_sample(node)
                 ).update(node_out, keep)
@@ -1069,9 +1280,28 @@ class BatchedExecutor:
     def node_parameters(self, node: str) -> dict[str, torch.Tensor]:
         """``node``'s parameters, named as in its
         :class:`~innet.families.inl.modules.NodeModule`."""
-        return {name: value for stack in self.stacks[node].values()
-                for name, value in stack.parameters_of(node).items()}  # fmt: skip
+        return {
+            name: value
+            for stack in self.stacks[node].values()
+            for name, value in stack.parameters_of(node).items()
+        }
 
     def flops(self) -> dict[str, int]:
         """Forward FLOPs per sample of each module this process runs."""
         return dict(self._flops)
+
+    # -- checkpoints ------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """Every stack's parameters, optimiser state and generators (live tensors).
+
+        Nothing else carries over between steps: schedules are derived from the plans.
+        """
+        return {"stacks": [stack.state_dict() for stack in self._all_stacks]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`state_dict`'s ``state`` (same variant, seed and placement)."""
+        if len(state["stacks"]) != len(self._all_stacks):
+            raise ValueError("the saved state is of other stacks than this process runs")
+        for stack, saved in zip(self._all_stacks, state["stacks"], strict=True):
+            stack.load_state_dict(saved)

@@ -58,7 +58,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -67,7 +67,13 @@ from innet.core.events import StepPlan
 from innet.core.plans import Plan
 from innet.core.seeding import node_generator
 from innet.core.transport import ExpectedMessage, Transport, phase_messages
-from innet.families.inl.executors import EvalSums, bracket_subsample, make_optimizer
+from innet.families.inl.executors import (
+    EvalSums,
+    bracket_subsample,
+    load_module_state,
+    make_optimizer,
+    module_state,
+)
 from innet.families.inl.gates import GateOutput, RateStats, make_gate
 from innet.families.inl.gates.discrete import DiscreteGate
 from innet.families.inl.modules import ModuleSpec, NodeModule
@@ -242,10 +248,18 @@ class PerNodeExecutor:
     ) -> torch.Tensor:
         """The latent ``src`` sent ``dst``, after the codebook it sent first, if any."""
         if dst in codebooks.get(src, ()):
-            self._copies[(src, dst)] = self.transport.recv(
-                src=src, dst=dst, phase=_codebook_phase(phase), payload="codebook",
-                shape=self._codebook_shape(src), dtype=torch.float32,
-            ).cpu().clone()  # fmt: skip
+            self._copies[(src, dst)] = (
+                self.transport.recv(
+                    src=src,
+                    dst=dst,
+                    phase=_codebook_phase(phase),
+                    payload="codebook",
+                    shape=self._codebook_shape(src),
+                    dtype=torch.float32,
+                )
+                .cpu()
+                .clone()
+            )
         return self._recv(src, dst, phase, "latent", batch)
 
     def _codebook_shape(self, node: str) -> tuple[int, int, int]:
@@ -309,16 +323,27 @@ class PerNodeExecutor:
         for message in self._messages(phase, batch, plan):
             for parent in codebooks.pop(message.src, ()):
                 schedule.append(
-                    ExpectedMessage(message.src, parent, _codebook_phase(phase), "codebook",
-                                    self._codebook_shape(message.src), torch.float32)
-                )  # fmt: skip
+                    ExpectedMessage(
+                        message.src,
+                        parent,
+                        _codebook_phase(phase),
+                        "codebook",
+                        self._codebook_shape(message.src),
+                        torch.float32,
+                    )
+                )
             schedule.append(message)
         self.transport.expect(schedule)
 
     def _encode(
-        self, values: torch.Tensor, src: str, dst: str, phase: str, payload: str,
+        self,
+        values: torch.Tensor,
+        src: str,
+        dst: str,
+        phase: str,
+        payload: str,
         index: torch.Tensor | None = None,
-    ) -> torch.Tensor:  # fmt: skip
+    ) -> torch.Tensor:
         """``values`` in the message's wire format (``dst``: ``*`` for a latent sent to all)."""
         codec = self._codec(src, dst, payload)
         if codec.identity:
@@ -502,6 +527,33 @@ class PerNodeExecutor:
     def flops(self) -> dict[str, int]:
         """Forward FLOPs per sample of each local node's module."""
         return {node: module.flops_per_sample() for node, module in self.modules.items()}
+
+    # -- checkpoints ------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """This process's nodes' modules (weights, buffers, generators, gate counters) and
+        optimisers, the codebook bookkeeping and the step counters (live tensors)."""
+        return {
+            "modules": {node: module_state(module) for node, module in self.modules.items()},
+            "optimizers": {node: opt.state_dict() for node, opt in self.optimizers.items()},
+            "versions": dict(self._versions),
+            "held": dict(self._held),
+            "copies": dict(self._copies),
+            "train_steps": self._train_steps,
+            "calls": self._calls,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`state_dict`'s ``state`` (same variant, seed and placement)."""
+        if set(state["modules"]) != set(self.modules):
+            raise ValueError("the saved state is of other nodes than this process runs")
+        for node, module in self.modules.items():
+            load_module_state(module, state["modules"][node])
+            self.optimizers[node].load_state_dict(state["optimizers"][node])
+        self._versions = dict(state["versions"])
+        self._held = dict(state["held"])
+        self._copies = dict(state["copies"])
+        self._train_steps, self._calls = state["train_steps"], state["calls"]
 
 
 def _check_sync(codebook_sync: object) -> None:

@@ -24,6 +24,7 @@ The formulas are torch's (``torch.optim.Adam`` with its defaults, and
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch.optim.adam import adam
@@ -50,9 +51,13 @@ class StackedAdam:
     """Adam (betas 0.9, 0.999; eps 1e-8) with a step count per row of every parameter."""
 
     def __init__(
-        self, params: Sequence[torch.nn.Parameter], rows: int, lr: float,
-        betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-    ) -> None:  # fmt: skip
+        self,
+        params: Sequence[torch.nn.Parameter],
+        rows: int,
+        lr: float,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+    ) -> None:
         self.params: list[torch.Tensor] = list(params)
         self.lr, self.betas, self.eps = lr, betas, eps
         self.steps = torch.zeros(rows, dtype=torch.float64)
@@ -67,10 +72,22 @@ class StackedAdam:
             # every row steps, all at the same count: torch's own Adam on the stacked tensors
             grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
             count = torch.tensor(float(self.steps[0]))
-            adam(self.params, grads, self.exp_avg, self.exp_avg_sq, [],
-                 [count.clone() for _ in self.params], foreach=False, amsgrad=False,
-                 beta1=beta1, beta2=beta2, lr=self.lr, weight_decay=0.0, eps=self.eps,
-                 maximize=False)  # fmt: skip
+            adam(
+                self.params,
+                grads,
+                self.exp_avg,
+                self.exp_avg_sq,
+                [],
+                [count.clone() for _ in self.params],
+                foreach=False,
+                amsgrad=False,
+                beta1=beta1,
+                beta2=beta2,
+                lr=self.lr,
+                weight_decay=0.0,
+                eps=self.eps,
+                maximize=False,
+            )
             self.steps = self.steps + 1
             return
         steps = torch.where(mask, self.steps + 1, self.steps)
@@ -92,6 +109,16 @@ class StackedAdam:
     def zero_grad(self) -> None:
         for p in self.params:
             p.grad = None
+
+    def state_dict(self) -> dict[str, Any]:
+        """Each row's step count and the moments (live tensors)."""
+        return {"steps": self.steps, "exp_avg": self.exp_avg, "exp_avg_sq": self.exp_avg_sq}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`state_dict`'s ``state`` (same parameters)."""
+        self.steps = state["steps"].clone()
+        _copy_into(self.exp_avg, state["exp_avg"])
+        _copy_into(self.exp_avg_sq, state["exp_avg_sq"])
 
 
 @STACKED_OPTIMIZERS.register("sgd")
@@ -121,6 +148,23 @@ class StackedSGD:
     def zero_grad(self) -> None:
         for p in self.params:
             p.grad = None
+
+    def state_dict(self) -> dict[str, Any]:
+        """Which rows have started and the momentum buffers (live tensors)."""
+        return {"started": self.started, "buffers": self.buffers}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`state_dict`'s ``state`` (same parameters)."""
+        self.started = state["started"].clone()
+        _copy_into(self.buffers, state["buffers"])
+
+
+def _copy_into(targets: list[torch.Tensor], values: list[torch.Tensor]) -> None:
+    """Copy ``values`` into ``targets`` in place, one by one (same shapes)."""
+    if len(targets) != len(values):
+        raise ValueError("the saved optimiser state is of other parameters")
+    for target, value in zip(targets, values, strict=True):
+        target.copy_(value)
 
 
 def make_stacked_optimizer(

@@ -18,7 +18,7 @@ the auxiliary loss's weights, the balance state after a step, re-placement).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
 import torch
@@ -80,6 +80,8 @@ class Router:
     balance_controlled = False
     """Whether the kind balances with :class:`~innet.families.moe.balance.BalanceController`
     (the first such variant's run also traces the controller alone: ``moe.balance_check``)."""
+    state_fields: tuple[str, ...] = ("placements", "costs")
+    """The attributes that change while training: what a checkpoint keeps (:meth:`state`)."""
 
     def __init__(
         self,
@@ -98,6 +100,16 @@ class Router:
         self.groups, self.model, self.token_bytes = groups, model, token_bytes
         self.placements = [list(placement) for _ in range(layers)]
         self.costs = [self._costs(layer) for layer in range(layers)]
+
+    def state(self) -> dict[str, Any]:
+        """What changed while training (:attr:`state_fields`), for a checkpoint: the objects
+        themselves, to be written before training goes on."""
+        return {name: getattr(self, name) for name in self.state_fields}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Take up a :meth:`state` again (a router built from the same config)."""
+        for name in self.state_fields:
+            setattr(self, name, state[name])
 
     def expert_groups(self, layer: int) -> np.ndarray:
         """The group of each expert's node."""

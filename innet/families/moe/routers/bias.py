@@ -17,6 +17,8 @@ __all__ = ["BiasRouter", "bias_update"]
 class BiasRouter(Router):
     """Top-k of the logits plus a per-layer bias that moves against the load."""
 
+    state_fields = (*Router.state_fields, "bias")
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.bias = [np.zeros(self.experts) for _ in self.placements]

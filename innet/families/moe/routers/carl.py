@@ -29,6 +29,7 @@ class Carl(Router):
     """CARL's selection, balance controller and re-placement (see the module docstring)."""
 
     balance_controlled = True
+    state_fields = (*Router.state_fields, "controllers", "accumulated")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
