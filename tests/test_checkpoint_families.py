@@ -141,11 +141,12 @@ def _assert_same_run(resumed: TrainResult, whole: TrainResult, variant: str) -> 
 
 
 def _resume_everywhere(loaded: LoadedScenario, variant: str, epochs: int) -> None:
-    """The uninterrupted run, then a fresh one resumed after each intermediate epoch."""
+    """The uninterrupted run, then a fresh one resumed after an intermediate epoch (the
+    second: state has moved by then, and epochs remain to run)."""
     whole = MemoryCheckpoints()
     uninterrupted, reported = _train(loaded, variant, whole)
     assert reported == list(range(epochs)) and sorted(whole.saved) == reported
-    for stopped in range(epochs - 1):
+    for stopped in (1,):
         again = MemoryCheckpoints(whole.saved[stopped])
         resumed, reported = _train(loaded, variant, again)
         assert again.resumed == 1 and reported == list(range(stopped + 1, epochs))
@@ -158,7 +159,7 @@ def _resume_everywhere(loaded: LoadedScenario, variant: str, epochs: int) -> Non
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("variant", ["carl", "bias", "ac"])
+@pytest.mark.parametrize("variant", ["carl", "bias"])  # the routers with state
 def test_a_resumed_moe_run_gives_the_uninterrupted_numbers(variant):
     loaded = load_scenario(ROOT / "moe_checkpoint.yaml", content=MOE)
     _resume_everywhere(loaded, variant, MOE["moe"]["epochs"])

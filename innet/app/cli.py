@@ -951,7 +951,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         warnings.simplefilter("ignore")
     under_torchrun = "WORLD_SIZE" in os.environ
     signal.signal(signal.SIGTERM, _stopped_by_launcher if under_torchrun else _terminated)
-    return _handle(handler, args, leader)
+    try:
+        return _handle(handler, args, leader)
+    finally:  # the command has answered: a SIGTERM while Python shuts down just ends it
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _handle(
